@@ -1,0 +1,47 @@
+"""pymemoe: mixed effects mixture of experts for longitudinal data.
+
+A MEMoE has K latent subpopulations ("experts"), each a linear mixed model with its own fixed
+effects, random-effects covariance and residual variance, and a multinomial-logit gating model
+that assigns each subject to the experts from its baseline covariates. It is fitted by EM on
+per-subject sufficient statistics (the Laplace step is exact for Gaussian experts).
+
+Glossary of names (statsmodels' where they exist)
+-------------------------------------------------
+endog, exog, exog_re, exog_gate, exog_shared
+    outcome, expert-specific fixed-effects design, random-effects design, gating covariates,
+    fixed effects shared by all experts.
+groups, n_groups
+    subject labels, number of subjects N.
+n_experts
+    number of experts K.
+params
+    estimates labelled (block, expert, term), block in {gate, beta, re_cov, scale}.
+fe_params, gate_params, cov_re, scale
+    fixed effects beta_k, gating coefficients gamma_k, random-effects covariances D_k, residual
+    variances sigma2_k.
+posterior, prior, predicted_class
+    posterior expert probabilities tau_ik, gating probabilities pi_ik, most probable expert.
+random_effects
+    conditional modes (BLUPs) of the random effects.
+llf, aic, bic, icl, entropy
+    log-likelihood and criteria (BIC with log(number of subjects)).
+
+Examples
+--------
+>>> import numpy as np
+>>> from pymemoe import MEMoE
+>>> from pymemoe.datasets import load_pbcseq
+>>> df = load_pbcseq()
+>>> df["year"] = df["day"] / 365.25
+>>> model = MEMoE.from_formula("np.log(bili) ~ year", data=df, groups="id",
+...                            re_formula="~ year", gate_formula="~ age + C(sex)", n_experts=2)
+>>> res = model.fit(n_starts=2, random_state=0)
+>>> res.posterior.shape
+(312, 2)
+"""
+from .model import MEMoE
+from .results import MEMoEResults
+from .em import BoundaryWarning, SeparationWarning
+
+__all__ = ["MEMoE", "MEMoEResults", "BoundaryWarning", "SeparationWarning"]
+__version__ = "0.1.0.dev0"

@@ -1,0 +1,386 @@
+r"""The EM driver: starts, E/M iterations, quasi-Newton polish, the best start, a final E-step.
+
+Loop shape (as scikit-learn's mixtures, with lme4's separate convergence check)::
+
+    for each start s = 1..n_starts  (own child of SeedSequence(random_state).spawn):
+        tau0   <- an initial soft partition (k-means on per-subject OLS coefficients, or random)
+        theta  <- one M-step from tau0 and the one-expert (K = 1) fit
+        repeat: E-step (llf, tau)  ->  M-step (gating Newton, GLS beta, EM D and sigma2)
+        until the relative change of llf < tol, or maxiter
+        polish: L-BFGS-B on -llf over the internal vector with the analytic score,
+                kept only if it raises llf
+    keep the start with the highest llf; canonical expert order; final E-step.
+
+Each M-step increases the log-likelihood (generalised EM), so ``llf_trace`` never decreases; the
+polish is not EM and is recorded separately (``llf_polish``). EM alone is slow near the optimum
+for variance components; the polish brings the gradient to ~0 so that standard errors are
+computed at a maximum.
+
+Canonical order: experts by decreasing size (sum of posterior probabilities), ties by the first
+fixed effect; the gating reference is the first expert in that order.
+
+An expert whose posterior size falls below ``min_size`` subjects ends its start (reported, never
+NaN); if every start ends so, the best of them is returned with a warning.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+from scipy.optimize import minimize
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+from .data import SubjectData
+from .expert import gls_normal_equations, expert_moments, variance_sums
+from .gating import newton_update, separation_detected
+from .likelihood import EStep, e_step, score_obs
+from .params import (Params, Structure, from_internal, internal_bounds, reorder, to_internal)
+
+__all__ = ["EMOptions", "EMFit", "run_em", "m_step", "one_expert_start"]
+
+
+class BoundaryWarning(ConvergenceWarning):
+    """A variance parameter or an expert size is at (or near) the boundary of the parameter space."""
+
+
+class SeparationWarning(ConvergenceWarning):
+    """The gating covariates separate the experts (near) perfectly."""
+
+
+@dataclass(frozen=True)
+class EMOptions:
+    """Controls of the fit (see :meth:`pymemoe.MEMoE.fit`)."""
+
+    n_starts: int = 10
+    maxiter: int = 1000
+    tol: float = 1e-8
+    polish: bool = True
+    gtol: float = 1e-8
+    gtol_check: float = 1e-4
+    min_size: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class StartResult:
+    params: Params
+    llf: float
+    llf_trace: np.ndarray
+    n_iter: int
+    em_converged: bool
+    empty: bool
+    llf_polish: float | None
+    grad_max: float
+
+
+@dataclass(frozen=True, eq=False)
+class EMFit:
+    """The outcome of :func:`run_em` (frozen; see the attributes for what each start did)."""
+
+    params: Params
+    estep: EStep
+    llf: float
+    llf_trace: np.ndarray
+    n_iter: int
+    converged: bool
+    grad_max: float
+    messages: tuple[str, ...]
+    start_llfs: np.ndarray
+    best_start: int
+
+
+# ---------------------------------------------------------------------------------------------
+# M-step
+
+
+def _solve_fixed_effects(structure: Structure, gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Joint GLS solve for (beta_mix_1..beta_mix_K, beta_shared); returns beta (K, p)."""
+    K, p, km = structure.n_experts, structure.k_fe, structure.k_mix
+    n_free = K * km + (p - km)
+    big = np.zeros((n_free, n_free))
+    vec = np.zeros(n_free)
+    select = []
+    for k in range(K):  # K selection matrices: loops over experts, not subjects
+        P = np.zeros((p, n_free))
+        P[np.arange(km), k * km + np.arange(km)] = 1.0
+        P[km + np.arange(p - km), K * km + np.arange(p - km)] = 1.0
+        big += P.T @ gram[k] @ P
+        vec += P.T @ rhs[k]
+        select.append(P)
+    try:
+        theta = np.linalg.solve(big, vec)
+    except np.linalg.LinAlgError:
+        theta = np.linalg.lstsq(big, vec, rcond=None)[0]
+    return np.stack([P @ theta for P in select])
+
+
+def _variance_update(structure: Structure, params: Params, re_sum: np.ndarray, rss_sum: np.ndarray,
+                     sizes: np.ndarray, obs_sizes: np.ndarray, scale_floor: float) -> tuple[np.ndarray, np.ndarray]:
+    K, q = structure.n_experts, structure.k_re
+    if structure.scale == "expert":
+        scale = rss_sum / obs_sizes
+    else:
+        scale = np.full(K, rss_sum.sum() / obs_sizes.sum())
+    scale = np.maximum(scale, scale_floor)
+    if q == 0:
+        return np.zeros((K, 0, 0)), scale
+    if structure.cov_re == "expert":
+        cov = re_sum / sizes[:, None, None]
+    elif structure.cov_re == "shared":
+        cov = np.broadcast_to(re_sum.sum(axis=0) / sizes.sum(), (K, q, q)).copy()
+    else:  # proportional, D_k = w_k^2 D: one coordinate step in D, then in w (both increase Q)
+        trace = np.trace(params.cov_re, axis1=1, axis2=2)
+        w2 = trace / trace[0] if trace[0] > 0 else np.ones(K)
+        w2 = np.maximum(w2, 1e-300)
+        base = (re_sum / w2[:, None, None]).sum(axis=0) / sizes.sum()
+        if structure.re_structure == "diagonal":
+            base = np.diag(np.diag(base))
+        base_inv = np.linalg.pinv(base)
+        w2 = np.einsum("ab,kba->k", base_inv, re_sum) / (q * sizes)
+        w2[0] = 1.0
+        cov = w2[:, None, None] * base
+    if structure.re_structure == "diagonal":
+        cov = np.einsum("kaa->ka", cov)[:, :, None] * np.eye(q)
+    return cov, scale
+
+
+def m_step(data: SubjectData, structure: Structure, params: Params, estep: EStep,
+           scale_floor: float) -> Params:
+    """One ECME M-step from the E-step at ``params``; never decreases the log-likelihood."""
+    tau = estep.tau
+    gamma = newton_update(data.exog_gate, params.gamma, tau)
+    gram, rhs = gls_normal_equations(data, params, estep.moments, tau)
+    beta = _solve_fixed_effects(structure, gram, rhs)
+    at_new_beta = dataclasses.replace(params, beta=beta)
+    moments = expert_moments(data, at_new_beta)
+    re_sum, rss_sum = variance_sums(data, moments, tau)
+    sizes = tau.sum(axis=0)
+    cov, scale = _variance_update(structure, params, re_sum, rss_sum, sizes, tau.T @ data.n_obs,
+                                  scale_floor)
+    return Params(gamma=gamma, beta=beta, cov_re=cov, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Starts
+
+
+def _scale_floor(data: SubjectData) -> float:
+    return 1e-10 * float(data.yy.sum() / data.nobs) + 1e-300
+
+
+def one_expert_start(data: SubjectData, structure: Structure) -> Params:
+    """A crude one-expert start: pooled OLS, half the residual variance to each component."""
+    p, q = data.k_fe, data.k_re
+    xx, xy = data.xx.sum(axis=0), data.xy.sum(axis=0)
+    beta = np.linalg.lstsq(xx, xy, rcond=None)[0]
+    rss = data.yy.sum() - 2 * beta @ xy + beta @ xx @ beta
+    sigma2 = max(rss / max(data.nobs - p, 1), _scale_floor(data)) / 2.0
+    z_scale = np.diagonal(data.zz, axis1=1, axis2=2).sum(axis=0) / data.nobs if q else np.zeros(0)
+    cov = np.diag(sigma2 / np.maximum(z_scale, 1e-12)) if q else np.zeros((0, 0))
+    return Params(gamma=np.zeros((1, data.k_gate)), beta=beta[None], cov_re=cov[None],
+                  scale=np.array([sigma2]))
+
+
+def _subject_coefficients(data: SubjectData, km: int) -> np.ndarray:
+    """Ridge-stabilised per-subject OLS coefficients of the expert-specific columns (N, km)."""
+    xx, xy = data.xx[:, :km, :km], data.xy[:, :km]
+    ridge = 1e-6 * (np.trace(xx, axis1=1, axis2=2) / max(km, 1) + 1e-12)
+    return np.linalg.solve(xx + ridge[:, None, None] * np.eye(km), xy[..., None])[..., 0]
+
+
+def _initial_tau(data: SubjectData, K: int, strategy: str, rng: np.random.Generator,
+                 coefs: np.ndarray) -> np.ndarray:
+    N = data.n_groups
+    if strategy == "kmeans" and coefs.shape[1] > 0:
+        sd = coefs.std(axis=0)
+        scaled = coefs / np.where(sd > 0, sd, 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # kmeans2 warns on empty clusters; checked below
+            _, labels = kmeans2(scaled, K, minit="++", seed=rng)
+        counts = np.bincount(labels, minlength=K)
+        if counts.min() > 0:
+            smooth = 0.1
+            return (1 - smooth) * np.eye(K)[labels] + smooth / K
+    return rng.dirichlet(np.ones(K), size=N)
+
+
+def _start_params(data: SubjectData, structure: Structure, base: Params, tau0: np.ndarray,
+                  scale_floor: float) -> Params:
+    K = structure.n_experts
+    rep = Params(gamma=np.zeros((K, data.k_gate)), beta=np.repeat(base.beta, K, axis=0),
+                 cov_re=np.repeat(base.cov_re, K, axis=0), scale=np.repeat(base.scale, K))
+    moments = expert_moments(data, rep)
+    fake = EStep(llf=np.nan, llf_obs=np.zeros(data.n_groups), tau=tau0,
+                 log_prior=np.zeros_like(tau0), moments=moments)
+    return m_step(data, structure, rep, fake, scale_floor)
+
+
+# ---------------------------------------------------------------------------------------------
+# One start
+
+
+def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float,
+            maxiter: int) -> tuple[Params, float]:
+    N = data.n_groups
+    bounds = internal_bounds(structure)
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        par = from_internal(theta, structure)
+        est = e_step(data, par)
+        if not np.isfinite(est.llf):
+            return np.inf, np.zeros_like(theta)
+        grad = score_obs(data, structure, par, est, internal=True).sum(axis=0)
+        return -est.llf / N, -grad / N
+
+    theta0 = to_internal(params, structure)
+    res = minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20})
+    par = from_internal(res.x, structure)
+    return par, float(-res.fun * N)
+
+
+def _projected_grad_max(data: SubjectData, structure: Structure, params: Params, estep: EStep) -> float:
+    """Largest gradient entry of the mean log-likelihood on the internal scale, ignoring
+    components pushing against an active bound."""
+    theta = to_internal(params, structure)
+    grad = score_obs(data, structure, params, estep, internal=True).sum(axis=0) / data.n_groups
+    for j, (low, _) in enumerate(internal_bounds(structure)):
+        if low is not None and theta[j] <= low + 1e-12 and grad[j] < 0:
+            grad[j] = 0.0
+    return float(np.abs(grad).max()) if grad.size else 0.0
+
+
+def _run_start(data: SubjectData, structure: Structure, params: Params, options: EMOptions,
+               scale_floor: float) -> StartResult:
+    trace: list[float] = []
+    em_converged = empty = False
+    n_iter = 0
+    estep = e_step(data, params)
+    for n_iter in range(1, options.maxiter + 1):
+        trace.append(estep.llf)
+        if estep.tau.sum(axis=0).min() < options.min_size and structure.n_experts > 1:
+            empty = True
+            break
+        new_params = m_step(data, structure, params, estep, scale_floor)
+        new_estep = e_step(data, new_params)
+        change = new_estep.llf - estep.llf
+        params, estep = new_params, new_estep
+        if abs(change) <= options.tol * (1.0 + abs(estep.llf)):
+            trace.append(estep.llf)
+            em_converged = True
+            break
+    llf_polish = None
+    if options.polish and not empty:
+        polished, value = _polish(data, structure, params, options.gtol, maxiter=500)
+        if np.isfinite(value) and value >= estep.llf:
+            params, estep = polished, e_step(data, polished)
+            llf_polish = estep.llf
+    grad_max = _projected_grad_max(data, structure, params, estep) if not empty else np.inf
+    return StartResult(params=params, llf=estep.llf, llf_trace=np.asarray(trace), n_iter=n_iter,
+                       em_converged=em_converged, empty=empty, llf_polish=llf_polish,
+                       grad_max=grad_max)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+def canonical_order(params: Params, tau: np.ndarray) -> np.ndarray:
+    """Permutation putting experts by decreasing size, ties broken by the first fixed effect."""
+    sizes = np.round(tau.sum(axis=0), 8)
+    first = params.beta[:, 0] if params.beta.shape[1] else np.zeros(len(sizes))
+    return np.lexsort((first, -sizes))
+
+
+def _normalise_random_state(random_state) -> np.random.SeedSequence:
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(random_state.integers(2 ** 63))
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return np.random.SeedSequence(random_state)
+    raise ValueError(f"random_state must be None, an int, a numpy Generator or SeedSequence; got {random_state!r}")
+
+
+def run_em(data: SubjectData, structure: Structure, options: EMOptions,
+           random_state=None, start_params: Params | None = None) -> EMFit:
+    """Fit a MEMoE by EM from several starts and return the best (see the module docstring)."""
+    K = structure.n_experts
+    scale_floor = _scale_floor(data)
+    seeds = _normalise_random_state(random_state).spawn(max(options.n_starts, 1))
+    base_structure = dataclasses.replace(structure, n_experts=1, cov_re="expert", scale="expert")
+    one = _run_start(data, base_structure, one_expert_start(data, structure),
+                     dataclasses.replace(options, polish=K == 1 and options.polish), scale_floor)
+    if start_params is not None:
+        inits = [start_params]
+    elif K == 1:
+        inits = []
+    else:
+        coefs = _subject_coefficients(data, structure.k_mix)
+        inits = []
+        for s, seed in enumerate(seeds):
+            rng = np.random.default_rng(seed)
+            tau0 = _initial_tau(data, K, "kmeans" if s % 2 == 0 else "random", rng, coefs)
+            inits.append(_start_params(data, structure, one.params, tau0, scale_floor))
+    results = [one] if K == 1 and start_params is None else [
+        _run_start(data, structure, init, options, scale_floor) for init in inits]
+
+    ok = [r for r in results if not r.empty]
+    pool = ok if ok else results
+    best = max(pool, key=lambda r: r.llf)
+    best_index = next(i for i, r in enumerate(results) if r is best)
+    messages: list[str] = []
+    if not ok:
+        messages.append(
+            f"every start emptied an expert (posterior size < {options.min_size} subjects): "
+            f"the data do not support {K} experts; fit fewer experts (n_experts={K - 1})")
+    estep = e_step(data, best.params)
+    perm = canonical_order(best.params, estep.tau)
+    params = reorder(best.params, perm)
+    estep = e_step(data, params)
+    if not ok:
+        converged = False
+    elif options.polish:
+        converged = best.grad_max <= options.gtol_check
+    else:
+        converged = best.em_converged
+    if not converged and ok:
+        messages.append(
+            f"the fit did not converge (largest gradient entry {best.grad_max:.2g} after "
+            f"{best.n_iter} EM iterations): increase maxiter, tighten tol, or try more starts "
+            f"(n_starts)")
+    messages += _boundary_messages(data, structure, params, estep)
+    for msg in messages:
+        category = (SeparationWarning if "separate" in msg else
+                    BoundaryWarning if "boundary" in msg or "expert" in msg else ConvergenceWarning)
+        warnings.warn(msg, category, stacklevel=3)
+    return EMFit(params=params, estep=estep, llf=estep.llf, llf_trace=best.llf_trace,
+                 n_iter=best.n_iter, converged=converged, grad_max=best.grad_max,
+                 messages=tuple(messages), start_llfs=np.array([r.llf for r in results]),
+                 best_start=best_index)
+
+
+def _boundary_messages(data: SubjectData, structure: Structure, params: Params, estep: EStep) -> list[str]:
+    out = []
+    K, q = structure.n_experts, structure.k_re
+    sizes = estep.tau.sum(axis=0)
+    for k in range(K):
+        if K > 1 and sizes[k] < max(5.0, 0.01 * data.n_groups):
+            out.append(f"expert {k + 1} is nearly empty (posterior size {sizes[k]:.1f} subjects): "
+                       f"the data do not support {K} experts; fit fewer experts")
+    if q:
+        z_scale = np.diagonal(data.zz, axis1=1, axis2=2).sum(axis=0) / data.nobs
+        for k in range(K if structure.cov_re == "expert" else 1):
+            ratio = np.diag(params.cov_re[k]) * z_scale / params.scale[k]
+            for j in np.flatnonzero(ratio < 1e-6):
+                out.append(
+                    f"random-effect variance of {structure.exog_re_names[j]!r} in expert {k + 1} "
+                    f"is at the boundary (about 0): drop that random effect from re_formula or use "
+                    f"re_structure='diagonal' / cov_re='shared'")
+    if separation_detected(data.exog_gate, params.gamma):
+        out.append("the gating covariates separate the experts (near) perfectly: gating "
+                   "coefficients are not identified; remove the separating covariate from "
+                   "gate_formula or use fewer experts")
+    return out

@@ -1,0 +1,351 @@
+r"""The MEMoE model: K latent experts, each a linear mixed model, routed by a multinomial logit.
+
+Subjects i = 1..N with n_i observations y_i, fixed-effects design X_i, random-effects design Z_i
+and baseline covariates w_i (constant within the subject)::
+
+    P(c_i = k | w_i) = pi_ik = exp(w_i' gamma_k) / sum_l exp(w_i' gamma_l),   gamma_1 = 0
+    y_i | c_i = k, b_i  =  X_i beta_k + Z_i b_i + e_i,   b_i ~ N(0, D_k),   e_i ~ N(0, sigma2_k I)
+    loglik(theta)       =  sum_i log sum_k pi_ik N(y_i; X_i beta_k, Z_i D_k Z_i' + sigma2_k I)
+
+Options that nest the usual comparators:
+
+=================  ==========================================================================
+``n_experts=1``    the linear mixed model fitted by maximum likelihood (statsmodels
+                   ``MixedLM(reml=False)``, lme4 ``lmer(REML=FALSE)``)
+``re_formula="0"`` no random effects: the conventional mixture of regression experts
+``cov_re``         ``"expert"`` D_k free; ``"proportional"`` D_k = w_k^2 D (lcmm's
+                   ``nwg=TRUE``); ``"shared"`` one D
+``re_structure``   ``"unstructured"`` or ``"diagonal"`` D
+``scale``          ``"expert"`` sigma2_k free or ``"shared"`` (lcmm's ``hlme`` has one)
+``shared_formula`` fixed effects common to all experts (lcmm's ``fixed`` beside ``mixture``)
+=================  ==========================================================================
+
+With ``cov_re="shared", scale="shared"`` the model is lcmm's ``hlme(..., mixture=, classmb=)``.
+
+:class:`MEMoE` only assembles the data; :meth:`MEMoE.fit` wires the stages together
+(formula -> sufficient statistics -> EM -> results) and never modifies the model.
+
+References
+----------
+Jacobs, Jordan, Nowlan & Hinton (1991), Adaptive mixtures of local experts.
+Laird & Ware (1982), Random-effects models for longitudinal data.
+Proust-Lima, Philipps & Liquet (2017), Estimation of extended mixed models using latent classes
+and latent processes: the R package lcmm. J. Stat. Softw. 78(2).
+Liu & Rubin (1994), The ECME algorithm. Biometrika 81(4).
+"""
+from __future__ import annotations
+
+from typing import Hashable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import SubjectData, check_constant_within
+from .em import EMOptions, run_em
+from .formula import DesignSpec, build_design
+from .likelihood import e_step, score_obs
+from .params import Params, Structure, from_user, param_labels
+
+__all__ = ["MEMoE"]
+
+
+def _names(value, default_prefix: str, width: int) -> list[str]:
+    if isinstance(value, pd.DataFrame):
+        return [str(c) for c in value.columns]
+    if isinstance(value, pd.Series) and value.name is not None:
+        return [str(value.name)]
+    return [f"{default_prefix}{j}" for j in range(width)]
+
+
+def _as_2d(value, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have one row per observation ({n}); got shape {arr.shape}")
+    return arr
+
+
+class MEMoE:
+    """Mixed effects mixture of experts for longitudinal data.
+
+    Parameters
+    ----------
+    endog : array-like (n,)
+        Outcome, one value per observation (row).
+    exog : array-like (n, p)
+        Fixed-effects design whose coefficients differ between experts (include the intercept).
+    groups : array-like (n,)
+        Subject label of each row (any hashable type; rows in any order).
+    exog_re : array-like (n, q), optional
+        Random-effects design; None gives a random intercept, a (n, 0) array none.
+    exog_gate : array-like (n, r), optional
+        Gating covariates, constant within subject; None gives an intercept only.
+    n_experts : int
+        Number of experts K >= 1.
+    exog_shared : array-like (n, s), optional
+        Fixed-effects design whose coefficients are common to all experts.
+    cov_re : {"expert", "proportional", "shared"}
+    re_structure : {"unstructured", "diagonal"}
+    scale : {"expert", "shared"}
+    missing : {"drop", "raise"}
+        Rows with a missing or non-finite value in any array are dropped and counted
+        (``n_dropped``), or raise a ValueError.
+
+    Attributes
+    ----------
+    structure : pymemoe.params.Structure
+        Dimensions, names and constraints.
+    data : pymemoe.data.SubjectData
+        Per-subject sufficient statistics.
+    spec : pymemoe.formula.DesignSpec or None
+        The formulas' design information (``from_formula`` only).
+    n_dropped : int
+        Rows dropped for missing values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pymemoe import MEMoE
+    >>> from pymemoe.datasets import load_pbcseq
+    >>> df = load_pbcseq()
+    >>> df["year"] = df["day"] / 365.25
+    >>> model = MEMoE.from_formula("np.log(bili) ~ year", data=df, groups="id",
+    ...                            re_formula="~ year", n_experts=1)
+    >>> res = model.fit()
+    >>> round(res.llf, 2)
+    -1525.93
+    """
+
+    def __init__(
+        self,
+        endog,
+        exog,
+        groups,
+        exog_re=None,
+        exog_gate=None,
+        n_experts: int = 2,
+        exog_shared=None,
+        cov_re: str = "expert",
+        re_structure: str = "unstructured",
+        scale: str = "expert",
+        missing: str = "drop",
+        *,
+        spec: DesignSpec | None = None,
+        n_dropped: int = 0,
+        row_index: pd.Index | None = None,
+    ) -> None:
+        endog_arr = np.asarray(endog, dtype=float)
+        if endog_arr.ndim == 2 and endog_arr.shape[1] == 1:
+            endog_arr = endog_arr[:, 0]
+        if endog_arr.ndim != 1:
+            raise ValueError(f"endog must be one-dimensional, got shape {endog_arr.shape}")
+        n = endog_arr.shape[0]
+        if n == 0:
+            raise ValueError("endog has no observations")
+        exog_arr = _as_2d(exog, n, "exog")
+        exog_re_arr = np.ones((n, 1)) if exog_re is None else _as_2d(exog_re, n, "exog_re")
+        exog_gate_arr = np.ones((n, 1)) if exog_gate is None else _as_2d(exog_gate, n, "exog_gate")
+        exog_shared_arr = np.empty((n, 0)) if exog_shared is None else _as_2d(exog_shared, n, "exog_shared")
+        groups_arr = np.asarray(groups)
+        if groups_arr.shape != (n,):
+            raise ValueError(f"groups must have one label per observation ({n}); got shape {groups_arr.shape}")
+
+        if spec is not None:
+            names = (spec.exog_names, spec.exog_re_names, spec.exog_gate_names, spec.exog_shared_names)
+            endog_name = spec.endog_name
+        else:
+            names = (_names(exog, "x", exog_arr.shape[1]),
+                     ["Intercept"] if exog_re is None else _names(exog_re, "z", exog_re_arr.shape[1]),
+                     ["Intercept"] if exog_gate is None else _names(exog_gate, "w", exog_gate_arr.shape[1]),
+                     [] if exog_shared is None else _names(exog_shared, "s", exog_shared_arr.shape[1]))
+            endog_name = str(endog.name) if isinstance(endog, pd.Series) and endog.name is not None else "y"
+
+        if missing not in ("drop", "raise"):
+            raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+        finite = np.isfinite(endog_arr) & pd.notna(pd.Series(groups_arr)).to_numpy()
+        for arr in (exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr):
+            finite &= np.isfinite(arr).all(axis=1)
+        if not finite.all():
+            if missing == "raise":
+                raise ValueError(f"{int((~finite).sum())} rows have missing or non-finite values "
+                                 f"(missing='raise')")
+            n_dropped += int((~finite).sum())
+            endog_arr, exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr, groups_arr = (
+                a[finite] for a in (endog_arr, exog_arr, exog_re_arr, exog_gate_arr,
+                                    exog_shared_arr, groups_arr))
+            if row_index is not None:
+                row_index = row_index[finite]
+            if endog_arr.shape[0] == 0:
+                raise ValueError("no rows left after dropping rows with missing values")
+        if row_index is None:
+            row_index = pd.RangeIndex(endog_arr.shape[0])
+
+        check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
+        full_exog = np.column_stack([exog_arr, exog_shared_arr])
+        self.structure = Structure(
+            n_experts=n_experts,
+            exog_names=tuple(names[0]) + tuple(names[3]),
+            exog_re_names=tuple(names[1]),
+            exog_gate_names=tuple(names[2]),
+            k_shared=exog_shared_arr.shape[1],
+            cov_re=cov_re,
+            re_structure=re_structure,
+            scale=scale,
+        )
+        self.data = SubjectData.from_arrays(endog_arr, full_exog, exog_re_arr, exog_gate_arr, groups_arr)
+        if n_experts > self.data.n_groups:
+            raise ValueError(f"n_experts={n_experts} exceeds the number of subjects "
+                             f"({self.data.n_groups})")
+        _check_rank(self.data.xx.sum(axis=0), self.structure.exog_names, "fixed-effects design")
+        self.endog = endog_arr
+        self.exog = full_exog
+        self.exog_re = exog_re_arr
+        self.exog_gate = exog_gate_arr
+        self.groups = groups_arr
+        self.endog_name = endog_name
+        self.spec = spec
+        self.n_dropped = n_dropped
+        self.row_index = row_index
+
+    @classmethod
+    def from_formula(
+        cls,
+        formula: str,
+        data: pd.DataFrame,
+        groups: Hashable | Sequence,
+        re_formula: str = "~1",
+        gate_formula: str = "~1",
+        n_experts: int = 2,
+        shared_formula: str | None = None,
+        cov_re: str = "expert",
+        re_structure: str = "unstructured",
+        scale: str = "expert",
+        missing: str = "drop",
+    ) -> "MEMoE":
+        """Build a MEMoE from patsy formulas on a long-format DataFrame.
+
+        Parameters
+        ----------
+        formula : str
+            ``"outcome ~ terms"``: the outcome and the expert-specific fixed effects.
+        data : pandas.DataFrame
+            One row per observation. Never modified.
+        groups : str or array-like
+            Subject identifier column (or one label per row).
+        re_formula : str
+            Random-effects design, e.g. ``"~ year"``; ``"0"`` for none.
+        gate_formula : str
+            Baseline covariates of the gating, e.g. ``"~ age + C(sex)"``.
+        n_experts : int
+            Number of experts K.
+        shared_formula : str, optional
+            Fixed effects common to all experts, e.g. ``"~ age"`` (its intercept is dropped).
+        cov_re, re_structure, scale, missing
+            See :class:`MEMoE`.
+
+        Returns
+        -------
+        MEMoE
+        """
+        spec, arrays = build_design(formula, data, groups, re_formula=re_formula,
+                                    gate_formula=gate_formula, shared_formula=shared_formula,
+                                    missing=missing, eval_depth=1)
+        return cls(arrays.endog, arrays.exog, arrays.groups, exog_re=arrays.exog_re,
+                   exog_gate=arrays.exog_gate, n_experts=n_experts, exog_shared=arrays.exog_shared,
+                   cov_re=cov_re, re_structure=re_structure, scale=scale, missing=missing,
+                   spec=spec, n_dropped=arrays.n_dropped, row_index=arrays.row_index)
+
+    # -- the objective ----------------------------------------------------------------------
+
+    @property
+    def n_experts(self) -> int:
+        return self.structure.n_experts
+
+    @property
+    def param_names(self) -> pd.MultiIndex:
+        """(block, expert, term) labels of the user parameter vector."""
+        return param_labels(self.structure)
+
+    def _params(self, params) -> Params:
+        if isinstance(params, Params):
+            return params
+        if isinstance(params, pd.Series):
+            params = params.reindex(self.param_names).to_numpy()
+        return from_user(np.asarray(params, dtype=float), self.structure)
+
+    def loglike(self, params) -> float:
+        """Observed-data log-likelihood at a user-scale parameter vector (``results.params``)."""
+        return e_step(self.data, self._params(params)).llf
+
+    def loglikeobs(self, params) -> np.ndarray:
+        """Per-subject log-likelihood contributions, shape (N,)."""
+        return e_step(self.data, self._params(params)).llf_obs
+
+    def score_obs(self, params) -> np.ndarray:
+        """Per-subject scores of the user-scale parameter vector, shape (N, n_params)."""
+        return score_obs(self.data, self.structure, self._params(params))
+
+    def score(self, params) -> np.ndarray:
+        """Gradient of :meth:`loglike` with respect to the user-scale parameter vector."""
+        return self.score_obs(params).sum(axis=0)
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        n_starts: int = 10,
+        random_state=None,
+        maxiter: int = 1000,
+        tol: float = 1e-8,
+        start_params=None,
+        polish: bool = True,
+    ) -> "MEMoEResults":
+        """Fit by EM from several starts, polish by quasi-Newton, return the best fit.
+
+        Parameters
+        ----------
+        n_starts : int
+            Number of starts (ignored when ``n_experts=1`` or ``start_params`` is given). Each
+            start has its own child of ``numpy.random.SeedSequence(random_state).spawn``, so a
+            start does not depend on the others.
+        random_state : None, int, numpy.random.Generator or numpy.random.SeedSequence
+            Seed of the starts; the same seed gives identical results.
+        maxiter : int
+            Maximum EM iterations per start.
+        tol : float
+            EM stops when the change of the log-likelihood is below ``tol * (1 + |llf|)``.
+        start_params : array-like or pandas.Series, optional
+            A user-scale parameter vector (labels as ``model.param_names``) to start from.
+        polish : bool
+            Finish each start with L-BFGS-B on the log-likelihood (analytic gradient) so the fit
+            ends at a small gradient.
+
+        Returns
+        -------
+        MEMoEResults
+        """
+        from .results import MEMoEResults
+
+        if int(n_starts) != n_starts or n_starts < 1:
+            raise ValueError(f"n_starts must be a positive integer, got {n_starts!r}")
+        if int(maxiter) != maxiter or maxiter < 1:
+            raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
+        options = EMOptions(n_starts=int(n_starts), maxiter=int(maxiter), tol=float(tol),
+                            polish=bool(polish))
+        start = None if start_params is None else self._params(start_params)
+        fit = run_em(self.data, self.structure, options, random_state=random_state,
+                     start_params=start)
+        return MEMoEResults(model=self, fit=fit, options=options)
+
+
+def _check_rank(gram: np.ndarray, names: Sequence[str], what: str) -> None:
+    if gram.shape[0] == 0:
+        return
+    vals, vecs = np.linalg.eigh(gram)
+    tol = vals.max() * gram.shape[0] * 1e-12
+    null = vecs[:, vals <= tol]
+    if null.shape[1]:
+        involved = [names[j] for j in np.flatnonzero(np.abs(null).max(axis=1) > 1e-6)]
+        raise ValueError(f"the {what} is rank deficient: columns {involved} are collinear "
+                         f"(or constant zero); remove one of them from the formula")

@@ -1,0 +1,339 @@
+"""Parameters of a MEMoE: one frozen state object and its conversions.
+
+The state is ``Params(gamma, beta, cov_re, scale)`` on the user's scale:
+
+* ``gamma``  (K, r)     gating coefficients, row 0 (the reference expert) identically zero;
+* ``beta``   (K, p)     fixed effects of each expert over the full design; the last
+                        ``k_shared`` columns (``shared_formula``) are equal across experts;
+* ``cov_re`` (K, q, q)  random-effects covariance D_k;
+* ``scale``  (K,)       residual variance sigma2_k.
+
+The :class:`Structure` says which of these are free. Two flat vectors are derived from it:
+
+* the **user vector** (``to_user`` / ``from_user``), labelled by :func:`param_labels` with a
+  (block, expert, term) MultiIndex: the gating coefficients of experts 2..K; the expert-specific
+  fixed effects of each expert, then the shared ones; the free entries of D (variances and
+  covariances, lower triangle row by row), with ``cov_re="proportional"`` the reference D and
+  the SD ratios w_k (D_k = w_k^2 D, w_1 = 1, as lcmm's ``nwg``); the residual variances.
+* the **internal vector** (``to_internal`` / ``from_internal``) seen by the quasi-Newton polish:
+  the same but with D replaced by the entries of its lower Cholesky factor L (D = L L', the
+  diagonal of L bounded below by 0 so that a variance may reach the boundary, as in lme4) and
+  sigma2 by its logarithm.
+
+:func:`chain_gradient` maps per-subject gradients with respect to the natural pieces
+(gamma_k, beta_k, D_k as a symmetric matrix, sigma2_k) to either vector by the chain rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "Structure", "Params", "param_labels", "to_user", "from_user", "to_internal",
+    "from_internal", "internal_bounds", "chain_gradient", "reorder", "psd_cholesky",
+]
+
+COV_RE_OPTIONS = ("expert", "proportional", "shared")
+RE_STRUCTURES = ("unstructured", "diagonal")
+SCALE_OPTIONS = ("expert", "shared")
+SHARED = "all"  # expert label of parameters common to all experts
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Dimensions, names and constraints of a MEMoE (everything but the parameter values)."""
+
+    n_experts: int
+    exog_names: tuple[str, ...]
+    exog_re_names: tuple[str, ...]
+    exog_gate_names: tuple[str, ...]
+    k_shared: int = 0
+    cov_re: str = "expert"
+    re_structure: str = "unstructured"
+    scale: str = "expert"
+
+    def __post_init__(self) -> None:
+        for name, value, options in (
+            ("cov_re", self.cov_re, COV_RE_OPTIONS),
+            ("re_structure", self.re_structure, RE_STRUCTURES),
+            ("scale", self.scale, SCALE_OPTIONS),
+        ):
+            if value not in options:
+                raise ValueError(f"{name} must be one of {options}, got {value!r}")
+        if int(self.n_experts) != self.n_experts or self.n_experts < 1:
+            raise ValueError(f"n_experts must be an integer >= 1, got {self.n_experts!r}")
+
+    @property
+    def k_fe(self) -> int:
+        return len(self.exog_names)
+
+    @property
+    def k_mix(self) -> int:
+        return self.k_fe - self.k_shared
+
+    @property
+    def k_re(self) -> int:
+        return len(self.exog_re_names)
+
+    @property
+    def k_gate(self) -> int:
+        return len(self.exog_gate_names)
+
+    @property
+    def re_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column indices of the free entries of D (or of its Cholesky factor)."""
+        q = self.k_re
+        if self.re_structure == "diagonal":
+            return np.arange(q), np.arange(q)
+        return np.tril_indices(q)
+
+    @property
+    def n_cov_matrices(self) -> int:
+        """Number of distinct covariance matrices with free entries."""
+        return self.n_experts if self.cov_re == "expert" else 1
+
+    @property
+    def n_params(self) -> int:
+        return len(param_labels(self))
+
+
+@dataclass(frozen=True, eq=False)
+class Params:
+    """MEMoE parameters on the user's scale (see the module docstring for shapes)."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    cov_re: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("gamma", "beta", "cov_re", "scale"):
+            value = np.array(getattr(self, name), dtype=float)  # private, read-only copy
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    @property
+    def n_experts(self) -> int:
+        return self.beta.shape[0]
+
+
+def psd_cholesky(matrix: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a symmetric positive semi-definite matrix (batched).
+
+    A singular matrix (a variance at the boundary) gets the factor of ``matrix + eps I`` with eps
+    of the order of the machine precision times its trace, which changes nothing that matters.
+    """
+    try:
+        return np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        q = matrix.shape[-1]
+        trace = np.trace(matrix, axis1=-2, axis2=-1)[..., None, None]
+        eps = 1e-12 * np.maximum(trace, 1e-300) + 1e-300
+        vals, vecs = np.linalg.eigh(matrix)
+        fixed = (vecs * np.clip(vals, 0.0, None)[..., None, :]) @ np.swapaxes(vecs, -1, -2)
+        return np.linalg.cholesky(fixed + eps * np.eye(q))
+
+
+def _re_term_labels(structure: Structure) -> list[str]:
+    names = structure.exog_re_names
+    rows, cols = structure.re_index
+    return [f"Var({names[i]})" if i == j else f"Cov({names[j]},{names[i]})" for i, j in zip(rows, cols)]
+
+
+def param_labels(structure: Structure) -> pd.MultiIndex:
+    """The (block, expert, term) labels of the user vector; experts are numbered from 1."""
+    K = structure.n_experts
+    rows: list[tuple] = []
+    rows += [("gate", k + 1, t) for k in range(1, K) for t in structure.exog_gate_names]
+    mix_names = structure.exog_names[: structure.k_mix]
+    shared_names = structure.exog_names[structure.k_mix:]
+    rows += [("beta", k + 1, t) for k in range(K) for t in mix_names]
+    rows += [("beta", SHARED, t) for t in shared_names]
+    if structure.k_re:
+        re_terms = _re_term_labels(structure)
+        if structure.cov_re == "expert":
+            rows += [("re_cov", k + 1, t) for k in range(K) for t in re_terms]
+        else:
+            rows += [("re_cov", SHARED if structure.cov_re == "shared" else 1, t) for t in re_terms]
+            if structure.cov_re == "proportional":
+                rows += [("re_cov", k + 1, "SD ratio") for k in range(1, K)]
+    if structure.scale == "expert":
+        rows += [("scale", k + 1, "sigma2") for k in range(K)]
+    else:
+        rows += [("scale", SHARED, "sigma2")]
+    return pd.MultiIndex.from_tuples(rows, names=["block", "expert", "term"])
+
+
+def _proportional_w(params: Params) -> np.ndarray:
+    trace = np.trace(params.cov_re, axis1=1, axis2=2)
+    ratio = np.where(trace[0] > 0, trace / np.maximum(trace[0], 1e-300), 1.0)
+    return np.sqrt(ratio)
+
+
+def _pack(params: Params, structure: Structure, internal: bool) -> np.ndarray:
+    K, km = structure.n_experts, structure.k_mix
+    parts = [params.gamma[1:].ravel(), params.beta[:, :km].ravel(), params.beta[0, km:]]
+    if structure.k_re:
+        rows, cols = structure.re_index
+        mats = params.cov_re if structure.cov_re == "expert" else params.cov_re[:1]
+        if internal:
+            if structure.re_structure == "diagonal":
+                mats = np.sqrt(np.clip(np.diagonal(mats, axis1=1, axis2=2), 0, None))[:, :, None] * np.eye(structure.k_re)
+            else:
+                mats = psd_cholesky(mats)
+        parts.append(mats[:, rows, cols].ravel())
+        if structure.cov_re == "proportional":
+            parts.append(_proportional_w(params)[1:])
+    scale = params.scale if structure.scale == "expert" else params.scale[:1]
+    parts.append(np.log(scale) if internal else scale)
+    return np.concatenate(parts)
+
+
+def _unpack(vector: np.ndarray, structure: Structure, internal: bool) -> Params:
+    vector = np.asarray(vector, dtype=float)
+    if vector.shape != (structure.n_params,):
+        raise ValueError(f"parameter vector must have length {structure.n_params}, got shape {vector.shape}")
+    K, r, km, p, q = (structure.n_experts, structure.k_gate, structure.k_mix,
+                      structure.k_fe, structure.k_re)
+    pos = 0
+
+    def take(size: int) -> np.ndarray:
+        nonlocal pos
+        out = vector[pos:pos + size]
+        pos += size
+        return out
+
+    gamma = np.vstack([np.zeros((1, r)), take((K - 1) * r).reshape(K - 1, r)])
+    beta = np.empty((K, p))
+    beta[:, :km] = take(K * km).reshape(K, km)
+    beta[:, km:] = take(p - km)
+    cov_re = np.zeros((K, q, q))
+    if q:
+        rows, cols = structure.re_index
+        n_mats = structure.n_cov_matrices
+        mats = np.zeros((n_mats, q, q))
+        mats[:, rows, cols] = take(n_mats * len(rows)).reshape(n_mats, len(rows))
+        if internal:
+            mats = mats @ np.swapaxes(mats, 1, 2)
+        else:
+            mats = mats + np.swapaxes(np.tril(mats, -1), 1, 2)
+        if structure.cov_re == "proportional":
+            w = np.r_[1.0, take(K - 1)]
+            cov_re = (w ** 2)[:, None, None] * mats[0]
+        else:
+            cov_re[:] = mats
+    scale = take(K if structure.scale == "expert" else 1)
+    scale = np.exp(scale) if internal else scale
+    return Params(gamma=gamma, beta=beta, cov_re=cov_re, scale=np.broadcast_to(scale, (K,)))
+
+
+def to_user(params: Params, structure: Structure) -> np.ndarray:
+    """Flat user-scale vector in the order of :func:`param_labels`."""
+    return _pack(params, structure, internal=False)
+
+
+def from_user(vector: np.ndarray, structure: Structure) -> Params:
+    """Inverse of :func:`to_user`."""
+    return _unpack(vector, structure, internal=False)
+
+
+def to_internal(params: Params, structure: Structure) -> np.ndarray:
+    """Flat optimiser-scale vector (Cholesky entries of D, log sigma2)."""
+    return _pack(params, structure, internal=True)
+
+
+def from_internal(vector: np.ndarray, structure: Structure) -> Params:
+    """Inverse of :func:`to_internal`."""
+    return _unpack(vector, structure, internal=True)
+
+
+def internal_bounds(structure: Structure) -> list[tuple[float | None, float | None]]:
+    """Box constraints of the internal vector: Cholesky diagonals and SD ratios are >= 0."""
+    bounds: list[tuple[float | None, float | None]] = [(None, None)] * structure.n_params
+    labels = param_labels(structure)
+    for j, (block, _, term) in enumerate(labels):
+        if block == "re_cov" and (term.startswith("Var(") or term == "SD ratio"):
+            bounds[j] = (0.0, None)
+    return bounds
+
+
+def chain_gradient(
+    params: Params,
+    structure: Structure,
+    grad_gamma: np.ndarray,
+    grad_beta: np.ndarray,
+    grad_cov_re: np.ndarray,
+    grad_scale: np.ndarray,
+    internal: bool,
+) -> np.ndarray:
+    """Per-subject gradient of the user or internal vector from natural-piece gradients.
+
+    Parameters
+    ----------
+    grad_gamma : ndarray (N, K, r)
+        d loglik_i / d gamma_k (the reference row is ignored).
+    grad_beta : ndarray (N, K, p)
+        d loglik_i / d beta_k (the shared columns are summed over experts).
+    grad_cov_re : ndarray (N, K, q, q)
+        Symmetric matrix gradient G_k with d loglik_i = sum_k tr(G_k dD_k).
+    grad_scale : ndarray (N, K)
+        d loglik_i / d sigma2_k.
+    internal : bool
+        Gradient of the internal (True) or the user (False) vector.
+
+    Returns
+    -------
+    ndarray (N, n_params)
+    """
+    N = grad_beta.shape[0]
+    K, km, q = structure.n_experts, structure.k_mix, structure.k_re
+    parts = [grad_gamma[:, 1:, :].reshape(N, -1), grad_beta[:, :, :km].reshape(N, -1),
+             grad_beta[:, :, km:].sum(axis=1)]
+    if q:
+        rows, cols = structure.re_index
+        offdiag = np.where(rows == cols, 1.0, 2.0)  # an off-diagonal entry moves two cells of D
+        cov = params.cov_re
+        if structure.cov_re == "expert":
+            G = grad_cov_re
+            base = cov
+        elif structure.cov_re == "shared":
+            G = grad_cov_re.sum(axis=1, keepdims=True)
+            base = cov[:1]
+        else:  # proportional: D_k = w_k^2 D_1
+            w = _proportional_w(params)
+            G = np.einsum("k,nkab->nab", w ** 2, grad_cov_re)[:, None]
+            base = cov[:1]
+        if internal:  # D = L L'  =>  d/dL = 2 G L (lower triangle)
+            if structure.re_structure == "diagonal":
+                L = np.sqrt(np.clip(np.diagonal(base, axis1=1, axis2=2), 0, None))[:, :, None] * np.eye(q)
+            else:
+                L = psd_cholesky(base)
+            dL = 2.0 * G @ L
+            parts.append(dL[:, :, rows, cols].reshape(N, -1))
+        else:
+            parts.append((G[:, :, rows, cols] * offdiag).reshape(N, -1))
+        if structure.cov_re == "proportional":
+            w = _proportional_w(params)
+            trace_gd = np.einsum("nkab,ba->nk", grad_cov_re, cov[0])
+            parts.append((2.0 * w[None, 1:] * trace_gd[:, 1:]))
+    gs = grad_scale if structure.scale == "expert" else grad_scale.sum(axis=1, keepdims=True)
+    if internal:
+        s = params.scale if structure.scale == "expert" else params.scale[:1]
+        gs = gs * s
+    parts.append(gs)
+    return np.concatenate(parts, axis=1)
+
+
+def reorder(params: Params, perm: np.ndarray) -> Params:
+    """Experts in the order ``perm`` (new expert j is old expert perm[j]).
+
+    The gating is re-expressed against the new first expert; a proportional covariance keeps
+    D_k = w_k^2 D with the new first expert's D as reference, which needs no change here because
+    the user-scale covariance of every expert is stored in full.
+    """
+    perm = np.asarray(perm)
+    gamma = params.gamma[perm]
+    return Params(gamma=gamma - gamma[0], beta=params.beta[perm],
+                  cov_re=params.cov_re[perm], scale=params.scale[perm])
