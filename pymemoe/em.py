@@ -154,7 +154,8 @@ def m_step(data: SubjectData, structure: Structure, params: Params, estep: EStep
     gram, rhs = gls_normal_equations(data, params, estep.moments, tau)
     beta = _solve_fixed_effects(structure, gram, rhs)
     at_new_beta = dataclasses.replace(params, beta=beta)
-    moments = expert_moments(data, at_new_beta)
+    old = estep.moments
+    moments = expert_moments(data, at_new_beta, factor=(old.lam, old.m_inv, old.logdet_m))
     re_sum, rss_sum = variance_sums(data, moments, tau)
     sizes = tau.sum(axis=0)
     cov, scale = _variance_update(structure, params, re_sum, rss_sum, sizes, tau.T @ data.n_obs,
@@ -192,18 +193,32 @@ def _subject_coefficients(data: SubjectData, km: int) -> np.ndarray:
 
 def _initial_tau(data: SubjectData, K: int, strategy: str, rng: np.random.Generator,
                  coefs: np.ndarray) -> np.ndarray:
+    """Initial responsibilities (N, K).
+
+    ``"kmeans"``: k-means (k-means++ seeding) on the standardised per-subject OLS coefficients.
+    ``"random"``: K random subjects' coefficients as centres, subjects softly assigned by
+    distance. Both give experts with different trajectories from the start; a uniform random
+    soft partition would not (all experts start equal and EM stays at that saddle point).
+    """
     N = data.n_groups
+    sd = coefs.std(axis=0)
+    scaled = coefs / np.where(sd > 0, sd, 1.0)
     if strategy == "kmeans" and coefs.shape[1] > 0:
-        sd = coefs.std(axis=0)
-        scaled = coefs / np.where(sd > 0, sd, 1.0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # kmeans2 warns on empty clusters; checked below
             _, labels = kmeans2(scaled, K, minit="++", seed=rng)
-        counts = np.bincount(labels, minlength=K)
-        if counts.min() > 0:
+        if np.bincount(labels, minlength=K).min() > 0:
             smooth = 0.1
             return (1 - smooth) * np.eye(K)[labels] + smooth / K
-    return rng.dirichlet(np.ones(K), size=N)
+    if coefs.shape[1] == 0:
+        return rng.dirichlet(np.ones(K), size=N)
+    centres = scaled[rng.choice(N, size=K, replace=False)]
+    dist2 = ((scaled[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    logits = -dist2 / 2.0
+    logits -= logits.max(axis=1, keepdims=True)
+    tau = np.exp(logits)
+    tau = 0.9 * tau / tau.sum(axis=1, keepdims=True) + 0.1 / K
+    return tau
 
 
 def _start_params(data: SubjectData, structure: Structure, base: Params, tau0: np.ndarray,
@@ -271,16 +286,23 @@ def _run_start(data: SubjectData, structure: Structure, params: Params, options:
             trace.append(estep.llf)
             em_converged = True
             break
-    llf_polish = None
-    if options.polish and not empty:
-        polished, value = _polish(data, structure, params, options.gtol, maxiter=500)
-        if np.isfinite(value) and value >= estep.llf:
-            params, estep = polished, e_step(data, polished)
-            llf_polish = estep.llf
-    grad_max = _projected_grad_max(data, structure, params, estep) if not empty else np.inf
     return StartResult(params=params, llf=estep.llf, llf_trace=np.asarray(trace), n_iter=n_iter,
-                       em_converged=em_converged, empty=empty, llf_polish=llf_polish,
-                       grad_max=grad_max)
+                       em_converged=em_converged, empty=empty, llf_polish=None, grad_max=np.inf)
+
+
+def _finish_start(data: SubjectData, structure: Structure, start: StartResult,
+                  options: EMOptions) -> StartResult:
+    """Polish a start by quasi-Newton (kept only if it raises llf) and measure its gradient."""
+    if start.empty:
+        return start
+    params, llf, llf_polish = start.params, start.llf, None
+    if options.polish:
+        polished, value = _polish(data, structure, params, options.gtol, maxiter=500)
+        if np.isfinite(value) and value >= llf:
+            params, llf_polish = polished, value
+    estep = e_step(data, params)
+    return dataclasses.replace(start, params=params, llf=estep.llf, llf_polish=llf_polish,
+                               grad_max=_projected_grad_max(data, structure, params, estep))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,8 +333,7 @@ def run_em(data: SubjectData, structure: Structure, options: EMOptions,
     scale_floor = _scale_floor(data)
     seeds = _normalise_random_state(random_state).spawn(max(options.n_starts, 1))
     base_structure = dataclasses.replace(structure, n_experts=1, cov_re="expert", scale="expert")
-    one = _run_start(data, base_structure, one_expert_start(data, structure),
-                     dataclasses.replace(options, polish=K == 1 and options.polish), scale_floor)
+    one = _run_start(data, base_structure, one_expert_start(data, structure), options, scale_floor)
     if start_params is not None:
         inits = [start_params]
     elif K == 1:
@@ -327,10 +348,13 @@ def run_em(data: SubjectData, structure: Structure, options: EMOptions,
     results = [one] if K == 1 and start_params is None else [
         _run_start(data, structure, init, options, scale_floor) for init in inits]
 
+    # EM screens the starts; only the best one is polished (polishing is the costly part and
+    # the EM log-likelihoods already rank the local maxima).
     ok = [r for r in results if not r.empty]
     pool = ok if ok else results
-    best = max(pool, key=lambda r: r.llf)
-    best_index = next(i for i, r in enumerate(results) if r is best)
+    best_index = next(i for i, r in enumerate(results) if r is max(pool, key=lambda r: r.llf))
+    best = _finish_start(data, structure, results[best_index], options)
+    results[best_index] = best
     messages: list[str] = []
     if not ok:
         messages.append(

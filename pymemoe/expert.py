@@ -65,7 +65,7 @@ import numpy as np
 from .data import SubjectData
 from .params import Params
 
-__all__ = ["ExpertMoments", "relative_factor", "expert_moments", "gls_normal_equations",
+__all__ = ["ExpertMoments", "relative_factor", "covariance_factor", "expert_moments", "gls_normal_equations",
            "variance_sums", "expert_gradients"]
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -82,6 +82,7 @@ class ExpertMoments:
     b_cov   : (N, K, q, q) conditional covariances
     m_inv   : (N, K, q, q) M_ik^-1
     lam     : (K, q, q) relative covariance factors
+    logdet_m : (N, K)  log|M_ik|
     rr      : (N, K)   r'r
     zr      : (N, K, q) Z'r
     """
@@ -91,6 +92,7 @@ class ExpertMoments:
     b_cov: np.ndarray
     m_inv: np.ndarray
     lam: np.ndarray
+    logdet_m: np.ndarray
     rr: np.ndarray
     zr: np.ndarray
 
@@ -113,13 +115,35 @@ def _residual_moments(data: SubjectData, beta: np.ndarray) -> tuple[np.ndarray, 
     return rr, zr
 
 
-def expert_moments(data: SubjectData, params: Params) -> ExpertMoments:
+def covariance_factor(data: SubjectData, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The parts of the E-step that depend on D_k and sigma2_k only.
+
+    Returns
+    -------
+    lam      : (K, q, q)     relative covariance factors Lambda_k
+    m_inv    : (N, K, q, q)  M_ik^-1
+    logdet_m : (N, K)        log|M_ik|
+    """
+    N, K, q = data.n_groups, params.n_experts, data.k_re
+    if q == 0:
+        return np.zeros((K, 0, 0)), np.zeros((N, K, 0, 0)), np.zeros((N, K))
+    lam = relative_factor(params.cov_re, params.scale)
+    m = np.swapaxes(lam, 1, 2) @ data.zz[:, None] @ lam + np.eye(q)
+    chol = np.linalg.cholesky(m)
+    logdet_m = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+    return lam, np.linalg.inv(m), logdet_m
+
+
+def expert_moments(data: SubjectData, params: Params,
+                   factor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> ExpertMoments:
     """Marginal log-densities, conditional modes and covariances (the exact Laplace step).
 
     Parameters
     ----------
     data : SubjectData
     params : Params
+    factor : tuple, optional
+        :func:`covariance_factor` at the same D_k and sigma2_k, to reuse (only beta changed).
 
     Returns
     -------
@@ -136,29 +160,18 @@ def expert_moments(data: SubjectData, params: Params) -> ExpertMoments:
     >>> expert_moments(sd, par).logdens.shape
     (2, 1)
     """
-    beta, scale = params.beta, params.scale
-    N, K, q = data.n_groups, beta.shape[0], data.k_re
-    rr, zr = _residual_moments(data, beta)
-    n = data.n_obs[:, None]
-    base = n * (LOG_2PI + np.log(scale)[None, :])
-    if q == 0:
-        empty = np.zeros((N, K, 0))
-        return ExpertMoments(logdens=-0.5 * (base + rr / scale), b_hat=empty,
-                             b_cov=np.zeros((N, K, 0, 0)), m_inv=np.zeros((N, K, 0, 0)),
-                             lam=np.zeros((K, 0, 0)), rr=rr, zr=zr)
-    lam = relative_factor(params.cov_re, scale)
-    m = np.einsum("kab,nbc,kcd->nkad", lam, data.zz, lam) + np.eye(q)
-    chol = np.linalg.cholesky(m)
-    logdet_m = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
-    m_inv = np.linalg.inv(m)
-    v = np.einsum("kba,nkb->nka", lam, zr)                   # Lambda' Z'r
-    u_hat = np.einsum("nkab,nkb->nka", m_inv, v)
+    scale = params.scale
+    rr, zr = _residual_moments(data, params.beta)
+    lam, m_inv, logdet_m = covariance_factor(data, params) if factor is None else factor
+    lam_t = np.swapaxes(lam, 1, 2)
+    v = (lam_t @ zr[..., None])[..., 0]                        # Lambda' Z'r
+    u_hat = (m_inv @ v[..., None])[..., 0]
     quad = rr - np.einsum("nka,nka->nk", v, u_hat)
-    logdens = -0.5 * (base + logdet_m + quad / scale)
-    b_hat = np.einsum("kab,nkb->nka", lam, u_hat)
-    b_cov = scale[None, :, None, None] * np.einsum("kab,nkbc,kdc->nkad", lam, m_inv, lam)
+    logdens = -0.5 * (data.n_obs[:, None] * (LOG_2PI + np.log(scale)) + logdet_m + quad / scale)
+    b_hat = (lam @ u_hat[..., None])[..., 0]
+    b_cov = scale[None, :, None, None] * (lam @ m_inv @ lam_t)
     return ExpertMoments(logdens=logdens, b_hat=b_hat, b_cov=b_cov, m_inv=m_inv, lam=lam,
-                         rr=rr, zr=zr)
+                         logdet_m=logdet_m, rr=rr, zr=zr)
 
 
 def gls_normal_equations(data: SubjectData, params: Params, moments: ExpertMoments,
@@ -175,8 +188,8 @@ def gls_normal_equations(data: SubjectData, params: Params, moments: ExpertMomen
     rhs = tau.T @ data.xy
     if data.k_re:
         lam, m_inv = moments.lam, moments.m_inv
-        a = np.einsum("kba,npb->nkap", lam, data.xz)          # Lambda' Z'X  (N, K, q, p)
-        ma = np.einsum("nkab,nkbp->nkap", m_inv, a)
+        a = np.swapaxes(lam, 1, 2) @ np.swapaxes(data.xz, 1, 2)[:, None]   # Lambda' Z'X (N,K,q,p)
+        ma = m_inv @ a
         gram -= np.einsum("nk,nkap,nkar->kpr", tau, a, ma)
         v0 = np.einsum("kba,nb->nka", lam, data.zy)            # Lambda' Z'y
         rhs -= np.einsum("nk,nkap,nka->kp", tau, ma, v0)
@@ -223,8 +236,8 @@ def expert_gradients(data: SubjectData, params: Params,
     if q == 0:
         return grad_beta, np.zeros(b.shape + (0,)), grad_scale
     a = (moments.zr - np.einsum("nab,nkb->nka", data.zz, b)) / scale[..., None]
-    zzl = np.einsum("nab,kbc->nkac", data.zz, moments.lam)     # Z'Z Lambda
-    zvz = (data.zz[:, None] - np.einsum("nkac,nkcd,nkbd->nkab", zzl, moments.m_inv, zzl))
+    zzl = data.zz[:, None] @ moments.lam                      # Z'Z Lambda
+    zvz = data.zz[:, None] - zzl @ moments.m_inv @ np.swapaxes(zzl, 2, 3)
     zvz /= scale[..., None, None]
     grad_cov = 0.5 * (np.einsum("nka,nkb->nkab", a, a) - zvz)
     return grad_beta, grad_cov, grad_scale

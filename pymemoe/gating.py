@@ -22,7 +22,6 @@ decreases) solve it. With hard labels (tau in {0, 1}) this is the ordinary multi
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax
 
 __all__ = ["log_prior", "gating_objective", "gating_gradients", "gating_hessian", "newton_update",
            "separation_detected"]
@@ -30,7 +29,9 @@ __all__ = ["log_prior", "gating_objective", "gating_gradients", "gating_hessian"
 
 def log_prior(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     """log pi_ik, shape (N, K), from exog_gate (N, r) and gamma (K, r)."""
-    return log_softmax(exog_gate @ gamma.T, axis=1)
+    eta = exog_gate @ gamma.T
+    eta = eta - eta.max(axis=1, keepdims=True)
+    return eta - np.log(np.exp(eta).sum(axis=1, keepdims=True))
 
 
 def gating_objective(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray) -> float:

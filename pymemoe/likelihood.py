@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
 from .data import SubjectData
 from .expert import ExpertMoments, expert_gradients, expert_moments
@@ -58,9 +57,12 @@ def e_step(data: SubjectData, params: Params) -> EStep:
     moments = expert_moments(data, params)
     lp = log_prior(data.exog_gate, params.gamma)
     joint = lp + moments.logdens
-    llf_obs = logsumexp(joint, axis=1)
+    top = joint.max(axis=1, keepdims=True)
     with np.errstate(under="ignore"):
-        tau = np.exp(joint - llf_obs[:, None])
+        shifted = np.exp(joint - top)
+        total = shifted.sum(axis=1, keepdims=True)
+        tau = shifted / total
+    llf_obs = (top + np.log(total))[:, 0]
     return EStep(llf=float(llf_obs.sum()), llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments)
 
 

@@ -96,7 +96,12 @@ class Structure:
 
     @property
     def n_params(self) -> int:
-        return len(param_labels(self))
+        K, q = self.n_experts, self.k_re
+        n_re = len(self.re_index[0]) * self.n_cov_matrices if q else 0
+        if q and self.cov_re == "proportional":
+            n_re += K - 1
+        return ((K - 1) * self.k_gate + K * self.k_mix + self.k_shared + n_re
+                + (K if self.scale == "expert" else 1))
 
 
 @dataclass(frozen=True, eq=False)
