@@ -23,9 +23,17 @@ import pandas as pd
 from statsmodels.iolib import summary2
 
 from .em import EMFit, EMOptions
-from .params import SHARED, param_labels, to_user
+from .params import param_labels, to_user
 
 __all__ = ["MEMoEResults"]
+
+
+def _section(title: str, table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a first row naming its section (blank cells) and indented row labels."""
+    head = pd.DataFrame([[""] * table.shape[1]], index=[title], columns=table.columns)
+    body = table.astype(object)
+    body.index = ["  " + str(i) for i in table.index]
+    return pd.concat([head, body])
 
 
 def _frozen(frame):
@@ -277,8 +285,18 @@ class MEMoEResults:
         rows["Residual SD"] = np.sqrt(self._fit.params.scale[k])
         return pd.DataFrame({"estimate": pd.Series(rows)})
 
+    def _expert_table(self, k: int) -> pd.DataFrame:
+        structure = self._model.structure
+        fe = self.fe_params[k + 1].iloc[: structure.k_mix]
+        parts = [fe]
+        parts.append(self._variance_table(k)["estimate"])
+        return pd.concat(parts).to_frame("coef")
+
     def summary(self, float_format: str = "%.4f") -> summary2.Summary:
-        """Regression-style summary: a header, the gating table and one block per expert.
+        """Regression-style summary: a header, the gating table and one table per expert.
+
+        Each table starts with a row naming its section. Standard errors come with the
+        inference options of ``fit``.
 
         Returns
         -------
@@ -289,25 +307,22 @@ class MEMoEResults:
         smry.add_title("Mixed effects mixture of experts")
         smry.add_dict(self._header(), ncols=2)
         K = self.n_experts
+        structure = self._model.structure
+        sizes = self.expert_sizes
         if K > 1:
             gate = self.gate_params.iloc[:, 1:]
-            gate.columns = [f"expert {k}" for k in gate.columns]
-            smry.add_title("Gating (multinomial logit; reference: expert 1)")
-            smry.add_df(gate, float_format=float_format)
-        fe = self.fe_params
-        shared = list(self._model.structure.exog_names[self._model.structure.k_mix:])
+            rows = {f"expert {k}: {term}": gate.loc[term, k]
+                    for k in gate.columns for term in gate.index}
+            smry.add_df(_section("Gating (multinomial logit), reference: expert 1",
+                                 pd.Series(rows).to_frame("coef")), float_format=float_format)
         for k in range(K):
-            smry.add_title(f"Expert {k + 1}: fixed effects")
-            table = fe.loc[[n for n in fe.index if n not in shared], [k + 1]]
-            table.columns = ["coef"]
-            smry.add_df(table, float_format=float_format)
-            smry.add_title(f"Expert {k + 1}: variance components")
-            smry.add_df(self._variance_table(k), float_format=float_format)
-        if shared:
-            smry.add_title("Fixed effects shared by all experts")
-            table = fe.loc[shared, [1]]
-            table.columns = ["coef"]
-            smry.add_df(table, float_format=float_format)
+            title = (f"Expert {k + 1} ({int(sizes['n_assigned'].iloc[k])} subjects assigned, "
+                     f"{sizes['pct_assigned'].iloc[k]:.1f}%)")
+            smry.add_df(_section(title, self._expert_table(k)), float_format=float_format)
+        if structure.k_shared:
+            shared = self.fe_params[1].iloc[structure.k_mix:].to_frame("coef")
+            smry.add_df(_section("Fixed effects shared by all experts", shared),
+                        float_format=float_format)
         smry.add_text("BIC uses log(number of subjects). Standard errors: not computed.")
         for msg in self.messages:
             smry.add_text("Warning: " + msg)
