@@ -49,8 +49,9 @@ def check_constant_within(values: np.ndarray, groups: np.ndarray, names: list[st
     differs = values != values[first_row[codes]]
     if differs.any():
         row, col = np.argwhere(differs)[0]
+        subject = groups[row].item() if hasattr(groups[row], "item") else groups[row]
         raise ValueError(
-            f"{what}: column {names[col]!r} varies within subject {groups[row]!r}; gating "
+            f"{what}: column {names[col]!r} varies within subject {subject!r}; gating "
             f"covariates must be baseline values, constant within each subject (use the "
             f"baseline value, e.g. the first visit's)"
         )

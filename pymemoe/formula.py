@@ -186,16 +186,16 @@ def build_design(
     if shared_formula is not None:
         rhs["shared_formula"] = _as_rhs(shared_formula)
 
-    # Pass 1: find the rows every part can use (patsy drops missing values per formula).
+    # Pass 1: find the rows every part can use (patsy drops missing values per formula). The
+    # rows are addressed by position, so any index (repeated labels included) is fine.
+    user_index = data.index
+    data = data.set_axis(pd.RangeIndex(len(data)), axis=0)   # a new frame; the user's is untouched
     frames = _build_all(formula, rhs, data, env, patsy.NAAction(on_NA="drop"))
-    keep = pd.Index(data.index)
+    keep_mask = ~pd.isna(pd.Series(group_values)).to_numpy()
     for frame in frames.values():
-        keep = keep.intersection(frame.index, sort=False)
-    keep_mask = data.index.isin(keep)
-    for name, frame in frames.items():
-        bad = frame.index[_nonfinite_rows(frame)]
-        keep_mask &= ~data.index.isin(bad)
-    keep_mask &= ~pd.isna(pd.Series(group_values, index=data.index)).to_numpy()
+        rows = np.zeros(len(data), dtype=bool)
+        rows[frame.index.to_numpy()[~_nonfinite_rows(frame)]] = True
+        keep_mask &= rows
     n_dropped = int((~keep_mask).sum())
     if n_dropped and missing == "raise":
         # Name the formula (and patsy's factor) at fault.
@@ -257,7 +257,7 @@ def build_design(
         exog_shared=(np.empty((n_used, 0)) if shared_frame is None
                      else shared_frame.to_numpy(dtype=float)),
         groups=group_used,
-        row_index=used.index,
+        row_index=user_index[keep_mask],
         n_dropped=n_dropped,
     )
     return spec, arrays
