@@ -1,0 +1,103 @@
+"""The results object: definitions of the criteria, labelled outputs, BLUPs against statsmodels,
+immutability and the summary."""
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+from conftest import GATE_R, RESULTS
+from pymemoe import MEMoE
+
+
+@pytest.fixture(scope="module")
+def full(pbc):
+    return MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year",
+                              gate_formula=GATE_R, n_experts=2).fit(n_starts=4, random_state=0)
+
+
+def test_information_criteria_definitions(full):
+    tau = full.posterior.to_numpy()
+    E = -np.sum(tau * np.log(tau))
+    n_subjects = 312
+    assert full.n_groups == n_subjects and full.nobs == 1945
+    assert full.df_modelwc == 16       # flexmix's df for this model (reference file)
+    assert full.bic == pytest.approx(-2 * full.llf + np.log(n_subjects) * 16)
+    assert full.icl == pytest.approx(full.bic + 2 * E)
+    assert full.entropy == pytest.approx(1 - E / (n_subjects * np.log(2)))
+    assert 0 < full.entropy < 1
+
+
+def test_bic_matches_lcmm_convention(pbc):
+    ref = json.loads((RESULTS / "hlme_default_ng2_gridsearch.json").read_text())
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=2,
+                             cov_re="shared", scale="shared").fit(n_starts=4, random_state=0)
+    assert res.df_modelwc == ref["npm"]
+    assert res.bic == pytest.approx(ref["BIC"], abs=2e-3)
+    assert res.aic == pytest.approx(ref["AIC"], abs=2e-3)
+
+
+def test_labelled_outputs(full):
+    p = full.params
+    assert p.index.names == ["block", "expert", "term"]
+    assert set(p.index.get_level_values("block")) == {"gate", "beta", "re_cov", "scale"}
+    assert p[("beta", 1, "year")] == full.fe_params.loc["year", 1]
+    assert p[("scale", 2, "sigma2")] == full.scale[2]
+    assert p[("re_cov", 2, "Cov(Intercept,year)")] == full.cov_re[2].loc["Intercept", "year"]
+    assert list(full.posterior.columns) == [1, 2]
+    assert full.posterior.index.is_monotonic_increasing and len(full.posterior) == 312
+    np.testing.assert_array_equal(full.predicted_class, full.posterior.to_numpy().argmax(1) + 1)
+    sizes = full.expert_sizes
+    assert sizes["n_assigned"].sum() == 312
+    assert sizes["posterior_size"].sum() == pytest.approx(312)
+
+
+def test_prior_is_the_softmax_of_the_gating(full, pbc):
+    first = pbc.groupby("id").first()
+    W = np.column_stack([np.ones(len(first)), (first["sex"] == "f"), (first["trt"] == 1), first["age"]])
+    eta = W @ full.gate_params.to_numpy()
+    prior = np.exp(eta) / np.exp(eta).sum(axis=1, keepdims=True)
+    assert list(full.gate_params.index) == ["Intercept", "C(sex, Treatment('m'))[T.f]",
+                                            "C(trt)[T.1]", "age"]
+    np.testing.assert_allclose(full.prior.to_numpy(), prior, rtol=1e-10)
+
+
+def test_one_expert_random_effects_equal_statsmodels_blups(pbc):
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=1).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sm_res = smf.mixedlm("logbili ~ year", pbc, groups=pbc["id"], re_formula="~ year").fit(
+            reml=False, method=["lbfgs"], tol=1e-12)
+    theirs = pd.DataFrame(sm_res.random_effects).T.sort_index()
+    ours = res.random_effects["mixture"]
+    np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), atol=2e-4)
+    np.testing.assert_allclose(res.random_effects[1].to_numpy(), ours.to_numpy())
+
+
+def test_results_are_read_only(full):
+    with pytest.raises(AttributeError):
+        full.llf = 0.0
+    params = full.params
+    params.iloc[0] = 99.0
+    assert full.params.iloc[0] != 99.0
+    post = full.posterior
+    post.iloc[0, 0] = -1.0
+    assert full.posterior.iloc[0, 0] >= 0
+    trace = full.llf_trace
+    trace[0] = 0
+    assert full.llf_trace[0] != 0
+
+
+def test_summary_renders_every_section(full):
+    smry = full.summary()
+    text = smry.as_text()
+    for needle in ["Gating (multinomial logit), reference: expert 1", "Expert 1 (", "Expert 2 (",
+                   "SD(year)", "Corr(Intercept,year)", "Residual SD", "BIC (n = subjects)",
+                   f"{full.llf:.4f}"]:
+        assert needle in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "\\begin{tabular}" in smry.as_latex()
+    assert "<table" in smry.as_html()
+    assert str(full) == text
