@@ -60,6 +60,12 @@ class MEMoEResults:
         return self._model
 
     @property
+    def state(self):
+        """The estimates as a frozen :class:`pymemoe.params.Params` (gamma, beta, cov_re, scale
+        as arrays), for code that computes with them (prediction, simulation)."""
+        return self._fit.params
+
+    @property
     def n_experts(self) -> int:
         return self._model.structure.n_experts
 
