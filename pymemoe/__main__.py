@@ -29,7 +29,7 @@ def demo(n_starts: int = 10, random_state: int = 0, max_experts: int = 3) -> Non
         comparison = compare_experts(
             "np.log(bili) ~ year", data, "id", n_experts=range(1, max_experts + 1),
             re_formula="~ year", gate_formula="~ age + C(sex) + C(trt)",
-            n_starts=n_starts, random_state=random_state)
+            n_starts=n_starts, random_state=random_state, fit_kwargs={"cov_type": "robust"})
     elapsed = time.perf_counter() - start
     with pd.option_context("display.width", 120, "display.precision", 3,
                            "display.max_columns", 20):

@@ -43,6 +43,7 @@ import pandas as pd
 from .data import SubjectData, check_constant_within
 from .em import EMOptions, run_em
 from .formula import DesignSpec, build_design
+from .inference import COV_TYPES, estimate_cov
 from .likelihood import e_step, score_obs
 from .params import Params, Structure, from_user, param_labels
 
@@ -300,6 +301,8 @@ class MEMoE:
         tol: float = 1e-8,
         start_params=None,
         polish: bool = True,
+        cov_type: str = "oim",
+        cov_kwds: dict | None = None,
     ) -> "MEMoEResults":
         """Fit by EM from several starts, polish by quasi-Newton, return the best fit.
 
@@ -320,6 +323,12 @@ class MEMoE:
         polish : bool
             Finish each start with L-BFGS-B on the log-likelihood (analytic gradient) so the fit
             ends at a small gradient.
+        cov_type : {"oim", "robust", "none"}
+            Covariance of the estimates: inverse observed information, the subject-level
+            sandwich (robust to misspecification of the within-subject distribution), or none.
+            See :mod:`pymemoe.inference`.
+        cov_kwds : dict, optional
+            Options of the covariance estimator (none of the current ones takes any).
 
         Returns
         -------
@@ -327,6 +336,8 @@ class MEMoE:
         """
         from .results import MEMoEResults
 
+        if cov_type not in COV_TYPES:
+            raise ValueError(f"cov_type must be one of {sorted(COV_TYPES)}, got {cov_type!r}")
         if int(n_starts) != n_starts or n_starts < 1:
             raise ValueError(f"n_starts must be a positive integer, got {n_starts!r}")
         if int(maxiter) != maxiter or maxiter < 1:
@@ -336,7 +347,8 @@ class MEMoE:
         start = None if start_params is None else self._params(start_params)
         fit = run_em(self.data, self.structure, options, random_state=random_state,
                      start_params=start)
-        return MEMoEResults(model=self, fit=fit, options=options)
+        cov = estimate_cov(cov_type, self.data, self.structure, fit.params, cov_kwds)
+        return MEMoEResults(model=self, fit=fit, options=options, cov=cov)
 
 
 def _check_rank(gram: np.ndarray, names: Sequence[str], what: str) -> None:

@@ -20,20 +20,35 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import patsy
+from scipy import stats
 from statsmodels.iolib import summary2
+from statsmodels.stats.contrast import ContrastResults
 
 from .em import EMFit, EMOptions
-from .params import param_labels, to_user
+from .inference import CovEstimate, delta_method
+from .params import from_user, param_labels, to_user
+from .tables import render_latex, render_markdown, tidy_table
 
 __all__ = ["MEMoEResults"]
 
 
+_COV_NAMES = {"oim": "inverse observed information",
+              "robust": "robust sandwich (subject-level)"}
+
+
 def _section(title: str, table: pd.DataFrame) -> pd.DataFrame:
-    """The table with a first row naming its section (blank cells) and indented row labels."""
+    """The table with a first row naming its section (blank cells) and indented row labels;
+    missing values print as blanks."""
     head = pd.DataFrame([[""] * table.shape[1]], index=[title], columns=table.columns)
-    body = table.astype(object)
+    body = table.astype(object).where(table.notna(), "")
     body.index = ["  " + str(i) for i in table.index]
     return pd.concat([head, body])
+
+
+def _corr(D: np.ndarray, i: int, j: int) -> float:
+    denom = np.sqrt(max(D[i, i], 0.0) * max(D[j, j], 0.0))
+    return D[i, j] / denom if denom > 0 else np.nan
 
 
 def _frozen(frame):
@@ -48,10 +63,11 @@ class MEMoEResults:
     and ``entropy``.
     """
 
-    def __init__(self, model, fit: EMFit, options: EMOptions) -> None:
+    def __init__(self, model, fit: EMFit, options: EMOptions, cov: CovEstimate) -> None:
         self._model = model
         self._fit = fit
         self._options = options
+        self._cov = cov
 
     # -- fit facts -------------------------------------------------------------------------
 
@@ -197,6 +213,168 @@ class MEMoEResults:
         """Residual variance sigma2_k of each expert."""
         return pd.Series(self._fit.params.scale, index=self._experts, name="scale")
 
+    # -- inference -----------------------------------------------------------------------------
+
+    @property
+    def cov_type(self) -> str:
+        """Name of the covariance estimator (``"oim"``, ``"robust"`` or ``"none"``)."""
+        return self._cov.name
+
+    @property
+    def param_names(self) -> list[str]:
+        """Flat parameter names for hypotheses, ``"block[expert]:term"`` (e.g. ``"beta[1]:year"``)."""
+        return [f"{b}[{e}]:{t}" for b, e, t in self._params_series.index]
+
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance matrix of ``params`` (labelled both ways)."""
+        index = self._params_series.index
+        return pd.DataFrame(self._cov.cov, index=index, columns=index)
+
+    @cached_property
+    def _bse(self) -> pd.Series:
+        with np.errstate(invalid="ignore"):
+            values = np.sqrt(np.diag(self._cov.cov))
+        return pd.Series(values, index=self._params_series.index, name="bse")
+
+    @property
+    def bse(self) -> pd.Series:
+        """Standard errors of ``params`` (NaN where not available; see ``cov_type``)."""
+        return _frozen(self._bse)
+
+    @property
+    def zvalues(self) -> pd.Series:
+        """Wald z statistics params / bse (for variance parameters rarely of interest)."""
+        return (self._params_series / self._bse).rename("z")
+
+    tvalues = zvalues
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided p-values of the z statistics (normal reference)."""
+        z = self.zvalues.to_numpy()
+        return pd.Series(2 * stats.norm.sf(np.abs(z)), index=self._params_series.index, name="P>|z|")
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald confidence intervals, columns ``lower`` and ``upper``."""
+        crit = stats.norm.ppf(1 - alpha / 2)
+        half = crit * self._bse
+        return pd.DataFrame({"lower": self._params_series - half,
+                             "upper": self._params_series + half})
+
+    def _contrast(self, r_matrix, q_matrix=None):
+        names = self.param_names
+        if isinstance(r_matrix, (str, list, tuple)) and (isinstance(r_matrix, str) or
+                                                         all(isinstance(x, str) for x in r_matrix)):
+            constraint = patsy.DesignInfo(names).linear_constraint(r_matrix)
+            R, q = constraint.coefs, constraint.constants[:, 0]
+        else:
+            R = np.atleast_2d(np.asarray(r_matrix, dtype=float))
+            q = np.zeros(R.shape[0]) if q_matrix is None else np.asarray(q_matrix, dtype=float).ravel()
+        if R.shape[1] != len(names):
+            raise ValueError(f"r_matrix must have {len(names)} columns (one per parameter)")
+        used = np.any(R != 0, axis=0)
+        if np.isnan(self._cov.cov[np.ix_(used, used)]).any():
+            raise ValueError("the hypothesis involves parameters without a covariance "
+                             f"(cov_type={self.cov_type!r}); refit with cov_type='oim' or 'robust'")
+        return R, q
+
+    def t_test(self, r_matrix, q_matrix=None) -> ContrastResults:
+        """Wald tests of each linear combination R theta = q separately (normal reference).
+
+        ``r_matrix`` is a string such as ``"beta[1]:year = beta[2]:year"`` (names as
+        :attr:`param_names`), a list of such strings, or an array with one column per parameter.
+        """
+        R, q = self._contrast(r_matrix, q_matrix)
+        effect = R @ self._params_series.to_numpy()
+        sd = np.sqrt(np.diag(R @ self._cov.cov @ R.T))
+        return ContrastResults(effect=effect, sd=sd, statistic=(effect - q) / sd,
+                               distribution="norm", df_denom=None)
+
+    def wald_test(self, r_matrix, q_matrix=None) -> ContrastResults:
+        """Joint Wald chi-square test of R theta = q, e.g. all gating coefficients of age:
+        ``res.wald_test(["gate[2]:age", "gate[3]:age"])``."""
+        R, q = self._contrast(r_matrix, q_matrix)
+        diff = R @ self._params_series.to_numpy() - q
+        stat = float(diff @ np.linalg.solve(R @ self._cov.cov @ R.T, diff))
+        # statsmodels' chi2 ContrastResults takes the degrees of freedom as df_denom
+        return ContrastResults(statistic=stat, df_denom=R.shape[0], distribution="chi2")
+
+    def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Tidy parameter table: block, expert, term, coef, std err, z, P>|z|, lower, upper."""
+        ci = self.conf_int(alpha)
+        table = pd.DataFrame({"coef": self._params_series, "std err": self._bse,
+                              "z": self.zvalues, "P>|z|": self.pvalues,
+                              "lower": ci["lower"], "upper": ci["upper"]})
+        return table.reset_index()
+
+    def to_latex(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
+        """The tidy table (:meth:`to_frame`) as a LaTeX tabular."""
+        return render_latex(tidy_table(self.to_frame(alpha)), float_format)
+
+    def to_html(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
+        """The tidy table as HTML."""
+        return tidy_table(self.to_frame(alpha)).to_html(index=False, float_format=lambda x: float_format % x,
+                                                        na_rep="")
+
+    def to_markdown(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
+        """The tidy table as a GitHub-flavoured Markdown table."""
+        return render_markdown(tidy_table(self.to_frame(alpha)), float_format)
+
+    def to_csv(self, path, alpha: float = 0.05) -> None:
+        """Write the tidy table (full precision) to a CSV file."""
+        self.to_frame(alpha).to_csv(path, index=False)
+
+    @cached_property
+    def _variance_components(self) -> pd.DataFrame:
+        """SDs, correlations and residual SD per expert with delta-method standard errors."""
+        structure = self._model.structure
+        names = list(structure.exog_re_names)
+        theta = self._params_series.to_numpy()
+        labels, funcs = [], []
+        q = structure.k_re
+        for k in range(self.n_experts):
+            for i, name in enumerate(names):
+                labels.append((k + 1, f"SD({name})"))
+                funcs.append(lambda P, k=k, i=i: np.sqrt(max(P.cov_re[k, i, i], 0.0)))
+            for i in range(q):
+                for j in range(i):
+                    labels.append((k + 1, f"Corr({names[j]},{names[i]})"))
+                    funcs.append(lambda P, k=k, i=i, j=j: _corr(P.cov_re[k], i, j))
+            labels.append((k + 1, "Residual SD"))
+            funcs.append(lambda P, k=k: np.sqrt(P.scale[k]))
+
+        def evaluate(vector):
+            P = from_user(vector, structure)
+            return np.array([f(P) for f in funcs])
+
+        value, cov = delta_method(evaluate, theta, self._cov.cov)
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.diag(cov))
+        index = pd.MultiIndex.from_tuples(labels, names=["expert", "term"])
+        return pd.DataFrame({"coef": value, "std err": se}, index=index)
+
+    def postprob(self) -> pd.DataFrame:
+        """lcmm's posterior classification table, one row per expert (by assigned expert).
+
+        Columns: ``n`` and ``%`` of subjects assigned; ``mean P(k)`` for each expert k, the mean
+        posterior probability among the subjects assigned to the row's expert (the diagonal
+        measures how well that expert is separated); ``% > 0.7``, ``% > 0.8``, ``% > 0.9``: the
+        share of the row's subjects whose assigned posterior probability exceeds the threshold.
+        """
+        tau = self._fit.estep.tau
+        assigned = tau.argmax(axis=1)
+        rows = []
+        for k in range(self.n_experts):
+            sel = assigned == k
+            n_k = int(sel.sum())
+            row = {"n": n_k, "%": 100.0 * n_k / self.n_groups}
+            for l in range(self.n_experts):
+                row[f"mean P({l + 1})"] = tau[sel, l].mean() if n_k else np.nan
+            for cut in (0.7, 0.8, 0.9):
+                row[f"% > {cut}"] = 100.0 * (tau[sel, k] > cut).mean() if n_k else np.nan
+            rows.append(row)
+        return pd.DataFrame(rows, index=self._experts)
+
     # -- subjects ------------------------------------------------------------------------------
 
     @property
@@ -259,7 +437,7 @@ class MEMoEResults:
         m = self._model
         structure = m.structure
         return {
-            "Model:": "MEMoE (mixture of linear mixed experts)",
+            "Model:": "MEMoE",
             "Dependent variable:": m.endog_name,
             "Experts:": str(self.n_experts),
             "Subjects:": str(self.n_groups),
@@ -275,6 +453,7 @@ class MEMoEResults:
             "Entropy (normalised):": f"{self.entropy:.4f}",
             "Converged:": "yes" if self.converged else "no",
             "EM iterations:": str(self.n_iter),
+            "Covariance type:": self.cov_type,
         }
 
     def _variance_table(self, k: int) -> pd.DataFrame:
@@ -291,18 +470,33 @@ class MEMoEResults:
         rows["Residual SD"] = np.sqrt(self._fit.params.scale[k])
         return pd.DataFrame({"estimate": pd.Series(rows)})
 
-    def _expert_table(self, k: int) -> pd.DataFrame:
+    def _coef_table(self, rows: pd.DataFrame, alpha: float) -> pd.DataFrame:
+        """Regression columns for rows of :meth:`to_frame` (indexed by label)."""
+        crit = stats.norm.ppf(1 - alpha / 2)
+        lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
+        out = rows[["coef", "std err", "z", "P>|z|"]].copy()
+        out[lo], out[hi] = rows["lower"], rows["upper"]
+        return out
+
+    def _expert_table(self, k: int, alpha: float) -> pd.DataFrame:
         structure = self._model.structure
-        fe = self.fe_params[k + 1].iloc[: structure.k_mix]
-        parts = [fe]
-        parts.append(self._variance_table(k)["estimate"])
-        return pd.concat(parts).to_frame("coef")
+        tidy = self.to_frame(alpha)
+        fe = tidy[(tidy["block"] == "beta") & (tidy["expert"] == k + 1)].set_index("term")
+        vc = self._variance_components.loc[k + 1].copy()
+        crit = stats.norm.ppf(1 - alpha / 2)
+        vc["z"] = np.nan                   # tests of SDs against 0 are not Wald tests
+        vc["P>|z|"] = np.nan
+        vc["lower"] = vc["coef"] - crit * vc["std err"]
+        vc["upper"] = vc["coef"] + crit * vc["std err"]
+        return pd.concat([self._coef_table(fe, alpha), self._coef_table(vc, alpha)])
 
-    def summary(self, float_format: str = "%.4f") -> summary2.Summary:
-        """Regression-style summary: a header, the gating table and one table per expert.
+    def summary(self, alpha: float = 0.05, float_format: str = "%.4f") -> summary2.Summary:
+        """Regression-style summary: header, gating table, one table per expert, postprob.
 
-        Each table starts with a row naming its section. Standard errors come with the
-        inference options of ``fit``.
+        Each table starts with a row naming its section. Expert tables give the fixed effects
+        (coef, std err, z, p, confidence interval), then the random-effect SDs and correlations
+        and the residual SD with delta-method standard errors and Wald intervals. The last
+        table is lcmm's posterior classification table (:meth:`postprob`).
 
         Returns
         -------
@@ -315,22 +509,40 @@ class MEMoEResults:
         K = self.n_experts
         structure = self._model.structure
         sizes = self.expert_sizes
+        tidy = self.to_frame(alpha)
         if K > 1:
-            gate = self.gate_params.iloc[:, 1:]
-            rows = {f"expert {k}: {term}": gate.loc[term, k]
-                    for k in gate.columns for term in gate.index}
-            smry.add_df(_section("Gating (multinomial logit), reference: expert 1",
-                                 pd.Series(rows).to_frame("coef")), float_format=float_format)
+            gate = tidy[tidy["block"] == "gate"]
+            gate.index = [f"expert {e}: {t}" for e, t in zip(gate["expert"], gate["term"])]
+            smry.add_df(_section("Gating: multinomial logit vs expert 1",
+                                 self._coef_table(gate, alpha)), float_format=float_format)
         for k in range(K):
-            title = (f"Expert {k + 1} ({int(sizes['n_assigned'].iloc[k])} subjects assigned, "
-                     f"{sizes['pct_assigned'].iloc[k]:.1f}%)")
-            smry.add_df(_section(title, self._expert_table(k)), float_format=float_format)
+            title = (f"Expert {k + 1}: {int(sizes['n_assigned'].iloc[k])} subjects "
+                     f"({sizes['pct_assigned'].iloc[k]:.1f}%)")
+            smry.add_df(_section(title, self._expert_table(k, alpha)), float_format=float_format)
         if structure.k_shared:
-            shared = self.fe_params[1].iloc[structure.k_mix:].to_frame("coef")
-            smry.add_df(_section("Fixed effects shared by all experts", shared),
-                        float_format=float_format)
-        smry.add_text("BIC uses log(number of subjects). Standard errors: not computed.")
-        for msg in self.messages:
+            shared = tidy[(tidy["block"] == "beta") & (tidy["expert"] == "all")].set_index("term")
+            smry.add_df(_section("Fixed effects shared by all experts",
+                                 self._coef_table(shared, alpha)), float_format=float_format)
+        if structure.cov_re == "proportional" and K > 1:
+            ratio = tidy[tidy["term"] == "SD ratio"]
+            ratio.index = [f"expert {e}: D = w^2 D_1, w" for e in ratio["expert"]]
+            smry.add_df(_section("Proportional random-effects covariance",
+                                 self._coef_table(ratio, alpha)), float_format=float_format)
+        if K > 1:
+            pp = self.postprob().astype(object)
+            pp["n"] = pp["n"].astype(int).astype(str)
+            pp.index = [f"assigned to {k}" for k in pp.index]
+            smry.add_df(_section("Posterior classification", pp),
+                        float_format="%.2f")
+        notes = ["BIC uses log(number of subjects); expert 1 is the largest expert and the "
+                 "gating reference."]
+        if self.cov_type == "none":
+            notes.append("Standard errors not computed (cov_type='none').")
+        else:
+            notes.append(f"Standard errors: {_COV_NAMES[self.cov_type]}; SDs and correlations "
+                         f"by the delta method.")
+        smry.add_text(" ".join(notes))
+        for msg in self.messages + self._cov.messages:
             smry.add_text("Warning: " + msg)
         return smry
 

@@ -9,7 +9,8 @@ def test_demo_prints_comparison_and_summary():
     assert out.returncode == 0, out.stderr
     text = out.stdout
     for needle in ["llf", "AIC", "BIC", "ICL", "entropy", "%1", "converged", "BIC prefers K =",
-                   "Mixed effects mixture of experts", "Gating (multinomial logit)"]:
+                   "Mixed effects mixture of experts", "Gating: multinomial logit",
+                   "std err", "Posterior classification"]:
         assert needle in text
     # one row per K = 1, 2, 3 in the comparison table
     rows = [line.split()[0] for line in text.splitlines() if line[:1] in "123" and "-1" in line]

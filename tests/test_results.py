@@ -93,7 +93,7 @@ def test_results_are_read_only(full):
 def test_summary_renders_every_section(full):
     smry = full.summary()
     text = smry.as_text()
-    for needle in ["Gating (multinomial logit), reference: expert 1", "Expert 1 (", "Expert 2 (",
+    for needle in ["Gating: multinomial logit vs expert 1", "Expert 1: ", "Expert 2: ", "Posterior classification", "std err",
                    "SD(year)", "Corr(Intercept,year)", "Residual SD", "BIC (n = subjects)",
                    f"{full.llf:.4f}"]:
         assert needle in text

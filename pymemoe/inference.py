@@ -1,0 +1,215 @@
+r"""Covariance of the estimates: inverse observed information and the subject-level sandwich.
+
+Let s_i(theta) be subject i's score (the gradient of its log-likelihood contribution, computed
+analytically by Fisher's identity in :mod:`pymemoe.likelihood`) and
+A = -sum_i d s_i / d theta' the observed information.
+
+* ``cov_type="oim"``     Cov = A^-1 (the default; valid when the model is correct);
+* ``cov_type="robust"``  Cov = A^-1 B A^-1 with B = sum_i s_i s_i' (Huber-White sandwich with the
+                         subject as the independent unit: valid under misspecification of the
+                         within-subject distribution, e.g. heavy tails or heteroscedasticity);
+* ``cov_type="none"``    no standard errors (NaN), for speed.
+
+A is the central-difference Jacobian of the *analytic* summed score, so its error is O(h^2) on
+an exact gradient rather than the O(h) of differencing the log-likelihood twice.
+
+**Scale of the parameters.** The information is computed directly in the user's parameters
+(variances and covariances of D_k, residual variances, SD ratios). At an interior maximum the
+gradient vanishes, so this equals the delta-method transformation J Cov_internal J' of the
+covariance on the internal (Cholesky, log-variance) scale; computing it directly avoids the
+Jacobian of the transformation. Functions of the parameters reported in the summary (SDs,
+correlations, residual SD) get their standard errors by the delta method
+(:func:`delta_method`).
+
+**Boundary.** A variance at 0 (or an SD ratio at 0) has no interior derivative: such parameters,
+and covariances involving a zero variance, are held fixed, get NaN standard errors and a
+warning naming them. If the remaining information matrix is not positive definite, the
+parameters loading on its non-positive eigenvalues also get NaN, with a warning; the others
+keep their standard errors.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from statsmodels.tools.sm_exceptions import HessianInversionWarning
+
+from .data import SubjectData
+from .likelihood import score_obs
+from .params import Params, Structure, from_user, param_labels, to_user
+
+__all__ = ["CovEstimate", "COV_TYPES", "estimate_cov", "observed_information", "delta_method",
+           "boundary_parameters"]
+
+
+@dataclass(frozen=True, eq=False)
+class CovEstimate:
+    """A covariance matrix of the user parameter vector and how it was obtained."""
+
+    name: str
+    cov: np.ndarray
+    messages: tuple[str, ...] = ()
+    config: tuple = ()
+
+
+def _summed_score(data: SubjectData, structure: Structure, vector: np.ndarray) -> np.ndarray:
+    return score_obs(data, structure, from_user(vector, structure)).sum(axis=0)
+
+
+def observed_information(data: SubjectData, structure: Structure, params: Params,
+                         fixed: np.ndarray | None = None, rel_step: float = 1e-5) -> np.ndarray:
+    """A = -d(sum_i s_i)/d theta' by central differences of the analytic score, symmetrised.
+
+    Columns of ``fixed`` parameters are not differenced (they are left as zeros).
+    """
+    theta = to_user(params, structure)
+    n = theta.size
+    fixed = np.zeros(n, dtype=bool) if fixed is None else fixed
+    info = np.zeros((n, n))
+    for j in np.flatnonzero(~fixed):  # one pair of score evaluations per parameter
+        h = rel_step * max(abs(theta[j]), 1e-2)
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        info[:, j] = -(_summed_score(data, structure, up) - _summed_score(data, structure, down)) / (2 * h)
+    return (info + info.T) / 2.0
+
+
+def boundary_parameters(structure: Structure, params: Params, data: SubjectData,
+                        rel_tol: float = 1e-6) -> np.ndarray:
+    """Mask of user parameters at the boundary: a variance (or SD ratio) ~0, and the
+    covariances that involve such a variance."""
+    labels = param_labels(structure)
+    mask = np.zeros(len(labels), dtype=bool)
+    if not structure.k_re:
+        return mask
+    z_scale = np.diagonal(data.zz, axis1=1, axis2=2).sum(axis=0) / data.nobs
+    names = structure.exog_re_names
+    theta = to_user(params, structure)
+    for j, (block, expert, term) in enumerate(labels):
+        if block != "re_cov":
+            continue
+        k = 0 if expert == "all" else int(expert) - 1
+        D = params.cov_re[k]
+        relative = np.diag(D) * z_scale / params.scale[k]
+        if term == "SD ratio":
+            mask[j] = theta[j] < np.sqrt(rel_tol)
+            continue
+        inner = term[term.index("(") + 1:-1].split(",")
+        idx = [names.index(t) for t in inner]
+        mask[j] = bool(np.any(relative[idx] < rel_tol))
+    return mask
+
+
+def _invert(info: np.ndarray, free: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Inverse of the information over the ``free`` parameters that it identifies."""
+    messages = []
+    ok = free.copy()
+    for _ in range(info.shape[0]):
+        sub = info[np.ix_(ok, ok)]
+        if sub.size == 0:
+            break
+        vals, vecs = np.linalg.eigh(sub)
+        bad = vals <= 1e-10 * max(vals.max(), 1e-300)
+        if not bad.any():
+            inv = (vecs / vals) @ vecs.T
+            cov = np.full(info.shape, np.nan)
+            cov[np.ix_(ok, ok)] = inv
+            return cov, ok, messages
+        loading = np.abs(vecs[:, bad]).max(axis=1)
+        worst = np.flatnonzero(ok)[np.argmax(loading)]
+        ok[worst] = False
+        messages.append(f"the information matrix is not positive definite in the direction of "
+                        f"{_name(labels[worst])}: its standard error is not available (NaN); "
+                        f"the model may be over-parameterised (fewer experts, a simpler "
+                        f"re_structure or cov_re) or the fit not at a maximum")
+    return np.full(info.shape, np.nan), np.zeros_like(ok), messages
+
+
+def _name(label) -> str:
+    block, expert, term = label
+    return f"{block}[{expert}]:{term}"
+
+
+def _prepare(data, structure, params):
+    labels = param_labels(structure)
+    boundary = boundary_parameters(structure, params, data)
+    messages = [f"{_name(labels[j])} is at the boundary of the parameter space: its standard "
+                f"error is not available (NaN); consider dropping that random effect"
+                for j in np.flatnonzero(boundary)]
+    info = observed_information(data, structure, params, fixed=boundary)
+    return labels, boundary, info, messages
+
+
+def cov_oim(data: SubjectData, structure: Structure, params: Params) -> CovEstimate:
+    """Inverse observed information."""
+    labels, boundary, info, messages = _prepare(data, structure, params)
+    cov, _, more = _invert(info, ~boundary, labels)
+    return CovEstimate(name="oim", cov=cov, messages=tuple(messages + more))
+
+
+def cov_robust(data: SubjectData, structure: Structure, params: Params) -> CovEstimate:
+    """Subject-level sandwich A^-1 B A^-1, B = sum_i s_i s_i'."""
+    labels, boundary, info, messages = _prepare(data, structure, params)
+    a_inv, ok, more = _invert(info, ~boundary, labels)
+    scores = score_obs(data, structure, params)[:, ok]
+    meat = scores.T @ scores
+    cov = np.full(info.shape, np.nan)
+    bread = a_inv[np.ix_(ok, ok)]
+    cov[np.ix_(ok, ok)] = bread @ meat @ bread
+    return CovEstimate(name="robust", cov=cov, messages=tuple(messages + more))
+
+
+def cov_none(data: SubjectData, structure: Structure, params: Params) -> CovEstimate:
+    """No covariance (all NaN)."""
+    n = structure.n_params
+    return CovEstimate(name="none", cov=np.full((n, n), np.nan))
+
+
+COV_TYPES: dict[str, Callable[..., CovEstimate]] = {
+    "oim": cov_oim,
+    "robust": cov_robust,
+    "none": cov_none,
+}
+
+
+def estimate_cov(cov_type: str, data: SubjectData, structure: Structure, params: Params,
+                 cov_kwds: dict | None = None) -> CovEstimate:
+    """Look up ``cov_type`` in :data:`COV_TYPES` and compute it; warn with its messages."""
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"cov_type must be one of {sorted(COV_TYPES)}, got {cov_type!r}")
+    if cov_kwds:
+        raise ValueError(f"cov_type={cov_type!r} takes no options; got {sorted(cov_kwds)}")
+    estimate = COV_TYPES[cov_type](data, structure, params)
+    for msg in estimate.messages:
+        warnings.warn(msg, HessianInversionWarning, stacklevel=3)
+    return estimate
+
+
+def delta_method(func: Callable[[np.ndarray], np.ndarray], theta: np.ndarray,
+                 cov: np.ndarray, rel_step: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Value and delta-method covariance of ``func(theta)`` (central-difference Jacobian).
+
+    Returns
+    -------
+    value : ndarray (m,)
+    cov : ndarray (m, m)   J cov J'
+    """
+    value = np.asarray(func(theta), dtype=float)
+    jac = np.zeros((value.size, theta.size))
+    for j in range(theta.size):
+        h = rel_step * max(abs(theta[j]), 1e-3)
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        jac[:, j] = (np.asarray(func(up)) - np.asarray(func(down))) / (2 * h)
+    # An output whose Jacobian touches a parameter without a variance gets NaN; the others do
+    # not (a boundary in one expert leaves the other experts' SDs intact).
+    unknown = np.isnan(np.diag(cov))
+    out = jac @ np.nan_to_num(cov, nan=0.0) @ jac.T
+    lost = np.any((jac != 0) & unknown[None, :], axis=1)
+    out[lost, :] = np.nan
+    out[:, lost] = np.nan
+    return value, out

@@ -1,0 +1,185 @@
+"""Standard errors: the information against a numerical Hessian, K = 1 against statsmodels,
+the shared-variance mixture against lcmm, the full model against flexmix's numerical-Hessian
+SEs; Wald tests against hand computations; boundary behaviour."""
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.tools.numdiff import approx_hess
+from statsmodels.tools.sm_exceptions import HessianInversionWarning
+
+from conftest import GATE_R, RESULTS
+from pymemoe import MEMoE
+from pymemoe.inference import observed_information
+
+
+def _ref(name):
+    return json.loads((RESULTS / name).read_text())
+
+
+@pytest.mark.parametrize("options", [dict(), dict(cov_re="proportional", scale="shared"),
+                                     dict(cov_re="shared", re_structure="diagonal"),
+                                     dict(re_formula="0"), dict(shared_formula="~ x1")],
+                         ids=["full", "proportional", "shared-diagonal", "no-re", "shared-fe"])
+def test_information_equals_numerical_hessian(sim500, options):
+    sub = sim500[sim500["id"] < 150]
+    kw = {"re_formula": "~ time", "gate_formula": "~ x1 + x2", **options}
+    model = MEMoE.from_formula("y ~ time", sub, "id", n_experts=2, **kw)
+    res = model.fit(n_starts=3, random_state=0)
+    theta = np.array(res.params, dtype=float)
+    info = observed_information(model.data, model.structure, res.state)
+    hess = approx_hess(theta, model.loglike)
+    np.testing.assert_allclose(info, -hess, rtol=1e-4, atol=1e-4 * np.abs(hess).max())
+    np.testing.assert_allclose(res.cov_params().to_numpy(), np.linalg.inv(info), rtol=1e-6,
+                               atol=1e-12)
+
+
+def test_one_expert_fixed_effect_se_equal_statsmodels(pbc):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sm_res = smf.mixedlm("logbili ~ year", pbc, groups=pbc["id"], re_formula="~ year").fit(
+            reml=False, method=["lbfgs"], tol=1e-12)
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=1).fit()
+    np.testing.assert_allclose(res.bse["beta"].to_numpy(), sm_res.bse_fe.to_numpy(), rtol=1e-3)
+    # lme4's vcov() of the fixed effects is (X'V^-1X)^-1, conditional on the variance
+    # parameters, hence a little smaller than the full inverse information (statsmodels, here)
+    lme4 = np.array(list(_ref("lmer_base.json")["fixed"]["se"].values()))
+    assert np.all(lme4 <= res.bse["beta"].to_numpy() * (1 + 1e-3))
+
+
+def _matched(res, classes):
+    ours = res.fe_params.loc["Intercept"].to_numpy()
+    theirs = np.array([c["beta"]["(Intercept)"] for c in classes])
+    return [int(np.argmin(np.abs(theirs - v))) + 1 for v in ours]   # R class of each expert
+
+
+def test_shared_variance_mixture_se_agree_with_lcmm(pbc):
+    ref = _ref("hlme_default_ng2_gridsearch.json")
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=2,
+                             cov_re="shared", scale="shared").fit(n_starts=10, random_state=0)
+    se = ref["se"]
+    cls = _matched(res, ref["classes"])
+    for k in (1, 2):
+        assert res.bse[("beta", k, "Intercept")] == pytest.approx(se[f"intercept class{cls[k - 1]}"], rel=0.05)
+        assert res.bse[("beta", k, "year")] == pytest.approx(se[f"year class{cls[k - 1]}"], rel=0.05)
+    # lcmm's gating contrasts class 1 with class 2 (the reference): the same contrast up to sign
+    assert res.bse[("gate", 2, "Intercept")] == pytest.approx(se["classmb intercept class1"], rel=0.05)
+    ours = res.bse["re_cov"].to_numpy()
+    np.testing.assert_allclose(ours, [se["varcov 1"], se["varcov 2"], se["varcov 3"]], rtol=0.05)
+    resid_sd_se = res._variance_components.loc[(1, "Residual SD"), "std err"]
+    assert resid_sd_se == pytest.approx(se["stderr"], rel=0.05)
+
+
+def test_full_model_se_agree_with_flexmix_numerical_hessian(pbc):
+    ref = _ref("flexmix_full_conc_k2.json")["polished"]
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=2,
+                             gate_formula=GATE_R).fit(n_starts=10, random_state=0)
+    se = ref["numderiv_se"]["se"]
+    cls = _matched(res, ref["classes"])
+    for k in (1, 2):
+        c = cls[k - 1]
+        pairs = [(("beta", k, "Intercept"), f"(Intercept) class{c}"),
+                 (("beta", k, "year"), f"year class{c}"),
+                 (("re_cov", k, "Var(Intercept)"), f"D[(Intercept),(Intercept)] class{c}"),
+                 (("re_cov", k, "Cov(Intercept,year)"), f"D[year,(Intercept)] class{c}"),
+                 (("re_cov", k, "Var(year)"), f"D[year,year] class{c}"),
+                 (("scale", k, "sigma2"), f"sigma2 class{c}")]
+        for ours, theirs in pairs:
+            assert res.bse[ours] == pytest.approx(se[theirs], rel=0.05), ours
+    r_terms = {"Intercept": "(Intercept)", "C(sex, Treatment('m'))[T.f]": "sexf", "age": "age",
+               "C(trt)[T.1]": "trt1"}
+    for term, r_term in r_terms.items():
+        assert res.bse[("gate", 2, term)] == pytest.approx(se[f"gamma {r_term} class2"], rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def robust3(pbc):
+    return MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=3,
+                              gate_formula="~ age + C(sex)").fit(n_starts=4, random_state=0,
+                                                                   cov_type="robust")
+
+
+def test_wald_and_t_tests_equal_hand_computations(robust3):
+    res = robust3
+    assert res.cov_type == "robust"
+    names = res.param_names
+    cov = res.cov_params().to_numpy()
+    theta = res.params.to_numpy()
+    # the slope on year is equal in experts 1 and 2
+    r = np.zeros(len(names))
+    r[names.index("beta[1]:year")], r[names.index("beta[2]:year")] = 1, -1
+    z = r @ theta / np.sqrt(r @ cov @ r)
+    tt = res.t_test("beta[1]:year = beta[2]:year")
+    assert tt.statistic[0, 0] if np.ndim(tt.statistic) == 2 else tt.statistic[0] == pytest.approx(z)
+    wt = res.wald_test("beta[1]:year = beta[2]:year")
+    assert float(wt.statistic) == pytest.approx(z ** 2)
+    assert float(wt.pvalue) == pytest.approx(2 * stats.norm.sf(abs(z)))
+    # all gating coefficients of age are zero (two contrasts)
+    R = np.zeros((2, len(names)))
+    R[0, names.index("gate[2]:age")] = R[1, names.index("gate[3]:age")] = 1
+    g = R @ theta
+    stat = g @ np.linalg.solve(R @ cov @ R.T, g)
+    joint = res.wald_test(["gate[2]:age", "gate[3]:age"])
+    assert float(joint.statistic) == pytest.approx(stat)
+    assert float(joint.pvalue) == pytest.approx(stats.chi2.sf(stat, 2))
+    np.testing.assert_allclose(float(res.wald_test(R).statistic), stat)
+
+
+def test_z_p_and_intervals_are_consistent(robust3):
+    res = robust3
+    np.testing.assert_allclose(res.zvalues, res.params / res.bse)
+    np.testing.assert_allclose(res.pvalues, 2 * stats.norm.sf(np.abs(res.params / res.bse)))
+    ci = res.conf_int(0.1)
+    np.testing.assert_allclose(ci["upper"] - res.params, stats.norm.ppf(0.95) * res.bse)
+    assert res.tvalues.equals(res.zvalues)
+    table = res.to_frame()
+    assert list(table.columns) == ["block", "expert", "term", "coef", "std err", "z", "P>|z|",
+                                   "lower", "upper"]
+
+
+def test_exports(robust3, tmp_path):
+    res = robust3
+    assert "\\begin{tabular}" in res.to_latex()
+    assert "<table" in res.to_html()
+    md = res.to_markdown()
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + len(res.params)
+    assert all(line.count(" | ") == lines[0].count(" | ") for line in lines[2:])
+    res.to_csv(tmp_path / "t.csv")
+    back = pd.read_csv(tmp_path / "t.csv")
+    np.testing.assert_allclose(back["coef"], res.params.to_numpy())
+
+
+def test_unknown_cov_type_and_none(pbc):
+    model = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=1)
+    with pytest.raises(ValueError, match="cov_type"):
+        model.fit(cov_type="sandwich")
+    with pytest.raises(ValueError, match="takes no options"):
+        model.fit(cov_kwds={"maxlags": 2})
+    res = model.fit(cov_type="none")
+    assert res.bse.isna().all()
+    assert "not computed" in res.summary().as_text()
+    with pytest.raises(ValueError, match="without a covariance"):
+        res.wald_test("beta[1]:year")
+
+
+def test_boundary_variance_gives_nan_only_for_its_parameters():
+    rng = np.random.default_rng(4)
+    n, visits = 120, 5
+    half = rng.normal(size=(n, 3))
+    noise = np.column_stack([half, half[:, 1], half[:, 0]])     # slope variance MLE is 0
+    t = np.tile(np.arange(visits, dtype=float), n)
+    y = 1.0 + 0.5 * t + np.repeat(rng.normal(size=n), visits) + noise.ravel()
+    df = pd.DataFrame({"id": np.repeat(np.arange(n), visits), "time": t, "y": y})
+    with pytest.warns(HessianInversionWarning, match="Var\\(time\\)"):
+        res = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time", n_experts=1).fit()
+    nan = res.bse[res.bse.isna()].index.get_level_values("term").tolist()
+    assert set(nan) == {"Var(time)", "Cov(Intercept,time)"}
+    assert res.bse["beta"].notna().all() and res.bse[("scale", 1, "sigma2")] > 0
+    vc = res._variance_components
+    assert np.isnan(vc.loc[(1, "SD(time)"), "std err"])
+    assert vc.loc[(1, "SD(Intercept)"), "std err"] > 0
