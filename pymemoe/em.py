@@ -238,21 +238,28 @@ def _start_params(data: SubjectData, structure: Structure, base: Params, tau0: n
 
 def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float,
             maxiter: int) -> tuple[Params, float]:
+    """L-BFGS-B on -llf / N over the internal vector, preconditioned by the diagonal of the
+    outer product of the per-subject scores (the BHHH approximation of the information), so
+    that gating, fixed-effect and variance parameters are on comparable scales."""
     N = data.n_groups
-    bounds = internal_bounds(structure)
+    theta0 = to_internal(params, structure)
+    scores = score_obs(data, structure, params, internal=True)
+    curvature = np.sqrt(np.einsum("nj,nj->j", scores, scores) / N)
+    unit = np.where(curvature > 1e-8, curvature, 1.0)     # x = theta * unit
+    bounds = [(None if lo is None else lo * u, None if hi is None else hi * u)
+              for (lo, hi), u in zip(internal_bounds(structure), unit)]
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        par = from_internal(theta, structure)
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        par = from_internal(x / unit, structure)
         est = e_step(data, par)
         if not np.isfinite(est.llf):
-            return np.inf, np.zeros_like(theta)
+            return np.inf, np.zeros_like(x)
         grad = score_obs(data, structure, par, est, internal=True).sum(axis=0)
-        return -est.llf / N, -grad / N
+        return -est.llf / N, -grad / N / unit
 
-    theta0 = to_internal(params, structure)
-    res = minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+    res = minimize(objective, theta0 * unit, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20})
-    par = from_internal(res.x, structure)
+    par = from_internal(res.x / unit, structure)
     return par, float(-res.fun * N)
 
 

@@ -64,6 +64,7 @@ import numpy as np
 
 from .data import SubjectData
 from .params import Params
+from .smallmat import cholesky_inverse_logdet, matmul, matvec
 
 __all__ = ["ExpertMoments", "relative_factor", "covariance_factor", "expert_moments", "gls_normal_equations",
            "variance_sums", "expert_gradients"]
@@ -107,11 +108,17 @@ def relative_factor(cov_re: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def _residual_moments(data: SubjectData, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """r'r (N, K) and Z'r (N, K, q) for residuals r = y - X beta_k."""
-    xy_b = data.xy @ beta.T                                   # (N, K)
-    bxxb = np.einsum("kp,npr,kr->nk", beta, data.xx, beta)
-    rr = data.yy[:, None] - 2.0 * xy_b + bxxb
-    zr = data.zy[:, None, :] - np.einsum("npq,kp->nkq", data.xz, beta)
+    """r'r (N, K) and Z'r (N, K, q) for residuals r = y - X beta_k.
+
+    Contractions with the parameters are written as matrix products of the flattened
+    per-subject statistics, so they run in BLAS.
+    """
+    N, p, q = data.n_groups, data.k_fe, data.k_re
+    K = beta.shape[0]
+    outer = (beta[:, :, None] * beta[:, None, :]).reshape(K, p * p)
+    rr = data.yy[:, None] - 2.0 * (data.xy @ beta.T) + data.xx.reshape(N, p * p) @ outer.T
+    zx_beta = (np.swapaxes(data.xz, 1, 2).reshape(N * q, p) @ beta.T).reshape(N, q, K)
+    zr = data.zy[:, None, :] - np.swapaxes(zx_beta, 1, 2)
     return rr, zr
 
 
@@ -128,10 +135,11 @@ def covariance_factor(data: SubjectData, params: Params) -> tuple[np.ndarray, np
     if q == 0:
         return np.zeros((K, 0, 0)), np.zeros((N, K, 0, 0)), np.zeros((N, K))
     lam = relative_factor(params.cov_re, params.scale)
-    m = np.swapaxes(lam, 1, 2) @ data.zz[:, None] @ lam + np.eye(q)
-    chol = np.linalg.cholesky(m)
-    logdet_m = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
-    return lam, np.linalg.inv(m), logdet_m
+    # Lambda_k' Z'Z Lambda_k is linear in the entries of Z'Z: one BLAS product for all k
+    transform = np.einsum("kba,kcd->bckad", lam, lam).reshape(q * q, K * q * q)
+    m = (data.zz.reshape(N, q * q) @ transform).reshape(N, K, q, q) + np.eye(q)
+    m_inv, logdet_m = cholesky_inverse_logdet(m)
+    return lam, m_inv, logdet_m
 
 
 def expert_moments(data: SubjectData, params: Params,
@@ -164,12 +172,12 @@ def expert_moments(data: SubjectData, params: Params,
     rr, zr = _residual_moments(data, params.beta)
     lam, m_inv, logdet_m = covariance_factor(data, params) if factor is None else factor
     lam_t = np.swapaxes(lam, 1, 2)
-    v = (lam_t @ zr[..., None])[..., 0]                        # Lambda' Z'r
-    u_hat = (m_inv @ v[..., None])[..., 0]
-    quad = rr - np.einsum("nka,nka->nk", v, u_hat)
+    v = matvec(lam_t, zr)                                       # Lambda' Z'r
+    u_hat = matvec(m_inv, v)
+    quad = rr - np.sum(v * u_hat, axis=-1)
     logdens = -0.5 * (data.n_obs[:, None] * (LOG_2PI + np.log(scale)) + logdet_m + quad / scale)
-    b_hat = (lam @ u_hat[..., None])[..., 0]
-    b_cov = scale[None, :, None, None] * (lam @ m_inv @ lam_t)
+    b_hat = matvec(lam, u_hat)
+    b_cov = scale[None, :, None, None] * matmul(matmul(lam, m_inv), lam_t)
     return ExpertMoments(logdens=logdens, b_hat=b_hat, b_cov=b_cov, m_inv=m_inv, lam=lam,
                          logdet_m=logdet_m, rr=rr, zr=zr)
 
@@ -184,15 +192,21 @@ def gls_normal_equations(data: SubjectData, params: Params, moments: ExpertMomen
     rhs  : (K, p)      sum_i tau_ik X'V_ik^-1 y
     """
     scale = params.scale
-    gram = np.einsum("nk,npr->kpr", tau, data.xx)
+    N, K, p, q = data.n_groups, tau.shape[1], data.k_fe, data.k_re
+    gram = (tau.T @ data.xx.reshape(N, p * p)).reshape(K, p, p)
     rhs = tau.T @ data.xy
-    if data.k_re:
+    if q:
         lam, m_inv = moments.lam, moments.m_inv
-        a = np.swapaxes(lam, 1, 2) @ np.swapaxes(data.xz, 1, 2)[:, None]   # Lambda' Z'X (N,K,q,p)
-        ma = m_inv @ a
-        gram -= np.einsum("nk,nkap,nkar->kpr", tau, a, ma)
-        v0 = np.einsum("kba,nb->nka", lam, data.zy)            # Lambda' Z'y
-        rhs -= np.einsum("nk,nkap,nka->kp", tau, ma, v0)
+        # A = Lambda' Z'X per subject and expert, linear in the entries of X'Z
+        transform = np.einsum("kba,pr->pbkar", lam, np.eye(p)).reshape(p * q, K * q * p)
+        a = (data.xz.reshape(N, p * q) @ transform).reshape(N, K, q, p)
+        ma = matmul(m_inv, a)
+        correction = matmul(np.swapaxes(a, 2, 3), ma).reshape(N, K, p * p)
+        v0 = matvec(np.swapaxes(lam, 1, 2), data.zy[:, None, :])          # Lambda' Z'y
+        rhs_corr = np.sum(ma * v0[..., None], axis=2)                      # (N, K, p)
+        for k in range(K):  # weighted sums over subjects as BLAS products, one per expert
+            gram[k] -= (tau[:, k] @ correction[:, k]).reshape(p, p)
+            rhs[k] -= tau[:, k] @ rhs_corr[:, k]
     return gram / scale[:, None, None], rhs / scale[:, None]
 
 
@@ -208,10 +222,11 @@ def variance_sums(data: SubjectData, moments: ExpertMoments,
     rss_sum : (K,)       sum_i tau_ik E||e_i||^2
     """
     b, S = moments.b_hat, moments.b_cov
-    re_sum = np.einsum("nk,nka,nkb->kab", tau, b, b) + np.einsum("nk,nkab->kab", tau, S)
-    resid2 = moments.rr - 2.0 * np.einsum("nka,nka->nk", b, moments.zr)
-    resid2 += np.einsum("nka,nab,nkb->nk", b, data.zz, b) + np.einsum("nab,nkba->nk", data.zz, S)
-    return re_sum, np.einsum("nk,nk->k", tau, resid2)
+    N, K, q = b.shape
+    second = (b[..., :, None] * b[..., None, :] + S).reshape(N, K, q * q)
+    re_sum = np.stack([tau[:, k] @ second[:, k] for k in range(K)]).reshape(K, q, q)
+    resid2 = _expected_rss(data, moments)
+    return re_sum, np.sum(tau * resid2, axis=0)
 
 
 def expert_gradients(data: SubjectData, params: Params,
@@ -226,18 +241,32 @@ def expert_gradients(data: SubjectData, params: Params,
     """
     scale = params.scale[None, :]
     b = moments.b_hat
-    xr = data.xy[:, None, :] - np.einsum("npr,kr->nkp", data.xx, params.beta)
-    grad_beta = (xr - np.einsum("npq,nkq->nkp", data.xz, b)) / scale[..., None]
-    resid2 = (moments.rr - 2.0 * np.einsum("nka,nka->nk", b, moments.zr)
-              + np.einsum("nka,nab,nkb->nk", b, data.zz, b))
-    q = data.k_re
+    N, p, q = data.n_groups, data.k_fe, data.k_re
+    K = b.shape[1]
+    xx_beta = (data.xx.reshape(N * p, p) @ params.beta.T).reshape(N, p, K)
+    xr = data.xy[:, None, :] - np.swapaxes(xx_beta, 1, 2)
+    grad_beta = (xr - matvec(data.xz[:, None], b)) / scale[..., None]
+    resid2 = _residual_ss(data, moments)
     trace_minv = np.trace(moments.m_inv, axis1=2, axis2=3) if q else 0.0
     grad_scale = 0.5 * (resid2 / scale ** 2 - (data.n_obs[:, None] - q + trace_minv) / scale)
     if q == 0:
         return grad_beta, np.zeros(b.shape + (0,)), grad_scale
-    a = (moments.zr - np.einsum("nab,nkb->nka", data.zz, b)) / scale[..., None]
-    zzl = data.zz[:, None] @ moments.lam                      # Z'Z Lambda
-    zvz = data.zz[:, None] - zzl @ moments.m_inv @ np.swapaxes(zzl, 2, 3)
-    zvz /= scale[..., None, None]
-    grad_cov = 0.5 * (np.einsum("nka,nkb->nkab", a, a) - zvz)
+    zz = data.zz[:, None]
+    a = (moments.zr - matvec(zz, b)) / scale[..., None]
+    zzl = matmul(zz, moments.lam)                                  # Z'Z Lambda
+    zvz = (zz - matmul(matmul(zzl, moments.m_inv), np.swapaxes(zzl, 2, 3))) / scale[..., None, None]
+    grad_cov = 0.5 * (a[..., :, None] * a[..., None, :] - zvz)
     return grad_beta, grad_cov, grad_scale
+
+
+def _residual_ss(data: SubjectData, moments: ExpertMoments) -> np.ndarray:
+    """||r - Z b_hat||^2 per subject and expert, (N, K)."""
+    b = moments.b_hat
+    zz_b = matvec(data.zz[:, None], b)
+    return moments.rr - 2.0 * np.sum(b * moments.zr, axis=-1) + np.sum(b * zz_b, axis=-1)
+
+
+def _expected_rss(data: SubjectData, moments: ExpertMoments) -> np.ndarray:
+    """E||e_i||^2 = ||r - Z b_hat||^2 + tr(Z'Z Sigma) per subject and expert, (N, K)."""
+    trace = np.sum(data.zz[:, None] * moments.b_cov, axis=(2, 3))   # both symmetric
+    return _residual_ss(data, moments) + trace

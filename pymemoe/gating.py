@@ -52,15 +52,17 @@ def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray, weights: np.ndarray
     """
     pi = np.exp(log_prior(exog_gate, gamma))[:, 1:]
     if weights is not None:
-        pi_w = pi * weights[:, None]
-    else:
-        pi_w = pi
+        pi = pi * weights[:, None] ** 0.5
+        exog_gate = exog_gate * weights[:, None] ** 0.5
     K1, r = pi.shape[1], exog_gate.shape[1]
-    # -sum_i [diag(pi_i) - pi_i pi_i'] kron w_i w_i'
-    cross = np.einsum("nk,nl,na,nb->kalb", pi_w, pi, exog_gate, exog_gate)
-    diag = np.einsum("nk,na,nb->kab", pi_w, exog_gate, exog_gate)
-    hess = cross
-    hess[np.arange(K1), :, np.arange(K1), :] -= diag
+    # -sum_i pi_ik (delta_kl - pi_il) w_i w_i', one BLAS product per pair of experts
+    hess = np.empty((K1, r, K1, r))
+    for k in range(K1):
+        for l in range(k, K1):
+            c = pi[:, k] * ((k == l) - pi[:, l])
+            block = -(exog_gate * c[:, None]).T @ exog_gate
+            hess[k, :, l, :] = block
+            hess[l, :, k, :] = block.T
     return hess.reshape(K1 * r, K1 * r)
 
 

@@ -1,0 +1,83 @@
+"""Stacks of small matrices: products, Cholesky factors, inverses and log-determinants.
+
+The EM works on millions of q x q or p x q matrices (one per subject and expert) with q and p
+rarely above 3. numpy's batched ``matmul``, ``cholesky`` and ``inv`` pay a per-matrix overhead
+(a LAPACK call each for the last two) that dominates at that size. Here the loops run over the
+matrix *indices* (q^3 of them at most) and every step is an elementwise operation on whole
+stacks, so the cost is a few passes over memory. Above ``SMALL`` the numpy routines are used.
+
+All functions take arrays whose last two axes are the matrix axes and broadcast over the others.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SMALL", "matmul", "matvec", "cholesky_inverse_logdet"]
+
+SMALL = 4
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` over the last two axes, broadcasting the leading ones."""
+    n, m = a.shape[-2:]
+    p = b.shape[-1]
+    if max(n, m, p) > SMALL or m == 0:
+        return a @ b
+    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (n, p))
+    for i in range(n):
+        for j in range(p):
+            acc = a[..., i, 0] * b[..., 0, j]
+            for l in range(1, m):
+                acc = acc + a[..., i, l] * b[..., l, j]
+            out[..., i, j] = acc
+    return out
+
+
+def matvec(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``a @ x`` for matrices ``a`` (..., n, m) and vectors ``x`` (..., m)."""
+    n, m = a.shape[-2:]
+    if max(n, m) > SMALL or m == 0:
+        return (a @ x[..., None])[..., 0]
+    out = np.empty(np.broadcast_shapes(a.shape[:-2], x.shape[:-1]) + (n,))
+    for i in range(n):
+        acc = a[..., i, 0] * x[..., 0]
+        for l in range(1, m):
+            acc = acc + a[..., i, l] * x[..., l]
+        out[..., i] = acc
+    return out
+
+
+def cholesky_inverse_logdet(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse and log-determinant of symmetric positive definite matrices (..., q, q).
+
+    Cholesky-Banachiewicz factorisation, triangular inversion and ``L^-T L^-1``, each written
+    as loops over the q indices.
+    """
+    q = m.shape[-1]
+    if q > SMALL:
+        chol = np.linalg.cholesky(m)
+        logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+        return np.linalg.inv(m), logdet
+    L = np.zeros_like(m)
+    for j in range(q):
+        s = m[..., j, j].copy()
+        for k in range(j):
+            s -= L[..., j, k] ** 2
+        L[..., j, j] = np.sqrt(s)
+        for i in range(j + 1, q):
+            s = m[..., i, j].copy()
+            for k in range(j):
+                s -= L[..., i, k] * L[..., j, k]
+            L[..., i, j] = s / L[..., j, j]
+    diag = [L[..., j, j] for j in range(q)]
+    logdet = 2.0 * sum(np.log(d) for d in diag) if q else np.zeros(m.shape[:-2])
+    L_inv = np.zeros_like(m)
+    for i in range(q):
+        L_inv[..., i, i] = 1.0 / diag[i]
+        for j in range(i):
+            s = L[..., i, j] * L_inv[..., j, j]
+            for k in range(j + 1, i):
+                s = s + L[..., i, k] * L_inv[..., k, j]
+            L_inv[..., i, j] = -s / diag[i]
+    inv = matmul(np.swapaxes(L_inv, -1, -2), L_inv)
+    return inv, logdet
