@@ -16,8 +16,13 @@ TRUTH_K2 = {
 
 
 def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
-                   visits: tuple[int, int] = (4, 9)) -> pd.DataFrame:
+                   visits: tuple[int, int] = (4, 9), errors: str = "normal") -> pd.DataFrame:
     """Long-format data from a MEMoE with intercept + time fixed and random effects.
+
+    ``errors``: ``"normal"`` (the model), ``"t3"`` (Student t with 3 df scaled to variance
+    sigma2_k: heavy tails) or ``"hetero"`` (normal with variance sigma2_k (0.2 + 0.32 t^2),
+    from 0.2 sigma2_k at t = 0 to 8.2 sigma2_k at t = 5, 2.9 sigma2_k on average over
+    t ~ U(0, 5): strongly heteroscedastic, and larger than the model's variance).
 
     Columns: id, time, x1, x2 (subject-level, x2 binary), y, expert (true, 1-based).
     """
@@ -36,7 +41,16 @@ def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
         t = np.sort(rng.uniform(0, 5, size=n_i))
         b = rng.multivariate_normal(np.zeros(2), truth["cov_re"][k])
         mean = truth["beta"][k, 0] + b[0] + (truth["beta"][k, 1] + b[1]) * t
-        y = mean + rng.normal(scale=np.sqrt(truth["scale"][k]), size=n_i)
+        sd = np.sqrt(truth["scale"][k])
+        if errors == "normal":
+            e = rng.normal(scale=sd, size=n_i)
+        elif errors == "t3":
+            e = rng.standard_t(3, size=n_i) * sd / np.sqrt(3.0)
+        elif errors == "hetero":
+            e = rng.normal(size=n_i) * sd * np.sqrt(0.2 + 0.32 * t ** 2)
+        else:
+            raise ValueError(errors)
+        y = mean + e
         rows.append(pd.DataFrame({"id": i, "time": t, "x1": x1[i], "x2": x2[i], "y": y,
                                   "expert": k + 1}))
     return pd.concat(rows, ignore_index=True)
