@@ -25,6 +25,16 @@ random_effects
     conditional modes (BLUPs) of the random effects.
 llf, aic, bic, icl, entropy
     log-likelihood and criteria (BIC with log(number of subjects)).
+bse, cov_params(), conf_int(), wald_test(), t_test()
+    inference, with ``fit(cov_type="oim" | "robust")``.
+predict(), predict_class(), prediction_set()
+    predictions (marginal, per expert, conditional and dynamic), class membership of new
+    subjects and prediction sets (highest-density regions).
+
+Modules beyond the model: :mod:`pymemoe.selection` (``compare_experts``: choosing K),
+:mod:`pymemoe.crossval` (``cross_validate``), :mod:`pymemoe.simulate` (``simulate``: data from
+known truth), :mod:`pymemoe.plotting` (matplotlib figures; ``pip install pymemoe[plot]``),
+:mod:`pymemoe.datasets` (``load_pbcseq``).
 
 Examples
 --------
@@ -42,6 +52,10 @@ Examples
 from .model import MEMoE
 from .results import MEMoEResults
 from .em import BoundaryWarning, SeparationWarning
+from .selection import compare_experts
+from .crossval import cross_validate
+from .simulate import simulate
 
-__all__ = ["MEMoE", "MEMoEResults", "BoundaryWarning", "SeparationWarning"]
+__all__ = ["MEMoE", "MEMoEResults", "BoundaryWarning", "SeparationWarning", "compare_experts",
+           "cross_validate", "simulate"]
 __version__ = "0.1.0.dev0"

@@ -39,7 +39,7 @@ from .gating import newton_update, separation_detected
 from .likelihood import EStep, e_step, score_obs
 from .params import (Params, Structure, from_internal, internal_bounds, reorder, to_internal)
 
-__all__ = ["EMOptions", "EMFit", "run_em", "m_step", "one_expert_start"]
+__all__ = ["EMOptions", "EMFit", "run_em", "m_step", "one_expert_start", "as_seed_sequence"]
 
 
 class BoundaryWarning(ConvergenceWarning):
@@ -323,7 +323,8 @@ def canonical_order(params: Params, tau: np.ndarray) -> np.ndarray:
     return np.lexsort((first, -sizes))
 
 
-def _normalise_random_state(random_state) -> np.random.SeedSequence:
+def as_seed_sequence(random_state) -> np.random.SeedSequence:
+    """Normalise ``random_state`` (None, int, Generator or SeedSequence) once, to a SeedSequence."""
     if isinstance(random_state, np.random.SeedSequence):
         return random_state
     if isinstance(random_state, np.random.Generator):
@@ -338,7 +339,7 @@ def run_em(data: SubjectData, structure: Structure, options: EMOptions,
     """Fit a MEMoE by EM from several starts and return the best (see the module docstring)."""
     K = structure.n_experts
     scale_floor = _scale_floor(data)
-    seeds = _normalise_random_state(random_state).spawn(max(options.n_starts, 1))
+    seeds = as_seed_sequence(random_state).spawn(max(options.n_starts, 1))
     base_structure = dataclasses.replace(structure, n_experts=1, cov_re="expert", scale="expert")
     one = _run_start(data, base_structure, one_expert_start(data, structure), options, scale_floor)
     if start_params is not None:

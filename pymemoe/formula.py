@@ -28,7 +28,7 @@ import patsy
 
 from .data import check_constant_within
 
-__all__ = ["DesignSpec", "DesignArrays", "build_design", "build_new_design"]
+__all__ = ["DesignSpec", "DesignArrays", "build_design", "build_new_design", "build_new_endog"]
 
 
 @dataclass(frozen=True)
@@ -301,3 +301,22 @@ def build_new_design(spec: DesignSpec, data: pd.DataFrame, with_endog: bool = Fa
                                [spec.endog_info], data, NA_action=na, return_type="dataframe")
         out["endog"] = frame.to_numpy(dtype=float)[:, 0]
     return out
+
+
+def build_new_endog(spec: DesignSpec, data: pd.DataFrame) -> np.ndarray:
+    """The outcome (the formula's left-hand side, transforms included) on new data, with NaN
+    where it is missing or non-finite (e.g. log(0)) instead of raising or dropping, so that rows
+    without an outcome can be kept as rows to predict."""
+    try:
+        (frame,) = patsy.build_design_matrices([spec.endog_info], data,
+                                               NA_action=patsy.NAAction(NA_types=[]),
+                                               return_type="dataframe")
+    except patsy.PatsyError as err:
+        raise ValueError(
+            f"formula {spec.formula!r}: the outcome {spec.endog_name!r} cannot be evaluated on "
+            f"the new data ({err}). Conditional predictions, posterior classes and coverage need "
+            f"the outcome's column(s), numeric, with NaN for rows without an observation; use "
+            f"kind='marginal' for predictions from covariates alone"
+        ) from None
+    values = frame.to_numpy(dtype=float)[:, 0]
+    return np.where(np.isfinite(values), values, np.nan)

@@ -35,7 +35,7 @@ Liu & Rubin (1994), The ECME algorithm. Biometrika 81(4).
 """
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from typing import TYPE_CHECKING, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from .formula import DesignSpec, build_design
 from .inference import COV_TYPES, estimate_cov
 from .likelihood import e_step, score_obs
 from .params import Params, Structure, from_user, param_labels
+
+if TYPE_CHECKING:
+    from .results import MEMoEResults
 
 __all__ = ["MEMoE"]
 

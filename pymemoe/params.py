@@ -25,7 +25,7 @@ The :class:`Structure` says which of these are free. Two flat vectors are derive
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -178,7 +178,7 @@ def _proportional_w(params: Params) -> np.ndarray:
 
 
 def _pack(params: Params, structure: Structure, internal: bool) -> np.ndarray:
-    K, km = structure.n_experts, structure.k_mix
+    km = structure.k_mix
     parts = [params.gamma[1:].ravel(), params.beta[:, :km].ravel(), params.beta[0, km:]]
     if structure.k_re:
         rows, cols = structure.re_index
@@ -293,7 +293,7 @@ def chain_gradient(
     ndarray (N, n_params)
     """
     N = grad_beta.shape[0]
-    K, km, q = structure.n_experts, structure.k_mix, structure.k_re
+    km, q = structure.k_mix, structure.k_re
     parts = [grad_gamma[:, 1:, :].reshape(N, -1), grad_beta[:, :, :km].reshape(N, -1),
              grad_beta[:, :, km:].sum(axis=1)]
     if q:

@@ -25,6 +25,8 @@ from scipy import stats
 from statsmodels.iolib import summary2
 from statsmodels.stats.contrast import ContrastResults
 
+from . import predict as _predict
+from . import prediction_sets as _sets
 from .em import EMFit, EMOptions
 from .inference import CovEstimate, delta_method
 from .params import from_user, param_labels, to_user
@@ -431,6 +433,32 @@ class MEMoEResults:
         """
         return _frozen(self._random_effects)
 
+    # -- prediction ----------------------------------------------------------------------------
+
+    def predict(self, newdata: pd.DataFrame | None = None, kind: str = "marginal", **kwargs):
+        """Predictions: ``"marginal"`` (gating-weighted, from baseline covariates), ``"expert"``
+        (one column per expert) or ``"conditional"`` (posterior-weighted, subject-specific,
+        from the subject's observed outcomes; rows with a missing outcome are predicted from
+        the others: dynamic prediction). See :func:`pymemoe.predict.predict`."""
+        return _predict.predict(self, newdata, kind, **kwargs)
+
+    def predict_class(self, newdata: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
+        """Posterior expert probabilities of (new) subjects from their outcomes and covariates
+        (lcmm's ``predictClass``). See :func:`pymemoe.predict.predict_class`."""
+        return _predict.predict_class(self, newdata, **kwargs)
+
+    def prior_class(self, newdata: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
+        """Gating probabilities of (new) subjects from their baseline covariates alone."""
+        return _predict.prior_class(self, newdata, **kwargs)
+
+    def prediction_set(self, newdata: pd.DataFrame | None = None, alpha: float = 0.05,
+                       kind: str = "conditional", method: str = "hdr", **kwargs) -> pd.DataFrame:
+        """1 - alpha prediction sets for single observations: the highest-density region of the
+        Gaussian-mixture predictive law (``"hdr"``, possibly several intervals) or its
+        equal-tail interval. A tidy frame: row, interval, lower, upper, mass. See
+        :func:`pymemoe.prediction_sets.prediction_set`."""
+        return _sets.prediction_set(self, newdata, alpha, kind, method, **kwargs)
+
     # -- summary -------------------------------------------------------------------------------
 
     def _header(self) -> dict[str, str]:
@@ -472,14 +500,12 @@ class MEMoEResults:
 
     def _coef_table(self, rows: pd.DataFrame, alpha: float) -> pd.DataFrame:
         """Regression columns for rows of :meth:`to_frame` (indexed by label)."""
-        crit = stats.norm.ppf(1 - alpha / 2)
         lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
         out = rows[["coef", "std err", "z", "P>|z|"]].copy()
         out[lo], out[hi] = rows["lower"], rows["upper"]
         return out
 
     def _expert_table(self, k: int, alpha: float) -> pd.DataFrame:
-        structure = self._model.structure
         tidy = self.to_frame(alpha)
         fe = tidy[(tidy["block"] == "beta") & (tidy["expert"] == k + 1)].set_index("term")
         vc = self._variance_components.loc[k + 1].copy()

@@ -1,7 +1,6 @@
 """The expert kernel on sufficient statistics against dense linear algebra (scipy), and the
 analytic scores against numerical derivatives of the log-likelihood (statsmodels numdiff)."""
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal
 from statsmodels.tools.numdiff import approx_fprime

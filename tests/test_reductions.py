@@ -3,7 +3,6 @@ OLS (K = 1 without random effects) and MNLogit (the gating step with hard labels
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf

@@ -1,0 +1,291 @@
+r"""Cross-validation of a MEMoE over subjects.
+
+**Cross-validation** (:func:`cross_validate`) splits subjects into folds, fits on the others,
+and scores the held-out subjects' observations: PMSE = mean (y - prediction)^2 and the
+empirical coverage of the 1 - alpha prediction sets.
+
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import subject_codes
+from .em import as_seed_sequence
+from .formula import build_design
+from .predict import _mixture_arrays, _outcome, _posterior, _rows, predictive_mixture
+from .prediction_sets import SET_METHODS, _check_alpha, _covered, _mixture, _sets
+
+__all__ = ["cross_validate", "CrossValidation"]
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation over subjects
+
+_FIT_KEYS = ("n_starts", "maxiter", "tol", "polish", "start_params")
+_MODEL_KEYS = ("re_formula", "gate_formula", "n_experts", "shared_formula", "cov_re",
+               "re_structure", "scale", "missing")
+
+
+@dataclass(frozen=True, eq=False)
+class CrossValidation:
+    """Result of :func:`cross_validate`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per fold (1..n_folds) and ``"overall"`` (pooled over all held-out
+        observations): ``n_subjects``, ``n_obs``, ``pmse`` (mean squared error of the marginal
+        prediction), ``coverage`` (share of observations in their marginal 1 - alpha set),
+        ``mean_length`` (mean total length of the sets); with ``time``, also ``n_dynamic``,
+        ``pmse_dynamic`` and ``coverage_dynamic`` for the conditional predictions of each row
+        from the subject's earlier rows.
+    predictions : pandas.DataFrame
+        One row per held-out observation (index of ``data``): fold, subject, observed,
+        predicted, covered, set_length and, with ``time``, predicted_dynamic and
+        covered_dynamic (missing for a subject's first row).
+    folds : pandas.Series
+        Fold (1-based) of each subject.
+    train_subjects : dict
+        Fold -> the subjects of the model fitted for it (``results.model.data.subjects``).
+    alpha : float
+    method : str
+    """
+
+    table: pd.DataFrame
+    predictions: pd.DataFrame
+    folds: pd.Series
+    train_subjects: dict
+    alpha: float
+    method: str
+
+
+def _progress(iterable: Sequence, enabled: bool):
+    if not enabled:
+        yield from iterable
+        return
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        yield from tqdm(iterable, desc="cross-validation")
+        return
+    total = len(iterable)
+    for done, item in enumerate(iterable):
+        bar = "#" * done + "-" * (total - done)
+        print(f"\rcross-validation [{bar}] {done}/{total}", end="", file=sys.stderr, flush=True)
+        yield item
+    print(f"\rcross-validation [{'#' * total}] {total}/{total}", file=sys.stderr, flush=True)
+
+
+def _dynamic_layout(codes: np.ndarray, t: np.ndarray):
+    """For each row with an earlier row of its subject (ordered by time, ties by row order),
+    the rows of a pseudo-subject made of that row and all earlier ones.
+
+    Returns the positions of the expanded rows, their pseudo-subject labels, whether each is
+    the pseudo-subject's target row, and the original position of every target.
+    """
+    m = codes.size
+    order = np.lexsort((np.arange(m), t, codes))
+    sorted_codes = codes[order]
+    starts = np.searchsorted(sorted_codes, sorted_codes, side="left")
+    rank = np.arange(m) - starts
+    targets = np.flatnonzero(rank >= 1)                         # positions in sorted order
+    length = rank[targets] + 1
+    offset = np.repeat(np.cumsum(length) - length, length)
+    within = np.arange(length.sum()) - offset
+    expanded_sorted = np.repeat(starts[targets], length) + within
+    pseudo = np.repeat(np.arange(targets.size), length)
+    is_target = within == np.repeat(length - 1, length)
+    return order[expanded_sorted], pseudo, is_target, order[targets]
+
+
+def cross_validate(formula: str, data: pd.DataFrame, groups: Hashable | Sequence,
+                   n_folds: int = 5, random_state=None, alpha: float = 0.05,
+                   progress: bool = False, *, time: Hashable | None = None,
+                   method: str = "hdr", **model_and_fit_kwargs: Any) -> CrossValidation:
+    """K-fold cross-validation over subjects: PMSE and coverage of prediction sets.
+
+    Subjects (not rows) are shuffled and split into ``n_folds`` folds of nearly equal size.
+    For each fold a MEMoE is fitted on the other subjects and the held-out subjects are
+    predicted as new subjects from their covariates alone (``kind="marginal"``: the gating and
+    the experts' D_k and sigma2_k), with 1 - alpha prediction sets (``method``). With ``time``,
+    each held-out row is also predicted dynamically from the same subject's earlier rows
+    (``kind="conditional"`` with the earlier rows as history; a subject's first row has none
+    and is not scored there).
+
+    Rows with a missing value in a variable of the formulas (or in the subject identifier) are
+    left out before splitting, as the fit would drop them.
+
+    Parameters
+    ----------
+    formula : str
+        ``"outcome ~ terms"`` as in :meth:`pymemoe.MEMoE.from_formula`. Names in the formulas
+        are looked up in the data and numpy (``np``), not in the caller's namespace.
+    data : pandas.DataFrame
+        Long-format data.
+    groups : str or array-like
+        Subject identifier column (or one label per row).
+    n_folds : int
+        Number of folds (2 <= n_folds <= number of subjects).
+    random_state : None, int, numpy.random.Generator or numpy.random.SeedSequence
+        Seeds the split and, through spawned children, every fit.
+    alpha : float
+        One minus the level of the prediction sets.
+    progress : bool
+        Show a progress bar (tqdm if installed, else a text bar on stderr).
+    time : str, optional
+        Time column: adds the dynamic (one row ahead of the earlier rows) scores.
+    method : {"hdr", "equal_tail"}
+        Prediction sets.
+    **model_and_fit_kwargs
+        Passed to :meth:`pymemoe.MEMoE.from_formula` (``re_formula``, ``gate_formula``,
+        ``n_experts``, ``shared_formula``, ``cov_re``, ``re_structure``, ``scale``,
+        ``missing``) or to :meth:`pymemoe.MEMoE.fit` (``n_starts``, ``maxiter``, ``tol``,
+        ``polish``, ``start_params``).
+
+    Returns
+    -------
+    CrossValidation
+
+    Examples
+    --------
+    >>> from pymemoe.datasets import load_pbcseq
+    >>> from pymemoe.crossval import cross_validate
+    >>> df = load_pbcseq(); df["year"] = df["day"] / 365.25
+    >>> cv = cross_validate("np.log(bili) ~ year", df, "id", n_folds=3, random_state=0,
+    ...                     re_formula="~ year", n_experts=1)
+    >>> cv.table.index.tolist()
+    [1, 2, 3, 'overall']
+    >>> round(float(cv.table.loc["overall", "pmse"]), 2)
+    1.71
+    """
+    alpha = _check_alpha(alpha)
+    if method not in SET_METHODS:
+        raise ValueError(f"method must be one of {SET_METHODS}, got {method!r}")
+    unknown = set(model_and_fit_kwargs) - set(_FIT_KEYS) - set(_MODEL_KEYS)
+    if unknown:
+        raise TypeError(f"cross_validate got unexpected keyword arguments {sorted(unknown)}; "
+                        f"model options are {_MODEL_KEYS}, fit options {_FIT_KEYS}")
+    fit_kwargs = {k: v for k, v in model_and_fit_kwargs.items() if k in _FIT_KEYS}
+    model_kwargs = {k: v for k, v in model_and_fit_kwargs.items() if k in _MODEL_KEYS}
+    if not isinstance(data, pd.DataFrame):
+        raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    # Rows every part of the model can use, by position.
+    work = data.set_axis(pd.RangeIndex(len(data)), axis=0)
+    design_kwargs = {k: model_kwargs[k] for k in ("re_formula", "gate_formula",
+                                                  "shared_formula") if k in model_kwargs}
+    kept, labels = _analysis_rows(formula, work, groups, design_kwargs)
+    if time is not None and time not in data.columns:
+        raise ValueError(f"time={time!r} is not a column of data")
+    codes, subjects = subject_codes(labels)
+    n_subjects = len(subjects)
+    if int(n_folds) != n_folds or not 2 <= n_folds <= n_subjects:
+        raise ValueError(f"n_folds must be an integer between 2 and the number of subjects "
+                         f"({n_subjects}), got {n_folds!r}")
+    seeds = as_seed_sequence(random_state).spawn(n_folds + 1)
+    perm = np.random.default_rng(seeds[0]).permutation(n_subjects)
+    fold_of_subject = np.empty(n_subjects, dtype=int)
+    for f, members in enumerate(np.array_split(perm, n_folds)):   # n_folds pieces, not subjects
+        fold_of_subject[members] = f + 1
+    fold_of_row = fold_of_subject[codes]
+    group_values = (None if isinstance(groups, str) or np.ndim(groups) == 0
+                    else np.asarray(groups))
+
+    columns = ["fold", "subject", "observed", "predicted", "covered", "set_length"]
+    if time is not None:
+        columns += ["predicted_dynamic", "covered_dynamic"]
+    out = pd.DataFrame(np.nan, index=pd.RangeIndex(kept.size), columns=columns)
+    out["fold"] = fold_of_row
+    out["subject"] = labels
+    train_subjects: dict[int, pd.Index] = {}
+    for f in _progress(range(1, n_folds + 1), progress):
+        test_mask = fold_of_row == f
+        train_pos, test_pos = kept[~test_mask], kept[test_mask]
+        train, test = work.iloc[train_pos], work.iloc[test_pos].reset_index(drop=True)
+        train_groups = groups if group_values is None else group_values[train_pos]
+        res = _fit_fold(formula, train, train_groups, model_kwargs, fit_kwargs, seeds[f])
+        train_subjects[f] = res.model.data.subjects
+        try:
+            mix = predictive_mixture(res, test, kind="marginal")
+            y = _outcome(res.model.spec, test)
+        except ValueError as err:
+            raise ValueError(f"fold {f}: the held-out subjects cannot be predicted: {err}") from None
+        m = _mixture(mix.weights.to_numpy(), mix.means.to_numpy(), mix.variances.to_numpy())
+        rows, lower, upper = _sets(m, alpha, method, 400)
+        idx = np.flatnonzero(test_mask)
+        out.loc[idx, "observed"] = y
+        out.loc[idx, "predicted"] = mix.mean().to_numpy()
+        out.loc[idx, "covered"] = _covered(rows, lower, upper, y, y.size).astype(float)
+        out.loc[idx, "set_length"] = np.bincount(rows, upper - lower, minlength=y.size)
+        if time is not None:
+            t = pd.to_numeric(test[time]).to_numpy(dtype=float)
+            expanded, pseudo, is_target, target_pos = _dynamic_layout(codes[test_mask], t)
+            if target_pos.size:
+                dyn_rows = _rows(res, test.iloc[expanded], endog=True, groups_needed=True,
+                                 groups=pseudo)
+                history = np.isfinite(dyn_rows.endog) & ~is_target
+                post = _posterior(res, dyn_rows, history)
+                w, mu, v = _mixture_arrays(res, dyn_rows, "conditional", post)
+                w, mu, v = w[is_target], mu[is_target], v[is_target]
+                r, lo_d, up_d = _sets(_mixture(w, mu, v), alpha, method, 400)
+                out.loc[idx[target_pos], "predicted_dynamic"] = (w * mu).sum(axis=1)
+                out.loc[idx[target_pos], "covered_dynamic"] = _covered(
+                    r, lo_d, up_d, y[target_pos], target_pos.size).astype(float)
+    out.index = data.index[kept]
+    out = out[np.isfinite(out["observed"].to_numpy(dtype=float))]
+    table = _cv_table(out, n_folds, time is not None)
+    dtypes = {"fold": int, "covered": bool}
+    if time is not None:
+        dtypes["covered_dynamic"] = "boolean"      # missing for a subject's first row
+    predictions = out.astype(dtypes)
+    folds = pd.Series(fold_of_subject, index=subjects, name="fold")
+    return CrossValidation(table=table, predictions=predictions, folds=folds,
+                           train_subjects=train_subjects, alpha=alpha, method=method)
+
+
+# The formulas' names that are not columns of the data are looked up in the frame that calls
+# build_design / from_formula: these two small functions keep that namespace nearly empty.
+
+def _analysis_rows(formula, data, groups, design_kwargs):
+    _, arrays = build_design(formula, data, groups, missing="drop", **design_kwargs)
+    return arrays.row_index.to_numpy(), arrays.groups
+
+
+def _fit_fold(formula, data, groups, model_kwargs, fit_kwargs, seed):
+    from .model import MEMoE   # here: model imports the results, which may import this module
+    return MEMoE.from_formula(formula, data, groups, **model_kwargs).fit(random_state=seed,
+                                                                         **fit_kwargs)
+
+
+def _cv_table(out: pd.DataFrame, n_folds: int, dynamic: bool) -> pd.DataFrame:
+    err2 = (out["observed"] - out["predicted"]) ** 2
+    parts = {
+        "n_subjects": out.groupby("fold")["subject"].nunique(),
+        "n_obs": out.groupby("fold").size(),
+        "pmse": err2.groupby(out["fold"]).mean(),
+        "coverage": out.groupby("fold")["covered"].mean(),
+        "mean_length": out.groupby("fold")["set_length"].mean(),
+    }
+    overall = {"n_subjects": out["subject"].nunique(), "n_obs": len(out), "pmse": err2.mean(),
+               "coverage": out["covered"].mean(), "mean_length": out["set_length"].mean()}
+    if dynamic:
+        scored = out["predicted_dynamic"].notna()
+        d = out[scored]
+        derr2 = (d["observed"] - d["predicted_dynamic"]) ** 2
+        parts["n_dynamic"] = d.groupby("fold").size()
+        parts["pmse_dynamic"] = derr2.groupby(d["fold"]).mean()
+        parts["coverage_dynamic"] = d.groupby("fold")["covered_dynamic"].mean()
+        overall.update(n_dynamic=len(d), pmse_dynamic=derr2.mean(),
+                       coverage_dynamic=d["covered_dynamic"].mean())
+    table = pd.DataFrame(parts).reindex(range(1, n_folds + 1))
+    table = pd.concat([table, pd.DataFrame(overall, index=["overall"])])
+    table.index.name = "fold"
+    for col in ("n_subjects", "n_obs", "n_dynamic"):
+        if col in table:
+            table[col] = table[col].fillna(0).astype(int)
+    return table
