@@ -442,6 +442,11 @@ class MEMoEResults:
         the others: dynamic prediction). See :func:`pymemoe.predict.predict`."""
         return _predict.predict(self, newdata, kind, **kwargs)
 
+    @cached_property
+    def fittedvalues(self) -> pd.Series:
+        """In-sample conditional predictions sum_k tau_ik (x' beta_k + z' b_hat_ik), by row."""
+        return self.predict(kind="conditional")
+
     def predict_class(self, newdata: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
         """Posterior expert probabilities of (new) subjects from their outcomes and covariates
         (lcmm's ``predictClass``). See :func:`pymemoe.predict.predict_class`."""

@@ -58,6 +58,11 @@ class ExpertComparison:
     table: pd.DataFrame
     results: dict
 
+    def plot(self, criteria=("AIC", "BIC", "ICL"), ax=None):
+        """Criteria against K (matplotlib; see :func:`pymemoe.plotting.plot_comparison`)."""
+        from .plotting import plot_comparison
+        return plot_comparison(self, criteria=criteria, ax=ax)
+
     def best(self, criterion: str = "BIC"):
         """The fitted results preferred by ``criterion`` (``"AIC"``, ``"BIC"``, ``"SABIC"``,
         ``"ICL"``: smallest wins)."""
