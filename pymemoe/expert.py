@@ -59,12 +59,13 @@ p fixed effects, q random effects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from .data import SubjectData
 from .params import Params
-from .smallmat import cholesky_inverse_logdet, matmul, matvec
+from .smallmat import cholesky_inverse_logdet, dot, matmul, matvec
 
 __all__ = ["ExpertMoments", "relative_factor", "covariance_factor", "expert_moments", "gls_normal_equations",
            "variance_sums", "expert_gradients"]
@@ -90,12 +91,20 @@ class ExpertMoments:
 
     logdens: np.ndarray
     b_hat: np.ndarray
-    b_cov: np.ndarray
     m_inv: np.ndarray
     lam: np.ndarray
     logdet_m: np.ndarray
     rr: np.ndarray
     zr: np.ndarray
+    scale: np.ndarray
+
+    @cached_property
+    def b_cov(self) -> np.ndarray:
+        """Conditional covariances sigma2_k Lambda_k M_ik^-1 Lambda_k' (N, K, q, q), computed
+        on first use: the E-step of the log-likelihood and the scores do not need them."""
+        lam = self.lam
+        return self.scale[None, :, None, None] * matmul(matmul(lam, self.m_inv),
+                                                        np.swapaxes(lam, 1, 2))
 
 
 def relative_factor(cov_re: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -174,12 +183,11 @@ def expert_moments(data: SubjectData, params: Params,
     lam_t = np.swapaxes(lam, 1, 2)
     v = matvec(lam_t, zr)                                       # Lambda' Z'r
     u_hat = matvec(m_inv, v)
-    quad = rr - np.sum(v * u_hat, axis=-1)
+    quad = rr - dot(v, u_hat)
     logdens = -0.5 * (data.n_obs[:, None] * (LOG_2PI + np.log(scale)) + logdet_m + quad / scale)
     b_hat = matvec(lam, u_hat)
-    b_cov = scale[None, :, None, None] * matmul(matmul(lam, m_inv), lam_t)
-    return ExpertMoments(logdens=logdens, b_hat=b_hat, b_cov=b_cov, m_inv=m_inv, lam=lam,
-                         logdet_m=logdet_m, rr=rr, zr=zr)
+    return ExpertMoments(logdens=logdens, b_hat=b_hat, m_inv=m_inv, lam=lam,
+                         logdet_m=logdet_m, rr=rr, zr=zr, scale=scale)
 
 
 def gls_normal_equations(data: SubjectData, params: Params, moments: ExpertMoments,
@@ -203,7 +211,7 @@ def gls_normal_equations(data: SubjectData, params: Params, moments: ExpertMomen
         ma = matmul(m_inv, a)
         correction = matmul(np.swapaxes(a, 2, 3), ma).reshape(N, K, p * p)
         v0 = matvec(np.swapaxes(lam, 1, 2), data.zy[:, None, :])          # Lambda' Z'y
-        rhs_corr = np.sum(ma * v0[..., None], axis=2)                      # (N, K, p)
+        rhs_corr = matvec(np.swapaxes(ma, 2, 3), v0)                       # (N, K, p)
         for k in range(K):  # weighted sums over subjects as BLAS products, one per expert
             gram[k] -= (tau[:, k] @ correction[:, k]).reshape(p, p)
             rhs[k] -= tau[:, k] @ rhs_corr[:, k]
@@ -263,10 +271,11 @@ def _residual_ss(data: SubjectData, moments: ExpertMoments) -> np.ndarray:
     """||r - Z b_hat||^2 per subject and expert, (N, K)."""
     b = moments.b_hat
     zz_b = matvec(data.zz[:, None], b)
-    return moments.rr - 2.0 * np.sum(b * moments.zr, axis=-1) + np.sum(b * zz_b, axis=-1)
+    return moments.rr - 2.0 * dot(b, moments.zr) + dot(b, zz_b)
 
 
 def _expected_rss(data: SubjectData, moments: ExpertMoments) -> np.ndarray:
     """E||e_i||^2 = ||r - Z b_hat||^2 + tr(Z'Z Sigma) per subject and expert, (N, K)."""
-    trace = np.sum(data.zz[:, None] * moments.b_cov, axis=(2, 3))   # both symmetric
+    N, K, q = moments.b_hat.shape
+    trace = dot(data.zz.reshape(N, 1, q * q), moments.b_cov.reshape(N, K, q * q))
     return _residual_ss(data, moments) + trace

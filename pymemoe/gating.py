@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .smallmat import max_last, sum_last
+
 __all__ = ["log_prior", "gating_objective", "gating_gradients", "gating_hessian", "newton_update",
            "separation_detected"]
 
@@ -30,8 +32,8 @@ __all__ = ["log_prior", "gating_objective", "gating_gradients", "gating_hessian"
 def log_prior(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     """log pi_ik, shape (N, K), from exog_gate (N, r) and gamma (K, r)."""
     eta = exog_gate @ gamma.T
-    eta = eta - eta.max(axis=1, keepdims=True)
-    return eta - np.log(np.exp(eta).sum(axis=1, keepdims=True))
+    eta = eta - max_last(eta)[:, None]
+    return eta - np.log(sum_last(np.exp(eta)))[:, None]
 
 
 def gating_objective(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray) -> float:

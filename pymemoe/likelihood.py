@@ -28,6 +28,7 @@ from .data import SubjectData
 from .expert import ExpertMoments, expert_gradients, expert_moments
 from .gating import gating_gradients, log_prior
 from .params import Params, Structure, chain_gradient
+from .smallmat import max_last, sum_last
 
 __all__ = ["EStep", "e_step", "score_obs"]
 
@@ -57,10 +58,10 @@ def e_step(data: SubjectData, params: Params) -> EStep:
     moments = expert_moments(data, params)
     lp = log_prior(data.exog_gate, params.gamma)
     joint = lp + moments.logdens
-    top = joint.max(axis=1, keepdims=True)
+    top = max_last(joint)[:, None]
     with np.errstate(under="ignore"):
         shifted = np.exp(joint - top)
-        total = shifted.sum(axis=1, keepdims=True)
+        total = sum_last(shifted)[:, None]
         tau = shifted / total
     llf_obs = (top + np.log(total))[:, 0]
     return EStep(llf=float(llf_obs.sum()), llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SMALL", "matmul", "matvec", "cholesky_inverse_logdet"]
+__all__ = ["SMALL", "matmul", "matvec", "cholesky_inverse_logdet", "dot", "sum_last", "max_last"]
 
 SMALL = 4
 
@@ -50,10 +50,20 @@ def matvec(a: np.ndarray, x: np.ndarray) -> np.ndarray:
 def cholesky_inverse_logdet(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse and log-determinant of symmetric positive definite matrices (..., q, q).
 
-    Cholesky-Banachiewicz factorisation, triangular inversion and ``L^-T L^-1``, each written
-    as loops over the q indices.
+    Closed forms for q = 1 and 2; otherwise the Cholesky-Banachiewicz factorisation, triangular
+    inversion and ``L^-T L^-1``, each written as loops over the q indices.
     """
     q = m.shape[-1]
+    if q == 1:
+        return 1.0 / m, np.log(m[..., 0, 0])
+    if q == 2:  # closed form: the common random intercept and slope
+        a, b, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 1]
+        det = a * d - b * b
+        inv = np.empty_like(m)
+        inv[..., 0, 0] = d / det
+        inv[..., 1, 1] = a / det
+        inv[..., 0, 1] = inv[..., 1, 0] = -b / det
+        return inv, np.log(det)
     if q > SMALL:
         chol = np.linalg.cholesky(m)
         logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
@@ -81,3 +91,37 @@ def cholesky_inverse_logdet(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             L_inv[..., i, j] = -s / diag[i]
     inv = matmul(np.swapaxes(L_inv, -1, -2), L_inv)
     return inv, logdet
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum_j a[..., j] * b[..., j] over a short last axis (numpy's reductions over a short
+    trailing axis are several times slower than these elementwise additions)."""
+    n = np.broadcast_shapes(a.shape, b.shape)[-1]
+    if n == 0:
+        return np.zeros(np.broadcast_shapes(a.shape, b.shape)[:-1])
+    if n > 2 * SMALL:
+        return np.sum(a * b, axis=-1)
+    out = a[..., 0] * b[..., 0]
+    for j in range(1, n):
+        out = out + a[..., j] * b[..., j]
+    return out
+
+
+def sum_last(a: np.ndarray) -> np.ndarray:
+    """Sum over a short last axis."""
+    if a.shape[-1] == 0 or a.shape[-1] > 2 * SMALL:
+        return a.sum(axis=-1)
+    out = a[..., 0].copy()
+    for j in range(1, a.shape[-1]):
+        out += a[..., j]
+    return out
+
+
+def max_last(a: np.ndarray) -> np.ndarray:
+    """Maximum over a short, non-empty last axis."""
+    if a.shape[-1] > 2 * SMALL:
+        return a.max(axis=-1)
+    out = a[..., 0].copy()
+    for j in range(1, a.shape[-1]):
+        np.maximum(out, a[..., j], out=out)
+    return out
