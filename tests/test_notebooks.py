@@ -1,0 +1,112 @@
+"""The notebooks execute: the PBCseq case study (notebooks/pbcseq.ipynb) with small parameters.
+
+The notebook's cell tagged ``parameters`` holds the values a user would run; the test appends
+small ones (few EM starts and folds) to it before executing, so the whole notebook runs in
+well under a minute. The kernel is this interpreter (``sys.executable``), through a kernel
+spec written to a temporary directory, so the test does not depend on which kernels are
+installed on the machine.
+
+Needs nbformat, nbclient and ipykernel (and matplotlib); skipped when they are missing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("matplotlib")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+PBCSEQ = NOTEBOOKS / "pbcseq.ipynb"
+KERNEL = "pymemoe-test-python"
+SMALL = {"N_STARTS": 3, "N_FOLDS": 3}
+
+
+def _tagged(nb, tag: str) -> list:
+    return [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+
+
+def _one(nb, tag: str):
+    cells = _tagged(nb, tag)
+    assert len(cells) == 1, f"expected one cell tagged {tag!r}, found {len(cells)}"
+    return cells[0]
+
+
+def _text(cell) -> str:
+    """All text a code cell produced: streams, and text/plain of results and displays."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out["output_type"] == "stream":
+            parts.append(out["text"])
+        elif out["output_type"] in ("execute_result", "display_data"):
+            parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def _has_png(cell) -> bool:
+    return any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])
+               if out["output_type"] in ("execute_result", "display_data"))
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory):
+    """A kernel spec running ipykernel in this interpreter, found through JUPYTER_PATH."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "pymemoe tests", "language": "python"}))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JUPYTER_PATH", str(root))
+    mp.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def pbcseq_executed(kernel_env):
+    nb = nbformat.read(str(PBCSEQ), as_version=4)
+    params = _one(nb, "parameters")
+    overrides = "\n".join(f"{k} = {v!r}" for k, v in SMALL.items())
+    params.source += f"\n\n# test suite: small values\n{overrides}\n"
+    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=300,
+                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
+    return nb
+
+
+def test_pbcseq_notebook_matches_its_generator():
+    spec = importlib.util.spec_from_file_location("make_pbcseq", NOTEBOOKS / "make_pbcseq.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built = module.build()
+    stored = nbformat.read(str(PBCSEQ), as_version=4)
+    assert [(c.cell_type, c.source) for c in stored.cells] == \
+        [(c.cell_type, c.source) for c in built.cells], \
+        "notebooks/pbcseq.ipynb is stale: run python notebooks/make_pbcseq.py"
+    assert all(not c.get("outputs") for c in stored.cells if c.cell_type == "code"), \
+        "keep the stored notebook's outputs cleared (python notebooks/make_pbcseq.py)"
+
+
+def test_pbcseq_notebook_runs(pbcseq_executed):
+    nb = pbcseq_executed
+    errors = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
+              if out["output_type"] == "error"]
+    assert not errors
+    assert "BIC" in _text(_one(nb, "comparison-table"))
+    summary = _text(_one(nb, "summary"))
+    assert "Mixed effects mixture of experts" in summary and "robust" in summary
+    assert "pmse_dynamic" in _text(_one(nb, "crossval"))
+    assert "MoE" in _text(_one(nb, "criteria"))
+    assert "empirical coverage" in _text(_one(nb, "figure5-sets"))
+    assert _has_png(_one(nb, "figure5"))
+    assert "\\begin{tabular}" in _text(_one(nb, "export"))
+    numbers = _text(_one(nb, "summary-numbers"))
+    assert "chosen number of experts (BIC)" in numbers and "N_STARTS = 3" in numbers
