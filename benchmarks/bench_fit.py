@@ -1,5 +1,5 @@
 """Benchmark of ``MEMoE.fit``: time, memory and EM iterations as the number of subjects grows,
-and pymemoe beside the R packages on the PBCseq fits timed in ``/work/shared/reference``.
+and pymemoe beside the R packages on the PBCseq fits timed in the project's ``../shared/reference``.
 
 What it measures
 ----------------
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"   # ../shared beside the repo
 MB = 1e6
 
 # Truth of the simulator, per expert k: (intercept, slope), D_k = cov of (b0, b1), sigma2_k,
