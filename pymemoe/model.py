@@ -9,16 +9,16 @@ and baseline covariates w_i (constant within the subject)::
 
 Options that nest the usual comparators:
 
-=================  ==========================================================================
-``n_experts=1``    the linear mixed model fitted by maximum likelihood (statsmodels
-                   ``MixedLM(reml=False)``, lme4 ``lmer(REML=FALSE)``)
-``re_formula="0"`` no random effects: the conventional mixture of regression experts
-``cov_re``         ``"expert"`` D_k free; ``"proportional"`` D_k = w_k^2 D (lcmm's
-                   ``nwg=TRUE``); ``"shared"`` one D
-``re_structure``   ``"unstructured"`` or ``"diagonal"`` D
-``scale``          ``"expert"`` sigma2_k free or ``"shared"`` (lcmm's ``hlme`` has one)
-``shared_formula`` fixed effects common to all experts (lcmm's ``fixed`` beside ``mixture``)
-=================  ==========================================================================
+==================  =========================================================================
+``n_experts=1``     the linear mixed model fitted by maximum likelihood (statsmodels
+                    ``MixedLM(reml=False)``, lme4 ``lmer(REML=FALSE)``)
+``re_formula="0"``  no random effects: the conventional mixture of regression experts
+``cov_re``          ``"expert"`` D_k free; ``"proportional"`` D_k = w_k^2 D (lcmm's
+                    ``nwg=TRUE``); ``"shared"`` one D
+``re_structure``    ``"unstructured"`` or ``"diagonal"`` D
+``scale``           ``"expert"`` sigma2_k free or ``"shared"`` (lcmm's ``hlme`` has one)
+``shared_formula``  fixed effects common to all experts (lcmm's ``fixed`` beside ``mixture``)
+==================  =========================================================================
 
 With ``cov_re="shared", scale="shared"`` the model is lcmm's ``hlme(..., mixture=, classmb=)``.
 

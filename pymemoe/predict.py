@@ -33,6 +33,7 @@ predictive law is the Gaussian mixture::
 
     conditional:  sum_k tau_ik N(x_j' beta_k + z_j' b_hat_ik,  z_j' Sigma_ik z_j + sigma2_k)
     marginal:     sum_k pi_ik  N(x_j' beta_k,                  z_j' D_k z_j      + sigma2_k)
+
 Prediction sets from these laws are in :mod:`pymemoe.prediction_sets`; cross-validation
 over subjects in :mod:`pymemoe.crossval`.
 

@@ -13,7 +13,7 @@ A **prediction set** at level 1 - alpha is either
   points over +-9 standard deviations each) the grid cells sorted by density give a first c
   (Hyndman's method); then, at each c, the grid locates the intervals of {f >= c}, each end is
   solved exactly from f(y) = c by safeguarded Newton, and c is updated by Newton's method on
-  the exact mass m(c) = sum [F(u) - F(l)], whose derivative is m'(c) = -c sum 1 / |f'(end)|,
+  the exact mass m(c) = sum [F(u) - F(l)], whose derivative is m'(c) = -c sum 1 / ``|f'(end)|``,
   with bisection as the safeguard (m is decreasing in c). The masses are then exact to 1e-10.
 
 Parameter uncertainty is not propagated (plug-in predictive law), as in lcmm's ``predictY``.
