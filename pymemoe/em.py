@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,10 @@ class EMOptions:
     gtol: float = 1e-8
     gtol_check: float = 1e-4
     min_size: float = 1.0
+    n_jobs: int = 1
+    screen_iter: int | None = None
+    n_finish: int = 3
+    progress: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -276,21 +281,19 @@ def _projected_grad_max(data: SubjectData, structure: Structure, params: Params,
 
 def _run_start(data: SubjectData, structure: Structure, params: Params, options: EMOptions,
                scale_floor: float) -> StartResult:
-    trace: list[float] = []
     em_converged = empty = False
-    n_iter = 0
+    n_iter = 0                                   # M-steps done
     estep = e_step(data, params)
-    for n_iter in range(1, options.maxiter + 1):
-        trace.append(estep.llf)
+    trace = [estep.llf]                          # at the start, then after each M-step
+    while n_iter < options.maxiter:
         if estep.tau.sum(axis=0).min() < options.min_size and structure.n_experts > 1:
             empty = True
             break
-        new_params = m_step(data, structure, params, estep, scale_floor)
-        new_estep = e_step(data, new_params)
-        change = new_estep.llf - estep.llf
-        params, estep = new_params, new_estep
-        if abs(change) <= options.tol * (1.0 + abs(estep.llf)):
-            trace.append(estep.llf)
+        params = m_step(data, structure, params, estep, scale_floor)
+        previous, estep = estep.llf, e_step(data, params)
+        n_iter += 1
+        trace.append(estep.llf)
+        if abs(estep.llf - previous) <= options.tol * (1.0 + abs(estep.llf)):
             em_converged = True
             break
     return StartResult(params=params, llf=estep.llf, llf_trace=np.asarray(trace), n_iter=n_iter,
@@ -310,6 +313,51 @@ def _finish_start(data: SubjectData, structure: Structure, start: StartResult,
     estep = e_step(data, params)
     return dataclasses.replace(start, params=params, llf=estep.llf, llf_polish=llf_polish,
                                grad_max=_projected_grad_max(data, structure, params, estep))
+
+
+def _run_starts(data: SubjectData, structure: Structure, inits: list[Params], options: EMOptions,
+                scale_floor: float) -> list[StartResult]:
+    """Run every start, in a thread pool of ``options.n_jobs`` workers (numpy releases the GIL
+    in the array work). Each start depends only on its own initial values, so the results do
+    not depend on ``n_jobs``.
+
+    With ``options.screen_iter`` (lcmm's ``gridsearch``), every start first runs that many EM
+    iterations; only the ``options.n_finish`` best continue to convergence.
+    """
+    def run(init: Params, opts: EMOptions) -> StartResult:
+        return _run_start(data, structure, init, opts, scale_floor)
+
+    def pool_map(fn, items, label):
+        items = list(items)
+        with ThreadPoolExecutor(max_workers=max(1, min(options.n_jobs, len(items)))) as pool:
+            return list(_progress(pool.map(fn, items), len(items), label, options.progress))
+
+    if options.screen_iter is None or len(inits) <= options.n_finish:
+        return pool_map(lambda init: run(init, options), inits, "starts")
+    short = dataclasses.replace(options, maxiter=options.screen_iter)
+    screened = pool_map(lambda init: run(init, short), inits, "screening")
+    order = np.argsort([-(r.llf if not r.empty else -np.inf) for r in screened], kind="stable")
+    keep = set(order[: options.n_finish].tolist())
+
+    def finish(j: int) -> StartResult:
+        first = screened[j]
+        if j not in keep or first.empty or first.em_converged:
+            return first
+        rest = run(first.params, options)
+        return dataclasses.replace(rest, llf_trace=np.r_[first.llf_trace[:-1], rest.llf_trace],
+                                   n_iter=first.n_iter + rest.n_iter)
+    return pool_map(finish, range(len(screened)), "full fits")
+
+
+def _progress(iterable, total: int, label: str, enabled: bool):
+    """Wrap ``iterable`` in a tqdm progress bar when asked and tqdm is installed."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=label)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,8 +401,8 @@ def run_em(data: SubjectData, structure: Structure, options: EMOptions,
             rng = np.random.default_rng(seed)
             tau0 = _initial_tau(data, K, "kmeans" if s % 2 == 0 else "random", rng, coefs)
             inits.append(_start_params(data, structure, one.params, tau0, scale_floor))
-    results = [one] if K == 1 and start_params is None else [
-        _run_start(data, structure, init, options, scale_floor) for init in inits]
+    results = [one] if K == 1 and start_params is None else _run_starts(
+        data, structure, inits, options, scale_floor)
 
     # EM screens the starts; only the best one is polished (polishing is the costly part and
     # the EM log-likelihoods already rank the local maxima).

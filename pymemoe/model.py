@@ -35,6 +35,7 @@ Liu & Rubin (1994), The ECME algorithm. Biometrika 81(4).
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Hashable, Sequence
 
 import numpy as np
@@ -306,6 +307,10 @@ class MEMoE:
         polish: bool = True,
         cov_type: str = "oim",
         cov_kwds: dict | None = None,
+        n_jobs: int | None = None,
+        screen_iter: int | None = None,
+        n_finish: int = 3,
+        progress: bool = False,
     ) -> "MEMoEResults":
         """Fit by EM from several starts, polish by quasi-Newton, return the best fit.
 
@@ -332,6 +337,17 @@ class MEMoE:
             See :mod:`pymemoe.inference`.
         cov_kwds : dict, optional
             Options of the covariance estimator (none of the current ones takes any).
+        n_jobs : int, optional
+            Starts run in parallel threads; None uses every core (``os.cpu_count()``). The
+            result does not depend on it.
+        screen_iter : int, optional
+            Screening as lcmm's ``gridsearch``: every start runs ``screen_iter`` EM iterations,
+            then only the ``n_finish`` best are run to convergence. None (default) runs every
+            start to convergence.
+        n_finish : int
+            Starts continued after screening.
+        progress : bool
+            Show a progress bar over the starts (needs the optional ``tqdm``).
 
         Returns
         -------
@@ -345,8 +361,16 @@ class MEMoE:
             raise ValueError(f"n_starts must be a positive integer, got {n_starts!r}")
         if int(maxiter) != maxiter or maxiter < 1:
             raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
+        if screen_iter is not None and (int(screen_iter) != screen_iter or screen_iter < 1):
+            raise ValueError(f"screen_iter must be None or a positive integer, got {screen_iter!r}")
+        if int(n_finish) != n_finish or n_finish < 1:
+            raise ValueError(f"n_finish must be a positive integer, got {n_finish!r}")
+        jobs = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
+        if jobs < 1:
+            raise ValueError(f"n_jobs must be None or a positive integer, got {n_jobs!r}")
         options = EMOptions(n_starts=int(n_starts), maxiter=int(maxiter), tol=float(tol),
-                            polish=bool(polish))
+                            polish=bool(polish), n_jobs=jobs, screen_iter=screen_iter,
+                            n_finish=int(n_finish), progress=bool(progress))
         start = None if start_params is None else self._params(start_params)
         fit = run_em(self.data, self.structure, options, random_state=random_state,
                      start_params=start)

@@ -113,3 +113,21 @@ def test_no_convergence_warns():
         res = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time", n_experts=2).fit(
             n_starts=1, random_state=0, maxiter=2, polish=False)
     assert not res.converged
+
+
+def test_parallel_starts_and_screening_do_not_change_results(pbc):
+    model = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=2,
+                               cov_re="shared", scale="shared")
+    serial = model.fit(n_starts=6, random_state=3, n_jobs=1)
+    parallel = model.fit(n_starts=6, random_state=3, n_jobs=2)
+    assert np.array_equal(serial.params.to_numpy(), parallel.params.to_numpy())
+    assert np.array_equal(serial.posterior.to_numpy(), parallel.posterior.to_numpy())
+    screened = model.fit(n_starts=6, random_state=3, screen_iter=5, n_finish=2, n_jobs=2)
+    again = model.fit(n_starts=6, random_state=3, screen_iter=5, n_finish=2, n_jobs=1)
+    assert np.array_equal(screened.params.to_numpy(), again.params.to_numpy())
+    assert screened.converged and screened.llf == pytest.approx(serial.llf, abs=1e-6)
+    trace = screened.llf_trace
+    assert len(trace) == screened.n_iter + 1
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
+    with pytest.raises(ValueError, match="screen_iter"):
+        model.fit(screen_iter=0)
