@@ -140,6 +140,8 @@ class MEMoE:
         n_dropped: int = 0,
         row_index: pd.Index | None = None,
     ) -> None:
+        if row_index is None and isinstance(endog, (pd.Series, pd.DataFrame)):
+            row_index = endog.index       # predictions are labelled like the user's rows
         endog_arr = np.asarray(endog, dtype=float)
         if endog_arr.ndim == 2 and endog_arr.shape[1] == 1:
             endog_arr = endog_arr[:, 0]
@@ -260,6 +262,29 @@ class MEMoE:
                    exog_gate=arrays.exog_gate, n_experts=n_experts, exog_shared=arrays.exog_shared,
                    cov_re=cov_re, re_structure=re_structure, scale=scale, missing=missing,
                    spec=spec, n_dropped=arrays.n_dropped, row_index=arrays.row_index)
+
+    @classmethod
+    def from_subject_data(cls, data: SubjectData, structure: Structure, *,
+                          spec: DesignSpec | None = None, n_dropped: int = 0,
+                          endog_name: str = "y") -> "MEMoE":
+        """A model from per-subject sufficient statistics alone (no row-level arrays).
+
+        This is how data larger than memory are fitted (:mod:`pymemoe.chunked`): the fit needs
+        only ``data``. Row-level outputs of the fitting data (``fittedvalues``, in-sample
+        ``predict``) are then unavailable; predictions on ``newdata`` work when ``spec`` is
+        given.
+        """
+        if structure.n_experts > data.n_groups:
+            raise ValueError(f"n_experts={structure.n_experts} exceeds the number of subjects "
+                             f"({data.n_groups})")
+        _check_rank(data.xx.sum(axis=0), structure.exog_names, "fixed-effects design")
+        model = cls.__new__(cls)
+        model.structure, model.data, model.spec = structure, data, spec
+        model.endog = model.exog = model.exog_re = model.exog_gate = model.groups = None
+        model.endog_name = spec.endog_name if spec is not None else endog_name
+        model.n_dropped = n_dropped
+        model.row_index = None
+        return model
 
     # -- the objective ----------------------------------------------------------------------
 
