@@ -57,8 +57,12 @@ def one_replication(args: tuple[str, int]) -> dict:
 
 def coverage_table(reps: int = REPS, workers: int = 2) -> pd.DataFrame:
     jobs = [(e, s) for e in SCENARIOS for s in range(reps)]
+    rows = []
     with ProcessPoolExecutor(workers) as pool:
-        rows = list(pool.map(one_replication, jobs, chunksize=4))
+        for row in pool.map(one_replication, jobs, chunksize=4):
+            rows.append(row)
+            if len(rows) % 100 == 0:
+                print(f"coverage: {len(rows)}/{len(jobs)} replications", file=sys.stderr, flush=True)
     frame = pd.DataFrame(rows)
     table = frame.drop(columns="seed").groupby("errors").mean().T
     table.index = pd.MultiIndex.from_tuples([tuple(i.split(":")) for i in table.index],
