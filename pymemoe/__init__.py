@@ -50,12 +50,12 @@ Examples
 (312, 2)
 """
 from .model import MEMoE
-from .results import MEMoEResults
+from .results import MEMoEResults, load
 from .em import BoundaryWarning, SeparationWarning
 from .selection import compare_experts
 from .crossval import cross_validate
 from .simulate import simulate
 
 __all__ = ["MEMoE", "MEMoEResults", "BoundaryWarning", "SeparationWarning", "compare_experts",
-           "cross_validate", "simulate"]
+           "cross_validate", "simulate", "load"]
 __version__ = "0.1.0.dev0"

@@ -16,10 +16,26 @@ The designs are then built once more on the kept rows, so that stateful transfor
 ``standardize``) and categorical levels are learnt from the analysis sample. The resulting patsy
 ``DesignInfo`` objects are kept in a frozen :class:`DesignSpec` so that designs for new data are
 rebuilt with the same levels and transforms (:func:`build_new_design`), never by re-parsing.
+
+**Pickling.** patsy's ``DesignInfo`` cannot be pickled (patsy issue #26), and neither can the
+evaluation environment the formulas were evaluated in. A :class:`DesignSpec` therefore also
+keeps what is needed to rebuild its ``DesignInfo`` objects identically: the columns of the
+analysis sample that the formulas use (:func:`required_variables`, found by walking the code of
+patsy's factors with :mod:`ast`) and the values of the other names the formulas take from the
+caller's namespace (modules by name, other objects by value; patsy's own functions such as
+``C``, ``center`` or ``standardize`` are not stored). Pickling drops the ``DesignInfo`` objects
+and unpickling rebuilds them with patsy from the same rows, so stateful transforms and
+categorical levels are learnt again from the same data and come out identical. A formula that
+uses an unpicklable object from the caller's namespace (a lambda, a local function) makes the
+spec unpicklable, with a ``pickle.PicklingError`` that names it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ast
+import importlib
+import pickle
+import types
+from dataclasses import dataclass, field, fields
 from typing import Any, Hashable
 
 import numpy as np
@@ -28,7 +44,8 @@ import patsy
 
 from .data import check_constant_within
 
-__all__ = ["DesignSpec", "DesignArrays", "build_design", "build_new_design", "build_new_endog"]
+__all__ = ["DesignSpec", "DesignArrays", "build_design", "build_new_design", "build_new_endog",
+           "required_variables"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,14 @@ class DesignSpec:
         ``shared_formula``).
     shared_drop_intercept : bool
         Whether the shared design's ``Intercept`` column is dropped.
+    sample : pandas.DataFrame or None
+        The analysis sample's columns that the formulas use (rows as fitted, a fresh
+        ``RangeIndex``), kept to rebuild the ``DesignInfo`` objects after unpickling.
+    variables : dict
+        The data columns each formula uses (see :func:`required_variables`).
+    namespace : dict
+        The objects the formulas take from the caller's namespace rather than from the data
+        (patsy's builtins excluded), e.g. ``{"np": numpy}``.
     """
 
     formula: str
@@ -64,6 +89,9 @@ class DesignSpec:
     exog_gate_info: Any
     exog_shared_info: Any
     shared_drop_intercept: bool
+    sample: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    variables: dict = field(default_factory=dict, repr=False, compare=False)
+    namespace: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def exog_names(self) -> list[str]:
@@ -84,6 +112,44 @@ class DesignSpec:
         names = list(self.exog_shared_info.column_names)
         return [n for n in names if not (self.shared_drop_intercept and n == "Intercept")]
 
+    # -- pickling: patsy's DesignInfo refuses to pickle, so it is rebuilt ---------------------
+
+    def __getstate__(self) -> dict:
+        if self.sample is None:
+            raise pickle.PicklingError(
+                "this DesignSpec was built without the analysis sample, so its patsy designs "
+                "cannot be rebuilt after unpickling; build it with pymemoe.formula.build_design")
+        state = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.endswith("_info")}
+        state["namespace"] = _picklable_namespace(self)
+        state["column_names"] = _column_names(self)
+        # Fail now rather than when loading: the designs must be rebuildable from the state.
+        try:
+            rebuilt = _column_names(_rebuild_infos(self))
+        except ValueError as err:
+            rebuilt = err
+        if rebuilt != state["column_names"]:
+            raise pickle.PicklingError(
+                f"cannot pickle the model: its designs cannot be rebuilt from the stored columns "
+                f"{list(self.sample.columns)} and names {sorted(self.namespace)} ({rebuilt}); "
+                f"write the formulas with plain column names (or Q('name'))")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        column_names = state.pop("column_names")
+        namespace = {name: _restore_value(value) for name, value in state["namespace"].items()}
+        state["namespace"] = namespace
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        for name, info in _rebuild_infos(self).items():
+            object.__setattr__(self, name, info)
+        rebuilt = _column_names(self)
+        if rebuilt != column_names:
+            raise pickle.UnpicklingError(
+                f"the designs rebuilt from the stored sample differ from the pickled ones "
+                f"({rebuilt} != {column_names}); was the pickle written by another version of "
+                f"pymemoe or patsy?")
+
 
 @dataclass(frozen=True)
 class DesignArrays:
@@ -97,6 +163,139 @@ class DesignArrays:
     groups: np.ndarray
     row_index: pd.Index
     n_dropped: int
+
+
+_INFO_FIELDS = ("endog_info", "exog_info", "exog_re_info", "exog_gate_info", "exog_shared_info")
+_VARIABLE_KEYS = {"endog_info": "outcome", "exog_info": "formula", "exog_re_info": "re_formula",
+                  "exog_gate_info": "gate_formula", "exog_shared_info": "shared_formula"}
+_PATSY_BUILTINS: dict[str, Any] = {}
+exec("from patsy.builtins import *", {}, _PATSY_BUILTINS)  # what patsy itself adds to formulas
+
+
+def _factor_codes(info) -> list[str]:
+    """The Python code of each factor of a DesignInfo, e.g. ``"np.log(bili)"``, ``"C(sex)"``."""
+    if info is None:
+        return []
+    return [getattr(factor, "code", str(factor)) for factor in info.factor_infos]
+
+
+def _code_names(code: str) -> tuple[list[str], list[str]]:
+    """Bare names of an expression and the string arguments of ``Q("...")`` calls."""
+    try:
+        tree = ast.parse(code.strip(), mode="eval")
+    except SyntaxError:
+        return [], []
+    names, quoted = [], []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.append(node.id)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Q"
+              and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)):
+            quoted.append(node.args[0].value)
+    return list(dict.fromkeys(names)), list(dict.fromkeys(quoted))
+
+
+def _data_columns(info, columns) -> list[str]:
+    """Columns of the data that a DesignInfo's factors read, in order of appearance (names in
+    the code that are data columns, patsy's lookup order: the data come first, then the
+    caller's namespace; and ``Q("...")`` arguments)."""
+    found: list[str] = []
+    for code in _factor_codes(info):
+        names, quoted = _code_names(code)
+        found += [n for n in names + quoted if n in columns]
+    return list(dict.fromkeys(found))
+
+
+def _namespace_names(infos, columns) -> list[str]:
+    """Bare names of the factors' code that are not data columns (looked up in the caller's
+    namespace, then in patsy's builtins)."""
+    found: list[str] = []
+    for info in infos:
+        for code in _factor_codes(info):
+            found += [n for n in _code_names(code)[0] if n not in columns]
+    return list(dict.fromkeys(found))
+
+
+def required_variables(spec: DesignSpec) -> dict[str, list[str]]:
+    """The data columns each formula of a fitted spec uses.
+
+    Returns
+    -------
+    dict
+        ``{"outcome": [...], "formula": [...], "re_formula": [...], "gate_formula": [...],
+        "shared_formula": [...]}``: the columns read by the outcome (the left-hand side of
+        ``formula``), by the right-hand side of ``formula`` and by the other formulas (the
+        ``shared_formula`` key only when there is one). The subject column is not included.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"id": [1, 1, 2, 2, 3, 3], "t": [0., 1, 0, 1, 0, 1],
+    ...                    "y": [1., 2, 2, 4, 3, 5], "sex": list("ffmmff"), "age": [50., 50, 60, 60, 40, 40]})
+    >>> spec, _ = build_design("np.log(y) ~ t", df, "id", gate_formula="~ C(sex) + center(age)")
+    >>> required_variables(spec)
+    {'outcome': ['y'], 'formula': ['t'], 're_formula': [], 'gate_formula': ['sex', 'age']}
+    """
+    return {key: list(value) for key, value in spec.variables.items()}
+
+
+def _column_names(infos) -> dict[str, list[str] | None]:
+    """Column names of each DesignInfo of a spec (or of a dict of DesignInfos)."""
+    get = infos.get if isinstance(infos, dict) else lambda name: getattr(infos, name)
+    return {name: None if get(name) is None else list(get(name).column_names)
+            for name in _INFO_FIELDS}
+
+
+def _picklable_namespace(spec: DesignSpec) -> dict[str, Any]:
+    """The formulas' namespace objects in a picklable form: modules by name, others by value."""
+    out: dict[str, Any] = {}
+    for name, value in spec.namespace.items():
+        if isinstance(value, types.ModuleType):
+            out[name] = _ModuleRef(value.__name__)
+            continue
+        try:
+            pickle.dumps(value)
+        except Exception as err:  # noqa: BLE001 - any failure means "cannot pickle"
+            formulas = [text for text in (spec.formula, spec.re_formula, spec.gate_formula,
+                                          spec.shared_formula) if text is not None]
+            raise pickle.PicklingError(
+                f"cannot pickle the model: its formulas {formulas} use {name!r} "
+                f"({type(value).__name__}) from the namespace they were evaluated in, and it "
+                f"cannot be pickled ({err}); define it at module level or add the transformed "
+                f"variable to the data as a column"
+            ) from None
+        out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class _ModuleRef:
+    """A module stored by name in a pickled DesignSpec (modules do not pickle)."""
+
+    name: str
+
+
+def _restore_value(value: Any) -> Any:
+    return importlib.import_module(value.name) if isinstance(value, _ModuleRef) else value
+
+
+def _rebuild_infos(spec: DesignSpec) -> dict[str, Any]:
+    """DesignInfo objects rebuilt with patsy on the stored analysis sample, exactly as
+    :func:`build_design` built them (same formulas, rows, namespace and NA handling)."""
+    env = patsy.EvalEnvironment([dict(spec.namespace), {"np": np}])
+    rhs = {"re_formula": _as_rhs(spec.re_formula), "gate_formula": _as_rhs(spec.gate_formula)}
+    if spec.shared_formula is not None:
+        rhs["shared_formula"] = _as_rhs(spec.shared_formula)
+    frames = _build_all(spec.formula, rhs, spec.sample, env, patsy.NAAction(on_NA="raise"))
+    return {
+        "endog_info": frames["formula_lhs"].design_info,
+        "exog_info": frames["formula"].design_info,
+        "exog_re_info": frames["re_formula"].design_info,
+        "exog_gate_info": frames["gate_formula"].design_info,
+        "exog_shared_info": (frames["shared_formula"].design_info
+                             if spec.shared_formula is not None else None),
+    }
 
 
 def _eval_env(depth: int) -> patsy.EvalEnvironment:
@@ -188,9 +387,20 @@ def build_design(
 
     # Pass 1: find the rows every part can use (patsy drops missing values per formula). The
     # rows are addressed by position, so any index (repeated labels included) is fine.
+    # Rows with a missing value in a column that a formula reads are set aside before patsy
+    # evaluates anything, so that a stateful transform (center, standardize) of a column with
+    # missing values is not learnt as NaN in this pass.
     user_index = data.index
     data = data.set_axis(pd.RangeIndex(len(data)), axis=0)   # a new frame; the user's is untouched
-    frames = _build_all(formula, rhs, data, env, patsy.NAAction(on_NA="drop"))
+    raw_missing = _missing_in_used_columns([formula, *rhs.values()], data)
+    candidates = data.loc[~raw_missing] if raw_missing.any() else data
+    if len(candidates) == 0:
+        if missing == "raise":
+            _build_all(formula, rhs, data, env, patsy.NAAction(on_NA="raise"),
+                       what_prefix="with missing='raise', ")
+        raise ValueError("no rows left after dropping rows with missing or non-finite values")
+    frames = _build_all(formula, rhs, candidates, env, patsy.NAAction(on_NA="drop"))
+    _check_numeric_outcome(formula, frames["formula_lhs"], data)
     keep_mask = ~pd.isna(pd.Series(group_values)).to_numpy()
     for frame in frames.values():
         rows = np.zeros(len(data), dtype=bool)
@@ -229,6 +439,8 @@ def build_design(
                 f"shared_formula {shared_formula!r} repeats terms of formula {formula!r}: "
                 f"{sorted(overlap)}; a term is either expert-specific or shared"
             )
+    _check_outcome_varies(formula, y_frame, pd.concat([x_frame, shared_frame], axis=1)
+                          if shared_frame is not None else x_frame)
     gate_frame = frames["gate_formula"]
     group_used = group_values[keep_mask]
     check_constant_within(gate_frame.to_numpy(dtype=float), group_used, list(gate_frame.columns),
@@ -247,6 +459,7 @@ def build_design(
         exog_gate_info=gate_frame.design_info,
         exog_shared_info=None if shared_frame is None else frames["shared_formula"].design_info,
         shared_drop_intercept=drop_intercept,
+        **_sample_and_namespace(frames, used, env),
     )
     n_used = len(used)
     arrays = DesignArrays(
@@ -261,6 +474,102 @@ def build_design(
         n_dropped=n_dropped,
     )
     return spec, arrays
+
+
+def _sample_and_namespace(frames: dict, used: pd.DataFrame, env: patsy.EvalEnvironment) -> dict:
+    """What a DesignSpec keeps to rebuild its DesignInfos after unpickling: the used columns of
+    the analysis sample, the columns of each formula, and the caller's objects the formulas use."""
+    columns = {c for c in used.columns if isinstance(c, str)}
+    infos = {"endog_info": frames["formula_lhs"].design_info,
+             "exog_info": frames["formula"].design_info,
+             "exog_re_info": frames["re_formula"].design_info,
+             "exog_gate_info": frames["gate_formula"].design_info,
+             "exog_shared_info": (frames["shared_formula"].design_info
+                                  if "shared_formula" in frames else None)}
+    variables = {_VARIABLE_KEYS[name]: _data_columns(info, columns)
+                 for name, info in infos.items() if info is not None}
+    needed = list(dict.fromkeys(c for cols in variables.values() for c in cols))
+    lookup = env.namespace
+    namespace = {}
+    for name in _namespace_names(infos.values(), columns):
+        if name not in lookup:
+            continue                      # a patsy builtin or a Python builtin (abs, round, ...)
+        value = lookup[name]
+        if name in _PATSY_BUILTINS and value is _PATSY_BUILTINS[name]:
+            continue
+        namespace[name] = value
+    sample = used[needed].reset_index(drop=True)
+    return {"sample": sample, "variables": variables, "namespace": namespace}
+
+
+def _missing_in_used_columns(formulas: list[str], data: pd.DataFrame) -> np.ndarray:
+    """Rows with a missing value (NaN, None, NaT, pd.NA) in a data column that a formula reads
+    (a formula patsy cannot parse reads none here; patsy reports it when building)."""
+    columns = {c for c in data.columns if isinstance(c, str)}
+    used: list[str] = []
+    for text in formulas:
+        try:
+            desc = patsy.ModelDesc.from_formula(text)
+        except patsy.PatsyError:
+            continue
+        for term in desc.lhs_termlist + desc.rhs_termlist:
+            for factor in term.factors:
+                names, quoted = _code_names(getattr(factor, "code", ""))
+                used += [n for n in names + quoted if n in columns]
+    used = list(dict.fromkeys(used))
+    if not used:
+        return np.zeros(len(data), dtype=bool)
+    return data[used].isna().any(axis=1).to_numpy()
+
+
+def _check_numeric_outcome(formula: str, y_frame: pd.DataFrame, data: pd.DataFrame) -> None:
+    """A ValueError naming the formula and the column when the outcome is not numeric (patsy
+    would code it as categorical: one indicator column per level)."""
+    info = y_frame.design_info
+    categorical = [f for f, fi in info.factor_infos.items() if fi.type == "categorical"]
+    if not categorical:
+        return
+    factor = categorical[0]
+    code = getattr(factor, "code", str(factor))
+    columns = _data_columns(info, {c for c in data.columns if isinstance(c, str)})
+    column = columns[0] if columns else code
+    dtype = data[column].dtype if column in data.columns else "categorical"
+    levels = info.factor_infos[factor].categories
+    shown = ", ".join(repr(v) for v in levels[:3]) + (", ..." if len(levels) > 3 else "")
+    raise ValueError(
+        f"formula {formula!r}: the outcome {code!r} is not numeric (column {column!r} has dtype "
+        f"{dtype}; patsy would treat it as categorical with {len(levels)} levels: {shown}). "
+        f"pymemoe models a continuous outcome: convert the column with pandas.to_numeric "
+        f"(values that are not numbers become NaN and their rows are dropped) or astype(float)"
+    )
+
+
+def _check_outcome_varies(formula: str, y_frame: pd.DataFrame, x_frame: pd.DataFrame) -> None:
+    """A ValueError when the outcome is constant, or an exact linear function of the fixed
+    effects, in the analysis sample: the residual variances would be 0 and the likelihood
+    unbounded, so no fit exists."""
+    y = y_frame.to_numpy(dtype=float)[:, 0]
+    name = str(y_frame.columns[0])
+    if np.all(y == y[0]):
+        raise ValueError(
+            f"formula {formula!r}: the outcome {name!r} is constant ({float(y[0])!r} in all "
+            f"{y.size} rows of the analysis sample), so there is nothing to model and the "
+            f"residual variance would be 0; check the outcome column and the rows kept"
+        )
+    x = x_frame.to_numpy(dtype=float)
+    if x.shape[1] == 0 or x.shape[0] <= x.shape[1]:
+        return
+    center = y - y.mean()
+    tss = float(center @ center)
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ coef
+    if float(resid @ resid) <= 1e-20 * tss:
+        raise ValueError(
+            f"formula {formula!r}: the fixed effects reproduce the outcome {name!r} exactly "
+            f"(no residual variation in the analysis sample), so the residual variance would be "
+            f"0 and the likelihood unbounded; check that the outcome is not a function of the "
+            f"covariates"
+        )
 
 
 def _build_all(formula, rhs, data, env, na_action, what_prefix=""):

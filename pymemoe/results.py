@@ -13,10 +13,23 @@ Definitions (where packages differ)
   It is 1 when K = 1.
 * ``icl`` = BIC + 2 E (Biernacki, Celeux & Govaert 2000, BIC form), smaller is better.
 * The gating reference is expert 1, the largest expert in the canonical order.
+
+Saving and loading
+------------------
+Results pickle (with the model, its data and, for formula models, what is needed to rebuild
+the designs for new data; see :mod:`pymemoe.formula`), so ``pickle.dumps(results)`` and
+:meth:`MEMoEResults.save` / :meth:`MEMoEResults.load` (or :func:`load`) round-trip: the
+unpickled results have identical parameters, log-likelihood, posteriors, standard errors and
+predictions. Cached derived values are not stored; they are recomputed on demand. As with any
+pickle, load only files you trust, with compatible versions of pymemoe, numpy, pandas and patsy.
 """
 from __future__ import annotations
 
+import os
+import pickle
+import warnings
 from functools import cached_property
+from typing import IO, Union
 
 import numpy as np
 import pandas as pd
@@ -32,7 +45,10 @@ from .inference import CovEstimate, delta_method
 from .params import from_user, param_labels, to_user
 from .tables import render_latex, render_markdown, tidy_table
 
-__all__ = ["MEMoEResults"]
+__all__ = ["MEMoEResults", "load"]
+
+_SAVE_FORMAT = "pymemoe.MEMoEResults"
+PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 
 
 _COV_NAMES = {"oim": "inverse observed information",
@@ -70,6 +86,70 @@ class MEMoEResults:
         self._fit = fit
         self._options = options
         self._cov = cov
+
+    # -- pickling, save and load -----------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        cached = {name for name in self.__dict__
+                  if isinstance(getattr(type(self), name, None), cached_property)}
+        return {name: value for name, value in self.__dict__.items() if name not in cached}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def save(self, path: PathOrFile) -> None:
+        """Save the results (with the model and its data) to a file by pickling.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file object
+            Where to write; read back with :meth:`MEMoEResults.load` or :func:`pymemoe.load`.
+
+        Examples
+        --------
+        >>> import io
+        >>> from pymemoe.datasets import load_pbcseq
+        >>> from pymemoe import MEMoE, MEMoEResults
+        >>> df = load_pbcseq().assign(year=lambda d: d["day"] / 365.25)
+        >>> res = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
+        ...                          n_experts=1).fit()
+        >>> buffer = io.BytesIO()
+        >>> res.save(buffer)
+        >>> _ = buffer.seek(0)
+        >>> MEMoEResults.load(buffer).llf == res.llf
+        True
+        """
+        from . import __version__
+        payload = {"format": _SAVE_FORMAT, "version": __version__, "results": self}
+        if hasattr(path, "write"):
+            pickle.dump(payload, path, protocol=pickle.HIGHEST_PROTOCOL)
+            return
+        with open(os.fspath(path), "wb") as handle:
+            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: PathOrFile) -> "MEMoEResults":
+        """Load results written by :meth:`save` (or a plain pickle of a results object).
+
+        Only load files you trust: unpickling can run arbitrary code. A file written by another
+        version of pymemoe is loaded with a ``UserWarning``.
+        """
+        if hasattr(path, "read"):
+            payload = pickle.load(path)
+        else:
+            with open(os.fspath(path), "rb") as handle:
+                payload = pickle.load(handle)
+        if isinstance(payload, dict) and payload.get("format") == _SAVE_FORMAT:
+            from . import __version__
+            if payload.get("version") != __version__:
+                warnings.warn(f"these results were saved by pymemoe {payload.get('version')}, "
+                              f"this is pymemoe {__version__}; check them before use",
+                              UserWarning, stacklevel=2)
+            payload = payload["results"]
+        if not isinstance(payload, cls):
+            raise ValueError(f"the file does not hold pymemoe results (it holds a "
+                             f"{type(payload).__name__}); write them with results.save(path)")
+        return payload
 
     # -- fit facts -------------------------------------------------------------------------
 
@@ -123,7 +203,9 @@ class MEMoEResults:
 
     @property
     def llf_trace(self) -> np.ndarray:
-        """Log-likelihood after each EM iteration of the best start (non-decreasing)."""
+        """Log-likelihood of the best start at its initial values and after each EM iteration
+        (``n_iter + 1`` values, non-decreasing). The quasi-Newton polish that follows EM is not
+        included, so ``llf`` may be slightly above the last value."""
         return self._fit.llf_trace.copy()
 
     @property
@@ -586,3 +668,8 @@ class MEMoEResults:
     def __repr__(self) -> str:
         return (f"<MEMoEResults: {self.n_experts} experts, {self.n_groups} subjects, "
                 f"llf={self.llf:.4f}, converged={self.converged}>")
+
+
+def load(path: PathOrFile) -> MEMoEResults:
+    """Load results saved with :meth:`MEMoEResults.save` (same as :meth:`MEMoEResults.load`)."""
+    return MEMoEResults.load(path)
