@@ -1,0 +1,285 @@
+"""pymemoe.experiments.simulation: the adjusted Rand index and the label matching on hand-computed
+examples, relabelling of parameter vectors, the truth of each fitted model, reproducibility of a
+replication, and the whole study end to end on a tiny configuration."""
+import importlib.util
+import itertools
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pymemoe.params import Params, Structure, param_labels, reorder, to_user
+from pymemoe.experiments import simulation as sim
+from pymemoe.experiments.simulation import (
+    MODELS, SETTINGS, StudyConfig, adjusted_rand_index, contingency_table, match_labels,
+    relabel_matrix, run_replication, truth_vector)
+
+
+# -- adjusted Rand index ------------------------------------------------------------------------
+
+def test_ari_hand_example():
+    # true [0 0 0 1 1 1], predicted [0 0 1 1 2 2]: contingency [[2, 1, 0], [0, 1, 2]]
+    # index = C(2)+C(2) = 2; rows (3, 3): 3+3 = 6; columns (2, 2, 2): 1+1+1 = 3; C(6) = 15
+    # expected = 6 * 3 / 15 = 1.2; maximum = (6 + 3) / 2 = 4.5; ARI = 0.8 / 3.3 = 8 / 33
+    true, pred = [0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 2, 2]
+    assert contingency_table(true, pred).tolist() == [[2, 1, 0], [0, 1, 2]]
+    assert adjusted_rand_index(true, pred) == pytest.approx(8 / 33, abs=1e-12)
+    assert adjusted_rand_index(pred, true) == pytest.approx(8 / 33, abs=1e-12)   # symmetric
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ([0, 0, 1, 1], [0, 0, 1, 1], 1.0),
+    ([0, 0, 1, 1], [5, 5, 2, 2], 1.0),          # the labels themselves do not matter
+    ([0, 0, 1, 1], [0, 0, 1, 2], 4 / 7),        # index 1, rows 2, columns 1, C(4) = 6
+    ([0, 0, 1, 1], [0, 1, 0, 1], -0.5),         # index 0, rows 2, columns 2: below chance
+    ([1, 1, 1, 1], [2, 2, 2, 2], 1.0),          # both a single cluster
+    ([1, 2, 3], [4, 5, 6], 1.0),                # both all singletons
+])
+def test_ari_small_cases(a, b, expected):
+    assert adjusted_rand_index(a, b) == pytest.approx(expected, abs=1e-12)
+
+
+def _ari_by_pairs(a, b) -> float:
+    """The same index counted over all pairs of items (independent of the contingency table)."""
+    n = len(a)
+    both = same_a = same_b = 0
+    for i, j in itertools.combinations(range(n), 2):
+        sa, sb = a[i] == a[j], b[i] == b[j]
+        same_a += sa
+        same_b += sb
+        both += sa and sb
+    pairs = n * (n - 1) / 2
+    expected = same_a * same_b / pairs
+    return (both - expected) / ((same_a + same_b) / 2 - expected)
+
+
+def test_ari_matches_pair_counting():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        a = rng.integers(0, 3, size=25)
+        b = np.where(rng.random(25) < 0.6, a, rng.integers(0, 4, size=25))
+        assert adjusted_rand_index(a, b) == pytest.approx(_ari_by_pairs(a, b), abs=1e-12)
+
+
+def test_ari_near_zero_for_independent_partitions():
+    rng = np.random.default_rng(0)
+    values = [adjusted_rand_index(rng.integers(0, 2, 400), rng.integers(0, 2, 400))
+              for _ in range(50)]
+    assert abs(np.mean(values)) < 0.01
+    assert max(values) <= 1.0
+
+
+# -- label matching and relabelling -------------------------------------------------------------
+
+def test_match_labels_hand_examples():
+    # fitted 1 holds true 2 (x3), fitted 2 holds true 1 (x2) and true 2 (x1)
+    assert match_labels([2, 2, 2, 1, 1, 2], [1, 1, 1, 2, 2, 2]).tolist() == [2, 1]
+    # K = 3: fitted 1 -> true 3, fitted 2 -> true 1, fitted 3 -> true 2
+    true = [1, 1, 2, 2, 3, 3, 3]
+    pred = [2, 2, 3, 3, 1, 1, 2]
+    assert match_labels(true, pred, 3).tolist() == [3, 1, 2]
+    # identity when the labels agree
+    assert match_labels(true, true, 3).tolist() == [1, 2, 3]
+
+
+def test_match_labels_tie_broken_by_cost():
+    true, pred = [1, 2, 1, 2], [1, 1, 2, 2]           # both permutations agree on 2 subjects
+    assert match_labels(true, pred, 2).tolist() == [1, 2]
+    cost = [[5.0, 0.1], [0.2, 5.0]]                     # intercepts say: swap
+    assert match_labels(true, pred, 2, cost=cost).tolist() == [2, 1]
+
+
+def test_match_labels_rejects_bad_labels():
+    with pytest.raises(ValueError):
+        match_labels([0, 1], [1, 2], 2)
+
+
+@pytest.mark.parametrize("cov_re, scale", [("expert", "expert"), ("shared", "shared")])
+def test_relabel_matrix_equals_reorder(cov_re, scale):
+    rng = np.random.default_rng(1)
+    K = 3
+    structure = Structure(K, ("Intercept", "time"), ("Intercept", "time"),
+                          ("Intercept", "x1"), cov_re=cov_re, scale=scale)
+    gamma = np.vstack([np.zeros(2), rng.normal(size=(K - 1, 2))])
+    A = rng.normal(size=(K, 2, 2))
+    D = A @ np.swapaxes(A, 1, 2)
+    if cov_re == "shared":
+        D[:] = D[0]
+    s = rng.uniform(1, 2, K) if scale == "expert" else np.full(K, 1.5)
+    params = Params(gamma=gamma, beta=rng.normal(size=(K, 2)), cov_re=D, scale=s)
+    labels = param_labels(structure)
+    for perm in itertools.permutations(range(K)):
+        T = relabel_matrix(labels, np.array(perm) + 1)
+        assert np.allclose(T @ to_user(params, structure),
+                           to_user(reorder(params, np.array(perm)), structure))
+
+
+def test_relabelled_variances_do_not_spread_nan():
+    T = np.array([[1.0, 0.0], [0.0, -1.0]])
+    cov = np.array([[np.nan, np.nan], [np.nan, 4.0]])
+    out = sim._relabelled_variances(T, cov)
+    assert np.isnan(out[0]) and out[1] == 4.0
+
+
+# -- truth of each fitted model -----------------------------------------------------------------
+
+def _structure(spec):
+    q = () if spec.re_formula == "0" else ("Intercept", "time")
+    gate = ("Intercept",) if spec.gate_formula == "~ 1" else ("Intercept", "x1", "x2")
+    return Structure(spec.n_experts, ("Intercept", "time"), q, gate, cov_re=spec.cov_re,
+                     scale=spec.scale)
+
+
+def test_truth_vector_per_model():
+    ex1, ex2 = SETTINGS["example1"].params, SETTINGS["example2"].params
+    full = _structure(MODELS["memoe"])
+    t = pd.Series(truth_vector(ex2, full), index=param_labels(full))
+    assert np.isfinite(t).all()
+    assert t[("gate", 2, "x2")] == -1.0 and t[("beta", 2, "time")] == 0.5
+    assert t[("re_cov", 2, "Var(Intercept)")] == pytest.approx(0.64)
+    assert t[("scale", 2, "sigma2")] == 0.25
+
+    shared = _structure(MODELS["shared"])
+    t1 = pd.Series(truth_vector(ex1, shared), index=param_labels(shared))
+    assert np.isfinite(t1).all()                  # equal D_k and sigma2_k: the truth exists
+    assert t1[("re_cov", "all", "Cov(Intercept,time)")] == pytest.approx(0.2 * 0.5 * 0.1)
+    t2 = pd.Series(truth_vector(ex2, shared), index=param_labels(shared))
+    assert t2.xs("re_cov", level="block").isna().all()
+    assert t2.xs("scale", level="block").isna().all()
+    assert t2.xs("beta", level="block").notna().all()
+
+    moe = _structure(MODELS["moe"])
+    t3 = pd.Series(truth_vector(ex1, moe), index=param_labels(moe))
+    assert t3.xs("scale", level="block").isna().all()
+    assert t3.xs("gate", level="block").notna().all()
+
+    assert np.isnan(truth_vector(ex1, _structure(MODELS["lmm"]))).all()
+
+
+# -- one replication and the study --------------------------------------------------------------
+
+SMALL = StudyConfig(reps=2, n_subjects=60, n_test=30, n_starts=2)
+
+
+def test_seeds_do_not_depend_on_the_subset():
+    a = sim.replication_seed(7, "example3_case2", 4)
+    b = np.random.SeedSequence(7).spawn(len(SETTINGS))[3].spawn(10)[4]
+    assert a.generate_state(4).tolist() == b.generate_state(4).tolist()
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="settings"):
+        StudyConfig(settings=("example9",))
+    with pytest.raises(ValueError, match="reps"):
+        StudyConfig(reps=0)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("simstudy")
+    code = sim.main(["--reps", "2", "--n-subjects", "60", "--n-starts", "2", "--workers", "2",
+                     "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_study_files(study):
+    for name in ("README.md", "config.json", "raw/replications.csv", "raw/parameters.csv",
+                 "summary_models.csv", "summary_models.md", "summary_parameters.csv",
+                 "summary_parameters.md"):
+        assert (study / name).is_file(), name
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (study / "pmse_marginal.png").stat().st_size > 1000
+        assert (study / "pmse_dynamic.png").stat().st_size > 1000
+    config = json.loads((study / "config.json").read_text())
+    assert config["reps"] == 2 and config["n_subjects"] == 60 and config["n_test"] == 30
+    readme = (study / "README.md").read_text()
+    for word in ("summary_models.csv", "summary_parameters.csv", "pmse_dynamic.png",
+                 "misspecified_t5", "60 for fitting + 30 held out", "seed 20250101",
+                 "LMM has no parameter rows"):
+        assert word in readme, word
+    assert "### example3_case3" in (study / "summary_models.md").read_text()
+    assert "| MEMoE | beta[2]:time |" in (study / "summary_parameters.md").read_text()
+
+
+def test_study_model_table(study):
+    raw = pd.read_csv(study / "raw" / "replications.csv")
+    assert len(raw) == len(SETTINGS) * 2 * len(MODELS)
+    assert (raw["status"] == "ok").all()
+    assert raw.groupby(["setting", "model"]).size().eq(2).all()
+    table = pd.read_csv(study / "summary_models.csv", index_col=[0, 1])
+    assert list(table.index) == [(s, m) for s in SETTINGS for m in MODELS]
+    for col in ("fits", "converged", "bic_mean", "bic_best", "accuracy", "ari", "accuracy_test",
+                "ari_test", "pmse_marginal_mean", "pmse_marginal_sd", "pmse_dynamic_mean",
+                "pmse_dynamic_sd", "time_fit"):
+        assert col in table.columns, col
+    assert (table["fits"] == 2).all()
+    mixtures = table.drop(index="lmm", level="model")
+    for col in ("accuracy", "accuracy_test"):
+        assert mixtures[col].between(0, 1).all()
+    assert (mixtures[["ari", "ari_test"]] <= 1 + 1e-12).all().all()
+    assert table.xs("lmm", level="model")[["accuracy", "ari"]].isna().all().all()
+    assert (table[["pmse_marginal_mean", "pmse_dynamic_mean", "time_fit"]] > 0).all().all()
+    assert np.isfinite(table["bic_mean"]).all()
+    # the shares of "best" sum to 1 over the models of a setting
+    for col in ("bic_best", "pmse_marginal_best", "pmse_dynamic_best"):
+        assert table[col].groupby(level="setting").sum().round(10).eq(1).all()
+    # the MEMoE separates the well-separated experts of example 3, case 1
+    assert table.loc[("example3_case1", "memoe"), "accuracy"] > 0.8
+
+
+def test_study_parameter_table(study):
+    table = pd.read_csv(study / "summary_parameters.csv", index_col=[0, 1, 2, 3, 4])
+    for col in ("truth", "bias", "sd", "se_oim", "se_robust", "cover_oim", "cover_robust", "n"):
+        assert col in table.columns, col
+    assert table[["cover_oim", "cover_robust"]].stack().between(0, 1).all()
+    assert (table["n"] == 2).all()
+    per_model = table.groupby(level=["setting", "model"]).size()
+    for setting in SETTINGS:
+        assert per_model[(setting, "memoe")] == 15        # 3 gate + 4 beta + 6 re_cov + 2 scale
+        assert per_model[(setting, "moe")] == 7           # gate + beta only
+        equal_variances = setting.startswith(("example1", "example3"))
+        assert per_model[(setting, "shared")] == (11 if equal_variances else 7)
+    assert "lmm" not in set(table.index.get_level_values("model"))
+    ex2 = table.sort_index().loc[("example2", "memoe")]
+    assert ex2.loc[("beta", "2", "Intercept"), "truth"] == 2.0
+    assert ex2.loc[("scale", "2", "sigma2"), "truth"] == 0.25
+    assert (table["se_oim"].dropna() > 0).all() and (table["sd"].dropna() >= 0).all()
+
+
+def test_replication_reproducible_in_and_out_of_the_pool(study):
+    """A replication rerun in this process gives the numbers the worker processes wrote."""
+    raw_models = pd.read_csv(study / "raw" / "replications.csv")
+    raw_params = pd.read_csv(study / "raw" / "parameters.csv", dtype={"expert": str})
+    models, params = run_replication("example2", 1, SMALL)
+    models, params = pd.DataFrame(models), pd.DataFrame(params)
+    assert models["model"].tolist() == list(MODELS)
+    old = raw_models[(raw_models["setting"] == "example2") & (raw_models["rep"] == 1)]
+    for col in ("llf", "bic", "accuracy", "ari", "pmse_marginal", "pmse_dynamic"):
+        assert np.allclose(old[col].to_numpy(), models[col].to_numpy(), rtol=1e-10,
+                           equal_nan=True), col
+    old = raw_params[(raw_params["setting"] == "example2") & (raw_params["rep"] == 1)]
+    assert old["term"].tolist() == params["term"].tolist()
+    for col in ("estimate", "se_oim", "se_robust"):
+        assert np.allclose(old[col].to_numpy(), params[col].to_numpy(), rtol=1e-8), col
+    # another replication drew other data
+    rep0 = raw_models[(raw_models["setting"] == "example2") & (raw_models["rep"] == 0)]
+    assert not np.allclose(rep0["llf"].to_numpy(), models["llf"].to_numpy())
+
+
+def test_tables_rebuild_from_raw(study):
+    before = pd.read_csv(study / "summary_parameters.csv")
+    (study / "summary_parameters.csv").unlink()
+    assert sim.main(["--out", str(study), "--tables-only", "--quiet"]) == 0
+    after = pd.read_csv(study / "summary_parameters.csv")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_plots_skipped_without_matplotlib(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)      # import now fails
+    frame = pd.DataFrame({"setting": "example1", "rep": [0, 1], "model": "memoe",
+                          "status": "ok", "pmse_marginal": [1.0, 1.2]})
+    assert sim.plot_pmse(frame, "pmse_marginal", tmp_path / "x.png", "t") is False
+    assert not (tmp_path / "x.png").exists()
