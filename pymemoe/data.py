@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["SubjectData", "subject_codes", "check_constant_within"]
+__all__ = ["SubjectData", "subject_codes", "check_constant_within", "check_outcome_varies"]
 
 
 def subject_codes(groups: np.ndarray) -> tuple[np.ndarray, pd.Index]:
@@ -54,6 +54,29 @@ def check_constant_within(values: np.ndarray, groups: np.ndarray, names: list[st
             f"{what}: column {names[col]!r} varies within subject {subject!r}; gating "
             f"covariates must be baseline values, constant within each subject (use the "
             f"baseline value, e.g. the first visit's)"
+        )
+
+
+def check_outcome_varies(y: np.ndarray, x: np.ndarray, what: str) -> None:
+    """A ValueError when the outcome is constant, or an exact linear function of the fixed
+    effects: the residual variances would be 0 and the likelihood unbounded, so no fit exists.
+    ``what`` names the outcome in the message."""
+    if np.all(y == y[0]):
+        raise ValueError(
+            f"{what} is constant ({float(y[0])!r} in all {y.size} rows of the analysis sample), "
+            f"so there is nothing to model and the residual variance would be 0; check the "
+            f"outcome column and the rows kept"
+        )
+    if x.shape[1] == 0 or x.shape[0] <= x.shape[1]:
+        return
+    center = y - y.mean()
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ coef
+    if float(resid @ resid) <= 1e-20 * float(center @ center):
+        raise ValueError(
+            f"{what}: the fixed effects reproduce the outcome exactly (no residual variation in "
+            f"the analysis sample), so the residual variance would be 0 and the likelihood "
+            f"unbounded; check that the outcome is not a function of the covariates"
         )
 
 

@@ -60,7 +60,7 @@ class EMOptions:
     tol: float = 1e-8
     polish: bool = True
     gtol: float = 1e-8
-    gtol_check: float = 1e-4
+    gtol_check: float = 1e-3
     min_size: float = 1.0
     n_jobs: int = 1
     screen_iter: int | None = None
@@ -256,7 +256,13 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         par = from_internal(x / unit, structure)
-        est = e_step(data, par)
+        if not (np.all(np.isfinite(par.cov_re)) and np.all(np.isfinite(par.scale))):
+            return np.inf, np.zeros_like(x)          # a trial point beyond floating range
+        with np.errstate(all="ignore"):
+            try:
+                est = e_step(data, par)
+            except np.linalg.LinAlgError:
+                return np.inf, np.zeros_like(x)
         if not np.isfinite(est.llf):
             return np.inf, np.zeros_like(x)
         grad = score_obs(data, structure, par, est, internal=True).sum(axis=0)
@@ -269,14 +275,22 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
 
 
 def _projected_grad_max(data: SubjectData, structure: Structure, params: Params, estep: EStep) -> float:
-    """Largest gradient entry of the mean log-likelihood on the internal scale, ignoring
-    components pushing against an active bound."""
+    """Largest scaled gradient entry g_j / sqrt(sum_i s_ij^2) on the internal scale, ignoring
+    components pushing against an active bound.
+
+    With the outer product of the scores as the information, g_j / sqrt(B_jj) is the size of
+    a Newton step in units of the standard error, so the measure does not depend on the units
+    of the data (lme4's scaled gradient is of the same kind).
+    """
     theta = to_internal(params, structure)
-    grad = score_obs(data, structure, params, estep, internal=True).sum(axis=0) / data.n_groups
+    scores = score_obs(data, structure, params, estep, internal=True)
+    grad = scores.sum(axis=0)
+    scale = np.sqrt(np.einsum("nj,nj->j", scores, scores))
+    scaled = np.divide(grad, scale, out=np.zeros_like(grad), where=scale > 0)
     for j, (low, _) in enumerate(internal_bounds(structure)):
         if low is not None and theta[j] <= low + 1e-12 and grad[j] < 0:
-            grad[j] = 0.0
-    return float(np.abs(grad).max()) if grad.size else 0.0
+            scaled[j] = 0.0
+    return float(np.abs(scaled).max()) if scaled.size else 0.0
 
 
 def _run_start(data: SubjectData, structure: Structure, params: Params, options: EMOptions,
@@ -411,11 +425,11 @@ def run_em(data: SubjectData, structure: Structure, options: EMOptions,
     best_index = next(i for i, r in enumerate(results) if r is max(pool, key=lambda r: r.llf))
     best = _finish_start(data, structure, results[best_index], options)
     results[best_index] = best
-    messages: list[str] = []
+    messages: list[tuple[type, str]] = []    # (warning class, text)
     if not ok:
-        messages.append(
+        messages.append((BoundaryWarning,
             f"every start emptied an expert (posterior size < {options.min_size} subjects): "
-            f"the data do not support {K} experts; fit fewer experts (n_experts={K - 1})")
+            f"the data do not support {K} experts; fit fewer experts (n_experts={K - 1})"))
     estep = e_step(data, best.params)
     perm = canonical_order(best.params, estep.tau)
     params = reorder(best.params, perm)
@@ -426,41 +440,69 @@ def run_em(data: SubjectData, structure: Structure, options: EMOptions,
         converged = best.grad_max <= options.gtol_check
     else:
         converged = best.em_converged
-    if not converged and ok:
-        messages.append(
+    duplicates = _identical_experts(params)
+    if duplicates and ok:
+        converged = False
+        messages += [(ConvergenceWarning, f"experts {k + 1} and {l + 1} are identical: the fit stopped at a saddle "
+                     f"point where two experts coincide; use more starts (n_starts) or fewer "
+                     f"experts") for k, l in duplicates]
+    elif not converged and ok:
+        messages.append((ConvergenceWarning,
             f"the fit did not converge (largest gradient entry {best.grad_max:.2g} after "
             f"{best.n_iter} EM iterations): increase maxiter, tighten tol, or try more starts "
-            f"(n_starts)")
+            f"(n_starts)"))
     messages += _boundary_messages(data, structure, params, estep)
-    for msg in messages:
-        category = (SeparationWarning if "separate" in msg else
-                    BoundaryWarning if "boundary" in msg or "expert" in msg else ConvergenceWarning)
+    for category, msg in messages:
         warnings.warn(msg, category, stacklevel=3)
     return EMFit(params=params, estep=estep, llf=estep.llf, llf_trace=best.llf_trace,
                  n_iter=best.n_iter, converged=converged, grad_max=best.grad_max,
-                 messages=tuple(messages), start_llfs=np.array([r.llf for r in results]),
+                 messages=tuple(msg for _, msg in messages), start_llfs=np.array([r.llf for r in results]),
                  best_start=best_index)
 
 
-def _boundary_messages(data: SubjectData, structure: Structure, params: Params, estep: EStep) -> list[str]:
+def _identical_experts(params: Params, rtol: float = 1e-6) -> list[tuple[int, int]]:
+    """Pairs of experts with the same parameters (a saddle point of the likelihood)."""
+    K = params.n_experts
+    blocks = [params.gamma, params.beta, params.cov_re.reshape(K, -1), params.scale[:, None]]
+    pairs = []
+    for k in range(K):
+        for l in range(k + 1, K):
+            if all(np.allclose(b[k], b[l], rtol=rtol, atol=rtol * (np.abs(b).max() + 1e-300))
+                   for b in blocks):
+                pairs.append((k, l))
+    return pairs
+
+
+def _boundary_messages(data: SubjectData, structure: Structure, params: Params,
+                       estep: EStep) -> list[tuple[type, str]]:
+    """(warning class, message) for each parameter or expert at the boundary of the space."""
     out = []
     K, q = structure.n_experts, structure.k_re
     sizes = estep.tau.sum(axis=0)
     for k in range(K):
         if K > 1 and sizes[k] < max(5.0, 0.01 * data.n_groups):
-            out.append(f"expert {k + 1} is nearly empty (posterior size {sizes[k]:.1f} subjects): "
-                       f"the data do not support {K} experts; fit fewer experts")
+            out.append((BoundaryWarning,
+                        f"expert {k + 1} is nearly empty (posterior size {sizes[k]:.1f} "
+                        f"subjects): the data do not support {K} experts; fit fewer experts"))
+    floor = 1e-8 * float(data.yy.sum() / data.nobs)
+    for k in range(K if structure.scale == "expert" else 1):
+        if params.scale[k] <= floor:
+            out.append((BoundaryWarning,
+                        f"residual variance of expert {k + 1} is at the boundary (about 0): the "
+                        f"model reproduces those subjects' outcomes exactly; use fewer random "
+                        f"effects in re_formula or fewer experts"))
     if q:
         z_scale = np.diagonal(data.zz, axis1=1, axis2=2).sum(axis=0) / data.nobs
         for k in range(K if structure.cov_re == "expert" else 1):
             ratio = np.diag(params.cov_re[k]) * z_scale / params.scale[k]
             for j in np.flatnonzero(ratio < 1e-6):
-                out.append(
-                    f"random-effect variance of {structure.exog_re_names[j]!r} in expert {k + 1} "
-                    f"is at the boundary (about 0): drop that random effect from re_formula or use "
-                    f"re_structure='diagonal' / cov_re='shared'")
+                out.append((BoundaryWarning,
+                            f"random-effect variance of {structure.exog_re_names[j]!r} in expert "
+                            f"{k + 1} is at the boundary (about 0): drop that random effect from "
+                            f"re_formula or use re_structure='diagonal' / cov_re='shared'"))
     if separation_detected(data.exog_gate, params.gamma):
-        out.append("the gating covariates separate the experts (near) perfectly: gating "
-                   "coefficients are not identified; remove the separating covariate from "
-                   "gate_formula or use fewer experts")
+        out.append((SeparationWarning,
+                    "the gating covariates separate the experts (near) perfectly: gating "
+                    "coefficients are not identified; remove the separating covariate from "
+                    "gate_formula or use fewer experts"))
     return out

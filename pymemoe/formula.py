@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from .data import check_constant_within
+from .data import check_constant_within, check_outcome_varies
 
 __all__ = ["DesignSpec", "DesignArrays", "build_design", "build_new_design", "build_new_endog",
            "required_variables"]
@@ -545,31 +545,10 @@ def _check_numeric_outcome(formula: str, y_frame: pd.DataFrame, data: pd.DataFra
 
 
 def _check_outcome_varies(formula: str, y_frame: pd.DataFrame, x_frame: pd.DataFrame) -> None:
-    """A ValueError when the outcome is constant, or an exact linear function of the fixed
-    effects, in the analysis sample: the residual variances would be 0 and the likelihood
-    unbounded, so no fit exists."""
-    y = y_frame.to_numpy(dtype=float)[:, 0]
-    name = str(y_frame.columns[0])
-    if np.all(y == y[0]):
-        raise ValueError(
-            f"formula {formula!r}: the outcome {name!r} is constant ({float(y[0])!r} in all "
-            f"{y.size} rows of the analysis sample), so there is nothing to model and the "
-            f"residual variance would be 0; check the outcome column and the rows kept"
-        )
-    x = x_frame.to_numpy(dtype=float)
-    if x.shape[1] == 0 or x.shape[0] <= x.shape[1]:
-        return
-    center = y - y.mean()
-    tss = float(center @ center)
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x @ coef
-    if float(resid @ resid) <= 1e-20 * tss:
-        raise ValueError(
-            f"formula {formula!r}: the fixed effects reproduce the outcome {name!r} exactly "
-            f"(no residual variation in the analysis sample), so the residual variance would be "
-            f"0 and the likelihood unbounded; check that the outcome is not a function of the "
-            f"covariates"
-        )
+    check_outcome_varies(y_frame.to_numpy(dtype=float)[:, 0], x_frame.to_numpy(dtype=float),
+                         f"formula {formula!r}: the outcome {str(y_frame.columns[0])!r}")
+    # messages read "... the outcome 'y' is constant" and "...: the fixed effects reproduce the
+    # outcome exactly"
 
 
 def _build_all(formula, rhs, data, env, na_action, what_prefix=""):

@@ -68,13 +68,29 @@ def observed_information(data: SubjectData, structure: Structure, params: Params
     n = theta.size
     fixed = np.zeros(n, dtype=bool) if fixed is None else fixed
     info = np.zeros((n, n))
+    steps = _steps(data, structure, params, theta, rel_step)
     for j in np.flatnonzero(~fixed):  # one pair of score evaluations per parameter
-        h = rel_step * max(abs(theta[j]), 1e-2)
+        h = steps[j]
         up, down = theta.copy(), theta.copy()
         up[j] += h
         down[j] -= h
         info[:, j] = -(_summed_score(data, structure, up) - _summed_score(data, structure, down)) / (2 * h)
     return (info + info.T) / 2.0
+
+
+def _steps(data: SubjectData, structure: Structure, params: Params, theta: np.ndarray,
+           rel_step: float) -> np.ndarray:
+    """Difference steps on each parameter's own scale, so they do not depend on the units of
+    the data: ``rel_step`` times the larger of |theta_j| and the BHHH standard error
+    1 / sqrt(sum_i s_ij^2); a variance-type parameter is never stepped below half its value."""
+    scores = score_obs(data, structure, params)
+    with np.errstate(divide="ignore"):
+        se = 1.0 / np.sqrt(np.einsum("nj,nj->j", scores, scores))
+    scale = np.where(np.isfinite(se), np.maximum(np.abs(theta), se), np.abs(theta))
+    steps = rel_step * np.where(scale > 0, scale, 1.0)
+    positive = np.array([b in ("re_cov", "scale") and (t.startswith("Var(") or t in ("sigma2", "SD ratio"))
+                         for b, _, t in param_labels(structure)], dtype=bool)
+    return np.where(positive, np.minimum(steps, 0.5 * np.abs(theta) + 1e-300), steps)
 
 
 def boundary_parameters(structure: Structure, params: Params, data: SubjectData,
@@ -83,6 +99,11 @@ def boundary_parameters(structure: Structure, params: Params, data: SubjectData,
     covariances that involve such a variance."""
     labels = param_labels(structure)
     mask = np.zeros(len(labels), dtype=bool)
+    floor = 1e-8 * float(data.yy.sum() / data.nobs)
+    for j, (block, expert, term) in enumerate(labels):
+        if block == "scale":
+            k = 0 if expert == "all" else int(expert) - 1
+            mask[j] = params.scale[k] <= floor
     if not structure.k_re:
         return mask
     z_scale = np.diagonal(data.zz, axis1=1, axis2=2).sum(axis=0) / data.nobs
@@ -92,6 +113,9 @@ def boundary_parameters(structure: Structure, params: Params, data: SubjectData,
         if block != "re_cov":
             continue
         k = 0 if expert == "all" else int(expert) - 1
+        if params.scale[k] <= floor:     # D / sigma2 is meaningless when sigma2 is ~0
+            mask[j] = True
+            continue
         D = params.cov_re[k]
         relative = np.diag(D) * z_scale / params.scale[k]
         if term == "SD ratio":
@@ -111,10 +135,17 @@ def _invert(info: np.ndarray, free: np.ndarray, labels) -> tuple[np.ndarray, np.
         sub = info[np.ix_(ok, ok)]
         if sub.size == 0:
             break
-        vals, vecs = np.linalg.eigh(sub)
+        # work with the correlation-scaled matrix, so that the test of positive definiteness
+        # does not depend on the units of the parameters (variances of y * 1e-6 are ~1e-12)
+        diag = np.abs(np.diag(sub))
+        scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+        scaled = sub * scale[:, None] * scale[None, :]
+        if not np.all(np.isfinite(scaled)):
+            break
+        vals, vecs = np.linalg.eigh(scaled)
         bad = vals <= 1e-10 * max(vals.max(), 1e-300)
         if not bad.any():
-            inv = (vecs / vals) @ vecs.T
+            inv = ((vecs / vals) @ vecs.T) * scale[:, None] * scale[None, :]
             cov = np.full(info.shape, np.nan)
             cov[np.ix_(ok, ok)] = inv
             return cov, ok, messages

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import SubjectData, check_constant_within
+from .data import SubjectData, check_constant_within, check_outcome_varies
 from .em import EMOptions, run_em
 from .formula import DesignSpec, build_design
 from .inference import COV_TYPES, estimate_cov
@@ -189,6 +189,9 @@ class MEMoE:
             row_index = pd.RangeIndex(endog_arr.shape[0])
 
         check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
+        if spec is None:  # from_formula has checked it with the formula's names
+            check_outcome_varies(endog_arr, np.column_stack([exog_arr, exog_shared_arr]),
+                                 f"the outcome {endog_name!r}")
         full_exog = np.column_stack([exog_arr, exog_shared_arr])
         self.structure = Structure(
             n_experts=n_experts,

@@ -210,8 +210,8 @@ class MEMoEResults:
 
     @property
     def messages(self) -> tuple[str, ...]:
-        """Diagnostics of the fit (also issued as warnings)."""
-        return self._fit.messages
+        """Diagnostics of the fit and of the standard errors (also issued as warnings)."""
+        return self._fit.messages + self._cov.messages
 
     @property
     def start_llfs(self) -> np.ndarray:
@@ -655,7 +655,7 @@ class MEMoEResults:
             notes.append(f"Standard errors: {_COV_NAMES[self.cov_type]}; SDs and correlations "
                          f"by the delta method.")
         smry.add_text(" ".join(notes))
-        for msg in self.messages + self._cov.messages:
+        for msg in self.messages:
             smry.add_text("Warning: " + msg)
         return smry
 

@@ -48,17 +48,21 @@ def matvec(a: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def cholesky_inverse_logdet(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse and log-determinant of symmetric positive definite matrices (..., q, q).
+    """Inverse and log-determinant of matrices M = A + I, A symmetric positive semi-definite
+    (..., q, q); rounding below the bounds det(M) >= 1 and L_jj >= 1 is clamped away.
 
     Closed forms for q = 1 and 2; otherwise the Cholesky-Banachiewicz factorisation, triangular
     inversion and ``L^-T L^-1``, each written as loops over the q indices.
     """
     q = m.shape[-1]
     if q == 1:
+        m = np.maximum(m, 1.0)
         return 1.0 / m, np.log(m[..., 0, 0])
     if q == 2:  # closed form: the common random intercept and slope
         a, b, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 1]
-        det = a * d - b * b
+        # callers pass M = A + I with A >= 0, so det(M) >= 1; the clamp only removes rounding
+        # (cancellation when A is huge, e.g. a residual variance at its floor)
+        det = np.maximum(a * d - b * b, 1.0)
         inv = np.empty_like(m)
         inv[..., 0, 0] = d / det
         inv[..., 1, 1] = a / det
@@ -73,7 +77,7 @@ def cholesky_inverse_logdet(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = m[..., j, j].copy()
         for k in range(j):
             s -= L[..., j, k] ** 2
-        L[..., j, j] = np.sqrt(s)
+        L[..., j, j] = np.sqrt(np.maximum(s, 1.0))   # Schur complements of M >= I are >= 1
         for i in range(j + 1, q):
             s = m[..., i, j].copy()
             for k in range(j):

@@ -109,11 +109,6 @@ def test_fit_is_finite_or_raises_a_value_error(problem):
         assert res.messages
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "inference.observed_information differences the score with an absolute step floor "
-    "h = 1e-5 * max(|theta_j|, 1e-2): with y * 1e-6 the residual variance (~1e-12) is stepped "
-    "below 0 and expert_moments takes its log (RuntimeWarning); smallest example: 3 subjects "
-    "with 1, 1, 2 visits, K=1, re_formula='0', maxiter=1 (see tests/test_reliability.py [c])"))
 @PROPERTY_SETTINGS
 @given(problems(), st.sampled_from([1e-6, 1e-3, 1e3, 1e6]), st.sampled_from([1.0, 365.25]))
 def test_fit_is_finite_or_raises_a_value_error_at_any_scale(problem, outcome_scale, time_scale):

@@ -9,7 +9,7 @@ from pymemoe.smallmat import cholesky_inverse_logdet, matmul, matvec
 def test_inverse_and_logdet_equal_numpy(q):
     rng = np.random.default_rng(q)
     a = rng.normal(size=(50, 3, q, q))
-    m = a @ np.swapaxes(a, -1, -2) + 0.5 * np.eye(q)
+    m = a @ np.swapaxes(a, -1, -2) + np.eye(q)          # the contract: M = A + I, A >= 0
     inv, logdet = cholesky_inverse_logdet(m)
     np.testing.assert_allclose(inv, np.linalg.inv(m), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(logdet, np.linalg.slogdet(m)[1], rtol=1e-10)
