@@ -27,7 +27,6 @@ def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
     Columns: id, time, x1, x2 (subject-level, x2 binary), y, expert (true, 1-based).
     """
     rng = np.random.default_rng(seed)
-    K = truth["beta"].shape[0]
     x1 = rng.normal(size=n_subjects)
     x2 = rng.binomial(1, 0.5, size=n_subjects).astype(float)
     w = np.column_stack([np.ones(n_subjects), x1, x2])
