@@ -34,7 +34,8 @@ predict(), predict_class(), prediction_set()
 Modules beyond the model: :mod:`pymemoe.selection` (``compare_experts``: choosing K),
 :mod:`pymemoe.crossval` (``cross_validate``), :mod:`pymemoe.simulate` (``simulate``: data from
 known truth), :mod:`pymemoe.plotting` (matplotlib figures; ``pip install pymemoe[plot]``),
-:mod:`pymemoe.datasets` (``load_pbcseq``).
+:mod:`pymemoe.datasets` (``load_pbcseq``), :mod:`pymemoe.chunked` (``from_chunks``,
+``from_dask``: data larger than memory; ``pip install pymemoe[chunked]``).
 
 Examples
 --------
