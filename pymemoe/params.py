@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .smallmat import matmul
+
 __all__ = [
     "Structure", "Params", "param_labels", "to_user", "from_user", "to_internal",
     "from_internal", "internal_bounds", "chain_gradient", "reorder", "psd_cholesky",
@@ -315,7 +317,7 @@ def chain_gradient(
                 L = np.sqrt(np.clip(np.diagonal(base, axis1=1, axis2=2), 0, None))[:, :, None] * np.eye(q)
             else:
                 L = psd_cholesky(base)
-            dL = 2.0 * G @ L
+            dL = 2.0 * matmul(G, L)
             parts.append(dL[:, :, rows, cols].reshape(N, -1))
         else:
             parts.append((G[:, :, rows, cols] * offdiag).reshape(N, -1))
