@@ -321,11 +321,7 @@ def _finish_start(data: SubjectData, structure: Structure, start: StartResult,
         return start
     params, llf, llf_polish = start.params, start.llf, None
     if options.polish:
-        # L-BFGS-B's tolerance on the preconditioned mean gradient, i.e. on the gradient in
-        # standard-error units divided by sqrt(N): 1e-2 of the convergence criterion, so that
-        # estimates are reproducible to ~1e-5 standard errors
-        pgtol = max(options.gtol, 1e-2 * options.gtol_check / np.sqrt(data.n_groups))
-        polished, value = _polish(data, structure, params, pgtol, maxiter=500)
+        polished, value = _polish(data, structure, params, options.gtol, maxiter=500)
         if np.isfinite(value) and value >= llf:
             params, llf_polish = polished, value
     estep = e_step(data, params)

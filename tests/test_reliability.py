@@ -32,8 +32,8 @@ subjects with one observation          fit; with *only* single-observation subje
 a subject with all outcomes missing    its rows are dropped and counted (``n_dropped``),   ok
                                        the subject is absent from the posterior
 more random effects than visits        K = 1: fits, unidentified directions get NaN SEs    ok
-(quadratic RE, 2 visits each)          with a HessianInversionWarning. K = 2: finite       xfail [b]
-                                       result, but overflow RuntimeWarnings inside EM
+(quadratic RE, 2 visits each)          with a HessianInversionWarning. K = 2: finite       ok
+                                       result, the residual variance at its floor flagged
 ``n_experts`` beyond the data          BoundaryWarning "fit fewer experts", converged      ok (EM);
                                        False, finite llf, posteriors sum to 1              ok
 outcome scaled by 1e6 / 1e-6, time in  same fit up to scale: llf shifts by -n log(c),      ok;
@@ -62,17 +62,12 @@ subclasses or ``HessianInversionWarning``; ``newdata`` is never modified by pred
 results pickle and save/load (formula and array models), with identical parameters,
 log-likelihood, posteriors and predictions after loading, also in a fresh interpreter.
 
-Known failure (xfail, strict, so a fix shows as XPASS):
-
-[b] K >= 2 with more random effects than visits: the likelihood is unbounded (an expert's
-    residual variance goes to its floor); the result is finite and flagged, but EM's arithmetic
-    overflows on the way (RuntimeWarnings from numpy).
-
-Fixed since this file was written (its tests now pass): [a] the array constructor checks for
-a constant outcome; [c] the information is differenced with steps on each parameter's
+Fixed since this file was written (their tests, once strict xfails, now pass): [a] the
+array constructor checks for a constant outcome; [c] the information is differenced with steps on each parameter's
 standard-error scale and inverted after scaling to a correlation matrix; [d] convergence is
 judged on the gradient in standard-error units; [e] identical experts are reported; [f] a
-residual variance at its floor is reported as a boundary.
+residual variance at its floor is reported as a boundary; [b] K = 2 with more random
+effects than visits gives a finite, flagged result without numpy overflow warnings.
 """
 from __future__ import annotations
 
@@ -458,9 +453,6 @@ def test_more_random_effects_than_visits_one_expert(pbc):
     assert res.bse.isna().any()
 
 
-@pytest.mark.xfail(strict=True, reason="[b] K=2, quadratic RE, 2 visits: the residual variance "
-                   "reaches its floor and EM overflows (RuntimeWarning) before the boundary "
-                   "warning; the result is finite")
 def test_more_random_effects_than_visits_two_experts(pbc):
     data = pbc.groupby("id").head(2)
     model = MEMoE.from_formula(FORMULA, data, "id", re_formula="~ year + I(year**2)", n_experts=2)
