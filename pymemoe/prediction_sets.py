@@ -96,40 +96,18 @@ def _mixture(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> _
     return _Mixture(w=weights, mu=means, sd=sd)
 
 
-def _quantile(mix: _Mixture, p: float, max_iter: int = 200) -> np.ndarray:
-    """Mixture quantile F^-1(p) per row, by safeguarded Newton in a bracket."""
-    n = mix.w.shape[0]
-    rows = np.arange(n)
-    lo = (mix.mu - 15.0 * mix.sd).min(axis=1)
-    hi = (mix.mu + 15.0 * mix.sd).max(axis=1)
-    y = np.clip((mix.w * mix.mu).sum(axis=1), lo, hi)
-    for _ in range(max_iter):
-        F = mix.cdf(y, rows)
-        below = F < p
-        lo = np.where(below, y, lo)
-        hi = np.where(below, hi, y)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            newton = y - (F - p) / mix.pdf(y, rows)
-        inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
-        y_new = np.where(inside, newton, 0.5 * (lo + hi))
-        done = np.abs(y_new - y) <= 1e-13 * (1.0 + np.abs(y))
-        y = y_new
-        if done.all():
-            break
-    return y
-
-
-def _refine_roots(mix: _Mixture, rows: np.ndarray, c: np.ndarray, lo: np.ndarray,
-                  hi: np.ndarray, y: np.ndarray, rising: np.ndarray) -> np.ndarray:
-    """Solve f(y) = c in [lo, hi] (f - c changes sign there) by safeguarded Newton."""
+def _safeguarded_newton(g, dg, lo: np.ndarray, hi: np.ndarray, y: np.ndarray,
+                        rising: np.ndarray | bool, max_iter: int) -> np.ndarray:
+    """Root of g in [lo, hi] per row (g changes sign there; ``rising``: g increases through
+    the root): Newton steps, replaced by bisection whenever they leave the bracket."""
     lo, hi = lo.copy(), hi.copy()
-    for _ in range(60):
-        h = mix.pdf(y, rows) - c
+    for _ in range(max_iter):
+        h = g(y)
         left_of_root = (h < 0) == rising          # the root lies above y
         lo = np.where(left_of_root, y, lo)
         hi = np.where(left_of_root, hi, y)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            newton = y - h / mix.dpdf(y, rows)
+            newton = y - h / dg(y)
         inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
         y_new = np.where(inside, newton, 0.5 * (lo + hi))
         done = np.abs(y_new - y) <= 1e-13 * (1.0 + np.abs(y))
@@ -137,6 +115,23 @@ def _refine_roots(mix: _Mixture, rows: np.ndarray, c: np.ndarray, lo: np.ndarray
         if done.all():
             break
     return y
+
+
+def _quantile(mix: _Mixture, p: float, max_iter: int = 200) -> np.ndarray:
+    """Mixture quantile F^-1(p) per row (the CDF rises through it)."""
+    rows = np.arange(mix.w.shape[0])
+    lo = (mix.mu - 15.0 * mix.sd).min(axis=1)
+    hi = (mix.mu + 15.0 * mix.sd).max(axis=1)
+    y = np.clip((mix.w * mix.mu).sum(axis=1), lo, hi)
+    return _safeguarded_newton(lambda t: mix.cdf(t, rows) - p, lambda t: mix.pdf(t, rows),
+                               lo, hi, y, True, max_iter)
+
+
+def _refine_roots(mix: _Mixture, rows: np.ndarray, c: np.ndarray, lo: np.ndarray,
+                  hi: np.ndarray, y: np.ndarray, rising: np.ndarray) -> np.ndarray:
+    """Solve f(y) = c in [lo, hi] (f - c changes sign there)."""
+    return _safeguarded_newton(lambda t: mix.pdf(t, rows) - c, lambda t: mix.dpdf(t, rows),
+                               lo, hi, y, rising, 60)
 
 
 def _crossings(mix: _Mixture, grid: np.ndarray, dens: np.ndarray, c: np.ndarray,
