@@ -104,7 +104,21 @@ def _dynamic_layout(codes: np.ndarray, t: np.ndarray):
     return order[expanded_sorted], pseudo, is_target, order[targets]
 
 
-def cross_validate(formula: str, data: pd.DataFrame, groups: Hashable | Sequence,
+def _model_options(model) -> tuple[str, dict[str, Any]]:
+    """The formula and the from_formula options of a model built by ``MEMoE.from_formula``."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ValueError("cross_validate needs a formula, or a MEMoE built by from_formula "
+                         "(an array-built model has no formulas to refit)")
+    structure = model.structure
+    options = {"re_formula": spec.re_formula, "gate_formula": spec.gate_formula,
+               "shared_formula": spec.shared_formula, "n_experts": structure.n_experts,
+               "cov_re": structure.cov_re, "re_structure": structure.re_structure,
+               "scale": structure.scale}
+    return spec.formula, options
+
+
+def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence,
                    n_folds: int = 5, random_state=None, alpha: float = 0.05,
                    progress: bool = False, *, time: Hashable | None = None,
                    method: str = "hdr", **model_and_fit_kwargs: Any) -> CrossValidation:
@@ -123,9 +137,11 @@ def cross_validate(formula: str, data: pd.DataFrame, groups: Hashable | Sequence
 
     Parameters
     ----------
-    formula : str
-        ``"outcome ~ terms"`` as in :meth:`pymemoe.MEMoE.from_formula`. Names in the formulas
-        are looked up in the data and numpy (``np``), not in the caller's namespace.
+    formula : str or MEMoE
+        ``"outcome ~ terms"`` as in :meth:`pymemoe.MEMoE.from_formula`, or a model built by
+        ``from_formula``, whose formulas and options are refitted on each fold (keywords given
+        here override them). Names in the formulas are looked up in the data and numpy
+        (``np``), not in the caller's namespace.
     data : pandas.DataFrame
         Long-format data.
     groups : str or array-like
@@ -164,6 +180,9 @@ def cross_validate(formula: str, data: pd.DataFrame, groups: Hashable | Sequence
     >>> round(float(cv.table.loc["overall", "pmse"]), 2)
     1.71
     """
+    if not isinstance(formula, str):
+        formula, options = _model_options(formula)
+        model_and_fit_kwargs = {**options, **model_and_fit_kwargs}
     alpha = _check_alpha(alpha)
     if method not in SET_METHODS:
         raise ValueError(f"method must be one of {SET_METHODS}, got {method!r}")

@@ -423,3 +423,16 @@ def test_cross_validation_folds_scores_and_refit():
     pred = predict(res, held)
     np.testing.assert_allclose(cv.predictions.loc[held.index, "predicted"], pred, atol=1e-4)
     assert table.loc[1, "pmse"] == pytest.approx(((held["y"] - pred) ** 2).mean(), rel=1e-4)
+
+
+def test_cross_validate_accepts_a_model_built_from_formulas():
+    df = load_pbcseq()
+    df["year"] = df["day"] / 365.25
+    model = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year", n_experts=1)
+    by_model = cross_validate(model, df, "id", n_folds=3, random_state=0)
+    by_formula = cross_validate("np.log(bili) ~ year", df, "id", n_folds=3, random_state=0,
+                                re_formula="~ year", n_experts=1)
+    pd.testing.assert_frame_equal(by_model.table, by_formula.table)
+    array_model = MEMoE(model.endog, model.exog, model.groups, exog_re=model.exog_re, n_experts=1)
+    with pytest.raises(ValueError, match="from_formula"):
+        cross_validate(array_model, df, "id", n_folds=3)
