@@ -37,7 +37,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from .data import SubjectData
 from .expert import gls_normal_equations, expert_moments, variance_sums
 from .gating import newton_update, separation_detected
-from .likelihood import EStep, e_step, score_obs
+from .likelihood import EStep, e_step, score, score_obs
 from .params import (Params, Structure, from_internal, internal_bounds, reorder, to_internal)
 
 __all__ = ["EMOptions", "EMFit", "run_em", "m_step", "one_expert_start", "as_seed_sequence"]
@@ -255,7 +255,8 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
               for (lo, hi), u in zip(internal_bounds(structure), unit)]
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        par = from_internal(x / unit, structure)
+        with np.errstate(over="ignore"):         # exp of a huge log-variance: inf, caught below
+            par = from_internal(x / unit, structure)
         if not (np.all(np.isfinite(par.cov_re)) and np.all(np.isfinite(par.scale))):
             return np.inf, np.zeros_like(x)          # a trial point beyond floating range
         with np.errstate(all="ignore"):
@@ -265,7 +266,7 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
                 return np.inf, np.zeros_like(x)
         if not np.isfinite(est.llf):
             return np.inf, np.zeros_like(x)
-        grad = score_obs(data, structure, par, est, internal=True).sum(axis=0)
+        grad = score(data, structure, par, est, internal=True)
         return -est.llf / N, -grad / N / unit
 
     res = minimize(objective, theta0 * unit, jac=True, method="L-BFGS-B", bounds=bounds,
