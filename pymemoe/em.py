@@ -12,7 +12,7 @@ Loop shape (as scikit-learn's mixtures, with lme4's separate convergence check):
     keep the start with the highest llf; canonical expert order; final E-step.
 
 Each M-step increases the log-likelihood (generalised EM), so ``llf_trace`` never decreases; the
-polish is not EM and is recorded separately (``llf_polish``). EM alone is slow near the optimum
+polish is not EM and is not part of the trace. EM alone is slow near the optimum
 for variance components; the polish brings the gradient to ~0 so that standard errors are
 computed at a maximum.
 
@@ -76,7 +76,6 @@ class StartResult:
     n_iter: int
     em_converged: bool
     empty: bool
-    llf_polish: float | None
     grad_max: float
 
 
@@ -312,7 +311,7 @@ def _run_start(data: SubjectData, structure: Structure, params: Params, options:
             em_converged = True
             break
     return StartResult(params=params, llf=estep.llf, llf_trace=np.asarray(trace), n_iter=n_iter,
-                       em_converged=em_converged, empty=empty, llf_polish=None, grad_max=np.inf)
+                       em_converged=em_converged, empty=empty, grad_max=np.inf)
 
 
 def _finish_start(data: SubjectData, structure: Structure, start: StartResult,
@@ -320,13 +319,13 @@ def _finish_start(data: SubjectData, structure: Structure, start: StartResult,
     """Polish a start by quasi-Newton (kept only if it raises llf) and measure its gradient."""
     if start.empty:
         return start
-    params, llf, llf_polish = start.params, start.llf, None
+    params = start.params
     if options.polish:
         polished, value = _polish(data, structure, params, options.gtol, maxiter=500)
-        if np.isfinite(value) and value >= llf:
-            params, llf_polish = polished, value
+        if np.isfinite(value) and value >= start.llf:
+            params = polished
     estep = e_step(data, params)
-    return dataclasses.replace(start, params=params, llf=estep.llf, llf_polish=llf_polish,
+    return dataclasses.replace(start, params=params, llf=estep.llf,
                                grad_max=_projected_grad_max(data, structure, params, estep))
 
 

@@ -47,15 +47,9 @@ def gating_gradients(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray) 
     return (tau - pi)[:, :, None] * exog_gate[:, None, :]
 
 
-def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Hessian of Q in the free coefficients, shape ((K-1) r, (K-1) r); it does not depend on tau.
-
-    ``weights`` (N,) multiplies each subject's contribution (all ones by default).
-    """
+def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """Hessian of Q in the free coefficients, shape ((K-1) r, (K-1) r); it does not depend on tau."""
     pi = np.exp(log_prior(exog_gate, gamma))[:, 1:]
-    if weights is not None:
-        pi = pi * weights[:, None] ** 0.5
-        exog_gate = exog_gate * weights[:, None] ** 0.5
     K1, r = pi.shape[1], exog_gate.shape[1]
     # -sum_i pi_ik (delta_kl - pi_il) w_i w_i', one BLAS product per pair of experts
     hess = np.empty((K1, r, K1, r))

@@ -571,20 +571,6 @@ class MEMoEResults:
             "Covariance type:": self.cov_type,
         }
 
-    def _variance_table(self, k: int) -> pd.DataFrame:
-        names = list(self._model.structure.exog_re_names)
-        D = self._fit.params.cov_re[k]
-        rows = {}
-        sd = np.sqrt(np.clip(np.diag(D), 0, None))
-        for i, name in enumerate(names):
-            rows[f"SD({name})"] = sd[i]
-        for i in range(len(names)):
-            for j in range(i):
-                denom = sd[i] * sd[j]
-                rows[f"Corr({names[j]},{names[i]})"] = D[i, j] / denom if denom > 0 else np.nan
-        rows["Residual SD"] = np.sqrt(self._fit.params.scale[k])
-        return pd.DataFrame({"estimate": pd.Series(rows)})
-
     def _coef_table(self, rows: pd.DataFrame, alpha: float) -> pd.DataFrame:
         """Regression columns for rows of :meth:`to_frame` (indexed by label)."""
         lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
