@@ -65,7 +65,8 @@ import numpy as np
 
 from .data import SubjectData
 from .params import Params
-from .smallmat import cholesky_inverse_logdet, dot, matmul, matvec
+from .smallmat import (as_stack, cholesky_inverse_logdet, dot, empty_stack, matmul, matvec, outer, sandwich,
+                       trace, trace_product, weighted_sum)
 
 __all__ = ["ExpertMoments", "relative_factor", "covariance_factor", "expert_moments", "gls_normal_equations",
            "variance_sums", "expert_gradients"]
@@ -102,9 +103,7 @@ class ExpertMoments:
     def b_cov(self) -> np.ndarray:
         """Conditional covariances sigma2_k Lambda_k M_ik^-1 Lambda_k' (N, K, q, q), computed
         on first use: the E-step of the log-likelihood and the scores do not need them."""
-        lam = self.lam
-        return self.scale[None, :, None, None] * matmul(matmul(lam, self.m_inv),
-                                                        np.swapaxes(lam, 1, 2))
+        return self.scale[None, :, None, None] * sandwich(self.lam, self.m_inv)
 
 
 def relative_factor(cov_re: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -117,17 +116,19 @@ def relative_factor(cov_re: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def _residual_moments(data: SubjectData, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """r'r (N, K) and Z'r (N, K, q) for residuals r = y - X beta_k.
+    """r'r (N, K) and Z'r (N, K, q, entry-major) for residuals r = y - X beta_k.
 
     Contractions with the parameters are written as matrix products of the flattened
     per-subject statistics, so they run in BLAS.
     """
     N, p, q = data.n_groups, data.k_fe, data.k_re
     K = beta.shape[0]
-    outer = (beta[:, :, None] * beta[:, None, :]).reshape(K, p * p)
-    rr = data.yy[:, None] - 2.0 * (data.xy @ beta.T) + data.xx.reshape(N, p * p) @ outer.T
-    zx_beta = (np.swapaxes(data.xz, 1, 2).reshape(N * q, p) @ beta.T).reshape(N, q, K)
-    zr = data.zy[:, None, :] - np.swapaxes(zx_beta, 1, 2)
+    outer_beta = (beta[:, :, None] * beta[:, None, :]).reshape(K, p * p)
+    rr = data.yy[:, None] - 2.0 * (data.xy @ beta.T) + data.xx.reshape(N, p * p) @ outer_beta.T
+    zr = empty_stack((N, K), (q,))
+    for l in range(q):
+        np.matmul(data.xz[:, :, l], -beta.T, out=zr[..., l])
+        zr[..., l] += data.zy[:, l, None]
     return rr, zr
 
 
@@ -144,9 +145,17 @@ def covariance_factor(data: SubjectData, params: Params) -> tuple[np.ndarray, np
     if q == 0:
         return np.zeros((K, 0, 0)), np.zeros((N, K, 0, 0)), np.zeros((N, K))
     lam = relative_factor(params.cov_re, params.scale)
-    # Lambda_k' Z'Z Lambda_k is linear in the entries of Z'Z: one BLAS product for all k
-    transform = np.einsum("kba,kcd->bckad", lam, lam).reshape(q * q, K * q * q)
-    m = (data.zz.reshape(N, q * q) @ transform).reshape(N, K, q, q) + np.eye(q)
+    # Lambda_k' Z'Z Lambda_k is linear in the entries of Z'Z: one BLAS product per entry (a, d)
+    # for all subjects and experts, written straight into the entry-major stack
+    transform = np.einsum("kba,kcd->bcadk", lam, lam).reshape(q * q, q, q, K)
+    zz = data.zz.reshape(N, q * q)
+    m = empty_stack((N, K), (q, q))
+    for a in range(q):
+        for d in range(a, q):
+            np.matmul(zz, np.ascontiguousarray(transform[:, a, d]), out=m[..., a, d])
+            if d > a:
+                m[..., d, a] = m[..., a, d]
+        m[..., a, a] += 1.0
     m_inv, logdet_m = cholesky_inverse_logdet(m)
     return lam, m_inv, logdet_m
 
@@ -204,17 +213,12 @@ def gls_normal_equations(data: SubjectData, params: Params, moments: ExpertMomen
     gram = (tau.T @ data.xx.reshape(N, p * p)).reshape(K, p, p)
     rhs = tau.T @ data.xy
     if q:
-        lam, m_inv = moments.lam, moments.m_inv
-        # A = Lambda' Z'X per subject and expert, linear in the entries of X'Z
-        transform = np.einsum("kba,pr->pbkar", lam, np.eye(p)).reshape(p * q, K * q * p)
-        a = (data.xz.reshape(N, p * q) @ transform).reshape(N, K, q, p)
+        lam_t, m_inv = np.swapaxes(moments.lam, 1, 2), moments.m_inv
+        a = matmul(lam_t, as_stack(np.swapaxes(data.xz, 1, 2), 2)[:, None])    # Lambda' Z'X
         ma = matmul(m_inv, a)
-        correction = matmul(np.swapaxes(a, 2, 3), ma).reshape(N, K, p * p)
-        v0 = matvec(np.swapaxes(lam, 1, 2), data.zy[:, None, :])          # Lambda' Z'y
-        rhs_corr = matvec(np.swapaxes(ma, 2, 3), v0)                       # (N, K, p)
-        for k in range(K):  # weighted sums over subjects as BLAS products, one per expert
-            gram[k] -= (tau[:, k] @ correction[:, k]).reshape(p, p)
-            rhs[k] -= tau[:, k] @ rhs_corr[:, k]
+        gram -= weighted_sum(tau, matmul(np.swapaxes(a, 2, 3), ma))
+        v0 = matvec(lam_t, data.zy[:, None, :])                                # Lambda' Z'y
+        rhs -= weighted_sum(tau, matvec(np.swapaxes(ma, 2, 3), v0))
     return gram / scale[:, None, None], rhs / scale[:, None]
 
 
@@ -229,12 +233,9 @@ def variance_sums(data: SubjectData, moments: ExpertMoments,
     re_sum  : (K, q, q)  sum_i tau_ik (b_hat b_hat' + Sigma)
     rss_sum : (K,)       sum_i tau_ik E||e_i||^2
     """
-    b, S = moments.b_hat, moments.b_cov
-    N, K, q = b.shape
-    second = (b[..., :, None] * b[..., None, :] + S).reshape(N, K, q * q)
-    re_sum = np.stack([tau[:, k] @ second[:, k] for k in range(K)]).reshape(K, q, q)
+    second = outer(moments.b_hat, moments.b_hat) + moments.b_cov
     resid2 = _expected_rss(data, moments)
-    return re_sum, np.sum(tau * resid2, axis=0)
+    return weighted_sum(tau, second), np.einsum("nk,nk->k", tau, resid2)
 
 
 def expert_gradients(data: SubjectData, params: Params,
@@ -253,29 +254,26 @@ def expert_gradients(data: SubjectData, params: Params,
     K = b.shape[1]
     xx_beta = (data.xx.reshape(N * p, p) @ params.beta.T).reshape(N, p, K)
     xr = data.xy[:, None, :] - np.swapaxes(xx_beta, 1, 2)
-    grad_beta = (xr - matvec(data.xz[:, None], b)) / scale[..., None]
-    resid2 = _residual_ss(data, moments)
-    trace_minv = np.trace(moments.m_inv, axis1=2, axis2=3) if q else 0.0
-    grad_scale = 0.5 * (resid2 / scale ** 2 - (data.n_obs[:, None] - q + trace_minv) / scale)
     if q == 0:
-        return grad_beta, np.zeros(b.shape + (0,)), grad_scale
-    zz = data.zz[:, None]
-    a = (moments.zr - matvec(zz, b)) / scale[..., None]
-    zzl = matmul(zz, moments.lam)                                  # Z'Z Lambda
-    zvz = (zz - matmul(matmul(zzl, moments.m_inv), np.swapaxes(zzl, 2, 3))) / scale[..., None, None]
-    grad_cov = 0.5 * (a[..., :, None] * a[..., None, :] - zvz)
+        resid2 = moments.rr
+        grad_scale = 0.5 * (resid2 / scale ** 2 - data.n_obs[:, None] / scale)
+        return xr / scale[..., None], np.zeros(b.shape + (0,)), grad_scale
+    zz = as_stack(data.zz, 2)[:, None]
+    zz_b = matvec(zz, b)
+    grad_beta = (xr - matvec(as_stack(data.xz, 2)[:, None], b)) / scale[..., None]
+    resid2 = moments.rr - 2.0 * dot(b, moments.zr) + dot(b, zz_b)        # ||r - Z b_hat||^2
+    grad_scale = 0.5 * (resid2 / scale ** 2 - (data.n_obs[:, None] - q + trace(moments.m_inv)) / scale)
+    a = (moments.zr - zz_b) / scale[..., None]
+    zvz = (zz - sandwich(matmul(zz, moments.lam), moments.m_inv)) / scale[..., None, None]
+    grad_cov = 0.5 * (outer(a, a) - zvz)
     return grad_beta, grad_cov, grad_scale
-
-
-def _residual_ss(data: SubjectData, moments: ExpertMoments) -> np.ndarray:
-    """||r - Z b_hat||^2 per subject and expert, (N, K)."""
-    b = moments.b_hat
-    zz_b = matvec(data.zz[:, None], b)
-    return moments.rr - 2.0 * dot(b, moments.zr) + dot(b, zz_b)
 
 
 def _expected_rss(data: SubjectData, moments: ExpertMoments) -> np.ndarray:
     """E||e_i||^2 = ||r - Z b_hat||^2 + tr(Z'Z Sigma) per subject and expert, (N, K)."""
-    N, K, q = moments.b_hat.shape
-    trace = dot(data.zz.reshape(N, 1, q * q), moments.b_cov.reshape(N, K, q * q))
-    return _residual_ss(data, moments) + trace
+    b = moments.b_hat
+    if b.shape[-1] == 0:
+        return moments.rr
+    zz = as_stack(data.zz, 2)[:, None]
+    resid2 = moments.rr - 2.0 * dot(b, moments.zr) + dot(b, matvec(zz, b))
+    return resid2 + trace_product(zz, moments.b_cov)
