@@ -38,18 +38,26 @@ def log_prior(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:
 
 def gating_objective(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray) -> float:
     """Q(gamma) = sum_ik tau_ik log pi_ik."""
-    return float(np.sum(tau * log_prior(exog_gate, gamma)))
+    return _objective(exog_gate, gamma, tau)[0]
 
 
-def gating_gradients(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """Per-subject gradient (tau_ik - pi_ik) w_i, shape (N, K, r)."""
-    pi = np.exp(log_prior(exog_gate, gamma))
+def _objective(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray) -> tuple[float, np.ndarray]:
+    """Q(gamma) and log pi (N, K), which the Newton step reuses."""
+    lp = log_prior(exog_gate, gamma)
+    return float(np.einsum("nk,nk->", tau, lp)), lp
+
+
+def gating_gradients(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,
+                     prior: np.ndarray | None = None) -> np.ndarray:
+    """Per-subject gradient (tau_ik - pi_ik) w_i, shape (N, K, r); ``prior`` is pi if known."""
+    pi = np.exp(log_prior(exog_gate, gamma)) if prior is None else prior
     return (tau - pi)[:, :, None] * exog_gate[:, None, :]
 
 
-def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:
-    """Hessian of Q in the free coefficients, shape ((K-1) r, (K-1) r); it does not depend on tau."""
-    pi = np.exp(log_prior(exog_gate, gamma))[:, 1:]
+def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+    """Hessian of Q in the free coefficients, shape ((K-1) r, (K-1) r); it does not depend on tau.
+    ``prior`` is pi (N, K) if known."""
+    pi = (np.exp(log_prior(exog_gate, gamma)) if prior is None else prior)[:, 1:]
     K1, r = pi.shape[1], exog_gate.shape[1]
     # -sum_i pi_ik (delta_kl - pi_il) w_i w_i', one BLAS product per pair of experts
     hess = np.empty((K1, r, K1, r))
@@ -71,10 +79,11 @@ def newton_update(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,
     K, r = gamma.shape
     if K == 1:
         return gamma
-    current = gating_objective(exog_gate, gamma, tau)
+    current, lp = _objective(exog_gate, gamma, tau)
     for _ in range(max_steps):
-        grad = gating_gradients(exog_gate, gamma, tau).sum(axis=0)[1:].ravel()
-        hess = gating_hessian(exog_gate, gamma)
+        pi = np.exp(lp)
+        grad = ((tau - pi).T @ exog_gate)[1:].ravel()       # the summed gating_gradients
+        hess = gating_hessian(exog_gate, gamma, prior=pi)
         # A tiny ridge keeps the solve defined when a column separates the experts.
         ridge = 1e-10 * max(np.trace(-hess) / hess.shape[0], 1e-300)
         try:
@@ -86,14 +95,14 @@ def newton_update(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,
         for _ in range(30):
             trial = gamma.copy()
             trial[1:] += step.reshape(K - 1, r)
-            value = gating_objective(exog_gate, trial, tau)
+            value, lp_trial = _objective(exog_gate, trial, tau)
             if value >= current:
                 break
             step = step / 2.0
         else:
             break
         gain = value - current
-        gamma, current = trial, value
+        gamma, current, lp = trial, value, lp_trial
         if gain <= tol * (1.0 + abs(current)):
             break
     return gamma

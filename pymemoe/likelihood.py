@@ -28,7 +28,7 @@ from .data import SubjectData
 from .expert import ExpertMoments, expert_gradients, expert_moments
 from .gating import gating_gradients, log_prior
 from .params import Params, Structure, chain_gradient
-from .smallmat import max_last, sum_last
+from .smallmat import max_last, sum_last, weighted_sum
 
 __all__ = ["EStep", "e_step", "score_obs", "score"]
 
@@ -67,28 +67,29 @@ def e_step(data: SubjectData, params: Params) -> EStep:
     return EStep(llf=float(llf_obs.sum()), llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments)
 
 
-def _weighted_pieces(data: SubjectData, params: Params, estep: EStep):
-    tau = estep.tau
-    g_beta, g_cov, g_scale = expert_gradients(data, params, estep.moments)
-    return (gating_gradients(data.exog_gate, params.gamma, tau), tau[:, :, None] * g_beta,
-            tau[:, :, None, None] * g_cov, tau * g_scale)
-
-
 def score_obs(data: SubjectData, structure: Structure, params: Params,
               estep: EStep | None = None, internal: bool = False) -> np.ndarray:
     """Per-subject scores, shape (N, n_params), of the user (or internal) parameter vector."""
     if estep is None:
         estep = e_step(data, params)
-    g_gamma, g_beta, g_cov, g_scale = _weighted_pieces(data, params, estep)
-    return chain_gradient(params, structure, grad_gamma=g_gamma, grad_beta=g_beta,
-                          grad_cov_re=g_cov, grad_scale=g_scale, internal=internal)
+    tau = estep.tau
+    g_beta, g_cov, g_scale = expert_gradients(data, params, estep.moments)
+    g_gamma = gating_gradients(data.exog_gate, params.gamma, tau, prior=np.exp(estep.log_prior))
+    return chain_gradient(params, structure, grad_gamma=g_gamma, grad_beta=tau[:, :, None] * g_beta,
+                          grad_cov_re=tau[:, :, None, None] * g_cov, grad_scale=tau * g_scale,
+                          internal=internal)
 
 
 def score(data: SubjectData, structure: Structure, params: Params,
           estep: EStep | None = None, internal: bool = False) -> np.ndarray:
     """The summed score, shape (n_params,). The chain rule is linear, so the natural pieces are
-    summed over subjects first and mapped once (cheaper than summing :func:`score_obs`)."""
+    summed over subjects first (posterior-weighted sums, without the per-subject products) and
+    mapped once (cheaper than summing :func:`score_obs`)."""
     if estep is None:
         estep = e_step(data, params)
-    pieces = [piece.sum(axis=0, keepdims=True) for piece in _weighted_pieces(data, params, estep)]
-    return chain_gradient(params, structure, *pieces, internal=internal)[0]
+    tau = estep.tau
+    g_beta, g_cov, g_scale = expert_gradients(data, params, estep.moments)
+    g_gamma = (tau - np.exp(estep.log_prior)).T @ data.exog_gate       # sum_i (tau - pi) w_i'
+    pieces = (g_gamma, weighted_sum(tau, g_beta), weighted_sum(tau, g_cov),
+              np.einsum("nk,nk->k", tau, g_scale))
+    return chain_gradient(params, structure, *(piece[None] for piece in pieces), internal=internal)[0]
