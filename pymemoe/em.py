@@ -240,11 +240,23 @@ def _start_params(data: SubjectData, structure: Structure, base: Params, tau0: n
 # One start
 
 
+class _PolishStalled(Exception):
+    """Raised inside the polish objective to end L-BFGS-B: target met or no more progress."""
+
+
 def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float,
-            maxiter: int) -> tuple[Params, float]:
+            maxiter: int, patience: int = 5) -> tuple[Params, float]:
     """L-BFGS-B on -llf / N over the internal vector, preconditioned by the diagonal of the
     outer product of the per-subject scores (the BHHH approximation of the information), so
-    that gating, fixed-effect and variance parameters are on comparable scales."""
+    that gating, fixed-effect and variance parameters are on comparable scales.
+
+    The search ends at the projected gradient ``gtol`` (or at any evaluated point, a line-search
+    trial included, whose whole gradient is that small), or once ``patience`` evaluations in a
+    row have improved neither the objective (by more than its rounding, 8 eps |f|) nor the
+    largest gradient entry of the best point: near the optimum the changes of f fall below
+    double precision and L-BFGS-B's line search would otherwise spend some 20 evaluations
+    (each an E-step and a score) before giving up. The best point seen is returned.
+    """
     N = data.n_groups
     theta0 = to_internal(params, structure)
     scores = score_obs(data, structure, params, internal=True)
@@ -252,8 +264,9 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
     unit = np.where(curvature > 1e-8, curvature, 1.0)     # x = theta * unit
     bounds = [(None if lo is None else lo * u, None if hi is None else hi * u)
               for (lo, hi), u in zip(internal_bounds(structure), unit)]
+    best = {"f": np.inf, "g": np.inf, "x": theta0 * unit, "stalled": 0}
 
-    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+    def evaluate(x: np.ndarray) -> tuple[float, np.ndarray]:
         with np.errstate(over="ignore"):         # exp of a huge log-variance: inf, caught below
             par = from_internal(x / unit, structure)
         if not (np.all(np.isfinite(par.cov_re)) and np.all(np.isfinite(par.scale))):
@@ -268,10 +281,28 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
         grad = score(data, structure, par, est, internal=True)
         return -est.llf / N, -grad / N / unit
 
-    res = minimize(objective, theta0 * unit, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20})
-    par = from_internal(res.x / unit, structure)
-    return par, float(-res.fun * N)
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = evaluate(x)
+        g_max = float(np.abs(grad).max()) if grad.size else 0.0
+        rounding = 8.0 * np.finfo(float).eps * abs(value)
+        if np.isfinite(value) and (value < best["f"] - rounding
+                                   or (value <= best["f"] + rounding and g_max < best["g"])):
+            best.update(f=value, g=g_max, x=x.copy(), stalled=0)
+            if g_max <= gtol:          # a trial point of the line search may meet the target
+                raise _PolishStalled
+        else:
+            best["stalled"] += 1
+            if best["stalled"] >= patience:
+                raise _PolishStalled
+        return value, grad
+
+    try:
+        minimize(objective, theta0 * unit, jac=True, method="L-BFGS-B", bounds=bounds,
+                 options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20})
+    except _PolishStalled:
+        pass
+    par = from_internal(best["x"] / unit, structure)
+    return par, float(-best["f"] * N)
 
 
 def _projected_grad_max(data: SubjectData, structure: Structure, params: Params, estep: EStep) -> float:
@@ -343,6 +374,8 @@ def _run_starts(data: SubjectData, structure: Structure, inits: list[Params], op
 
     def pool_map(fn, items, label):
         items = list(items)
+        if options.n_jobs == 1:   # in the calling thread, where profilers and debuggers see it
+            return [fn(item) for item in _progress(items, len(items), label, options.progress)]
         with ThreadPoolExecutor(max_workers=max(1, min(options.n_jobs, len(items)))) as pool:
             return list(_progress(pool.map(fn, items), len(items), label, options.progress))
 
