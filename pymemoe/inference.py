@@ -37,7 +37,7 @@ import numpy as np
 from statsmodels.tools.sm_exceptions import HessianInversionWarning
 
 from .data import SubjectData
-from .likelihood import score_obs
+from .likelihood import score, score_obs
 from .params import Params, Structure, from_user, param_labels, to_user
 
 __all__ = ["CovEstimate", "COV_TYPES", "estimate_cov", "observed_information", "delta_method",
@@ -55,7 +55,7 @@ class CovEstimate:
 
 
 def _summed_score(data: SubjectData, structure: Structure, vector: np.ndarray) -> np.ndarray:
-    return score_obs(data, structure, from_user(vector, structure)).sum(axis=0)
+    return score(data, structure, from_user(vector, structure))
 
 
 def observed_information(data: SubjectData, structure: Structure, params: Params,
