@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 
 __all__ = ["MEMoE"]
 
+# Below this many subject-expert pairs, threads slow a multi-start fit down: the Python overhead
+# of small arrays keeps the interpreter lock busy (benchmarks/bench_threads.py).
+PARALLEL_MIN_PAIRS = 20_000
+
 
 def _names(value, default_prefix: str, width: int) -> list[str]:
     if isinstance(value, pd.DataFrame):
@@ -366,8 +370,12 @@ class MEMoE:
         cov_kwds : dict, optional
             Options of the covariance estimator (none of the current ones takes any).
         n_jobs : int, optional
-            Starts run in parallel threads; None uses every core (``os.cpu_count()``). The
-            result does not depend on it.
+            Starts run in parallel threads. None (default) uses every core
+            (``os.cpu_count()``) when there are at least 20,000 subject-expert pairs
+            (N x n_experts) and one thread below that, where the Python overhead of the small
+            arrays holds the interpreter lock and threads slow the fit down (PBCseq, 20
+            screened starts: 0.75 s with one thread, 1.36 s with two; 50,000 subjects and 3
+            experts, 4 starts: 6.1 s and 4.2 s). The result does not depend on it.
         screen_iter : int, optional
             Screening as lcmm's ``gridsearch``: every start runs ``screen_iter`` EM iterations,
             then only the ``n_finish`` best are run to convergence. None (default) runs every
@@ -393,7 +401,11 @@ class MEMoE:
             raise ValueError(f"screen_iter must be None or a positive integer, got {screen_iter!r}")
         if int(n_finish) != n_finish or n_finish < 1:
             raise ValueError(f"n_finish must be a positive integer, got {n_finish!r}")
-        jobs = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
+        if n_jobs is None:
+            large = self.data.n_groups * self.structure.n_experts >= PARALLEL_MIN_PAIRS
+            jobs = (os.cpu_count() or 1) if large else 1
+        else:
+            jobs = int(n_jobs)
         if jobs < 1:
             raise ValueError(f"n_jobs must be None or a positive integer, got {n_jobs!r}")
         options = EMOptions(n_starts=int(n_starts), maxiter=int(maxiter), tol=float(tol),
