@@ -56,6 +56,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import pin_blas_threads  # noqa: E402
+
 MB = 1e6
 MODEL = dict(formula="y ~ time", groups="id", re_formula="~ time", gate_formula="~ x1 + x2")
 COLUMNS = ["id", "time", "x1", "x2", "y"]
@@ -194,10 +196,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:  # read by the BLAS of the spawned children at import
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
-    import pyarrow
+    pin_blas_threads(args.threads)     # read by the BLAS of the spawned children at import
+    try:
+        import pyarrow
+    except ImportError:
+        print("pyarrow is not installed: skipping the chunked (Parquet) benchmark; "
+              "pip install '.[chunked]' to run it")
+        return 0
 
     import pymemoe
     print(f"pymemoe {pymemoe.__version__}, numpy {np.__version__}, pandas {pd.__version__}, "

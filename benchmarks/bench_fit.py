@@ -7,21 +7,30 @@ What it measures
    simulator below (random intercept and slope on time, expert-specific fixed effects, D_k and
    sigma2_k, multinomial-logit gating on ``x1`` (normal) and ``x2`` (binary), 6-10 visits at
    times 0..n_i-1 with small jitter), fitted with ``MEMoE.from_formula("y ~ time", ...,
-   re_formula="~ time", gate_formula="~ x1 + x2", n_experts=K).fit(n_starts, random_state=0)``.
+   re_formula="~ time", gate_formula="~ x1 + x2", n_experts=K).fit(n_starts, random_state=0,
+   cov_type="none")``; the model-based standard errors (``estimate_cov("oim", ...)``, the
+   numerical Jacobian of the analytic score) are timed apart as ``se_s``.
 2. PBCseq: the fits of flexmix (full MEMoE, K=2), lcmm ``hlme`` gridsearch (shared and
    proportional ``nwg``, K=2) and lme4 (K=1), with R's elapsed seconds and log-likelihood read
-   from the reference JSON files. R's figures are single-threaded (reference BLAS); pass
-   ``--threads 1`` to pin pymemoe's BLAS to one thread too.
+   from the reference JSON files (``lcmm`` is not packaged for Debian, so its timings come only
+   from there: single-threaded seconds on a 2-core machine, per the reference README). R's figures are
+   single-threaded (reference BLAS); pass ``--threads 1`` to pin pymemoe's BLAS to one thread
+   too. The speedup divides R's seconds by pymemoe's fit plus standard errors (``fit_se_s``),
+   since hlme computes the Hessian as part of its fit. The ``screened`` cases run as lcmm's
+   ``gridsearch(rep=20, maxiter=30)`` does: 20 starts of 30 EM iterations, the best to
+   convergence (``fit(n_starts=20, screen_iter=30, n_finish=1)``).
 
 Per case: wall time (``time.perf_counter``) of model construction (formulas and per-subject
-sufficient statistics) and of the fit separately; peak traced Python/numpy allocations
+sufficient statistics) and of the fit separately (the median of ``--repeats`` fits of the same
+model, every run listed in ``fit_runs_s``); peak traced Python/numpy allocations
 (``tracemalloc``) during construction and the fit's peak above what was alive at its start;
 process peak RSS (``ru_maxrss``, which includes the interpreter, the libraries and the data
 frame); the fit's CPU time (``process_time``, all threads) and the 1-minute load average
 before it, to spot a busy machine; EM iterations of the best start (``res.n_iter``; the L-BFGS-B
 polish that follows EM is not counted there), llf, converged, and the number of warnings. Every
 case runs in a fresh ``spawn`` subprocess so that ``ru_maxrss`` is per case. Timings are figures
-to read, never asserted. tracemalloc adds a few per cent to the timed sections.
+to read, never asserted. tracemalloc (on during construction and the first fit only) adds a few
+per cent to those.
 
 Run (from the repository root)::
 
@@ -46,6 +55,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import pin_blas_threads  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"   # ../shared beside the repo
 MB = 1e6
@@ -103,6 +115,15 @@ def pbcseq_cases(reference: Path) -> list[dict[str, Any]]:
         dict(case="hlme nwg K=2", n_starts=20, n_experts=2, cov_re="proportional",
              scale="shared", r_seconds=nwg["timing"]["median_elapsed"], r_llf=nwg["loglik"],
              r_note="gridsearch(rep=20, maxiter=30), " + median3),
+        dict(case="hlme shared K=2, screened", n_starts=20, n_experts=2, cov_re="shared",
+             scale="shared", screen_iter=30, n_finish=1,
+             r_seconds=grid["timing"]["median_elapsed"], r_llf=grid["loglik"],
+             r_note="as lcmm's gridsearch(rep=20, maxiter=30): 20 starts x 30 EM iterations, "
+                    "the best to convergence; " + median3),
+        dict(case="hlme nwg K=2, screened", n_starts=20, n_experts=2, cov_re="proportional",
+             scale="shared", screen_iter=30, n_finish=1,
+             r_seconds=nwg["timing"]["median_elapsed"], r_llf=nwg["loglik"],
+             r_note="as lcmm's gridsearch(rep=20, maxiter=30); " + median3),
         dict(case="lme4 K=1", n_starts=1, n_experts=1, r_seconds=lmer["timing"]["median_elapsed"],
              r_llf=lmer["loglik"], r_note="lmer(REML=FALSE), " + median3),
     ]
@@ -118,6 +139,7 @@ def maxrss_mb() -> float:
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """Build the data, construct and fit the model; runs in a fresh subprocess."""
     from pymemoe import MEMoE
+    from pymemoe.inference import estimate_cov
 
     if case["suite"] == "simulated":
         data = simulate(case["n_subjects"], case["n_experts"], seed=case["seed"])
@@ -139,13 +161,25 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         held, build_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         load1 = os.getloadavg()[0]
-        t2, c2 = time.perf_counter(), time.process_time()
-        res = model.fit(n_starts=case["n_starts"], random_state=0)
-        t3, c3 = time.perf_counter(), time.process_time()
-        fit_peak = tracemalloc.get_traced_memory()[1] - held
-        tracemalloc.stop()
+        fit_options = dict(n_starts=case["n_starts"], random_state=0, cov_type="none",
+                           screen_iter=case.get("screen_iter"), n_finish=case.get("n_finish", 3))
+        walls, cpus, se_walls = [], [], []
+        for _ in range(case["repeats"]):      # the same fit again: the median is the figure
+            t2, c2 = time.perf_counter(), time.process_time()
+            res = model.fit(**fit_options)
+            t3, c3 = time.perf_counter(), time.process_time()
+            # the standard errors (model-based, cov_type="oim") timed apart from the fit
+            estimate_cov("oim", model.data, model.structure, res.state)
+            se_walls.append(time.perf_counter() - t3)
+            walls.append(t3 - t2)
+            cpus.append(c3 - c2)
+            if len(walls) == 1:
+                fit_peak = tracemalloc.get_traced_memory()[1] - held
+                tracemalloc.stop()
     return dict(case, n_groups=model.data.n_groups, nobs=model.data.nobs,
-                build_s=t1 - t0, fit_s=t3 - t2, fit_cpu_s=c3 - c2, load1=load1,
+                build_s=t1 - t0, fit_s=float(np.median(walls)), fit_cpu_s=float(np.median(cpus)),
+                fit_runs_s=";".join(f"{w:.2f}" for w in walls), se_s=float(np.median(se_walls)),
+                fit_se_s=float(np.median(np.add(walls, se_walls))), load1=load1,
                 n_iter=res.n_iter, llf=res.llf, converged=res.converged, n_warnings=len(caught),
                 warning=str(caught[0].message)[:80] if caught else "",
                 data_mb=data.memory_usage(deep=True).sum() / MB,
@@ -167,6 +201,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--experts", type=int, nargs="+", default=[2, 3], help="K values")
     parser.add_argument("--n-starts", type=int, default=1,
                         help="starts per simulated fit (default 1: one start to convergence)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="fits per case; the table shows the median (default 3)")
     parser.add_argument("--skip-pbcseq", action="store_true", help="skip the PBCseq comparison")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="R reference folder")
     parser.add_argument("--threads", type=int, default=None,
@@ -177,9 +213,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:  # read by the BLAS of the spawned children at import
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
+    pin_blas_threads(args.threads)     # read by the BLAS of the spawned children at import
     import pymemoe
     print(f"pymemoe {pymemoe.__version__}, numpy {np.__version__}, pandas {pd.__version__}, "
           f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -191,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                   n_starts=args.n_starts, seed=n + k) for n in args.sizes for k in args.experts]
     if not args.skip_pbcseq:
         cases += pbcseq_cases(args.reference)
+    cases = [dict(case, repeats=args.repeats) for case in cases]
     rows = []
     for case in cases:
         print(f"running {case['suite']}: {case['case']} (n_starts={case['n_starts']}) ...",
@@ -201,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sim = table[table["suite"] == "simulated"]
     if len(sim):
-        cols = ["n_groups", "n_experts", "nobs", "n_starts", "build_s", "fit_s", "fit_cpu_s",
+        cols = ["n_groups", "n_experts", "nobs", "n_starts", "build_s", "fit_s", "fit_runs_s", "se_s", "fit_cpu_s",
                 "load1", "n_iter", "llf", "converged", "n_warnings", "data_mb",
                 "py_build_peak_mb", "py_fit_peak_mb",
                 "rss_after_data_mb", "maxrss_mb"]
@@ -209,13 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         print(sim[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     pbc = table[table["suite"] == "pbcseq"].copy()
     if len(pbc):
-        pbc["speedup"] = pbc["r_seconds"] / pbc["fit_s"]
+        pbc["speedup"] = pbc["r_seconds"] / pbc["fit_se_s"]   # R's fits include the Hessian
         pbc["llf_minus_r"] = pbc["llf"] - pbc["r_llf"]
-        cols = ["case", "n_starts", "build_s", "fit_s", "fit_cpu_s", "load1", "r_seconds",
+        cols = ["case", "n_starts", "build_s", "fit_s", "fit_runs_s", "se_s", "fit_cpu_s", "load1", "r_seconds",
                 "r_total_seconds", "speedup", "n_iter", "converged", "llf", "r_llf",
                 "llf_minus_r", "maxrss_mb"]
         print("\nPBCseq: pymemoe beside R (R seconds and llf from the reference JSON; "
-              "speedup = r_seconds / fit_s)")
+              "speedup = r_seconds / fit_se_s, fit and standard errors)")
         print(pbc[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         for _, row in pbc.iterrows():
             print(f"  {row['case']}: {row['r_note']}")

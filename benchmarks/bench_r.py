@@ -85,6 +85,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import pin_blas_threads  # noqa: E402
 from _simdata import Estimates, dense_loglik, from_pymemoe, simulate, write_csv  # noqa: E402
 
 TARGET_RATIO = 20.0
@@ -409,9 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if not any(tools_for.values()):
         print("no R package available for the requested K: nothing to compare")
         return 0
-    if args.threads is not None:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
+    pin_blas_threads(args.threads)     # read by the BLAS of the spawned children at import
 
     import pymemoe
     print(f"{r_version(rscript)}; R packages: "

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import pin_blas_threads  # noqa: E402
 from _simdata import Estimates, dense_loglik, from_pymemoe, simulate  # noqa: E402
 
 LLF_TOL = 1e-4
@@ -157,9 +158,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:  # read by the BLAS of the spawned children at import
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
+    pin_blas_threads(args.threads)     # read by the BLAS of the spawned children at import
     try:
         import statsmodels
     except ImportError:

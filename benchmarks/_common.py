@@ -1,0 +1,14 @@
+"""Helpers every benchmark script shares."""
+from __future__ import annotations
+
+import os
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pin_blas_threads(threads: int | None) -> None:
+    """Set the BLAS thread count of the subprocesses a benchmark spawns (their BLAS reads the
+    variables at import); ``None`` leaves the machine's default."""
+    if threads is not None:
+        for var in BLAS_THREAD_VARIABLES:
+            os.environ[var] = str(threads)
