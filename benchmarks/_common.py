@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -12,3 +13,10 @@ def pin_blas_threads(threads: int | None) -> None:
     if threads is not None:
         for var in BLAS_THREAD_VARIABLES:
             os.environ[var] = str(threads)
+
+
+def write_table(table, path: Path) -> None:
+    """Write a benchmark's table (a pandas DataFrame) as CSV, creating its folder, and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    print(f"\nwrote {path}")

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads  # noqa: E402
+from _common import pin_blas_threads, write_table  # noqa: E402
 
 MB = 1e6
 MODEL = dict(formula="y ~ time", groups="id", re_formula="~ time", gate_formula="~ x1 + x2")
@@ -261,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"N={n} K={k}: llf chunked - memory = {row['chunked'] - row['memory']:.3e}")
     for _, row in table[table["n_warnings"] > 0].iterrows():
         print(f"warning in {row['path']} N={row['n_groups']}: {row['warning']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    print(f"\nwrote {args.out}")
+    write_table(table, args.out)
     return 0
 
 

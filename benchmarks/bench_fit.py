@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads  # noqa: E402
+from _common import pin_blas_threads, write_table  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"   # ../shared beside the repo
 MB = 1e6
@@ -258,9 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     for _, row in warned.iterrows():
         print(f"warning in {row['case']}: {row['warning']}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    print(f"\nwrote {args.out}")
+    write_table(table, args.out)
     return 0
 
 

@@ -85,7 +85,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads  # noqa: E402
+from _common import pin_blas_threads, write_table  # noqa: E402
 from _simdata import Estimates, dense_loglik, from_pymemoe, simulate, write_csv  # noqa: E402
 
 TARGET_RATIO = 20.0
@@ -491,9 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pymemoe warnings N={row['N']} K={row['K']}: {row['py_warnings']}")
     if not have.get("lcmm"):
         print("lcmm (hlme) comparison skipped: lcmm is not installed (not in Debian).")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    print(f"\nwrote {args.out}")
+    write_table(table, args.out)
     return 0
 
 

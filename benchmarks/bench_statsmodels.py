@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads  # noqa: E402
+from _common import pin_blas_threads, write_table  # noqa: E402
 from _simdata import Estimates, dense_loglik, from_pymemoe, simulate  # noqa: E402
 
 LLF_TOL = 1e-4
@@ -203,9 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         for tool in ("sm", "py"):
             if row[f"{tool}_warnings"]:
                 print(f"warnings N={row['N']} {tool}: {row[f'{tool}_warnings']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    print(f"\nwrote {args.out}")
+    write_table(table, args.out)
     return 0
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads  # noqa: E402
+from _common import pin_blas_threads, write_table  # noqa: E402
 
 
 def cases(sizes: list[int]):
@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
           "subject-expert pairs")
     print(table[["case", "pairs", "s_1_thread", "s_2_thread", "speedup_2", "same_llf"]].to_string(
         index=False, float_format=lambda v: f"{v:.2f}"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    print(f"\nwrote {args.out}")
+    write_table(table, args.out)
     return 0
 
 

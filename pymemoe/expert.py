@@ -88,6 +88,9 @@ class ExpertMoments:
     logdet_m : (N, K)  log|M_ik|
     rr      : (N, K)   r'r
     zr      : (N, K, q) Z'r
+
+    The stacks (b_hat, b_cov, m_inv, zr) are stored entry-major (see :mod:`pymemoe.smallmat`);
+    they behave as ordinary arrays, but reshaping them copies.
     """
 
     logdens: np.ndarray
