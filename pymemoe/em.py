@@ -251,11 +251,11 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
     that gating, fixed-effect and variance parameters are on comparable scales.
 
     The search ends at the projected gradient ``gtol`` (or at any evaluated point, a line-search
-    trial included, whose whole gradient is that small), or once ``patience`` evaluations in a
-    row have improved neither the objective (by more than its rounding, 8 eps |f|) nor the
-    largest gradient entry of the best point: near the optimum the changes of f fall below
-    double precision and L-BFGS-B's line search would otherwise spend some 20 evaluations
-    (each an E-step and a score) before giving up. The best point seen is returned.
+    trial included, whose whole gradient is that small), or once ``patience`` evaluations have
+    landed within rounding of the best value (8 eps |f|, up to a factor 1000) without improving
+    either it or the largest gradient entry of the best point: near the optimum the changes of f
+    fall below double precision and L-BFGS-B's line search would otherwise spend some 20
+    evaluations (each an E-step and a score) before giving up. The best point seen is returned.
     """
     N = data.n_groups
     theta0 = to_internal(params, structure)
@@ -290,7 +290,9 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
             best.update(f=value, g=g_max, x=x.copy(), stalled=0)
             if g_max <= gtol:          # a trial point of the line search may meet the target
                 raise _PolishStalled
-        else:
+        elif value <= best["f"] + 1e3 * rounding:
+            # a trial at the best value within rounding: the line search is stuck there. A
+            # clearly worse trial (an overshooting step) is ordinary backtracking, not a stall.
             best["stalled"] += 1
             if best["stalled"] >= patience:
                 raise _PolishStalled

@@ -131,3 +131,20 @@ def test_parallel_starts_and_screening_do_not_change_results(pbc):
     assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
     with pytest.raises(ValueError, match="screen_iter"):
         model.fit(screen_iter=0)
+
+
+def test_polish_from_an_optimum_stops_within_a_few_evaluations(monkeypatch):
+    """At an optimum the changes of the objective are below rounding: the polish must stop
+    after its patience (5 evaluations at the best value) instead of letting L-BFGS-B's line
+    search run on (it took ~20 evaluations there), and must not lose log-likelihood."""
+    import pymemoe.em as em
+
+    # on these data L-BFGS-B alone spends 40 evaluations after the optimum (9 with the rule)
+    model, res = _fit(simulate_memoe(2000, seed=2026), n_starts=1, random_state=0, cov_type="none")
+    calls = []
+    original = em.e_step
+    monkeypatch.setattr(em, "e_step", lambda data, params: calls.append(1) or original(data, params))
+    params, llf = em._polish(model.data, model.structure, res.state, gtol=1e-12, maxiter=500)
+    assert len(calls) <= 12
+    assert llf >= res.llf - 1e-12 * abs(res.llf)
+    assert e_step(model.data, params).llf == pytest.approx(llf, rel=1e-12)
