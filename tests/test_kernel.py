@@ -33,9 +33,10 @@ def _random_problem(rng, n_subjects=7, p=3, q=2, K=3, singular=False):
 
 
 @pytest.mark.parametrize("singular", [False, True])
-def test_woodbury_logdensity_equals_dense_mvn(singular):
+@pytest.mark.parametrize("p, q", [(3, 2), (2, 1), (6, 3), (3, 5)])   # closed forms, index loops, numpy
+def test_woodbury_logdensity_equals_dense_mvn(singular, p, q):
     rng = np.random.default_rng(1)
-    data, params, (y, X, Z, groups) = _random_problem(rng, singular=singular)
+    data, params, (y, X, Z, groups) = _random_problem(rng, p=p, q=q, singular=singular)
     moments = expert_moments(data, params)
     for i in range(data.n_groups):
         rows = groups == i
@@ -75,13 +76,15 @@ OPTIONS = [
     dict(re_formula="0"),
     dict(shared_formula="~ x1"),
     dict(re_formula="~ 1", cov_re="shared"),
+    dict(re_formula="~ time + I(time**2)"),
+    dict(formula="y ~ time * x1 + I(time**2) + x2 + x1:x2"),    # p = 6, above smallmat.SMALL
 ]
 
 
 def _model(sim, **kw):
-    kw = {"re_formula": "~ time", "gate_formula": "~ x1 + x2", **kw}
+    kw = {"formula": "y ~ time", "re_formula": "~ time", "gate_formula": "~ x1 + x2", **kw}
     sub = sim[sim["id"] < 60]
-    return MEMoE.from_formula("y ~ time", sub, "id", n_experts=2, **kw)
+    return MEMoE.from_formula(data=sub, groups="id", n_experts=2, **kw)
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=[str(o) for o in OPTIONS])
@@ -91,12 +94,17 @@ def test_score_equals_numerical_gradient_at_random_point(sim500, options):
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         res = model.fit(n_starts=1, random_state=0, maxiter=5, polish=False)
     point = np.array(res.params, dtype=float)
-    # move away from the fit, keeping variances and ratios positive
+    # move away from the fit, keeping every D_k positive definite (one factor for all entries of
+    # a D_k: scaling its variances alone can make it indefinite, where the likelihood is that of
+    # the clipped matrix) and the residual variances and SD ratios positive
     labels = res.params.index
-    for j, (block, _, term) in enumerate(labels):
+    cov_factor = {expert: rng.uniform(0.7, 1.4) for block, expert, _ in labels if block == "re_cov"}
+    for j, (block, expert, term) in enumerate(labels):
         if block in ("gate", "beta"):
             point[j] += rng.normal(scale=0.3)
-        elif term.startswith("Var") or term in ("sigma2", "SD ratio"):
+        elif block == "re_cov" and term != "SD ratio":
+            point[j] *= cov_factor[expert]
+        elif term in ("sigma2", "SD ratio"):
             point[j] *= rng.uniform(0.7, 1.4)
     analytic = model.score(point)
     numeric = approx_fprime(point, model.loglike, centered=True)
