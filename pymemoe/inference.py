@@ -30,6 +30,7 @@ keep their standard errors.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,22 +60,35 @@ def _summed_score(data: SubjectData, structure: Structure, vector: np.ndarray) -
 
 
 def observed_information(data: SubjectData, structure: Structure, params: Params,
-                         fixed: np.ndarray | None = None, rel_step: float = 1e-5) -> np.ndarray:
+                         fixed: np.ndarray | None = None, rel_step: float = 1e-5,
+                         n_jobs: int = 1) -> np.ndarray:
     """A = -d(sum_i s_i)/d theta' by central differences of the analytic score, symmetrised.
 
-    Columns of ``fixed`` parameters are not differenced (they are left as zeros).
+    Columns of ``fixed`` parameters are not differenced (they are left as zeros). The columns
+    are independent, so ``n_jobs`` threads compute them (numpy releases the interpreter lock in
+    the array work); the result does not depend on it.
     """
     theta = to_user(params, structure)
     n = theta.size
     fixed = np.zeros(n, dtype=bool) if fixed is None else fixed
     info = np.zeros((n, n))
     steps = _steps(data, structure, params, theta, rel_step)
-    for j in np.flatnonzero(~fixed):  # one pair of score evaluations per parameter
+
+    def column(j: int) -> np.ndarray:  # one pair of score evaluations per parameter
         h = steps[j]
         up, down = theta.copy(), theta.copy()
         up[j] += h
         down[j] -= h
-        info[:, j] = -(_summed_score(data, structure, up) - _summed_score(data, structure, down)) / (2 * h)
+        return -(_summed_score(data, structure, up) - _summed_score(data, structure, down)) / (2 * h)
+
+    free = np.flatnonzero(~fixed)
+    if n_jobs > 1 and free.size > 1:
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            columns = list(pool.map(column, free))
+    else:
+        columns = [column(j) for j in free]
+    for j, values in zip(free, columns):
+        info[:, j] = values
     return (info + info.T) / 2.0
 
 
@@ -164,26 +178,26 @@ def _name(label) -> str:
     return f"{block}[{expert}]:{term}"
 
 
-def _prepare(data, structure, params):
+def _prepare(data, structure, params, n_jobs=1):
     labels = param_labels(structure)
     boundary = boundary_parameters(structure, params, data)
     messages = [f"{_name(labels[j])} is at the boundary of the parameter space: its standard "
                 f"error is not available (NaN); consider dropping that random effect"
                 for j in np.flatnonzero(boundary)]
-    info = observed_information(data, structure, params, fixed=boundary)
+    info = observed_information(data, structure, params, fixed=boundary, n_jobs=n_jobs)
     return labels, boundary, info, messages
 
 
-def cov_oim(data: SubjectData, structure: Structure, params: Params) -> CovEstimate:
-    """Inverse observed information."""
-    labels, boundary, info, messages = _prepare(data, structure, params)
+def cov_oim(data: SubjectData, structure: Structure, params: Params, n_jobs: int = 1) -> CovEstimate:
+    """Inverse observed information (its columns computed in ``n_jobs`` threads)."""
+    labels, boundary, info, messages = _prepare(data, structure, params, n_jobs)
     cov, _, more = _invert(info, ~boundary, labels)
     return CovEstimate(name="oim", cov=cov, messages=tuple(messages + more))
 
 
-def cov_robust(data: SubjectData, structure: Structure, params: Params) -> CovEstimate:
-    """Subject-level sandwich A^-1 B A^-1, B = sum_i s_i s_i'."""
-    labels, boundary, info, messages = _prepare(data, structure, params)
+def cov_robust(data: SubjectData, structure: Structure, params: Params, n_jobs: int = 1) -> CovEstimate:
+    """Subject-level sandwich A^-1 B A^-1, B = sum_i s_i s_i' (A in ``n_jobs`` threads)."""
+    labels, boundary, info, messages = _prepare(data, structure, params, n_jobs)
     a_inv, ok, more = _invert(info, ~boundary, labels)
     scores = score_obs(data, structure, params)[:, ok]
     meat = scores.T @ scores
@@ -193,7 +207,7 @@ def cov_robust(data: SubjectData, structure: Structure, params: Params) -> CovEs
     return CovEstimate(name="robust", cov=cov, messages=tuple(messages + more))
 
 
-def cov_none(data: SubjectData, structure: Structure, params: Params) -> CovEstimate:
+def cov_none(data: SubjectData, structure: Structure, params: Params, n_jobs: int = 1) -> CovEstimate:
     """No covariance (all NaN)."""
     n = structure.n_params
     return CovEstimate(name="none", cov=np.full((n, n), np.nan))
@@ -207,13 +221,13 @@ COV_TYPES: dict[str, Callable[..., CovEstimate]] = {
 
 
 def estimate_cov(cov_type: str, data: SubjectData, structure: Structure, params: Params,
-                 cov_kwds: dict | None = None) -> CovEstimate:
+                 cov_kwds: dict | None = None, n_jobs: int = 1) -> CovEstimate:
     """Look up ``cov_type`` in :data:`COV_TYPES` and compute it; warn with its messages."""
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {sorted(COV_TYPES)}, got {cov_type!r}")
     if cov_kwds:
         raise ValueError(f"cov_type={cov_type!r} takes no options; got {sorted(cov_kwds)}")
-    estimate = COV_TYPES[cov_type](data, structure, params)
+    estimate = COV_TYPES[cov_type](data, structure, params, n_jobs=n_jobs)
     for msg in estimate.messages:
         warnings.warn(msg, HessianInversionWarning, stacklevel=3)
     return estimate

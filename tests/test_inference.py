@@ -183,3 +183,15 @@ def test_boundary_variance_gives_nan_only_for_its_parameters():
     vc = res._variance_components
     assert np.isnan(vc.loc[(1, "SD(time)"), "std err"])
     assert vc.loc[(1, "SD(Intercept)"), "std err"] > 0
+
+
+def test_information_does_not_depend_on_threads(sim500):
+    """The columns of the observed information are computed in threads (n_jobs): the matrix
+    must be the same to the last bit."""
+    model = MEMoE.from_formula("y ~ time", sim500, "id", re_formula="~ time",
+                               gate_formula="~ x1 + x2", n_experts=2)
+    res = model.fit(n_starts=1, random_state=0, cov_type="none", n_jobs=1)
+    one = observed_information(model.data, model.structure, res.state, n_jobs=1)
+    two = observed_information(model.data, model.structure, res.state, n_jobs=2)
+    assert np.array_equal(one, two)
+    assert np.all(np.isfinite(one)) and np.abs(one).max() > 0
