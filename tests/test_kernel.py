@@ -92,7 +92,7 @@ def test_score_equals_numerical_gradient_at_random_point(sim500, options):
     model = _model(sim500, **options)
     rng = np.random.default_rng(3)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        res = model.fit(n_starts=1, random_state=0, maxiter=5, polish=False)
+        res = model.fit(n_starts=1, random_state=0, maxiter=5, polish=False, cov_type="none")
     point = np.array(res.params, dtype=float)
     # move away from the fit, keeping every D_k positive definite (one factor for all entries of
     # a D_k: scaling its variances alone can make it indefinite, where the likelihood is that of
