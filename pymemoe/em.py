@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +37,7 @@ from .data import SubjectData
 from .expert import gls_normal_equations, expert_moments, variance_sums
 from .gating import newton_update, separation_detected
 from .likelihood import EStep, e_step, score, score_obs
+from .parallel import thread_map
 from .params import (Params, Structure, from_internal, internal_bounds, reorder, to_internal)
 
 __all__ = ["EMOptions", "EMFit", "run_em", "m_step", "one_expert_start", "as_seed_sequence"]
@@ -364,9 +364,9 @@ def _finish_start(data: SubjectData, structure: Structure, start: StartResult,
 
 def _run_starts(data: SubjectData, structure: Structure, inits: list[Params], options: EMOptions,
                 scale_floor: float) -> list[StartResult]:
-    """Run every start, in a thread pool of ``options.n_jobs`` workers (numpy releases the GIL
-    in the array work). Each start depends only on its own initial values, so the results do
-    not depend on ``n_jobs``.
+    """Run every start, in ``options.n_jobs`` threads (:func:`pymemoe.parallel.thread_map`).
+    Each start depends only on its own initial values, so the results do not depend on
+    ``n_jobs``.
 
     With ``options.screen_iter`` (lcmm's ``gridsearch``), every start first runs that many EM
     iterations; only the ``options.n_finish`` best continue to convergence.
@@ -376,10 +376,8 @@ def _run_starts(data: SubjectData, structure: Structure, inits: list[Params], op
 
     def pool_map(fn, items, label):
         items = list(items)
-        if options.n_jobs == 1:   # in the calling thread, where profilers and debuggers see it
-            return [fn(item) for item in _progress(items, len(items), label, options.progress)]
-        with ThreadPoolExecutor(max_workers=max(1, min(options.n_jobs, len(items)))) as pool:
-            return list(_progress(pool.map(fn, items), len(items), label, options.progress))
+        return list(_progress(thread_map(fn, items, options.n_jobs), len(items), label,
+                              options.progress))
 
     if options.screen_iter is None or len(inits) <= options.n_finish:
         return pool_map(lambda init: run(init, options), inits, "starts")

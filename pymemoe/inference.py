@@ -30,7 +30,6 @@ keep their standard errors.
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,6 +38,7 @@ from statsmodels.tools.sm_exceptions import HessianInversionWarning
 
 from .data import SubjectData
 from .likelihood import score, score_obs
+from .parallel import thread_map
 from .params import Params, Structure, from_user, param_labels, to_user
 
 __all__ = ["CovEstimate", "COV_TYPES", "estimate_cov", "observed_information", "delta_method",
@@ -65,8 +65,8 @@ def observed_information(data: SubjectData, structure: Structure, params: Params
     """A = -d(sum_i s_i)/d theta' by central differences of the analytic score, symmetrised.
 
     Columns of ``fixed`` parameters are not differenced (they are left as zeros). The columns
-    are independent, so ``n_jobs`` threads compute them (numpy releases the interpreter lock in
-    the array work); the result does not depend on it.
+    are independent, so ``n_jobs`` threads compute them (:func:`pymemoe.parallel.thread_map`);
+    the result does not depend on it.
     """
     theta = to_user(params, structure)
     n = theta.size
@@ -82,12 +82,7 @@ def observed_information(data: SubjectData, structure: Structure, params: Params
         return -(_summed_score(data, structure, up) - _summed_score(data, structure, down)) / (2 * h)
 
     free = np.flatnonzero(~fixed)
-    if n_jobs > 1 and free.size > 1:
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            columns = list(pool.map(column, free))
-    else:
-        columns = [column(j) for j in free]
-    for j, values in zip(free, columns):
+    for j, values in zip(free, thread_map(column, free, n_jobs)):
         info[:, j] = values
     return (info + info.T) / 2.0
 
