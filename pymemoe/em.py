@@ -240,7 +240,7 @@ def _start_params(data: SubjectData, structure: Structure, base: Params, tau0: n
 # One start
 
 
-class _PolishStalled(Exception):
+class _PolishDone(Exception):
     """Raised inside the polish objective to end L-BFGS-B: target met or no more progress."""
 
 
@@ -289,19 +289,19 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
                                    or (value <= best["f"] + rounding and g_max < best["g"])):
             best.update(f=value, g=g_max, x=x.copy(), stalled=0)
             if g_max <= gtol:          # a trial point of the line search may meet the target
-                raise _PolishStalled
+                raise _PolishDone
         elif value <= best["f"] + 1e3 * rounding:
             # a trial at the best value within rounding: the line search is stuck there. A
             # clearly worse trial (an overshooting step) is ordinary backtracking, not a stall.
             best["stalled"] += 1
             if best["stalled"] >= patience:
-                raise _PolishStalled
+                raise _PolishDone
         return value, grad
 
     try:
         minimize(objective, theta0 * unit, jac=True, method="L-BFGS-B", bounds=bounds,
                  options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20})
-    except _PolishStalled:
+    except _PolishDone:
         pass
     par = from_internal(best["x"] / unit, structure)
     return par, float(-best["f"] * N)

@@ -264,12 +264,19 @@ def expert_gradients(data: SubjectData, params: Params,
     zz = as_stack(data.zz, 2)[:, None]
     zz_b = matvec(zz, b)
     grad_beta = (xr - matvec(as_stack(data.xz, 2)[:, None], b)) / scale[..., None]
-    resid2 = moments.rr - 2.0 * dot(b, moments.zr) + dot(b, zz_b)        # ||r - Z b_hat||^2
+    resid2 = _residual_ss(moments, zz_b)
     grad_scale = 0.5 * (resid2 / scale ** 2 - (data.n_obs[:, None] - q + trace(moments.m_inv)) / scale)
     a = (moments.zr - zz_b) / scale[..., None]
     zvz = (zz - sandwich(matmul(zz, moments.lam), moments.m_inv)) / scale[..., None, None]
     grad_cov = 0.5 * (outer(a, a) - zvz)
     return grad_beta, grad_cov, grad_scale
+
+
+def _residual_ss(moments: ExpertMoments, zz_b: np.ndarray) -> np.ndarray:
+    """||r - Z b_hat||^2 = r'r - 2 b_hat'Z'r + b_hat'Z'Z b_hat per subject and expert, (N, K),
+    from ``zz_b`` = Z'Z b_hat (which the caller also needs)."""
+    b = moments.b_hat
+    return moments.rr - 2.0 * dot(b, moments.zr) + dot(b, zz_b)
 
 
 def _expected_rss(data: SubjectData, moments: ExpertMoments) -> np.ndarray:
@@ -278,5 +285,4 @@ def _expected_rss(data: SubjectData, moments: ExpertMoments) -> np.ndarray:
     if b.shape[-1] == 0:
         return moments.rr
     zz = as_stack(data.zz, 2)[:, None]
-    resid2 = moments.rr - 2.0 * dot(b, moments.zr) + dot(b, matvec(zz, b))
-    return resid2 + trace_product(zz, moments.b_cov)
+    return _residual_ss(moments, matvec(zz, b)) + trace_product(zz, moments.b_cov)

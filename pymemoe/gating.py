@@ -25,8 +25,8 @@ import numpy as np
 
 from .smallmat import max_last, sum_last
 
-__all__ = ["log_prior", "gating_objective", "gating_gradients", "gating_hessian", "newton_update",
-           "separation_detected"]
+__all__ = ["log_prior", "gating_objective", "gating_gradients", "gating_score", "gating_hessian",
+           "newton_update", "separation_detected"]
 
 
 def log_prior(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:
@@ -52,6 +52,12 @@ def gating_gradients(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,
     """Per-subject gradient (tau_ik - pi_ik) w_i, shape (N, K, r); ``prior`` is pi if known."""
     pi = np.exp(log_prior(exog_gate, gamma)) if prior is None else prior
     return (tau - pi)[:, :, None] * exog_gate[:, None, :]
+
+
+def gating_score(exog_gate: np.ndarray, tau: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """The summed gradient sum_i (tau_ik - pi_ik) w_i, shape (K, r), from pi = ``prior``: the
+    subject sum of :func:`gating_gradients` as one BLAS product."""
+    return (tau - prior).T @ exog_gate
 
 
 def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
@@ -82,7 +88,7 @@ def newton_update(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,
     current, lp = _objective(exog_gate, gamma, tau)
     for _ in range(max_steps):
         pi = np.exp(lp)
-        grad = ((tau - pi).T @ exog_gate)[1:].ravel()       # the summed gating_gradients
+        grad = gating_score(exog_gate, tau, pi)[1:].ravel()
         hess = gating_hessian(exog_gate, gamma, prior=pi)
         # A tiny ridge keeps the solve defined when a column separates the experts.
         ridge = 1e-10 * max(np.trace(-hess) / hess.shape[0], 1e-300)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .data import SubjectData
 from .expert import ExpertMoments, expert_gradients, expert_moments
-from .gating import gating_gradients, log_prior
+from .gating import gating_gradients, gating_score, log_prior
 from .params import Params, Structure, chain_gradient
 from .smallmat import max_last, sum_last, weighted_sum
 
@@ -89,7 +89,7 @@ def score(data: SubjectData, structure: Structure, params: Params,
         estep = e_step(data, params)
     tau = estep.tau
     g_beta, g_cov, g_scale = expert_gradients(data, params, estep.moments)
-    g_gamma = (tau - np.exp(estep.log_prior)).T @ data.exog_gate       # sum_i (tau - pi) w_i'
+    g_gamma = gating_score(data.exog_gate, tau, np.exp(estep.log_prior))
     pieces = (g_gamma, weighted_sum(tau, g_beta), weighted_sum(tau, g_cov),
               np.einsum("nk,nk->k", tau, g_scale))
     return chain_gradient(params, structure, *(piece[None] for piece in pieces), internal=internal)[0]
