@@ -271,14 +271,16 @@ def _polish(data: SubjectData, structure: Structure, params: Params, gtol: float
             par = from_internal(x / unit, structure)
         if not (np.all(np.isfinite(par.cov_re)) and np.all(np.isfinite(par.scale))):
             return np.inf, np.zeros_like(x)          # a trial point beyond floating range
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):   # a trial point may be extreme: judged by its result
             try:
                 est = e_step(data, par)
             except np.linalg.LinAlgError:
                 return np.inf, np.zeros_like(x)
-        if not np.isfinite(est.llf):
+            if not np.isfinite(est.llf):
+                return np.inf, np.zeros_like(x)
+            grad = score(data, structure, par, est, internal=True)
+        if not np.all(np.isfinite(grad)):           # e.g. a residual variance whose square underflows
             return np.inf, np.zeros_like(x)
-        grad = score(data, structure, par, est, internal=True)
         return -est.llf / N, -grad / N / unit
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:

@@ -175,8 +175,9 @@ def param_labels(structure: Structure) -> pd.MultiIndex:
 
 def _proportional_w(params: Params) -> np.ndarray:
     trace = np.trace(params.cov_re, axis1=1, axis2=2)
-    ratio = np.where(trace[0] > 0, trace / np.maximum(trace[0], 1e-300), 1.0)
-    return np.sqrt(ratio)
+    if not trace[0] > 0:      # no division at all: np.where would compute (and overflow) it
+        return np.ones_like(trace)
+    return np.sqrt(trace / max(trace[0], 1e-300))
 
 
 def _pack(params: Params, structure: Structure, internal: bool) -> np.ndarray:
