@@ -20,3 +20,13 @@ def write_table(table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     print(f"\nwrote {path}")
+
+
+def add_threads_and_out(parser, name: str, threads: int | None = None) -> None:
+    """The options every benchmark takes: ``--threads`` (see :func:`pin_blas_threads`; default
+    ``threads``) and ``--out``, the CSV written (``benchmarks/out/<name>.csv`` by default)."""
+    parser.add_argument("--threads", type=int, default=threads,
+                        help="BLAS threads (OMP/OPENBLAS/MKL variables) of the fits and of R "
+                             f"(default: {threads if threads is not None else 'the machine default'})")
+    parser.add_argument("--out", type=Path, default=Path(f"benchmarks/out/{name}.csv"),
+                        help=f"CSV of the table (default benchmarks/out/{name}.csv)")

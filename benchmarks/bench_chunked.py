@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads, write_table  # noqa: E402
+from _common import add_threads_and_out, pin_blas_threads, write_table  # noqa: E402
 
 MB = 1e6
 MODEL = dict(formula="y ~ time", groups="id", re_formula="~ time", gate_formula="~ x1 + x2")
@@ -188,9 +188,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-tracemalloc", action="store_true")
     parser.add_argument("--skip-fit", action="store_true",
                         help="only build the statistics (compare the memory of building)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="set OMP/OPENBLAS/MKL thread counts in the subprocesses")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_chunked.csv"))
+    add_threads_and_out(parser, "bench_chunked")
     return parser.parse_args(argv)
 
 

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads, write_table  # noqa: E402
+from _common import add_threads_and_out, pin_blas_threads, write_table  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"   # ../shared beside the repo
 MB = 1e6
@@ -210,9 +210,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fits per case; the table shows the median (default 3)")
     parser.add_argument("--skip-pbcseq", action="store_true", help="skip the PBCseq comparison")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="R reference folder")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="set OMP/OPENBLAS/MKL thread counts in the subprocesses")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_fit.csv"))
+    add_threads_and_out(parser, "bench_fit")
     return parser.parse_args(argv)
 
 

@@ -85,7 +85,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads, write_table  # noqa: E402
+from _common import add_threads_and_out, pin_blas_threads, write_table  # noqa: E402
 from _simdata import Estimates, dense_loglik, from_pymemoe, simulate, write_csv  # noqa: E402
 
 TARGET_RATIO = 20.0
@@ -386,11 +386,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds before one Rscript run is abandoned")
     parser.add_argument("--cov-type", default="none", choices=["none", "oim", "robust"],
                         help="pymemoe's cov_type (default none: the R calls compute no SEs)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="set OMP/OPENBLAS/MKL thread counts for pymemoe and R")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary folder (R script, CSVs, JSON) and print it")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_r.csv"))
+    add_threads_and_out(parser, "bench_r")
     return parser.parse_args(argv)
 
 

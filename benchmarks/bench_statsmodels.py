@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads, write_table  # noqa: E402
+from _common import add_threads_and_out, pin_blas_threads, write_table  # noqa: E402
 from _simdata import Estimates, dense_loglik, from_pymemoe, simulate  # noqa: E402
 
 LLF_TOL = 1e-4
@@ -150,9 +150,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="timed runs per package (median)")
     parser.add_argument("--cov-type", default="oim", choices=["oim", "robust", "none"],
                         help="pymemoe's cov_type (default oim: statsmodels' fit computes bse)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="set OMP/OPENBLAS/MKL thread counts in the subprocesses")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_statsmodels.csv"))
+    add_threads_and_out(parser, "bench_statsmodels")
     return parser.parse_args(argv)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads, write_table  # noqa: E402
+from _common import add_threads_and_out, pin_blas_threads, write_table  # noqa: E402
 
 
 def cases(sizes: list[int]):
@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 10_000, 50_000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_threads.csv"))
+    add_threads_and_out(parser, "bench_threads", threads=1)
     args = parser.parse_args(argv)
     pin_blas_threads(args.threads)   # before numpy's BLAS is loaded by the imports below
     from pymemoe.model import PARALLEL_MIN_PAIRS
