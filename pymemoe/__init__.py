@@ -52,7 +52,7 @@ Examples
 """
 from .model import MEMoE
 from .results import MEMoEResults, load
-from .em import BoundaryWarning, SeparationWarning
+from .exceptions import BoundaryWarning, SeparationWarning
 from .selection import compare_experts
 from .crossval import cross_validate
 from .simulate import simulate

@@ -31,9 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.cluster.vq import kmeans2
 from scipy.optimize import minimize
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
 from .data import SubjectData
+from .exceptions import BoundaryWarning, ConvergenceWarning, SeparationWarning
 from .expert import gls_normal_equations, expert_moments, variance_sums
 from .gating import newton_update, separation_detected
 from .likelihood import EStep, e_step, score, score_obs
@@ -41,14 +40,6 @@ from .parallel import thread_map
 from .params import (Params, Structure, from_internal, internal_bounds, reorder, to_internal)
 
 __all__ = ["EMOptions", "EMFit", "run_em", "m_step", "one_expert_start", "as_seed_sequence"]
-
-
-class BoundaryWarning(ConvergenceWarning):
-    """A variance parameter or an expert size is at (or near) the boundary of the parameter space."""
-
-
-class SeparationWarning(ConvergenceWarning):
-    """The gating covariates separate the experts (near) perfectly."""
 
 
 @dataclass(frozen=True)

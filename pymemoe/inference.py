@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from statsmodels.tools.sm_exceptions import HessianInversionWarning
-
 from .data import SubjectData
+from .exceptions import HessianInversionWarning
 from .likelihood import score, score_obs
 from .parallel import thread_map
 from .params import Params, Structure, from_user, param_labels, to_user

@@ -1,0 +1,21 @@
+"""Every warning pymemoe issues, in one place.
+
+The classes subclass statsmodels' warnings where one applies, so ``warnings.filterwarnings``
+rules written for statsmodels (``ConvergenceWarning``, ``HessianInversionWarning``) also catch
+pymemoe's. Each warning's message names its remedy; the troubleshooting page of the
+documentation lists them all.
+"""
+from __future__ import annotations
+
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
+
+__all__ = ["ConvergenceWarning", "HessianInversionWarning", "BoundaryWarning",
+           "SeparationWarning"]
+
+
+class BoundaryWarning(ConvergenceWarning):
+    """A variance parameter or an expert size is at (or near) the boundary of the parameter space."""
+
+
+class SeparationWarning(ConvergenceWarning):
+    """The gating covariates separate the experts (near) perfectly."""
