@@ -86,7 +86,7 @@ import pytest
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
 
 from pymemoe import MEMoE, MEMoEResults
-from pymemoe.em import BoundaryWarning, SeparationWarning
+from pymemoe.exceptions import BoundaryWarning, SeparationWarning
 from pymemoe.formula import build_new_design, required_variables
 from pymemoe.results import load
 
