@@ -133,6 +133,30 @@ class SubjectData:
     def nobs(self) -> int:
         return int(self.n_obs.sum())
 
+    @property
+    def family(self):
+        """The expert family these statistics serve: Gaussian (linear mixed model) experts."""
+        from .families.gaussian import GAUSSIAN   # the families import this module
+        return GAUSSIAN
+
+    def subject_slice(self, start: int, stop: int) -> "SubjectData":
+        """The statistics of subjects ``start:stop`` (views, no copy): a block of
+        :mod:`pymemoe.blocks`. Its ``row_codes`` are empty (rows belong to the whole data)."""
+        sl = slice(start, stop)
+        return SubjectData(n_obs=self.n_obs[sl], xx=self.xx[sl], xz=self.xz[sl], zz=self.zz[sl],
+                           xy=self.xy[sl], zy=self.zy[sl], yy=self.yy[sl],
+                           exog_gate=self.exog_gate[sl], subjects=self.subjects[sl],
+                           row_codes=np.empty(0, dtype=np.intp))
+
+    def take(self, index: np.ndarray) -> "SubjectData":
+        """The statistics of the subjects at positions ``index`` (a copy; e.g. a random
+        subsample of subjects to screen starts on). ``row_codes`` are empty."""
+        index = np.asarray(index)
+        return SubjectData(n_obs=self.n_obs[index], xx=self.xx[index], xz=self.xz[index],
+                           zz=self.zz[index], xy=self.xy[index], zy=self.zy[index],
+                           yy=self.yy[index], exog_gate=self.exog_gate[index],
+                           subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp))
+
     @classmethod
     def from_arrays(
         cls,

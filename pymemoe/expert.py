@@ -102,6 +102,15 @@ class ExpertMoments:
     zr: np.ndarray
     scale: np.ndarray
 
+    @classmethod
+    def concatenate(cls, parts: "list[ExpertMoments]") -> "ExpertMoments":
+        """The moments of consecutive blocks of subjects as one object (subjects in order)."""
+        if len(parts) == 1:
+            return parts[0]
+        join = {name: np.concatenate([getattr(m, name) for m in parts], axis=0)
+                for name in ("logdens", "b_hat", "m_inv", "logdet_m", "rr", "zr")}
+        return cls(lam=parts[0].lam, scale=parts[0].scale, **join)
+
     @cached_property
     def b_cov(self) -> np.ndarray:
         """Conditional covariances sigma2_k Lambda_k M_ik^-1 Lambda_k' (N, K, q, q), computed

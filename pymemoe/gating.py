@@ -26,7 +26,8 @@ import numpy as np
 from .smallmat import max_last, sum_last
 
 __all__ = ["log_prior", "gating_objective", "gating_gradients", "gating_score", "gating_hessian",
-           "newton_update", "separation_detected"]
+           "gating_block", "newton_update", "newton_update_blocks", "damped_newton",
+           "SEPARATION_THRESHOLD", "max_logit_spread", "separation_detected"]
 
 
 def log_prior(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:
@@ -76,20 +77,45 @@ def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray, prior: np.ndarray |
     return hess.reshape(K1 * r, K1 * r)
 
 
+def gating_block(data, state, gamma: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Q, its gradient in the free coefficients ((K-1) r,) and its Hessian at ``gamma`` on one
+    block of subjects (``data.exog_gate``, ``state.tau``): the terms a reduction over blocks
+    adds up for the Newton step (:func:`newton_update_blocks`)."""
+    value, lp = _objective(data.exog_gate, gamma, state.tau)
+    pi = np.exp(lp)
+    grad = gating_score(data.exog_gate, state.tau, pi)[1:].ravel()
+    return value, grad, gating_hessian(data.exog_gate, gamma, prior=pi)
+
+
 def newton_update(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,
                   max_steps: int = 5, tol: float = 1e-10) -> np.ndarray:
     """Increase Q by damped Newton steps from ``gamma``; returns the new (K, r) coefficients.
 
     Each accepted step increases Q (step halving), so the EM log-likelihood cannot decrease.
     """
+    def evaluate(trial):
+        value, lp = _objective(exog_gate, trial, tau)
+        pi = np.exp(lp)
+        return value, gating_score(exog_gate, tau, pi)[1:].ravel(), gating_hessian(exog_gate, trial, prior=pi)
+    return damped_newton(evaluate, gamma, max_steps, tol)
+
+
+def newton_update_blocks(blocks, states, gamma: np.ndarray, max_steps: int = 5,
+                         tol: float = 1e-10) -> np.ndarray:
+    """:func:`newton_update` with Q and its derivatives summed over blocks of subjects
+    (:mod:`pymemoe.blocks`; each block's ``state.tau`` are its soft labels)."""
+    return damped_newton(lambda trial: blocks.reduce(gating_block, states, trial), gamma,
+                         max_steps, tol)
+
+
+def damped_newton(evaluate, gamma: np.ndarray, max_steps: int = 5, tol: float = 1e-10) -> np.ndarray:
+    """Newton steps with step halving on the concave Q; ``evaluate(gamma)`` returns Q, its
+    gradient and Hessian in the free coefficients. Each accepted step increases Q."""
     K, r = gamma.shape
     if K == 1:
         return gamma
-    current, lp = _objective(exog_gate, gamma, tau)
+    current, grad, hess = evaluate(gamma)
     for _ in range(max_steps):
-        pi = np.exp(lp)
-        grad = gating_score(exog_gate, tau, pi)[1:].ravel()
-        hess = gating_hessian(exog_gate, gamma, prior=pi)
         # A tiny ridge keeps the solve defined when a column separates the experts.
         ridge = 1e-10 * max(np.trace(-hess) / hess.shape[0], 1e-300)
         try:
@@ -101,27 +127,36 @@ def newton_update(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,
         for _ in range(30):
             trial = gamma.copy()
             trial[1:] += step.reshape(K - 1, r)
-            value, lp_trial = _objective(exog_gate, trial, tau)
+            value, trial_grad, trial_hess = evaluate(trial)
             if value >= current:
                 break
             step = step / 2.0
         else:
             break
         gain = value - current
-        gamma, current, lp = trial, value, lp_trial
+        gamma, current, grad, hess = trial, value, trial_grad, trial_hess
         if gain <= tol * (1.0 + abs(current)):
             break
     return gamma
 
 
-def separation_detected(exog_gate: np.ndarray, gamma: np.ndarray, threshold: float = 25.0) -> bool:
+SEPARATION_THRESHOLD = 25.0   # a linear-predictor difference beyond this: prior odds > e^25
+
+
+def max_logit_spread(exog_gate: np.ndarray, gamma: np.ndarray) -> float:
+    """The largest difference between two experts' linear predictors w_i' gamma_k over the
+    subjects given (a block's maximum; the maximum over blocks is the data's)."""
+    if gamma.shape[0] == 1 or exog_gate.shape[1] == 0 or exog_gate.shape[0] == 0:
+        return 0.0
+    eta = exog_gate @ gamma.T
+    return float((eta.max(axis=1) - eta.min(axis=1)).max())
+
+
+def separation_detected(exog_gate: np.ndarray, gamma: np.ndarray,
+                        threshold: float = SEPARATION_THRESHOLD) -> bool:
     """True when some linear predictor difference exceeds ``threshold`` (prior odds > e^25).
 
     That happens only when the gating covariates separate the experts (near) perfectly, where
     the maximum likelihood coefficients do not exist.
     """
-    if gamma.shape[0] == 1 or exog_gate.shape[1] == 0:
-        return False
-    eta = exog_gate @ gamma.T
-    spread = eta.max(axis=1) - eta.min(axis=1)
-    return bool(np.any(spread > threshold))
+    return max_logit_spread(exog_gate, gamma) > threshold

@@ -10,22 +10,39 @@ A = -sum_i d s_i / d theta' the observed information.
                          within-subject distribution, e.g. heavy tails or heteroscedasticity);
 * ``cov_type="none"``    no standard errors (NaN), for speed.
 
-A is the central-difference Jacobian of the *analytic* summed score, so its error is O(h^2) on
-an exact gradient rather than the O(h) of differencing the log-likelihood twice.
+**The information in three terms (Louis 1982).** With u_ik = d/dtheta log[pi_ik f(y_i | k)]
+and s_i = sum_k tau_ik u_ik, differentiating s_i once more gives::
+
+    A = sum_i sum_k tau_ik (-d2 log pi_ik)                 gating: sum_i (diag pi_i - pi_i pi_i') (x) w_i w_i'
+      + sum_i sum_k tau_ik (-d2 log f(y_i | k))           experts, at fixed tau
+      - sum_i [ sum_k tau_ik u_ik u_ik' - s_i s_i' ]       missing information (the posterior
+                                                           covariance of u_ik over k)
+
+The first is closed form (:func:`pymemoe.gating.gating_hessian`) and the third a sum of outer
+products of the per-expert vectors u_ik (:func:`pymemoe.likelihood.expert_score_vectors`), one
+pass over the subjects that also gives the sandwich's meat B. The second is the Jacobian of the
+tau-fixed expert score S_E(theta) = sum_i sum_k tau_ik d log f(y_i | k)/dtheta, by central
+differences of the family's analytic gradients (error O(h^2)); a column moves one expert's
+parameters (or the shared ones), so it costs the E-step of that expert only, and all columns of
+a block are computed while its data are in cache. In all, about 2 x (parameters per expert)
+E-steps instead of two E-steps and scores per parameter when the whole score is differenced
+(:func:`observed_information_numeric`, kept as the independent check of the tests).
 
 **Scale of the parameters.** The information is computed directly in the user's parameters
 (variances and covariances of D_k, residual variances, SD ratios). At an interior maximum the
 gradient vanishes, so this equals the delta-method transformation J Cov_internal J' of the
-covariance on the internal (Cholesky, log-variance) scale; computing it directly avoids the
-Jacobian of the transformation. Functions of the parameters reported in the summary (SDs,
-correlations, residual SD) get their standard errors by the delta method
+covariance on the internal (Cholesky, log-variance) scale. Functions of the parameters reported
+in the summary (SDs, correlations, residual SD) get their standard errors by the delta method
 (:func:`delta_method`).
 
 **Boundary.** A variance at 0 (or an SD ratio at 0) has no interior derivative: such parameters,
-and covariances involving a zero variance, are held fixed, get NaN standard errors and a
-warning naming them. If the remaining information matrix is not positive definite, the
-parameters loading on its non-positive eigenvalues also get NaN, with a warning; the others
-keep their standard errors.
+and covariances involving a zero variance (:func:`pymemoe.boundary.boundary_mask`), are held
+fixed, get NaN standard errors and a warning naming them. If the remaining information matrix is
+not positive definite, the parameters loading on its non-positive eigenvalues also get NaN, with
+a warning; the others keep their standard errors.
+
+**Passes over blocks.** Both passes are reductions over blocks of subjects
+(:mod:`pymemoe.blocks`), run in ``n_jobs`` threads; the result does not depend on ``n_jobs``.
 """
 from __future__ import annotations
 
@@ -34,14 +51,20 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from .data import SubjectData
-from .exceptions import HessianInversionWarning
-from .likelihood import score, score_obs
-from .parallel import thread_map
-from .params import Params, Structure, from_user, param_labels, to_user
 
-__all__ = ["CovEstimate", "COV_TYPES", "estimate_cov", "observed_information", "delta_method",
-           "boundary_parameters"]
+from .blocks import LocalBlocks, tree_sum
+from .boundary import boundary_mask
+from .em import default_block_size
+from .exceptions import HessianInversionWarning
+from .gating import gating_hessian
+from .likelihood import chain_sums, e_step, expert_score_vectors, score, score_obs
+from .parallel import thread_map
+from .params import Params, Structure, from_user, param_kinds, param_labels, to_user
+from .smallmat import weighted_sum
+
+__all__ = ["CovEstimate", "COV_TYPES", "estimate_cov", "observed_information",
+           "observed_information_numeric", "information_terms", "delta_method",
+           "boundary_parameters", "cov_oim", "cov_robust", "cov_none"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,31 +77,152 @@ class CovEstimate:
     config: tuple = ()
 
 
-def _summed_score(data: SubjectData, structure: Structure, vector: np.ndarray) -> np.ndarray:
-    return score(data, structure, from_user(vector, structure))
+def _blocks(data, structure: Structure, n_jobs: int, block_size: int | None) -> LocalBlocks:
+    return LocalBlocks(data, block_size=block_size or default_block_size(structure.n_experts),
+                       n_jobs=n_jobs)
 
 
-def observed_information(data: SubjectData, structure: Structure, params: Params,
+# -- pass 1: gating information, missing information and the meat -------------------------------
+
+
+def _louis_block(data, state, structure: Structure, params: Params):
+    estep = e_step(data, params)
+    tau = estep.tau
+    vectors = expert_score_vectors(data, structure, params, estep)
+    scores = sum(tau[:, k, None] * u for k, u in enumerate(vectors))
+    complete = sum((tau[:, k, None] * u).T @ u for k, u in enumerate(vectors))
+    meat = scores.T @ scores
+    gate = (-gating_hessian(data.exog_gate, params.gamma, prior=np.exp(estep.log_prior))
+            if params.n_experts > 1 else np.zeros((0, 0)))
+    return estep, (complete - meat, meat, gate)
+
+
+def information_terms(blocks, structure: Structure, params: Params):
+    """One pass: block states (the E-step at ``params``), the missing-information term
+    sum_i [sum_k tau_ik u_ik u_ik' - s_i s_i'], the meat B = sum_i s_i s_i' and the gating
+    information sum_i (diag pi_i - pi_i pi_i') (x) w_i w_i' (free coefficients)."""
+    out = blocks.map(_louis_block, blocks.empty_states(), structure, params)
+    missing, meat, gate = tree_sum([partial for _, partial in out])
+    return [state for state, _ in out], missing, meat, gate
+
+
+# -- pass 2: the experts' Jacobian at fixed tau ------------------------------------------------
+
+
+def _expert_sums(data, params: Params, moments, tau: np.ndarray) -> tuple[np.ndarray, ...]:
+    grads = data.family.gradients(data, params, moments)
+    g_scale = (np.einsum("nk,nk->k", tau, grads.scale) if grads.scale is not None
+               else np.zeros(tau.shape[1]))
+    return weighted_sum(tau, grads.beta), weighted_sum(tau, grads.cov), g_scale
+
+
+def _subset(params: Params, experts: np.ndarray) -> Params:
+    return Params(gamma=np.zeros((len(experts), params.gamma.shape[1])), beta=params.beta[experts],
+                  cov_re=params.cov_re[experts], scale=params.scale[experts])
+
+
+def _changed_experts(base: Params, moved: Params) -> np.ndarray:
+    K = base.n_experts
+    differs = ((base.beta != moved.beta).any(axis=1)
+               | (base.cov_re.reshape(K, -1) != moved.cov_re.reshape(K, -1)).any(axis=1)
+               | (base.scale != moved.scale))
+    return np.flatnonzero(differs)
+
+
+def _jacobian_block(data, state, structure: Structure, params: Params, columns: np.ndarray,
+                    steps: np.ndarray):
+    """d S_E / d theta_j for the ``columns`` on one block, S_E the tau-fixed expert score."""
+    tau = state.tau
+    base = _expert_sums(data, params, state.moments, tau)
+    theta = to_user(params, structure)
+    r = params.gamma.shape[1]
+    zero_gate = np.zeros((params.n_experts, r))
+    out = np.zeros((theta.size, len(columns)))
+    for c, (j, h) in enumerate(zip(columns, steps[columns])):
+        values = []
+        for sign in (1.0, -1.0):
+            vector = theta.copy()
+            vector[j] += sign * h
+            moved = from_user(vector, structure)
+            experts = _changed_experts(params, moved)
+            sums = [piece.copy() for piece in base]
+            if experts.size:
+                sub = _subset(moved, experts)
+                part = _expert_sums(data, sub, data.family.moments(data, sub), tau[:, experts])
+                for piece, new in zip(sums, part):
+                    piece[experts] = new
+            values.append(chain_sums(moved, structure, (zero_gate, *sums)))
+        out[:, c] = (values[0] - values[1]) / (2.0 * h)
+    return out
+
+
+def _steps(structure: Structure, theta: np.ndarray, meat_diag: np.ndarray,
+           rel_step: float) -> np.ndarray:
+    """Difference steps on each parameter's own scale, so they do not depend on the units of
+    the data: ``rel_step`` times the larger of |theta_j| and the BHHH standard error
+    1 / sqrt(sum_i s_ij^2); a variance-type parameter is never stepped below half its value."""
+    with np.errstate(divide="ignore"):
+        se = 1.0 / np.sqrt(meat_diag)
+    scale = np.where(np.isfinite(se), np.maximum(np.abs(theta), se), np.abs(theta))
+    steps = rel_step * np.where(scale > 0, scale, 1.0)
+    positive = np.array([kind.positive for kind in param_kinds(structure)], dtype=bool)
+    return np.where(positive, np.minimum(steps, 0.5 * np.abs(theta) + 1e-300), steps)
+
+
+def observed_information(data, structure: Structure, params: Params,
                          fixed: np.ndarray | None = None, rel_step: float = 1e-5,
-                         n_jobs: int = 1) -> np.ndarray:
-    """A = -d(sum_i s_i)/d theta' by central differences of the analytic score, symmetrised.
+                         n_jobs: int = 1, block_size: int | None = None,
+                         return_meat: bool = False):
+    """The observed information A (user scale) by the three-term decomposition of the module
+    docstring: two passes over blocks of subjects in ``n_jobs`` threads.
 
-    Columns of ``fixed`` parameters are not differenced (they are left as zeros). The columns
-    are independent, so ``n_jobs`` threads compute them (:func:`pymemoe.parallel.thread_map`);
-    the result does not depend on it.
+    Columns (and rows) of ``fixed`` parameters are left as zeros. With ``return_meat`` the
+    sandwich's meat B = sum_i s_i s_i' of the first pass is returned too.
     """
+    blocks = _blocks(data, structure, n_jobs, block_size)
+    try:
+        states, missing, meat, gate = information_terms(blocks, structure, params)
+        theta = to_user(params, structure)
+        n = theta.size
+        fixed = np.zeros(n, dtype=bool) if fixed is None else np.asarray(fixed, dtype=bool)
+        kinds = param_kinds(structure)
+        is_gate = np.array([kind.kind == "gate" for kind in kinds], dtype=bool)
+        columns = np.flatnonzero(~is_gate & ~fixed)
+        steps = _steps(structure, theta, np.diag(meat), rel_step)
+        jac = (tree_sum(blocks.map(_jacobian_block, states, structure, params, columns, steps))
+               if columns.size else np.zeros((n, 0)))
+    finally:
+        blocks.close()
+    info = -missing
+    gate_index = np.flatnonzero(is_gate)
+    info[np.ix_(gate_index, gate_index)] += gate
+    info[:, columns] -= jac
+    keep = ~fixed
+    info = np.where(keep[:, None] & keep[None, :], info, 0.0)
+    info = (info + info.T) / 2.0
+    return (info, meat) if return_meat else info
+
+
+def observed_information_numeric(data, structure: Structure, params: Params,
+                                 fixed: np.ndarray | None = None, rel_step: float = 1e-5,
+                                 n_jobs: int = 1) -> np.ndarray:
+    """A = -d(sum_i s_i)/d theta' by central differences of the whole analytic score (two
+    E-steps and scores per parameter), symmetrised: the slow, direct computation, kept as an
+    independent check of :func:`observed_information`."""
     theta = to_user(params, structure)
     n = theta.size
     fixed = np.zeros(n, dtype=bool) if fixed is None else fixed
     info = np.zeros((n, n))
-    steps = _steps(data, structure, params, theta, rel_step)
+    s = score_obs(data, structure, params)
+    steps = _steps(structure, theta, np.einsum("nj,nj->j", s, s), rel_step)
 
     def column(j: int) -> np.ndarray:  # one pair of score evaluations per parameter
         h = steps[j]
         up, down = theta.copy(), theta.copy()
         up[j] += h
         down[j] -= h
-        return -(_summed_score(data, structure, up) - _summed_score(data, structure, down)) / (2 * h)
+        return -(score(data, structure, from_user(up, structure))
+                 - score(data, structure, from_user(down, structure))) / (2 * h)
 
     free = np.flatnonzero(~fixed)
     for j, values in zip(free, thread_map(column, free, n_jobs)):
@@ -86,58 +230,16 @@ def observed_information(data: SubjectData, structure: Structure, params: Params
     return (info + info.T) / 2.0
 
 
-def _steps(data: SubjectData, structure: Structure, params: Params, theta: np.ndarray,
-           rel_step: float) -> np.ndarray:
-    """Difference steps on each parameter's own scale, so they do not depend on the units of
-    the data: ``rel_step`` times the larger of |theta_j| and the BHHH standard error
-    1 / sqrt(sum_i s_ij^2); a variance-type parameter is never stepped below half its value."""
-    scores = score_obs(data, structure, params)
-    with np.errstate(divide="ignore"):
-        se = 1.0 / np.sqrt(np.einsum("nj,nj->j", scores, scores))
-    scale = np.where(np.isfinite(se), np.maximum(np.abs(theta), se), np.abs(theta))
-    steps = rel_step * np.where(scale > 0, scale, 1.0)
-    positive = np.array([b in ("re_cov", "scale") and (t.startswith("Var(") or t in ("sigma2", "SD ratio"))
-                         for b, _, t in param_labels(structure)], dtype=bool)
-    return np.where(positive, np.minimum(steps, 0.5 * np.abs(theta) + 1e-300), steps)
-
-
-def boundary_parameters(structure: Structure, params: Params, data: SubjectData,
-                        rel_tol: float = 1e-6) -> np.ndarray:
-    """Mask of user parameters at the boundary: a variance (or SD ratio) ~0, and the
-    covariances that involve such a variance."""
-    labels = param_labels(structure)
-    mask = np.zeros(len(labels), dtype=bool)
-    floor = 1e-8 * float(data.yy.sum() / data.nobs)
-    for j, (block, expert, term) in enumerate(labels):
-        if block == "scale":
-            k = 0 if expert == "all" else int(expert) - 1
-            mask[j] = params.scale[k] <= floor
-    if not structure.k_re:
-        return mask
-    z_scale = np.diagonal(data.zz, axis1=1, axis2=2).sum(axis=0) / data.nobs
-    names = structure.exog_re_names
-    theta = to_user(params, structure)
-    for j, (block, expert, term) in enumerate(labels):
-        if block != "re_cov":
-            continue
-        k = 0 if expert == "all" else int(expert) - 1
-        if params.scale[k] <= floor:     # D / sigma2 is meaningless when sigma2 is ~0
-            mask[j] = True
-            continue
-        D = params.cov_re[k]
-        relative = np.diag(D) * z_scale / params.scale[k]
-        if term == "SD ratio":
-            mask[j] = theta[j] < np.sqrt(rel_tol)
-            continue
-        inner = term[term.index("(") + 1:-1].split(",")
-        idx = [names.index(t) for t in inner]
-        mask[j] = bool(np.any(relative[idx] < rel_tol))
-    return mask
+def boundary_parameters(structure: Structure, params: Params, data) -> np.ndarray:
+    """Mask of user parameters at the boundary (see :func:`pymemoe.boundary.boundary_mask`)."""
+    family = data.family
+    summary = family.summary(_blocks(data, structure, 1, None))
+    return boundary_mask(structure, params, summary, family.re_scale(params))
 
 
 def _invert(info: np.ndarray, free: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Inverse of the information over the ``free`` parameters that it identifies."""
-    messages = []
+    removed = []
     ok = free.copy()
     for _ in range(info.shape[0]):
         sub = info[np.ix_(ok, ok)]
@@ -156,15 +258,22 @@ def _invert(info: np.ndarray, free: np.ndarray, labels) -> tuple[np.ndarray, np.
             inv = ((vecs / vals) @ vecs.T) * scale[:, None] * scale[None, :]
             cov = np.full(info.shape, np.nan)
             cov[np.ix_(ok, ok)] = inv
-            return cov, ok, messages
+            return cov, ok, _not_pd_messages(removed)
         loading = np.abs(vecs[:, bad]).max(axis=1)
         worst = np.flatnonzero(ok)[np.argmax(loading)]
         ok[worst] = False
-        messages.append(f"the information matrix is not positive definite in the direction of "
-                        f"{_name(labels[worst])}: its standard error is not available (NaN); "
-                        f"the model may be over-parameterised (fewer experts, a simpler "
-                        f"re_structure or cov_re) or the fit not at a maximum")
-    return np.full(info.shape, np.nan), np.zeros_like(ok), messages
+        removed.append(_name(labels[worst]))
+    return np.full(info.shape, np.nan), np.zeros_like(ok), _not_pd_messages(removed)
+
+
+def _not_pd_messages(names: list[str]) -> list[str]:
+    if not names:
+        return []
+    which = (f"the direction of {names[0]}: its standard error is" if len(names) == 1 else
+             f"the directions of {', '.join(names)}: their standard errors are")
+    return [f"the information matrix is not positive definite in {which} not available (NaN); "
+            f"the model may be over-parameterised (fewer experts, a simpler re_structure or "
+            f"cov_re) or the fit not at a maximum"]
 
 
 def _name(label) -> str:
@@ -172,36 +281,46 @@ def _name(label) -> str:
     return f"{block}[{expert}]:{term}"
 
 
-def _prepare(data, structure, params, n_jobs=1):
+def _boundary_text(names: list[str]) -> list[str]:
+    if not names:
+        return []
+    which = (f"{names[0]} is at the boundary of the parameter space: its standard error is"
+             if len(names) == 1 else
+             f"{', '.join(names)} are at the boundary of the parameter space: their standard "
+             f"errors are")
+    return [f"{which} not available (NaN); consider dropping that random effect"]
+
+
+def _prepare(data, structure, params, n_jobs=1, block_size=None):
     labels = param_labels(structure)
     boundary = boundary_parameters(structure, params, data)
-    messages = [f"{_name(labels[j])} is at the boundary of the parameter space: its standard "
-                f"error is not available (NaN); consider dropping that random effect"
-                for j in np.flatnonzero(boundary)]
-    info = observed_information(data, structure, params, fixed=boundary, n_jobs=n_jobs)
-    return labels, boundary, info, messages
+    messages = _boundary_text([_name(labels[j]) for j in np.flatnonzero(boundary)])
+    info, meat = observed_information(data, structure, params, fixed=boundary, n_jobs=n_jobs,
+                                      block_size=block_size, return_meat=True)
+    return labels, boundary, info, meat, messages
 
 
-def cov_oim(data: SubjectData, structure: Structure, params: Params, n_jobs: int = 1) -> CovEstimate:
-    """Inverse observed information (its columns computed in ``n_jobs`` threads)."""
-    labels, boundary, info, messages = _prepare(data, structure, params, n_jobs)
+def cov_oim(data, structure: Structure, params: Params, n_jobs: int = 1,
+            block_size: int | None = None) -> CovEstimate:
+    """Inverse observed information."""
+    labels, boundary, info, _, messages = _prepare(data, structure, params, n_jobs, block_size)
     cov, _, more = _invert(info, ~boundary, labels)
     return CovEstimate(name="oim", cov=cov, messages=tuple(messages + more))
 
 
-def cov_robust(data: SubjectData, structure: Structure, params: Params, n_jobs: int = 1) -> CovEstimate:
-    """Subject-level sandwich A^-1 B A^-1, B = sum_i s_i s_i' (A in ``n_jobs`` threads)."""
-    labels, boundary, info, messages = _prepare(data, structure, params, n_jobs)
+def cov_robust(data, structure: Structure, params: Params, n_jobs: int = 1,
+               block_size: int | None = None) -> CovEstimate:
+    """Subject-level sandwich A^-1 B A^-1, B = sum_i s_i s_i'."""
+    labels, boundary, info, meat, messages = _prepare(data, structure, params, n_jobs, block_size)
     a_inv, ok, more = _invert(info, ~boundary, labels)
-    scores = score_obs(data, structure, params)[:, ok]
-    meat = scores.T @ scores
     cov = np.full(info.shape, np.nan)
     bread = a_inv[np.ix_(ok, ok)]
-    cov[np.ix_(ok, ok)] = bread @ meat @ bread
+    cov[np.ix_(ok, ok)] = bread @ meat[np.ix_(ok, ok)] @ bread
     return CovEstimate(name="robust", cov=cov, messages=tuple(messages + more))
 
 
-def cov_none(data: SubjectData, structure: Structure, params: Params, n_jobs: int = 1) -> CovEstimate:
+def cov_none(data, structure: Structure, params: Params, n_jobs: int = 1,
+             block_size: int | None = None) -> CovEstimate:
     """No covariance (all NaN)."""
     n = structure.n_params
     return CovEstimate(name="none", cov=np.full((n, n), np.nan))
@@ -214,14 +333,15 @@ COV_TYPES: dict[str, Callable[..., CovEstimate]] = {
 }
 
 
-def estimate_cov(cov_type: str, data: SubjectData, structure: Structure, params: Params,
-                 cov_kwds: dict | None = None, n_jobs: int = 1) -> CovEstimate:
+def estimate_cov(cov_type: str, data, structure: Structure, params: Params,
+                 cov_kwds: dict | None = None, n_jobs: int = 1,
+                 block_size: int | None = None) -> CovEstimate:
     """Look up ``cov_type`` in :data:`COV_TYPES` and compute it; warn with its messages."""
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {sorted(COV_TYPES)}, got {cov_type!r}")
     if cov_kwds:
         raise ValueError(f"cov_type={cov_type!r} takes no options; got {sorted(cov_kwds)}")
-    estimate = COV_TYPES[cov_type](data, structure, params, n_jobs=n_jobs)
+    estimate = COV_TYPES[cov_type](data, structure, params, n_jobs=n_jobs, block_size=block_size)
     for msg in estimate.messages:
         warnings.warn(msg, HessianInversionWarning, stacklevel=3)
     return estimate

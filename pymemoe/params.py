@@ -6,7 +6,8 @@ The state is ``Params(gamma, beta, cov_re, scale)`` on the user's scale:
 * ``beta``   (K, p)     fixed effects of each expert over the full design; the last
                         ``k_shared`` columns (``shared_formula``) are equal across experts;
 * ``cov_re`` (K, q, q)  random-effects covariance D_k;
-* ``scale``  (K,)       residual variance sigma2_k.
+* ``scale``  (K,)       residual variance sigma2_k (ones for families without one: binomial,
+                        Poisson; ``Structure.scale == "none"``).
 
 The :class:`Structure` says which of these are free. Two flat vectors are derived from it:
 
@@ -15,6 +16,10 @@ The :class:`Structure` says which of these are free. Two flat vectors are derive
   fixed effects of each expert, then the shared ones; the free entries of D (variances and
   covariances, lower triangle row by row), with ``cov_re="proportional"`` the reference D and
   the SD ratios w_k (D_k = w_k^2 D, w_1 = 1, as lcmm's ``nwg``); the residual variances.
+* the **kinds** of the user vector's entries (:func:`param_kinds`): which entries are variances,
+  covariances, SD ratios or residual variances, and of which expert and which random effects.
+  Code that needs to know (bounds, boundary masks, difference steps) asks them, never the
+  labels' text.
 * the **internal vector** (``to_internal`` / ``from_internal``) seen by the quasi-Newton polish:
   the same but with D replaced by the entries of its lower Cholesky factor L (D = L L', the
   diagonal of L bounded below by 0 so that a variance may reach the boundary, as in lme4) and
@@ -33,13 +38,14 @@ import pandas as pd
 from .smallmat import matmul
 
 __all__ = [
-    "Structure", "Params", "param_labels", "to_user", "from_user", "to_internal",
-    "from_internal", "internal_bounds", "chain_gradient", "reorder", "psd_cholesky",
+    "Structure", "Params", "ParamKind", "param_kinds", "param_labels", "to_user", "from_user",
+    "to_internal", "from_internal", "internal_bounds", "chain_gradient", "reorder",
+    "psd_cholesky",
 ]
 
 COV_RE_OPTIONS = ("expert", "proportional", "shared")
 RE_STRUCTURES = ("unstructured", "diagonal")
-SCALE_OPTIONS = ("expert", "shared")
+SCALE_OPTIONS = ("expert", "shared", "none")
 SHARED = "all"  # expert label of parameters common to all experts
 
 
@@ -92,6 +98,16 @@ class Structure:
         return np.tril_indices(q)
 
     @property
+    def has_scale(self) -> bool:
+        """Whether the experts have residual variances (``scale != "none"``: Gaussian)."""
+        return self.scale != "none"
+
+    @property
+    def n_scale(self) -> int:
+        """Number of free residual variances."""
+        return {"expert": self.n_experts, "shared": 1, "none": 0}[self.scale]
+
+    @property
     def n_cov_matrices(self) -> int:
         """Number of distinct covariance matrices with free entries."""
         return self.n_experts if self.cov_re == "expert" else 1
@@ -102,8 +118,7 @@ class Structure:
         n_re = len(self.re_index[0]) * self.n_cov_matrices if q else 0
         if q and self.cov_re == "proportional":
             n_re += K - 1
-        return ((K - 1) * self.k_gate + K * self.k_mix + self.k_shared + n_re
-                + (K if self.scale == "expert" else 1))
+        return (K - 1) * self.k_gate + K * self.k_mix + self.k_shared + n_re + self.n_scale
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,9 +183,59 @@ def param_labels(structure: Structure) -> pd.MultiIndex:
                 rows += [("re_cov", k + 1, "SD ratio") for k in range(1, K)]
     if structure.scale == "expert":
         rows += [("scale", k + 1, "sigma2") for k in range(K)]
-    else:
+    elif structure.scale == "shared":
         rows += [("scale", SHARED, "sigma2")]
     return pd.MultiIndex.from_tuples(rows, names=["block", "expert", "term"])
+
+
+@dataclass(frozen=True)
+class ParamKind:
+    """What one entry of the user vector is.
+
+    Attributes
+    ----------
+    kind : {"gate", "beta", "var", "cov", "ratio", "scale"}
+        Gating coefficient, fixed effect, random-effect variance, random-effect covariance,
+        SD ratio w_k (``cov_re="proportional"``) or residual variance.
+    expert : int or None
+        0-based expert the entry belongs to; None for entries common to all experts (shared
+        fixed effects, a shared D or residual variance).
+    re_index : tuple of int
+        For "var" and "cov": the random effects (i, j) of the entry D[i, j]; else ().
+    """
+
+    kind: str
+    expert: int | None
+    re_index: tuple[int, ...] = ()
+
+    @property
+    def positive(self) -> bool:
+        """Variance-type entries (variances, SD ratios, residual variances) are >= 0."""
+        return self.kind in ("var", "ratio", "scale")
+
+
+def param_kinds(structure: Structure) -> tuple[ParamKind, ...]:
+    """The :class:`ParamKind` of every entry of the user vector, in the order of
+    :func:`param_labels`."""
+    K = structure.n_experts
+    kinds = [ParamKind("gate", k) for k in range(1, K) for _ in structure.exog_gate_names]
+    kinds += [ParamKind("beta", k) for k in range(K) for _ in range(structure.k_mix)]
+    kinds += [ParamKind("beta", None) for _ in range(structure.k_shared)]
+    if structure.k_re:
+        rows, cols = structure.re_index
+        entries = [("var" if i == j else "cov", (int(j), int(i))) for i, j in zip(rows, cols)]
+        if structure.cov_re == "expert":
+            kinds += [ParamKind(kind, k, idx) for k in range(K) for kind, idx in entries]
+        else:
+            owner = None if structure.cov_re == "shared" else 0
+            kinds += [ParamKind(kind, owner, idx) for kind, idx in entries]
+            if structure.cov_re == "proportional":
+                kinds += [ParamKind("ratio", k) for k in range(1, K)]
+    if structure.scale == "expert":
+        kinds += [ParamKind("scale", k) for k in range(K)]
+    elif structure.scale == "shared":
+        kinds += [ParamKind("scale", None)]
+    return tuple(kinds)
 
 
 def _proportional_w(params: Params) -> np.ndarray:
@@ -194,7 +259,7 @@ def _pack(params: Params, structure: Structure, internal: bool) -> np.ndarray:
         parts.append(mats[:, rows, cols].ravel())
         if structure.cov_re == "proportional":
             parts.append(_proportional_w(params)[1:])
-    scale = params.scale if structure.scale == "expert" else params.scale[:1]
+    scale = params.scale[: structure.n_scale]
     parts.append(np.log(scale) if internal else scale)
     return np.concatenate(parts)
 
@@ -232,9 +297,12 @@ def _unpack(vector: np.ndarray, structure: Structure, internal: bool) -> Params:
             cov_re = (w ** 2)[:, None, None] * mats[0]
         else:
             cov_re[:] = mats
-    scale = take(K if structure.scale == "expert" else 1)
-    scale = np.exp(scale) if internal else scale
-    return Params(gamma=gamma, beta=beta, cov_re=cov_re, scale=np.broadcast_to(scale, (K,)))
+    if structure.has_scale:
+        scale = take(structure.n_scale)
+        scale = np.broadcast_to(np.exp(scale) if internal else scale, (K,))
+    else:
+        scale = np.ones(K)
+    return Params(gamma=gamma, beta=beta, cov_re=cov_re, scale=scale)
 
 
 def to_user(params: Params, structure: Structure) -> np.ndarray:
@@ -259,12 +327,8 @@ def from_internal(vector: np.ndarray, structure: Structure) -> Params:
 
 def internal_bounds(structure: Structure) -> list[tuple[float | None, float | None]]:
     """Box constraints of the internal vector: Cholesky diagonals and SD ratios are >= 0."""
-    bounds: list[tuple[float | None, float | None]] = [(None, None)] * structure.n_params
-    labels = param_labels(structure)
-    for j, (block, _, term) in enumerate(labels):
-        if block == "re_cov" and (term.startswith("Var(") or term == "SD ratio"):
-            bounds[j] = (0.0, None)
-    return bounds
+    return [(0.0, None) if kind.kind in ("var", "ratio") else (None, None)
+            for kind in param_kinds(structure)]
 
 
 def chain_gradient(
@@ -286,8 +350,8 @@ def chain_gradient(
         d loglik_i / d beta_k (the shared columns are summed over experts).
     grad_cov_re : ndarray (N, K, q, q)
         Symmetric matrix gradient G_k with d loglik_i = sum_k tr(G_k dD_k).
-    grad_scale : ndarray (N, K)
-        d loglik_i / d sigma2_k.
+    grad_scale : ndarray (N, K) or None
+        d loglik_i / d sigma2_k (None, or anything, when the structure has no scale).
     internal : bool
         Gradient of the internal (True) or the user (False) vector.
 
@@ -326,11 +390,11 @@ def chain_gradient(
             w = _proportional_w(params)
             trace_gd = np.einsum("nkab,ba->nk", grad_cov_re, cov[0])
             parts.append((2.0 * w[None, 1:] * trace_gd[:, 1:]))
-    gs = grad_scale if structure.scale == "expert" else grad_scale.sum(axis=1, keepdims=True)
-    if internal:
-        s = params.scale if structure.scale == "expert" else params.scale[:1]
-        gs = gs * s
-    parts.append(gs)
+    if structure.has_scale:
+        gs = grad_scale if structure.scale == "expert" else grad_scale.sum(axis=1, keepdims=True)
+        if internal:
+            gs = gs * params.scale[: structure.n_scale]
+        parts.append(gs)
     return np.concatenate(parts, axis=1)
 
 

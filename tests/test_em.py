@@ -143,8 +143,10 @@ def test_polish_from_an_optimum_stops_within_a_few_evaluations(monkeypatch):
     model, res = _fit(simulate_memoe(2000, seed=2026), n_starts=1, random_state=0, cov_type="none")
     calls = []
     original = em.e_step
-    monkeypatch.setattr(em, "e_step", lambda data, params: calls.append(1) or original(data, params))
-    params, llf = em._polish(model.data, model.structure, res.state, gtol=1e-12, maxiter=500)
+    monkeypatch.setattr(em, "e_step",
+                        lambda data, params, warm=None: calls.append(1) or original(data, params, warm))
+    ctx = em.FitContext.build(model.data, model.structure, em.EMOptions())
+    params, llf = em.polish(ctx, ctx.blocks, res.state, gtol=1e-12, maxiter=500)
     assert len(calls) <= 12
     assert llf >= res.llf - 1e-12 * abs(res.llf)
     assert e_step(model.data, params).llf == pytest.approx(llf, rel=1e-12)
