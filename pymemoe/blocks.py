@@ -34,10 +34,26 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_BLOCK_SUBJECTS", "block_bounds", "tree_sum", "LocalBlocks"]
+__all__ = ["DEFAULT_BLOCK_SUBJECTS", "default_block_size", "block_bounds", "tree_sum",
+           "LocalBlocks", "as_blocks"]
 
 # subjects per block for K = 3 experts and q <= 2 random effects; scaled by 3 / K (see above)
 DEFAULT_BLOCK_SUBJECTS = 4096
+
+
+def default_block_size(n_experts: int) -> int:
+    """Subjects per block: :data:`DEFAULT_BLOCK_SUBJECTS` for 3 experts, scaled so that a
+    block's (subject, expert) pairs stay about the same."""
+    return max(256, int(DEFAULT_BLOCK_SUBJECTS * 3 / max(n_experts, 1)))
+
+
+def as_blocks(data_or_blocks, n_experts: int, n_jobs: int = 1, block_size: int | None = None):
+    """``data_or_blocks`` if it already runs passes (has ``map_reduce``: :class:`LocalBlocks`
+    or distributed blocks), else in-memory blocks of it."""
+    if hasattr(data_or_blocks, "map_reduce"):
+        return data_or_blocks
+    return LocalBlocks(data_or_blocks, block_size=block_size or default_block_size(n_experts),
+                       n_jobs=n_jobs)
 
 
 def block_bounds(n_groups: int, block_size: int) -> list[tuple[int, int]]:
@@ -97,6 +113,7 @@ class LocalBlocks:
     n_jobs: int = 1
 
     def __post_init__(self) -> None:
+        self.block_size = int(self.block_size)
         self.bounds = block_bounds(self.data.n_groups, self.block_size)
         self.blocks = [self.data.subject_slice(a, b) for a, b in self.bounds]
         self._pool: ThreadPoolExecutor | None = None
@@ -108,6 +125,23 @@ class LocalBlocks:
     def empty_states(self) -> list:
         """One state per block before the first pass."""
         return [None] * self.n_blocks
+
+    @property
+    def n_groups(self) -> int:
+        return self.data.n_groups
+
+    @property
+    def family(self):
+        return self.data.family
+
+    def serial(self) -> "LocalBlocks":
+        """The same blocks, their passes in the calling thread (for work that already runs in
+        parallel threads, such as several starts at once)."""
+        if self.n_jobs <= 1:
+            return self
+        view = LocalBlocks.__new__(LocalBlocks)
+        view.__dict__.update(self.__dict__, n_jobs=1, _pool=None)
+        return view
 
     def map(self, fn: Callable, states: Sequence, *args) -> list:
         """``[fn(block, state, *args) for each block]``, in ``n_jobs`` threads, in block order."""
@@ -123,9 +157,33 @@ class LocalBlocks:
         """The sum over blocks of ``fn(block, state, *args)`` (see :func:`tree_sum`)."""
         return tree_sum(self.map(fn, states, *args))
 
+    def map_reduce(self, fn: Callable, states: Sequence, *args) -> tuple[list, Any]:
+        """For ``fn(block, state, *args) -> (new_state, partial)``: the new states (they stay
+        with their blocks) and the sum of the partials."""
+        out = self.map(fn, states, *args)
+        return [state for state, _ in out], tree_sum([partial for _, partial in out])
+
+    def gather(self, fn: Callable, states: Sequence, *args) -> list:
+        """``fn(block, state, *args)`` of every block, brought to the caller, in block order
+        (per-subject outputs; :meth:`map` for in-memory blocks)."""
+        return self.map(fn, states, *args)
+
+    def joined(self, states: Sequence):
+        """The states of all blocks as one object over all subjects (``concatenate`` of the
+        states' class: :meth:`pymemoe.likelihood.EStep.concatenate`)."""
+        return type(states[0]).concatenate(list(states))
+
     def concatenate(self, values: Sequence[np.ndarray]) -> np.ndarray:
         """Per-block arrays (subjects on the first axis) as one array over all subjects."""
         return values[0] if len(values) == 1 else np.concatenate(values, axis=0)
+
+    def sample(self, n_subjects: int, rng: np.random.Generator):
+        """The data of ``n_subjects`` subjects drawn at random without replacement (kept in
+        their order), as in-memory data; all of them when ``n_subjects >= n_groups``."""
+        if n_subjects >= self.n_groups:
+            return self.data
+        index = np.sort(rng.choice(self.n_groups, size=n_subjects, replace=False))
+        return self.data.take(index)
 
     def close(self) -> None:
         """Release the threads (also done when the object is garbage collected)."""

@@ -42,7 +42,7 @@ import numpy as np
 from scipy.cluster.vq import kmeans2
 from scipy.optimize import minimize
 
-from .blocks import DEFAULT_BLOCK_SUBJECTS, LocalBlocks, tree_sum
+from .blocks import LocalBlocks, as_blocks, tree_sum
 from .boundary import boundary_messages
 from .exceptions import BoundaryWarning, ConvergenceWarning, SeparationWarning
 from .families.base import DataSummary
@@ -52,7 +52,7 @@ from .parallel import thread_map
 from .params import Params, Structure, from_internal, internal_bounds, reorder, to_internal
 
 __all__ = ["EMOptions", "EMFit", "FitContext", "run_em", "e_pass", "m_step", "canonical_order",
-           "as_seed_sequence", "default_block_size", "collapse_messages"]
+           "as_seed_sequence", "collapse_messages"]
 
 
 @dataclass(frozen=True)
@@ -101,35 +101,31 @@ class EMFit:
     best_start: int
 
 
-def default_block_size(n_experts: int) -> int:
-    """Subjects per block: :data:`pymemoe.blocks.DEFAULT_BLOCK_SUBJECTS` for 3 experts, scaled
-    so that a block's (subject, expert) pairs stay about the same."""
-    return max(256, int(DEFAULT_BLOCK_SUBJECTS * 3 / max(n_experts, 1)))
-
-
 @dataclass(eq=False)
 class FitContext:
-    """What every pass of one fit needs: the blocks, the family, the structure, the options
-    and the data summary. ``blocks`` runs its passes in ``options.n_jobs`` threads;
-    ``serial`` (the same blocks in the calling thread) serves starts that run in parallel."""
+    """What every pass of one fit needs: the blocks of all subjects (in memory,
+    :class:`pymemoe.blocks.LocalBlocks`, or distributed), the in-memory blocks the starts run
+    on (the same blocks, or a random subsample of subjects when the data are large or
+    distributed), the structure, the options and the data summary."""
 
-    blocks: LocalBlocks
-    serial: LocalBlocks
+    blocks: object
+    start_blocks: LocalBlocks
     structure: Structure
     options: EMOptions
     summary: DataSummary
 
     @property
     def family(self):
-        return self.blocks.data.family
+        return self.blocks.family
 
     @classmethod
-    def build(cls, data, structure: Structure, options: EMOptions) -> "FitContext":
-        size = options.block_size or default_block_size(structure.n_experts)
-        blocks = LocalBlocks(data, block_size=size, n_jobs=options.n_jobs)
-        serial = LocalBlocks(data, block_size=size, n_jobs=1)
-        return cls(blocks=blocks, serial=serial, structure=structure, options=options,
-                   summary=data.family.summary(serial))
+    def build(cls, data_or_blocks, structure: Structure, options: EMOptions) -> "FitContext":
+        blocks = as_blocks(data_or_blocks, structure.n_experts, options.n_jobs, options.block_size)
+        start_blocks = blocks if isinstance(blocks, LocalBlocks) else as_blocks(
+            blocks.sample(blocks.n_groups, np.random.default_rng(0)), structure.n_experts,
+            options.n_jobs, options.block_size)
+        return cls(blocks=blocks, start_blocks=start_blocks, structure=structure,
+                   options=options, summary=blocks.family.summary(blocks))
 
     def with_structure(self, structure: Structure) -> "FitContext":
         return dataclasses.replace(self, structure=structure)
@@ -149,9 +145,8 @@ def _e_block(data, state, params: Params):
 def e_pass(blocks, params: Params, states: Sequence) -> tuple[list, float, np.ndarray, object]:
     """The E-step over all blocks: new states, llf, expert sizes (sum_i tau_ik) and the summed
     M-step sums of the family."""
-    out = blocks.map(_e_block, states, params)
-    llf, sizes, e_sums = tree_sum([partial for _, partial in out])
-    return [state for state, _ in out], float(llf), sizes, e_sums
+    states, (llf, sizes, e_sums) = blocks.map_reduce(_e_block, states, params)
+    return states, float(llf), sizes, e_sums
 
 
 def m_step(ctx: FitContext, blocks, params: Params, states: Sequence, e_sums) -> Params:
@@ -172,9 +167,9 @@ def _score_block(data, state, params: Params, structure: Structure, internal: bo
 def score_moments(blocks, structure: Structure, params: Params, states: Sequence,
                   internal: bool) -> tuple[list, float, np.ndarray, np.ndarray]:
     """States, llf, the summed score and the sum over subjects of each score entry's square."""
-    out = blocks.map(_score_block, states, params, structure, internal)
-    llf, total, squares = tree_sum([partial for _, partial in out])
-    return [state for state, _ in out], float(llf), total, squares
+    states, (llf, total, squares) = blocks.map_reduce(_score_block, states, params, structure,
+                                                      internal)
+    return states, float(llf), total, squares
 
 
 def _value_score_block(data, state, params: Params):
@@ -299,16 +294,15 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
             return np.inf, np.zeros_like(x)          # a trial point beyond floating range
         with np.errstate(all="ignore"):   # a trial point may be extreme: judged by its result
             try:
-                out = blocks.map(_value_score_block, best["states"], par)
+                states, (llf, sums) = blocks.map_reduce(_value_score_block, best["states"], par)
             except np.linalg.LinAlgError:
                 return np.inf, np.zeros_like(x)
-            llf, sums = tree_sum([partial for _, partial in out])
             if not np.isfinite(llf):
                 return np.inf, np.zeros_like(x)
             grad = chain_sums(par, structure, sums, internal=True)
         if not np.all(np.isfinite(grad)):           # e.g. a residual variance whose square underflows
             return np.inf, np.zeros_like(x)
-        last["states"] = [state for state, _ in out]
+        last["states"] = states
         return -llf / N, -grad / N / unit
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -381,7 +375,7 @@ def _run_starts(ctx: FitContext, inits: list[Params], kinds: list[str]) -> list[
     """
     options = ctx.options
     parallel = options.n_jobs > 1 and len(inits) > 1
-    blocks = ctx.serial if parallel else ctx.blocks
+    blocks = ctx.start_blocks.serial() if parallel else ctx.start_blocks
 
     def run(item, maxiter):
         init, kind = item
@@ -453,12 +447,16 @@ def as_seed_sequence(random_state) -> np.random.SeedSequence:
 
 def run_em(data, structure: Structure, options: EMOptions,
            random_state=None, start_params: Params | None = None) -> EMFit:
-    """Fit a MEMoE by EM from several starts and return the best (see the module docstring)."""
+    """Fit a MEMoE by EM from several starts and return the best (see the module docstring).
+
+    ``data`` is in-memory data (blocks are made of it) or blocks that run passes
+    (:func:`pymemoe.blocks.as_blocks`)."""
     ctx = FitContext.build(data, structure, options)
     try:
         return _run_em(ctx, random_state, start_params)
     finally:
-        ctx.blocks.close()
+        if ctx.blocks is not data:
+            ctx.blocks.close()
 
 
 def _run_em(ctx: FitContext, random_state, start_params: Params | None) -> EMFit:
@@ -469,22 +467,23 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None) -> EMFit
                                          scale="expert" if structure.has_scale else "none")
     base_ctx = ctx.with_structure(base_structure)
     one = _run_start(base_ctx, ctx.blocks,
-                     family.one_expert_start(ctx.serial, structure, ctx.summary),
+                     family.one_expert_start(ctx.blocks, structure, ctx.summary),
                      options.maxiter, kind="one expert")
     if start_params is not None:
         inits, kinds = [start_params], ["start_params"]
     elif K == 1:
         inits, kinds = [], []
     else:
-        coefs = ctx.serial.concatenate(ctx.serial.map(
+        start_blocks = ctx.start_blocks.serial()
+        coefs = start_blocks.concatenate(start_blocks.map(
             lambda block, state: family.subject_coefficients(block, structure.k_mix),
-            ctx.serial.empty_states()))
+            start_blocks.empty_states()))
         inits, kinds = [], []
         for s, seed in enumerate(seeds):
             rng = np.random.default_rng(seed)
             kind = "kmeans" if s % 2 == 0 else "random"
             tau0 = _initial_tau(coefs, K, kind, rng)
-            inits.append(_start_params(ctx, ctx.serial, one.params, tau0))
+            inits.append(_start_params(ctx, start_blocks, one.params, tau0))
             kinds.append(kind)
     results = [one] if K == 1 and start_params is None else _run_starts(ctx, inits, kinds)
 
@@ -504,7 +503,7 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None) -> EMFit
     states, _, sizes, _ = e_pass(blocks, best.params, blocks.empty_states())
     params = reorder(best.params, canonical_order(best.params, sizes))
     states, _, sizes, _ = e_pass(blocks, params, states)
-    estep = EStep.concatenate(states)
+    estep = blocks.joined(states)
     if not ok:
         converged = False
     elif options.polish:
@@ -524,8 +523,8 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None) -> EMFit
             f"(n_starts)"))
     messages += _size_messages(ctx, sizes)
     messages += boundary_messages(structure, params, ctx.summary, family.re_scale(params))
-    spread = max(blocks.map(lambda block, state: max_logit_spread(block.exog_gate, params.gamma),
-                            states))
+    spread = max(blocks.gather(lambda block, state: max_logit_spread(block.exog_gate, params.gamma),
+                               states))
     if spread > SEPARATION_THRESHOLD:
         messages.append((SeparationWarning,
                          "the gating covariates separate the experts (near) perfectly: gating "

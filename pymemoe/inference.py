@@ -46,15 +46,15 @@ a warning; the others keep their standard errors.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from .blocks import LocalBlocks, tree_sum
+from .blocks import as_blocks
 from .boundary import boundary_mask
-from .em import default_block_size
 from .exceptions import HessianInversionWarning
 from .gating import gating_hessian
 from .likelihood import chain_sums, e_step, expert_score_vectors, score, score_obs
@@ -62,7 +62,7 @@ from .parallel import thread_map
 from .params import Params, Structure, from_user, param_kinds, param_labels, to_user
 from .smallmat import weighted_sum
 
-__all__ = ["CovEstimate", "COV_TYPES", "estimate_cov", "observed_information",
+__all__ = ["CovEstimate", "DeferredCov", "COV_TYPES", "check_cov_type", "estimate_cov", "observed_information",
            "observed_information_numeric", "information_terms", "delta_method",
            "boundary_parameters", "cov_oim", "cov_robust", "cov_none"]
 
@@ -75,11 +75,6 @@ class CovEstimate:
     cov: np.ndarray
     messages: tuple[str, ...] = ()
     config: tuple = ()
-
-
-def _blocks(data, structure: Structure, n_jobs: int, block_size: int | None) -> LocalBlocks:
-    return LocalBlocks(data, block_size=block_size or default_block_size(structure.n_experts),
-                       n_jobs=n_jobs)
 
 
 # -- pass 1: gating information, missing information and the meat -------------------------------
@@ -101,9 +96,9 @@ def information_terms(blocks, structure: Structure, params: Params):
     """One pass: block states (the E-step at ``params``), the missing-information term
     sum_i [sum_k tau_ik u_ik u_ik' - s_i s_i'], the meat B = sum_i s_i s_i' and the gating
     information sum_i (diag pi_i - pi_i pi_i') (x) w_i w_i' (free coefficients)."""
-    out = blocks.map(_louis_block, blocks.empty_states(), structure, params)
-    missing, meat, gate = tree_sum([partial for _, partial in out])
-    return [state for state, _ in out], missing, meat, gate
+    states, (missing, meat, gate) = blocks.map_reduce(_louis_block, blocks.empty_states(),
+                                                      structure, params)
+    return states, missing, meat, gate
 
 
 # -- pass 2: the experts' Jacobian at fixed tau ------------------------------------------------
@@ -179,7 +174,7 @@ def observed_information(data, structure: Structure, params: Params,
     Columns (and rows) of ``fixed`` parameters are left as zeros. With ``return_meat`` the
     sandwich's meat B = sum_i s_i s_i' of the first pass is returned too.
     """
-    blocks = _blocks(data, structure, n_jobs, block_size)
+    blocks = as_blocks(data, structure.n_experts, n_jobs, block_size)
     try:
         states, missing, meat, gate = information_terms(blocks, structure, params)
         theta = to_user(params, structure)
@@ -189,10 +184,11 @@ def observed_information(data, structure: Structure, params: Params,
         is_gate = np.array([kind.kind == "gate" for kind in kinds], dtype=bool)
         columns = np.flatnonzero(~is_gate & ~fixed)
         steps = _steps(structure, theta, np.diag(meat), rel_step)
-        jac = (tree_sum(blocks.map(_jacobian_block, states, structure, params, columns, steps))
+        jac = (blocks.reduce(_jacobian_block, states, structure, params, columns, steps)
                if columns.size else np.zeros((n, 0)))
     finally:
-        blocks.close()
+        if blocks is not data:
+            blocks.close()
     info = -missing
     gate_index = np.flatnonzero(is_gate)
     info[np.ix_(gate_index, gate_index)] += gate
@@ -232,9 +228,9 @@ def observed_information_numeric(data, structure: Structure, params: Params,
 
 def boundary_parameters(structure: Structure, params: Params, data) -> np.ndarray:
     """Mask of user parameters at the boundary (see :func:`pymemoe.boundary.boundary_mask`)."""
-    family = data.family
-    summary = family.summary(_blocks(data, structure, 1, None))
-    return boundary_mask(structure, params, summary, family.re_scale(params))
+    blocks = as_blocks(data, structure.n_experts)
+    return boundary_mask(structure, params, blocks.family.summary(blocks),
+                         blocks.family.re_scale(params))
 
 
 def _invert(info: np.ndarray, free: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -333,18 +329,69 @@ COV_TYPES: dict[str, Callable[..., CovEstimate]] = {
 }
 
 
-def estimate_cov(cov_type: str, data, structure: Structure, params: Params,
-                 cov_kwds: dict | None = None, n_jobs: int = 1,
-                 block_size: int | None = None) -> CovEstimate:
-    """Look up ``cov_type`` in :data:`COV_TYPES` and compute it; warn with its messages."""
+def check_cov_type(cov_type: str, cov_kwds: dict | None = None) -> None:
+    """A ValueError for an unknown ``cov_type`` or options it does not take."""
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {sorted(COV_TYPES)}, got {cov_type!r}")
     if cov_kwds:
         raise ValueError(f"cov_type={cov_type!r} takes no options; got {sorted(cov_kwds)}")
+
+
+def estimate_cov(cov_type: str, data, structure: Structure, params: Params,
+                 cov_kwds: dict | None = None, n_jobs: int = 1,
+                 block_size: int | None = None) -> CovEstimate:
+    """Look up ``cov_type`` in :data:`COV_TYPES` and compute it; warn with its messages."""
+    check_cov_type(cov_type, cov_kwds)
     estimate = COV_TYPES[cov_type](data, structure, params, n_jobs=n_jobs, block_size=block_size)
     for msg in estimate.messages:
         warnings.warn(msg, HessianInversionWarning, stacklevel=3)
     return estimate
+
+
+class DeferredCov:
+    """A :class:`CovEstimate` computed on first use of ``cov`` or ``messages`` (as
+    linearmodels defers its covariance), so a user who wants posteriors or predictions does
+    not pay for standard errors. ``name`` is known at once. The estimate, once computed, is
+    kept (and pickled with the results); its warnings are issued then.
+    """
+
+    def __init__(self, cov_type: str, data, structure: Structure, params: Params,
+                 cov_kwds: dict | None = None, n_jobs: int = 1, block_size: int | None = None):
+        check_cov_type(cov_type, cov_kwds)
+        self.name = cov_type
+        self._inputs = (cov_type, data, structure, params, cov_kwds, n_jobs, block_size)
+        self._estimate: CovEstimate | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def computed(self) -> bool:
+        return self._estimate is not None
+
+    def estimate(self) -> CovEstimate:
+        with self._lock:
+            if self._estimate is None:
+                cov_type, data, structure, params, cov_kwds, n_jobs, block_size = self._inputs
+                self._estimate = estimate_cov(cov_type, data, structure, params, cov_kwds,
+                                              n_jobs=n_jobs, block_size=block_size)
+                self._inputs = None
+            return self._estimate
+
+    @property
+    def cov(self) -> np.ndarray:
+        return self.estimate().cov
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        return self.estimate().messages
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 def delta_method(func: Callable[[np.ndarray], np.ndarray], theta: np.ndarray,

@@ -44,7 +44,7 @@ import pandas as pd
 from .data import SubjectData, check_constant_within, check_outcome_varies
 from .em import EMOptions, run_em
 from .formula import DesignSpec, build_design
-from .inference import COV_TYPES, estimate_cov
+from .inference import DeferredCov, check_cov_type
 from .likelihood import e_step, score_obs
 from .params import Params, Structure, from_user, param_labels
 
@@ -367,7 +367,8 @@ class MEMoE:
         cov_type : {"oim", "robust", "none"}
             Covariance of the estimates: inverse observed information, the subject-level
             sandwich (robust to misspecification of the within-subject distribution), or none.
-            See :mod:`pymemoe.inference`.
+            See :mod:`pymemoe.inference`. The standard errors are computed on first use
+            (``bse``, ``cov_params()``, ``summary()``, ``messages``), with their warnings then.
         cov_kwds : dict, optional
             Options of the covariance estimator (none of the current ones takes any).
         n_jobs : int, optional
@@ -399,8 +400,7 @@ class MEMoE:
         """
         from .results import MEMoEResults
 
-        if cov_type not in COV_TYPES:
-            raise ValueError(f"cov_type must be one of {sorted(COV_TYPES)}, got {cov_type!r}")
+        check_cov_type(cov_type, cov_kwds)
         if int(n_starts) != n_starts or n_starts < 1:
             raise ValueError(f"n_starts must be a positive integer, got {n_starts!r}")
         if int(maxiter) != maxiter or maxiter < 1:
@@ -425,8 +425,8 @@ class MEMoE:
         start = None if start_params is None else self._params(start_params)
         fit = run_em(self.data, self.structure, options, random_state=random_state,
                      start_params=start)
-        cov = estimate_cov(cov_type, self.data, self.structure, fit.params, cov_kwds, n_jobs=jobs,
-                           block_size=options.block_size)
+        cov = DeferredCov(cov_type, self.data, self.structure, fit.params, cov_kwds, n_jobs=jobs,
+                          block_size=options.block_size)
         return MEMoEResults(model=self, fit=fit, options=options, cov=cov)
 
 

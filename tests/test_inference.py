@@ -175,8 +175,9 @@ def test_boundary_variance_gives_nan_only_for_its_parameters():
     t = np.tile(np.arange(visits, dtype=float), n)
     y = 1.0 + 0.5 * t + np.repeat(rng.normal(size=n), visits) + noise.ravel()
     df = pd.DataFrame({"id": np.repeat(np.arange(n), visits), "time": t, "y": y})
+    res = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time", n_experts=1).fit()
     with pytest.warns(HessianInversionWarning, match="Var\\(time\\)"):
-        res = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time", n_experts=1).fit()
+        res.bse                                     # standard errors are computed on first use
     nan = res.bse[res.bse.isna()].index.get_level_values("term").tolist()
     assert set(nan) == {"Var(time)", "Cov(Intercept,time)"}
     assert res.bse["beta"].notna().all() and res.bse[("scale", 1, "sigma2")] > 0
@@ -195,3 +196,20 @@ def test_information_does_not_depend_on_threads(sim500):
     two = observed_information(model.data, model.structure, res.state, n_jobs=2)
     assert np.array_equal(one, two)
     assert np.all(np.isfinite(one)) and np.abs(one).max() > 0
+
+
+def test_standard_errors_are_computed_on_first_use_and_kept(pbc):
+    """cov_type is checked at fit, but the information is computed only when an output needs
+    it (bse, cov_params, summary, messages); posteriors and predictions do not."""
+    import pickle
+    model = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=2)
+    res = model.fit(n_starts=1, random_state=0, cov_type="robust")
+    res.posterior, res.random_effects, res.predict(kind="marginal")
+    assert res.cov_type == "robust" and not res._cov.computed
+    bse = res.bse
+    assert res._cov.computed and np.isfinite(bse.to_numpy()).all()
+    again = pickle.loads(pickle.dumps(res))
+    assert again._cov.computed
+    assert np.array_equal(again.bse.to_numpy(), bse.to_numpy())
+    with pytest.raises(ValueError, match="cov_type"):
+        model.fit(cov_type="sandwich")

@@ -98,10 +98,12 @@ GATE = "~ center(age) + C(sex)"
 # -- helpers -------------------------------------------------------------------------------------
 
 def fit_recording(model: MEMoE, **kwargs):
-    """Fit, recording every warning (numpy's RuntimeWarnings included, instead of raising)."""
+    """Fit and compute the standard errors (done on first use), recording every warning
+    (numpy's RuntimeWarnings included, instead of raising)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = model.fit(**kwargs)
+        res.bse
     return res, list(caught)
 
 
