@@ -56,6 +56,8 @@ import numpy as np
 from .blocks import as_blocks
 from .boundary import boundary_mask
 from .exceptions import HessianInversionWarning
+from .expert_hessian import natural_vector
+from .families.base import ExpertFamily
 from .gating import gating_hessian
 from .likelihood import chain_sums, e_step, expert_score_vectors, score, score_obs
 from .parallel import thread_map
@@ -63,7 +65,7 @@ from .params import Params, Structure, from_user, param_kinds, param_labels, to_
 from .smallmat import weighted_sum
 
 __all__ = ["CovEstimate", "DeferredCov", "COV_TYPES", "check_cov_type", "estimate_cov", "observed_information",
-           "observed_information_numeric", "information_terms", "delta_method",
+           "observed_information_numeric", "information_terms", "has_closed_form", "delta_method",
            "boundary_parameters", "cov_oim", "cov_robust", "cov_none"]
 
 
@@ -77,10 +79,10 @@ class CovEstimate:
     config: tuple = ()
 
 
-# -- pass 1: gating information, missing information and the meat -------------------------------
+# -- pass 1: gating information, missing information, the meat (and closed-form Hessians) ---------
 
 
-def _louis_block(data, state, structure: Structure, params: Params):
+def _louis_block(data, state, structure: Structure, params: Params, closed_form: bool):
     estep = e_step(data, params)
     tau = estep.tau
     vectors = expert_score_vectors(data, structure, params, estep)
@@ -89,19 +91,29 @@ def _louis_block(data, state, structure: Structure, params: Params):
     meat = scores.T @ scores
     gate = (-gating_hessian(data.exog_gate, params.gamma, prior=np.exp(estep.log_prior))
             if params.n_experts > 1 else np.zeros((0, 0)))
-    return estep, (complete - meat, meat, gate)
+    natural = _expert_sums(data, params, estep.moments, tau)
+    hess = data.family.hessian_sums(data, params, estep.moments, tau) if closed_form else None
+    return estep, (complete - meat, meat, gate, natural, hess)
 
 
-def information_terms(blocks, structure: Structure, params: Params):
+def information_terms(blocks, structure: Structure, params: Params, closed_form: bool = True):
     """One pass: block states (the E-step at ``params``), the missing-information term
-    sum_i [sum_k tau_ik u_ik u_ik' - s_i s_i'], the meat B = sum_i s_i s_i' and the gating
-    information sum_i (diag pi_i - pi_i pi_i') (x) w_i w_i' (free coefficients)."""
-    states, (missing, meat, gate) = blocks.map_reduce(_louis_block, blocks.empty_states(),
-                                                      structure, params)
-    return states, missing, meat, gate
+    sum_i [sum_k tau_ik u_ik u_ik' - s_i s_i'], the meat B = sum_i s_i s_i', the gating
+    information sum_i (diag pi_i - pi_i pi_i') (x) w_i w_i' (free coefficients), the experts'
+    posterior-weighted natural gradient sums and, when the family has them (and
+    ``closed_form``), their posterior-weighted natural Hessians (else None)."""
+    closed_form = closed_form and has_closed_form(blocks.family)
+    states, terms = blocks.map_reduce(_louis_block, blocks.empty_states(), structure, params,
+                                      closed_form)
+    return (states, *terms)
 
 
-# -- pass 2: the experts' Jacobian at fixed tau ------------------------------------------------
+def has_closed_form(family) -> bool:
+    """Whether ``family`` overrides :meth:`~pymemoe.families.base.ExpertFamily.hessian_sums`."""
+    return type(family).hessian_sums is not ExpertFamily.hessian_sums
+
+
+# -- the experts' term: closed form, or the Jacobian of the tau-fixed expert score -------------
 
 
 def _expert_sums(data, params: Params, moments, tau: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -124,31 +136,69 @@ def _changed_experts(base: Params, moved: Params) -> np.ndarray:
     return np.flatnonzero(differs)
 
 
-def _jacobian_block(data, state, structure: Structure, params: Params, columns: np.ndarray,
-                    steps: np.ndarray):
-    """d S_E / d theta_j for the ``columns`` on one block, S_E the tau-fixed expert score."""
-    tau = state.tau
-    base = _expert_sums(data, params, state.moments, tau)
+def _moved(structure: Structure, theta: np.ndarray, j: int, h: float) -> tuple[Params, Params]:
+    up, down = theta.copy(), theta.copy()
+    up[j] += h
+    down[j] -= h
+    return from_user(up, structure), from_user(down, structure)
+
+
+def _moves(structure: Structure, params: Params, columns: np.ndarray, steps: np.ndarray) -> list:
+    """For every column and sign: the moved parameters, the experts they change and those
+    experts' parameters alone (computed once, outside the passes)."""
     theta = to_user(params, structure)
-    r = params.gamma.shape[1]
-    zero_gate = np.zeros((params.n_experts, r))
-    out = np.zeros((theta.size, len(columns)))
-    for c, (j, h) in enumerate(zip(columns, steps[columns])):
-        values = []
-        for sign in (1.0, -1.0):
-            vector = theta.copy()
-            vector[j] += sign * h
-            moved = from_user(vector, structure)
+    plan = []
+    for j in columns:
+        for moved in _moved(structure, theta, j, steps[j]):
             experts = _changed_experts(params, moved)
-            sums = [piece.copy() for piece in base]
-            if experts.size:
-                sub = _subset(moved, experts)
-                part = _expert_sums(data, sub, data.family.moments(data, sub), tau[:, experts])
-                for piece, new in zip(sums, part):
-                    piece[experts] = new
-            values.append(chain_sums(moved, structure, (zero_gate, *sums)))
-        out[:, c] = (values[0] - values[1]) / (2.0 * h)
-    return out
+            plan.append((moved, experts, _subset(moved, experts)))
+    return plan
+
+
+def _jacobian_block(data, state, plan: list):
+    """Posterior-weighted natural gradient sums of the moved experts, for every move of
+    ``plan``, on one block (tau held at the state's)."""
+    tau = state.tau
+    return [_expert_sums(data, sub, data.family.moments(data, sub), tau[:, experts])
+            if experts.size else None for _, experts, sub in plan]
+
+
+def _jacobian_columns(blocks, states, structure: Structure, params: Params, natural: tuple,
+                      columns: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """d S_E / d theta_j for the ``columns``, S_E the tau-fixed expert score on the user
+    vector, by central differences of the family's gradients (one more pass over the blocks)."""
+    plan = _moves(structure, params, columns, steps)
+    moved_sums = blocks.reduce(_jacobian_block, states, plan)
+    zero_gate = np.zeros_like(params.gamma)
+    values = []
+    for (moved, experts, _), part in zip(plan, moved_sums):
+        sums = [piece.copy() for piece in natural]
+        if part is not None:
+            for piece, new in zip(sums, part):
+                piece[experts] = new
+        values.append(chain_sums(moved, structure, (zero_gate, *sums)))
+    values = np.array(values).reshape(len(columns), 2, -1)
+    return ((values[:, 0] - values[:, 1]) / (2.0 * steps[columns, None])).T
+
+
+def _closed_form_columns(structure: Structure, params: Params, natural: tuple, hess: np.ndarray,
+                         columns: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """d S_E / d theta_j from the experts' natural Hessians: sum_k J_k' H_k J_k, with J_k the
+    Jacobian of expert k's natural parameters in theta, plus the curvature of that map (nonzero
+    for cov_re="proportional" only); both maps are data-free and differenced here."""
+    theta = to_user(params, structure)
+    K, has_scale = params.n_experts, structure.has_scale
+    zero_gate = np.zeros_like(params.gamma)
+    n_nu = hess.shape[1]
+    jac = np.zeros((K, n_nu, theta.size))
+    curvature = np.zeros((theta.size, len(columns)))
+    for c, j in enumerate(columns):
+        up, down = _moved(structure, theta, j, steps[j])
+        for k in range(K):
+            jac[k, :, j] = (natural_vector(up, k, has_scale) - natural_vector(down, k, has_scale)) / (2 * steps[j])
+        curvature[:, c] = (chain_sums(up, structure, (zero_gate, *natural))
+                           - chain_sums(down, structure, (zero_gate, *natural))) / (2 * steps[j])
+    return sum(jac[k].T @ hess[k] @ jac[k][:, columns] for k in range(K)) + curvature
 
 
 def _steps(structure: Structure, theta: np.ndarray, meat_diag: np.ndarray,
@@ -164,28 +214,36 @@ def _steps(structure: Structure, theta: np.ndarray, meat_diag: np.ndarray,
     return np.where(positive, np.minimum(steps, 0.5 * np.abs(theta) + 1e-300), steps)
 
 
+
+
 def observed_information(data, structure: Structure, params: Params,
                          fixed: np.ndarray | None = None, rel_step: float = 1e-5,
                          n_jobs: int = 1, block_size: int | None = None,
-                         return_meat: bool = False):
+                         return_meat: bool = False, closed_form: bool = True):
     """The observed information A (user scale) by the three-term decomposition of the module
-    docstring: two passes over blocks of subjects in ``n_jobs`` threads.
+    docstring: one pass over blocks of subjects in ``n_jobs`` threads when the family has
+    closed-form Hessians (Gaussian), a second one differencing its gradients otherwise (or
+    with ``closed_form=False``).
 
     Columns (and rows) of ``fixed`` parameters are left as zeros. With ``return_meat`` the
     sandwich's meat B = sum_i s_i s_i' of the first pass is returned too.
     """
     blocks = as_blocks(data, structure.n_experts, n_jobs, block_size)
     try:
-        states, missing, meat, gate = information_terms(blocks, structure, params)
+        states, missing, meat, gate, natural, hess = information_terms(blocks, structure, params,
+                                                                       closed_form)
         theta = to_user(params, structure)
         n = theta.size
         fixed = np.zeros(n, dtype=bool) if fixed is None else np.asarray(fixed, dtype=bool)
-        kinds = param_kinds(structure)
-        is_gate = np.array([kind.kind == "gate" for kind in kinds], dtype=bool)
+        is_gate = np.array([kind.kind == "gate" for kind in param_kinds(structure)], dtype=bool)
         columns = np.flatnonzero(~is_gate & ~fixed)
         steps = _steps(structure, theta, np.diag(meat), rel_step)
-        jac = (blocks.reduce(_jacobian_block, states, structure, params, columns, steps)
-               if columns.size else np.zeros((n, 0)))
+        if not columns.size:
+            jac = np.zeros((n, 0))
+        elif hess is not None:
+            jac = _closed_form_columns(structure, params, natural, hess, columns, steps)
+        else:
+            jac = _jacobian_columns(blocks, states, structure, params, natural, columns, steps)
     finally:
         if blocks is not data:
             blocks.close()

@@ -73,7 +73,8 @@ def test_fit_is_identical_in_any_number_of_threads_and_close_for_any_block_size(
 ])
 def test_three_term_information_equals_the_jacobian_of_the_whole_score(sim500, options):
     """Independent check: the direct central-difference Jacobian of the summed analytic score
-    (observed_information_numeric) against Louis' decomposition (observed_information)."""
+    (observed_information_numeric) against Louis' decomposition (observed_information), with
+    the experts' term in closed form (pymemoe.expert_hessian) and by differencing gradients."""
     kw = {**FORMULA, "n_experts": 2, **options}
     model = MEMoE.from_formula(data=sim500, **kw)
     with warnings.catch_warnings():
@@ -81,8 +82,8 @@ def test_three_term_information_equals_the_jacobian_of_the_whole_score(sim500, o
         res = model.fit(n_starts=2, random_state=0, cov_type="none")
     fixed = boundary_parameters(model.structure, res.state, model.data)
     direct = observed_information_numeric(model.data, model.structure, res.state, fixed=fixed)
-    for block_size in (10_000, 77):
+    for block_size, closed_form in ((10_000, True), (77, True), (77, False)):
         louis = observed_information(model.data, model.structure, res.state, fixed=fixed,
-                                     block_size=block_size)
+                                     block_size=block_size, closed_form=closed_form)
         scale = np.sqrt(np.outer(np.abs(np.diag(direct)), np.abs(np.diag(direct)))) + 1e-300
         assert np.max(np.abs(louis - direct) / scale) < 1e-6

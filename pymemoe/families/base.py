@@ -130,6 +130,12 @@ class ExpertFamily(ABC):
         """Per-subject estimates of the expert-specific fixed effects, (N, k_mix): the points
         the k-means starts cluster."""
 
+    def hessian_sums(self, data, params, moments, tau: np.ndarray) -> np.ndarray | None:
+        """sum_i tau_ik d2 log f(y_i | k) / dnu dnu' per expert, (K, n_nu, n_nu), in the natural
+        coordinates of :func:`pymemoe.expert_hessian.natural_index`; None (the default) when the
+        family has no closed form, and the inference then differences :meth:`gradients`."""
+        return None
+
     def re_scale(self, params) -> np.ndarray:
         """The scale (K,) against which random-effect variances are judged: the residual
         variance for Gaussian experts, 1 (the linear predictor's scale) otherwise."""

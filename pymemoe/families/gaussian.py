@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..expert import ExpertMoments, expert_gradients, expert_moments, gls_normal_equations, variance_sums
+from ..expert_hessian import expert_hessian_sums
 from ..params import Params, Structure
 from .base import DataSummary, ExpertFamily, ExpertGradients
 
@@ -114,6 +115,10 @@ class GaussianFamily(ExpertFamily):
     def gradients(self, data, params: Params, moments: ExpertMoments) -> ExpertGradients:
         beta, cov, scale = expert_gradients(data, params, moments)
         return ExpertGradients(beta=beta, cov=cov, scale=scale)
+
+    def hessian_sums(self, data, params: Params, moments: ExpertMoments, tau: np.ndarray) -> np.ndarray:
+        """Closed-form weighted Hessians of the experts (:mod:`pymemoe.expert_hessian`)."""
+        return expert_hessian_sums(data, params, moments, tau)
 
     def e_sums(self, data, params: Params, moments: ExpertMoments, tau: np.ndarray):
         """The GLS normal equations at the E-step's V_ik: (gram (K, p, p), rhs (K, p))."""
