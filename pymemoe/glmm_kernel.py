@@ -1,0 +1,1316 @@
+r"""Numerical kernel of generalised linear mixed model (GLMM) experts: Laplace and adaptive
+Gauss-Hermite log-densities, their exact gradients, and predictive means.
+
+Pure functions on rows held as contiguous per-subject segments (:class:`GLMMRows`); every
+(subject, expert) pair is computed at once, and no Python loop runs over subjects.
+
+Model
+-----
+Expert k, subject i with rows r (offset o_r, fixed-effect row x_r (p), random-effect row z_r (q),
+row weight w_r >= 0)::
+
+    eta_r = o_r + x_r' beta_k + z_r' b_i,    b_i = L_k u_i,   u_i ~ N(0, I_q),   D_k = L_k L_k'
+    binomial (logit), m_r trials:  log p(y_r | eta_r) = w_r [y_r eta_r - m_r c(eta_r) + log C(m_r, y_r)],
+                                   c(eta) = log(1 + e^eta)
+    Poisson (log):                 log p(y_r | eta_r) = w_r [y_r eta_r - e^eta_r - log y_r!]
+
+L_k is lower triangular with a non-negative diagonal and may be singular. Everything is computed
+in u-space, where the prior is N(0, I) whatever L_k, so a variance at 0 needs no special case::
+
+    h_i(u) = sum_r log p(y_r | eta_r(u)) - |u|^2 / 2 - (q / 2) log 2 pi,
+    g_i(u) = L' Z_i' a - u,                a_r = w_r (y_r - m_r c'(eta_r))
+    H_i(u) = L' Z_i' W Z_i L + I,          W_r = w_r m_r c''(eta_r)     (-Hessian of h)
+
+(m_r = 1 for Poisson, where c = c' = c'' = c''' = exp). Both links are canonical, so H_i is the
+exact negative Hessian, it is >= I, h_i is strictly concave and has a unique mode u_hat_i.
+
+Mode
+----
+Newton's method, u <- u + alpha H^-1 g, for all pairs at once; per pair the step is halved
+(alpha = 1, 1/2, 1/4, ...) until h does not decrease, and a pair stops when max_l |g_l| <= gtol.
+Warm starts (the previous EM iteration's modes) usually need 1-2 steps.
+
+Laplace (nAGQ = 1)
+------------------
+::
+
+    log f_i = h_i(u_hat) + (q / 2) log 2 pi - (1/2) log |H_i(u_hat)|.
+
+Adaptive Gauss-Hermite quadrature (nAGQ = n > 1)
+------------------------------------------------
+With R_i the lower Cholesky factor of H_i^-1 (at the mode) and (z_j, w_j) the product rule for
+N(0, I_q) (:mod:`pymemoe.quadrature`), the nodes are u_j = u_hat + R z_j and::
+
+    log f_i = log sum_j w_j exp(h_i(u_j) + |z_j|^2 / 2) + log |R_i| + (q / 2) log 2 pi.
+
+n = 1 (the node z = 0) is the Laplace formula. In b-space the nodes are b_hat + L R z_j, and
+L R, a product of lower triangular factors with positive diagonals, is the lower Cholesky factor
+of Sigma_b = L H^-1 L': the rule is the b-space rule with Cholesky-factor scaling, so it depends
+on D = L L' only (not on how D is factored), and for q = 1 it is lme4's rule. The sum is taken
+as exp(log w_j + h(u_j) - h(u_hat) + |z_j|^2 / 2): as h(u_j) <= h(u_hat), the exponent is at
+most |z_j|^2 / 2 + log w_j (< 1 for every rule), so nothing overflows.
+
+Exact gradients
+---------------
+Write theta = (beta, L), F = log f_i. All derivatives below are of the value returned, including
+the dependence of u_hat(theta) and of the node placement R(theta) on theta.
+
+*Mode.* The implicit function theorem applied to g(u_hat, theta) = 0 (dg/du = -H) gives::
+
+    d u_hat = P (-L' Z'WX d beta + dL' Z'a - L' C dL u_hat),    P = H^-1, C = Z'WZ.
+
+*Curvature.* H is evaluated at u_hat, so, with c3_r = w_r m_r c'''(eta_r),::
+
+    dH = dL' C L + L' C dL + L' Z' diag(c3 * d eta) Z L,    d eta = X d beta + Z (dL u_hat + L d u_hat).
+
+*Adaptive sum.* F = F(theta, u_hat, R). With omega_j the normalised node weights (their sum is 1),
+g_j = g(u_j) and zbar = sum omega_j z_j, Q = sum omega_j z_j z_j'::
+
+    dF/d theta (nodes fixed) = sum_j omega_j dh(u_j)/d theta:  X'abar  and  S0 u_hat' + S1 R',
+        abar = sum_j omega_j a(u_j) (rows), S0 = Z'abar, S1 = sum_j omega_j Z'a(u_j) z_j'
+    dF/d u_hat = gbar = L' S0 - u_hat - R zbar
+    dF/d R     = Psi  = Gamma + R^-T,     Gamma = L' S1 - u_hat zbar' - R Q.
+
+The Cholesky differential of R R' = P, dR = R Phi(R^-1 dP R^-T) (Phi: lower triangle with
+halved diagonal), and dP = -P dH P turn tr(Psi' dR) into -<E, dH> with::
+
+    E = R S R',    S = (Phi(R' Psi) + Phi(R' Psi)') / 2.
+
+For Laplace (one node at 0) gbar = 0, Psi = R^-T and E = P / 2: the familiar
+-(1/2) tr(H^-1 dH). Collecting terms, with the row leverages lev_r = z_r' L E L' z_r,
+s_r = c3_r lev_r, t = Z's, kappa = gbar - L't, rho = P kappa and zeta_r = z_r' L rho::
+
+    d F / d beta = X' (abar - s - W zeta)
+    d F / d L    = lower[ S0 u_hat' + S1 R' + (Z'a) rho' - (C L rho) u_hat' - t u_hat' - 2 C L E ]
+
+(Z'a, C, W, c3 at the mode). For Laplace abar = a(u_hat) and S1 = 0. These are finite at a
+singular L. The gradient with respect to a symmetric D = L L' (d F = tr(G_D dD)) satisfies
+dF/dL = lower(2 G_D L); :func:`chol_grad_to_cov_grad` solves that small linear system per expert.
+
+q = 0 (no random effects): the expert is a GLM, log f_i = sum_r log p(y_r | o_r + x_r' beta),
+gradient X'a.
+
+Numerics
+--------
+The binomial terms use e = exp(-|eta|) only (c = max(eta, 0) + log(1 + e), c' = 1/(1+e) or
+e/(1+e), c'' = e/(1+e)^2), so any finite eta is safe; Poisson's exp(eta) is capped at
+exp(709) (the float limit), which turns an overflow into a huge negative log-density that the
+step halving rejects. A non-finite log-density or gradient raises :class:`GLMMNumericalWarning`
+(never a silent NaN).
+
+Layout
+------
+Row arrays are (n, K) (expert axis contiguous); sums over a subject's rows are products with a
+sparse (N x n) segment-indicator matrix (one pass per column, 2-3 times faster than
+``np.add.reduceat`` here). Per-pair small matrices are held index-major, (q, q, N, K), so each
+entry is a contiguous (N, K) block; the public outputs are (N, K, q) and (N, K, q, q).
+
+References
+----------
+Pinheiro, J. C. and Bates, D. M. (1995). Approximations to the log-likelihood function in the
+nonlinear mixed-effects model. J. Comput. Graph. Statist. 4, 12-35.
+Bates, D. et al. (2015). Fitting linear mixed-effects models using lme4. J. Stat. Softw. 67(1).
+Murray, I. (2016). Differentiation of the Cholesky decomposition. arXiv:1602.07527.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit, gammaln
+
+from .quadrature import gauss_hermite_normal, gauss_hermite_normal_1d
+
+__all__ = ["GLMMRows", "GLMMMoments", "GLMMGradients", "GLMMNumericalWarning", "FAMILIES",
+           "glmm_moments", "glmm_gradients", "chol_grad_to_cov_grad", "glmm_marginal_mean",
+           "glmm_conditional_mean"]
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+#: exp(eta) of the Poisson family is evaluated at min(eta, POISSON_ETA_MAX): exp(709) is close
+#: to the largest double; beyond it the log-density is below -1e307 in any case.
+POISSON_ETA_MAX = 709.0
+#: Rows x experts x nodes processed at once in the quadrature loop (bounds the memory of the
+#: node arrays to a few such blocks of doubles whatever the number of nodes).
+NODE_BLOCK = 1 << 17
+
+
+class GLMMNumericalWarning(RuntimeWarning):
+    """A GLMM log-density or gradient is not finite (overflow of the data or the parameters),
+    or Newton's method for the modes did not converge for some subjects."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Row data
+# ----------------------------------------------------------------------------------------------
+
+def _as_float(a, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=float)
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} has non-finite values")
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class GLMMRows:
+    """Rows of N subjects held as contiguous per-subject segments.
+
+    Attributes
+    ----------
+    endog : ndarray (n,)
+        Outcome: successes (binomial) or counts (Poisson).
+    trials : ndarray (n,)
+        Binomial trials m_r (ones for binary outcomes); ignored by the Poisson family.
+    exog : ndarray (n, p)
+        Fixed-effects design.
+    exog_re : ndarray (n, q)
+        Random-effects design (q may be 0).
+    offset : ndarray (n,)
+        Offset of the linear predictor (log exposure for Poisson).
+    weights : ndarray (n,)
+        Row weights w_r >= 0 multiplying the row log-likelihood (1 normally; 0 drops the row
+        from the likelihood while keeping it in the data, as dynamic prediction needs).
+    starts : ndarray (N,) of int
+        First row of each subject; subject i owns rows starts[i] : starts[i] + n_obs[i].
+    n_obs : ndarray (N,) of int
+        Rows per subject (>= 1).
+    groups : ndarray (N,) or None
+        Subject labels in segment order (set by :meth:`from_groups`).
+    order : ndarray (n,) or None
+        Row permutation applied by :meth:`from_groups`: row t here is input row ``order[t]``.
+    """
+
+    endog: np.ndarray
+    trials: np.ndarray
+    exog: np.ndarray
+    exog_re: np.ndarray
+    offset: np.ndarray
+    weights: np.ndarray
+    starts: np.ndarray
+    n_obs: np.ndarray
+    groups: np.ndarray | None = None
+    order: np.ndarray | None = None
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        exog = np.asarray(self.exog, dtype=float)
+        if exog.ndim != 2:
+            raise ValueError(f"exog must be 2-d (n, p), got shape {exog.shape}")
+        n, p = exog.shape
+        exog_re = np.asarray(self.exog_re, dtype=float)
+        if exog_re.ndim != 2 or exog_re.shape[0] != n:
+            raise ValueError(f"exog_re must have shape ({n}, q), got {exog_re.shape}")
+        q = exog_re.shape[1]
+        set_ = object.__setattr__
+        set_(self, "exog", _as_float(exog, "exog", (n, p)))
+        set_(self, "exog_re", _as_float(exog_re, "exog_re", (n, q)))
+        for name in ("endog", "trials", "offset", "weights"):
+            set_(self, name, _as_float(getattr(self, name), name, (n,)))
+        if np.any(self.weights < 0):
+            raise ValueError("weights must be >= 0")
+        starts = np.ascontiguousarray(self.starts, dtype=np.intp)
+        n_obs = np.ascontiguousarray(self.n_obs, dtype=np.intp)
+        if starts.ndim != 1 or n_obs.shape != starts.shape or starts.size == 0:
+            raise ValueError("starts and n_obs must be non-empty 1-d arrays of the same length")
+        if np.any(n_obs < 1):
+            raise ValueError("every subject needs at least one row (n_obs >= 1)")
+        if starts[0] != 0 or np.any(starts[1:] != np.cumsum(n_obs)[:-1]) or n_obs.sum() != n:
+            raise ValueError("starts must be the cumulative sums of n_obs (contiguous segments "
+                             "covering all rows)")
+        set_(self, "starts", starts)
+        set_(self, "n_obs", n_obs)
+
+    @classmethod
+    def from_groups(cls, groups, endog, exog, exog_re=None, *, trials=None, offset=None,
+                    weights=None) -> "GLMMRows":
+        """Build the segments from unsorted rows and a subject label per row.
+
+        Rows are sorted stably by label (the order of a subject's rows is kept); subjects are
+        numbered in sorted label order.
+
+        Parameters
+        ----------
+        groups : array (n,)
+            Subject label of each row (any sortable values).
+        endog, exog, exog_re : arrays (n,), (n, p), (n, q)
+            ``exog_re=None`` means no random effects (q = 0).
+        trials, offset, weights : arrays (n,), optional
+            Default 1, 0 and 1.
+
+        Returns
+        -------
+        GLMMRows
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> r = GLMMRows.from_groups([7, 3, 7, 3, 3], [1, 0, 0, 1, 1], np.ones((5, 1)), np.ones((5, 1)))
+        >>> r.groups.tolist(), r.n_obs.tolist(), r.order.tolist(), r.endog.tolist()
+        ([3, 7], [3, 2], [1, 3, 4, 0, 2], [0.0, 1.0, 1.0, 1.0, 0.0])
+        """
+        groups = np.asarray(groups)
+        if groups.ndim != 1:
+            raise ValueError("groups must be 1-d")
+        n = groups.shape[0]
+        labels, codes = np.unique(groups, return_inverse=True)
+        codes = codes.reshape(-1)
+        order = np.argsort(codes, kind="stable")
+        n_obs = np.bincount(codes, minlength=labels.size)
+        starts = np.concatenate([[0], np.cumsum(n_obs)[:-1]])
+        exog = np.asarray(exog, dtype=float)
+        if exog.ndim == 1:
+            exog = exog[:, None]
+        exog_re = np.zeros((n, 0)) if exog_re is None else np.asarray(exog_re, dtype=float)
+        if exog_re.ndim == 1:
+            exog_re = exog_re[:, None]
+        take = lambda a, default: (np.full(n, default) if a is None else np.asarray(a, float))[order]
+        return cls(endog=np.asarray(endog, dtype=float)[order], trials=take(trials, 1.0),
+                   exog=exog[order], exog_re=exog_re[order], offset=take(offset, 0.0),
+                   weights=take(weights, 1.0), starts=starts, n_obs=n_obs, groups=labels,
+                   order=order)
+
+    @property
+    def n_subjects(self) -> int:
+        return int(self.starts.shape[0])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.endog.shape[0])
+
+    @property
+    def k_fe(self) -> int:
+        return int(self.exog.shape[1])
+
+    @property
+    def k_re(self) -> int:
+        return int(self.exog_re.shape[1])
+
+    @cached_property
+    def subject(self) -> np.ndarray:
+        """Subject index of every row (n,)."""
+        return np.repeat(np.arange(self.n_subjects), self.n_obs)
+
+    @cached_property
+    def _indicator(self) -> sp.csr_matrix:
+        n = self.n_rows
+        return sp.csr_matrix((np.ones(n), np.arange(n), np.concatenate([self.starts, [n]])),
+                             shape=(self.n_subjects, n))
+
+    def segment_sum(self, a: np.ndarray) -> np.ndarray:
+        """Sums over each subject's rows: (n, ...) -> (N, ...), in row order within a segment
+        (no cancellation: the sums are as accurate as ``np.add.reduceat``)."""
+        a = np.asarray(a)
+        tail = a.shape[1:]
+        flat = np.ascontiguousarray(a.reshape(a.shape[0], -1))
+        if flat.shape[1] == 1:
+            out = self._indicator @ flat[:, 0]
+        else:
+            out = self._indicator @ flat
+        return np.asarray(out).reshape((self.n_subjects,) + tail)
+
+    def gather(self, a: np.ndarray) -> np.ndarray:
+        """Subject values broadcast to their rows: (N, ...) -> (n, ...)."""
+        return np.take(a, self.subject, axis=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Families
+# ----------------------------------------------------------------------------------------------
+
+class _Binomial:
+    """Binomial with logit link: c(eta) = log(1 + e^eta)."""
+
+    name = "binomial"
+
+    @staticmethod
+    def check(rows: GLMMRows) -> None:
+        if np.any(rows.trials <= 0):
+            raise ValueError("binomial trials must be > 0")
+        if np.any(rows.endog < 0) or np.any(rows.endog > rows.trials):
+            raise ValueError("binomial endog must be in [0, trials]")
+
+    @staticmethod
+    def log_const(rows: GLMMRows) -> np.ndarray:
+        y, m = rows.endog, rows.trials
+        return gammaln(m + 1.0) - gammaln(y + 1.0) - gammaln(m - y + 1.0)
+
+    @staticmethod
+    def trials(rows: GLMMRows) -> np.ndarray:
+        return rows.trials
+
+    @staticmethod
+    def third(mu: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """c''' = c'' (1 - 2 c') from c' and c'' (``v`` may carry the row factors w m); the
+        absolute error is below 3e-16 c''."""
+        return v * (1.0 - 2.0 * mu)
+
+    @staticmethod
+    def cumulants(eta: np.ndarray, value: bool = True, third: bool = False):
+        """c, c', c'', c''' at eta (c and c''' only when asked), from e = exp(-|eta|) alone;
+        separate new arrays (callers scale them in place)."""
+        e = np.abs(eta)
+        np.negative(e, out=e)
+        np.exp(e, out=e)                       # e in (0, 1]: no overflow for any eta
+        d = e + 1.0
+        r = np.divide(1.0, d)
+        c = None
+        if value:
+            # log(1 + e) rather than log1p(e): e <= 1, so the absolute error is < 3e-16 either
+            # way, and log is 2.5 times faster here; the log-density needs absolute accuracy
+            c = np.log(d, out=d)
+            c += np.maximum(eta, 0.0)
+        pos = eta >= 0.0
+        er = e * r
+        mu = np.where(pos, r, er)              # 1/(1+e) or e/(1+e): no cancellation
+        v = np.multiply(er, r, out=er)         # mu (1 - mu) = e / (1+e)^2
+        c3 = None
+        if third:
+            # 1 - 2 mu = -/+ (1 - e) / (1 + e) for eta >= 0 / < 0
+            one_m2 = (1.0 - e) * r
+            one_m2[pos] *= -1.0
+            c3 = v * one_m2
+        return c, mu, v, c3
+
+    @staticmethod
+    def mean(eta: np.ndarray) -> np.ndarray:
+        return expit(eta)
+
+
+class _Poisson:
+    """Poisson with log link: c(eta) = exp(eta)."""
+
+    name = "poisson"
+
+    @staticmethod
+    def check(rows: GLMMRows) -> None:
+        if np.any(rows.endog < 0):
+            raise ValueError("Poisson endog must be >= 0")
+
+    @staticmethod
+    def log_const(rows: GLMMRows) -> np.ndarray:
+        return -gammaln(rows.endog + 1.0)
+
+    @staticmethod
+    def trials(rows: GLMMRows) -> np.ndarray:
+        return np.ones_like(rows.endog)
+
+    @staticmethod
+    def third(mu: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """c''' = c'' for the log link (``v`` may carry the row factors w m)."""
+        return v.copy()
+
+    @staticmethod
+    def cumulants(eta: np.ndarray, value: bool = True, third: bool = False):
+        """c = c' = c'' = c''' = exp(eta), as separate arrays (callers scale them in place)."""
+        mu = np.exp(np.minimum(eta, POISSON_ETA_MAX))
+        return (mu.copy() if value else None), mu, mu.copy(), (mu.copy() if third else None)
+
+    @staticmethod
+    def mean(eta: np.ndarray) -> np.ndarray:
+        return np.exp(np.minimum(eta, POISSON_ETA_MAX))
+
+
+FAMILIES = {"binomial": _Binomial(), "poisson": _Poisson()}
+
+
+def _family(family):
+    if isinstance(family, str):
+        try:
+            return FAMILIES[family.lower()]
+        except KeyError:
+            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}") from None
+    if isinstance(family, (_Binomial, _Poisson)):
+        return family
+    raise TypeError(f"family must be a name in {sorted(FAMILIES)}, got {type(family).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Small matrices, index-major: A[i, j] is an (N, K) block (broadcasting over trailing axes)
+# ----------------------------------------------------------------------------------------------
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Matrix product over the two leading axes: (n, m, ...) x (m, r, ...) -> (n, r, ...)."""
+    n, m, r = a.shape[0], a.shape[1], b.shape[1]
+    tail = np.broadcast_shapes(a.shape[2:], b.shape[2:])
+    out = np.empty((n, r) + tail)
+    for i in range(n):
+        for j in range(r):
+            acc = out[i, j]
+            if m == 0:
+                acc[...] = 0.0
+                continue
+            np.multiply(a[i, 0], b[0, j], out=acc)
+            for l in range(1, m):
+                acc += a[i, l] * b[l, j]
+    return out
+
+
+def _mv(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Matrix-vector product over leading axes: (n, m, ...) x (m, ...) -> (n, ...)."""
+    return _mm(a, x[:, None])[:, 0]
+
+
+def _t(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, 0, 1)
+
+
+def _chol(a: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of symmetric matrices >= I (index-major). The pivots of such a
+    matrix are >= 1; clamping at 1 removes rounding only."""
+    q = a.shape[0]
+    L = np.zeros(a.shape)
+    for j in range(q):
+        s = a[j, j].copy()
+        for k in range(j):
+            s -= L[j, k] ** 2
+        L[j, j] = np.sqrt(np.maximum(s, 1.0))
+        for i in range(j + 1, q):
+            s = a[i, j].copy()
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            L[i, j] = s / L[j, j]
+    return L
+
+
+def _chol_psd(a: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of positive definite matrices without the >= I clamp."""
+    q = a.shape[0]
+    L = np.zeros(a.shape)
+    for j in range(q):
+        s = a[j, j].copy()
+        for k in range(j):
+            s -= L[j, k] ** 2
+        L[j, j] = np.sqrt(np.maximum(s, 0.0))
+        safe = np.where(L[j, j] > 0, L[j, j], 1.0)
+        for i in range(j + 1, q):
+            s = a[i, j].copy()
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            L[i, j] = np.where(L[j, j] > 0, s / safe, 0.0)
+    return L
+
+
+def _tri_inv(L: np.ndarray) -> np.ndarray:
+    """Inverse of lower triangular matrices with a positive diagonal (index-major)."""
+    q = L.shape[0]
+    inv = np.zeros(L.shape)
+    for i in range(q):
+        inv[i, i] = 1.0 / L[i, i]
+        for j in range(i):
+            s = L[i, j] * inv[j, j]
+            for k in range(j + 1, i):
+                s = s + L[i, k] * inv[k, j]
+            inv[i, j] = -s / L[i, i]
+    return inv
+
+
+def _inv_factor(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R, the lower Cholesky factor of H^-1, and log|H|, from one Cholesky factorisation.
+
+    With J the index reversal, chol(J H J) = Lt gives H = U U' with U = J Lt J upper, so
+    H^-1 = U^-T U^-1 and R = U^-T = (J Lt^-1 J)' is lower with a positive diagonal: it is the
+    Cholesky factor of H^-1. log|H| = -2 sum log R_ii.
+    """
+    q = H.shape[0]
+    if q == 1:
+        h = np.maximum(H[0, 0], 1.0)
+        return (1.0 / np.sqrt(h))[None, None], np.log(h)
+    rev = np.arange(q)[::-1]
+    Lt_inv = _tri_inv(_chol(H[rev][:, rev]))
+    R = _t(Lt_inv[rev][:, rev]).copy()
+    logdet = -2.0 * sum(np.log(R[j, j]) for j in range(q))
+    return R, logdet
+
+
+def _sym_phi(a: np.ndarray) -> np.ndarray:
+    """(Phi(a) + Phi(a)') / 2, Phi = lower triangle with halved diagonal."""
+    q = a.shape[0]
+    out = np.empty(a.shape)
+    for i in range(q):
+        out[i, i] = 0.5 * a[i, i]
+        for j in range(i):
+            out[i, j] = out[j, i] = 0.5 * a[i, j]
+    return out
+
+
+def _to_pairs(a: np.ndarray, n_lead: int) -> np.ndarray:
+    """Index-major (q[, q], N, K) -> C-contiguous (N, K, q[, q])."""
+    return np.ascontiguousarray(np.moveaxis(a, tuple(range(n_lead)), tuple(range(-n_lead, 0))))
+
+
+def _from_pairs(a: np.ndarray, n_tail: int) -> np.ndarray:
+    return np.moveaxis(a, tuple(range(-n_tail, 0)), tuple(range(n_tail)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-call context and the evaluation of h, g, H
+# ----------------------------------------------------------------------------------------------
+
+class _Context:
+    """Everything fixed during one call: data terms (cached per rows and family) and the
+    parameter-dependent linear predictor eta0 = offset + X beta_k (n, K)."""
+
+    def __init__(self, rows: GLMMRows, family, beta, chol):
+        fam = _family(family)
+        self.rows, self.fam = rows, fam
+        p, q = rows.k_fe, rows.k_re
+        beta = np.asarray(beta, dtype=float)
+        if beta.ndim == 1:
+            beta = beta[None]
+        if beta.ndim != 2 or beta.shape[1] != p:
+            raise ValueError(f"beta must have shape (K, {p}), got {beta.shape}")
+        K = beta.shape[0]
+        chol = np.asarray(chol, dtype=float)
+        if q == 0 and chol.size == 0:
+            chol = np.zeros((K, 0, 0))
+        if chol.ndim == 2 and K == 1:
+            chol = chol[None]
+        if chol.shape != (K, q, q):
+            raise ValueError(f"chol must have shape ({K}, {q}, {q}), got {chol.shape}")
+        if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(chol))):
+            raise ValueError("beta and chol must be finite")
+        chol = np.tril(chol)                       # the upper triangle is ignored
+        self.beta, self.chol, self.K, self.p, self.q = beta, chol, K, p, q
+        self.L = np.moveaxis(chol, 0, -1)          # (q, q, K): broadcasts against (N, K)
+        d = self._data_terms()
+        self.wy, self.wm, self.zc, self.wmz, self.wmzz, self.Zwy = (
+            d["wy"], d["wm"], d["zc"], d["wmz"], d["wmzz"], d["Zwy"])
+        # Sum_r w_r [y_r eta0_r + log C_r]: the part of sum_r log p linear in beta
+        self.base = (d["const"] + d["wyo"])[:, None] + d["Xwy"] @ beta.T           # (N, K)
+        self.eta0 = rows.offset[:, None] + rows.exog @ beta.T                      # (n, K)
+
+    def _data_terms(self) -> dict:
+        rows, fam = self.rows, self.fam
+        cache = rows._cache.get(fam.name)
+        if cache is None:
+            fam.check(rows)
+            w, y = rows.weights, rows.endog
+            wy = w * y
+            wm = w * fam.trials(rows)
+            Z = rows.exog_re
+            q = Z.shape[1]
+            zc = [np.ascontiguousarray(Z[:, j]) for j in range(q)]
+            cache = dict(
+                wy=wy, wm=wm, zc=zc,
+                wmz=[wm * z for z in zc],
+                wmzz={(i, j): wm * zc[i] * zc[j] for i in range(q) for j in range(i + 1)},
+                const=rows.segment_sum(w * fam.log_const(rows)),
+                wyo=rows.segment_sum(wy * rows.offset),
+                Xwy=rows.segment_sum(rows.exog * wy[:, None]),
+                Zwy=np.ascontiguousarray(rows.segment_sum(Z * wy[:, None]).T[:, :, None]),
+            )
+            rows._cache[fam.name] = cache
+        return cache
+
+    def b_of(self, u: np.ndarray) -> np.ndarray:
+        """b = L u, (q, N, K)."""
+        return _mv(self.L, u)
+
+    def eta(self, b: np.ndarray) -> np.ndarray:
+        """Linear predictor rows eta0 + Z b (n, K)."""
+        eta = self.eta0.copy()
+        for j in range(self.q):
+            eta += self.zc[j][:, None] * self.rows.gather(b[j])
+        return eta
+
+
+@dataclass
+class _Eval:
+    h: np.ndarray          # (N, K)
+    za: np.ndarray         # (q, N, K)  Z'a
+    g: np.ndarray          # (q, N, K)
+    C: np.ndarray          # (q, q, N, K)  Z'WZ
+    H: np.ndarray          # (q, q, N, K)
+    sum_c: np.ndarray      # (N, K) sum_r w_r m_r c(eta_r)
+    eta: np.ndarray        # rows (n, K)
+    mu: np.ndarray
+    wv: np.ndarray         # W_r = w_r m_r c''
+    c3: np.ndarray | None  # w_r m_r c'''
+
+
+def _evaluate(ctx: _Context, u: np.ndarray, third: bool = False) -> _Eval:
+    """h, its gradient and negative Hessian at u (q, N, K) for all pairs."""
+    rows, q = ctx.rows, ctx.q
+    b = ctx.b_of(u)
+    eta = ctx.eta(b)
+    c, mu, v, c3 = ctx.fam.cumulants(eta, value=True, third=third)
+    c *= ctx.wm[:, None]
+    sum_c = rows.segment_sum(c)
+    za = np.empty((q,) + sum_c.shape)
+    for j in range(q):
+        za[j] = ctx.Zwy[j] - rows.segment_sum(ctx.wmz[j][:, None] * mu)
+    C = np.empty((q, q) + sum_c.shape)
+    for i in range(q):
+        for j in range(i + 1):
+            C[i, j] = rows.segment_sum(ctx.wmzz[i, j][:, None] * v)
+            C[j, i] = C[i, j]
+    h = ctx.base - sum_c - 0.5 * (u * u).sum(axis=0) - 0.5 * q * LOG_2PI
+    for j in range(q):
+        h += ctx.Zwy[j] * b[j]
+    g = _mv(_t(ctx.L), za) - u
+    H = _mm(_t(ctx.L), _mm(C, ctx.L))
+    for j in range(q):
+        H[j, j] += 1.0
+    v *= ctx.wm[:, None]
+    if c3 is not None:
+        c3 *= ctx.wm[:, None]
+    return _Eval(h, za, g, C, H, sum_c, eta, mu, v, c3)
+
+
+def _newton(ctx: _Context, u: np.ndarray, gtol: float, max_iter: int, max_halvings: int):
+    """Damped Newton for the modes of all pairs.
+
+    Returns (u, evaluation, n_iter, n_halvings, converged, n_evaluations, current): the
+    subject-level parts of the evaluation (h, g, H, Z'a, C) are at u for every pair, its row
+    arrays too when ``current``.
+    """
+    N, K = ctx.base.shape
+    ev = _evaluate(ctx, u)
+    n_eval = 1
+    n_iter = np.zeros((N, K), dtype=np.intp)
+    n_halve = np.zeros((N, K), dtype=np.intp)
+    halve_now = np.zeros((N, K), dtype=np.intp)        # halvings of the current step
+    converged = np.abs(ev.g).max(axis=0) <= gtol
+    done = converged.copy()
+    alpha = np.ones((N, K))
+    R, _ = _inv_factor(ev.H)
+    step = _mv(R, _mv(_t(R), ev.g))
+    current = True                      # the row arrays of ev are at u for every pair
+    while not done.all():
+        active = ~done
+        trial = np.where(active, u + alpha * step, u)
+        ev_t = _evaluate(ctx, trial)
+        n_eval += 1
+        # accept when h does not decrease beyond its rounding level: near the mode the gain
+        # g'H^-1 g falls below what h (a sum of n_i terms) resolves, and the comparison alone
+        # would stall Newton at |g| ~ sqrt(eps |h|) ~ 1e-8
+        slack = 1e-13 * (1.0 + np.abs(ev.h))
+        accept = active & (ev_t.h >= ev.h - slack)
+        reject = active & ~accept
+        n_iter += accept
+        n_halve += reject
+        halve_now = np.where(reject, halve_now + 1, 0)
+        stuck = reject & (halve_now > max_halvings)
+        # a step that no longer moves u in floating point: as converged as rounding allows
+        moved = np.abs(alpha * step).max(axis=0)
+        stalled = accept & (moved <= 4e-16 * (1.0 + np.abs(u).max(axis=0)))
+        alpha = np.where(reject, 0.5 * alpha, 1.0)
+        current = not reject.any()
+        u = np.where(accept, trial, u)
+        ev.h = np.where(accept, ev_t.h, ev.h)
+        ev.sum_c = np.where(accept, ev_t.sum_c, ev.sum_c)
+        ev.za = np.where(accept, ev_t.za, ev.za)
+        ev.g = np.where(accept, ev_t.g, ev.g)
+        ev.C = np.where(accept, ev_t.C, ev.C)
+        ev.H = np.where(accept, ev_t.H, ev.H)
+        ev.eta, ev.mu, ev.wv = ev_t.eta, ev_t.mu, ev_t.wv
+        newly = accept & ((np.abs(ev.g).max(axis=0) <= gtol) | stalled)
+        converged |= newly
+        done = done | newly | stuck | (n_iter >= max_iter)
+        if not done.all():
+            R, _ = _inv_factor(ev.H)
+            step = np.where(accept, _mv(R, _mv(_t(R), ev.g)), step)
+    return u, ev, n_iter, n_halve, converged, n_eval, current
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class _GradState:
+    """What :func:`glmm_gradients` needs, index-major, at the mode."""
+
+    za: np.ndarray        # (q, N, K)  Z'a(u_hat)
+    C: np.ndarray         # (q, q, N, K)
+    wv: np.ndarray        # rows (n, K) W at the mode
+    c3: np.ndarray        # rows (n, K)
+    mubar: np.ndarray     # rows (n, K) sum_j omega_j mu(u_j)  (Laplace: mu(u_hat))
+    mubar_z: np.ndarray | None   # (q, n, K) sum_j omega_j z_jl mu(u_j)  (AGQ only)
+    zbar: np.ndarray | None      # (q, N, K)
+    zz: np.ndarray | None        # (q, q, N, K) sum_j omega_j z_j z_j'
+
+
+@dataclass(frozen=True, eq=False)
+class GLMMMoments:
+    """Log-densities and conditional modes of every (subject, expert) pair at one parameter.
+
+    Attributes
+    ----------
+    logdens : ndarray (N, K)
+        log f(y_i | class k): Laplace (n_agq = 1) or adaptive Gauss-Hermite, with all constants.
+    u_hat : ndarray (N, K, q)
+        Modes of h in u-space (pass as ``u_start`` to warm-start the next call).
+    b_hat : ndarray (N, K, q)
+        Modes of the random effects, L_k u_hat.
+    b_cov : ndarray (N, K, q, q)
+        L_k H^-1 L_k', the covariance of the Gaussian approximation of b | y_i, class k.
+    chol_h_inv : ndarray (N, K, q, q)
+        R, the lower Cholesky factor of H^-1 (the node scaling in u-space).
+    logdet_h : ndarray (N, K)
+        log|H| at the mode.
+    h_mode : ndarray (N, K)
+        h(u_hat).
+    grad_norm : ndarray (N, K)
+        max_l |dh/du_l| at u_hat (the Newton stopping criterion).
+    n_iter, n_halvings : ndarray (N, K) of int
+        Accepted Newton steps and step halvings per pair.
+    converged : ndarray (N, K) of bool
+        Newton reached ``gtol`` (or the rounding level of h).
+    n_evaluations : int
+        Evaluations of h, g and H over all rows (Newton only, not the quadrature nodes).
+    n_agq : int
+        Nodes per dimension (1: Laplace).
+    family : str
+    beta : ndarray (K, p)
+    chol : ndarray (K, q, q)
+        The parameters (lower triangle of ``chol``) the moments were computed at.
+    """
+
+    logdens: np.ndarray
+    u_hat: np.ndarray
+    b_hat: np.ndarray
+    b_cov: np.ndarray
+    chol_h_inv: np.ndarray
+    logdet_h: np.ndarray
+    h_mode: np.ndarray
+    grad_norm: np.ndarray
+    n_iter: np.ndarray
+    n_halvings: np.ndarray
+    converged: np.ndarray
+    n_evaluations: int
+    n_agq: int
+    family: str
+    beta: np.ndarray
+    chol: np.ndarray
+    _state: _GradState | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class GLMMGradients:
+    """Per-subject exact gradients of :attr:`GLMMMoments.logdens`.
+
+    Attributes
+    ----------
+    beta : ndarray (N, K, p)
+        d logdens[i, k] / d beta_k.
+    chol : ndarray (N, K, q, q)
+        d logdens[i, k] / d L_k[a, b] for a >= b; zero above the diagonal.
+    """
+
+    beta: np.ndarray
+    chol: np.ndarray
+
+
+# ----------------------------------------------------------------------------------------------
+# Quadrature over the adaptive nodes
+# ----------------------------------------------------------------------------------------------
+
+def _node_blocks(n_agq: int, q: int, n_rows: int, K: int):
+    """The product rule in blocks of nodes so that rows x K x block <= NODE_BLOCK."""
+    nodes, logw, sq = gauss_hermite_normal(n_agq, q)
+    J = nodes.shape[0]
+    size = max(1, NODE_BLOCK // max(1, n_rows * K))
+    for s in range(0, J, size):
+        yield nodes[s:s + size], logw[s:s + size], sq[s:s + size]
+
+
+def _adaptive_pass(ctx: _Context, u_hat, R, ev: _Eval, n_agq: int, gradient: bool, extra=None):
+    """Sum over the adaptive nodes u_j = u_hat + R z_j for all pairs.
+
+    Returns log sum_j w_j exp(h(u_j) - h(u_hat) + |z_j|^2 / 2) (N, K) and, when ``gradient``,
+    the normalised node averages the gradient needs (mubar, mubar_z, zbar, zz). ``extra`` is a
+    callback ``extra(z_block, weights (N, K, J))`` called on each block with the unnormalised
+    weights (used by the conditional mean).
+    """
+    rows, q = ctx.rows, ctx.q
+    N, K = ev.h.shape
+    n = rows.n_rows
+    LR = _mm(ctx.L, R)                                      # (q, q, N, K) b-space scaling
+    # rows of Z L R: the node shift of eta is sum_l z_jl T_l
+    T = np.zeros((q, n, K))
+    for l in range(q):
+        for m in range(l, q):                               # LR is lower: m >= l
+            T[l] += ctx.zc[m][:, None] * rows.gather(LR[m, l])
+    # the parts of h(u_j) - h(u_hat) that are linear or quadratic in z_j, per pair
+    lin = _mv(_t(LR), ctx.Zwy) - _mv(_t(R), u_hat)          # (q, N, K)
+    RtR = _mm(_t(R), R)
+    total = np.zeros((N, K))
+    if gradient:
+        mubar = np.zeros((n, K))
+        mubar_z = np.zeros((q, n, K))
+        zbar = np.zeros((q, N, K))
+        zz = np.zeros((q, q, N, K))
+    # the largest log-weight is at most max_j (log w_j + |z_j|^2 / 2) < 1 for every rule, but
+    # h(u_j) can exceed h(u_hat) by rounding; subtract nothing and let exp handle the range
+    for z, logw, sq in _node_blocks(n_agq, q, n, K):
+        Jb = z.shape[0]
+        eta = ev.eta[:, :, None] + np.einsum("lnk,jl->nkj", T, z)        # (n, K, Jb)
+        c, mu, _, _ = ctx.fam.cumulants(eta, value=True, third=False)
+        c *= ctx.wm[:, None, None]
+        dh = -(rows.segment_sum(c) - ev.sum_c[:, :, None])                # (N, K, Jb)
+        dh += np.einsum("lnk,jl->nkj", lin, z)
+        dh -= 0.5 * np.einsum("lmnk,jl,jm->nkj", RtR, z, z)
+        logomega = dh + (logw + 0.5 * sq)
+        omega = np.exp(logomega)
+        total += omega.sum(axis=2)
+        if extra is not None:
+            extra(z, omega)
+        if gradient:
+            om_rows = rows.gather(omega)                                  # (n, K, Jb)
+            om_rows *= mu
+            mubar += om_rows.sum(axis=2)
+            mubar_z += np.einsum("nkj,jl->lnk", om_rows, z)
+            zbar += np.einsum("nkj,jl->lnk", omega, z)
+            zz += np.einsum("nkj,jl,jm->lmnk", omega, z, z)
+    logsum = np.log(total)
+    if not gradient:
+        return logsum, None
+    inv_rows = rows.gather(1.0 / total)
+    mubar *= inv_rows
+    mubar_z *= inv_rows
+    zbar /= total
+    zz /= total
+    return logsum, (mubar, mubar_z, zbar, zz)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public functions
+# ----------------------------------------------------------------------------------------------
+
+def glmm_moments(rows: GLMMRows, family, beta, chol, n_agq: int = 1, u_start=None, *,
+                 gtol: float = 1e-8, max_iter: int = 100, max_halvings: int = 40,
+                 gradient: bool = True, warn: bool = True) -> GLMMMoments:
+    """Log-densities, modes and conditional covariances of all (subject, expert) pairs.
+
+    Parameters
+    ----------
+    rows : GLMMRows
+    family : {"binomial", "poisson"}
+    beta : array (K, p)
+        Fixed effects of each expert.
+    chol : array (K, q, q)
+        Lower Cholesky factors L_k of D_k (upper triangle ignored; diagonal >= 0, may be 0).
+    n_agq : int
+        Gauss-Hermite nodes per dimension: 1 is the Laplace approximation; n > 1 the adaptive
+        product rule with n**q nodes.
+    u_start : array (N, K, q), optional
+        Starting modes in u-space (e.g. ``previous.u_hat``); zeros by default.
+    gtol : float
+        Newton stops for a pair when max_l |dh/du_l| <= gtol.
+    max_iter : int
+        Maximum accepted Newton steps per pair.
+    max_halvings : int
+        Maximum step halvings per Newton step.
+    gradient : bool
+        Keep what :func:`glmm_gradients` needs (a few (n, K) arrays); False saves time and
+        memory in an E-step that needs no gradient.
+    warn : bool
+        Issue :class:`GLMMNumericalWarning` when some pairs did not converge.
+
+    Returns
+    -------
+    GLMMMoments
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(50), 6); t = np.tile(np.arange(6.0), 50)
+    >>> X = np.column_stack([np.ones(300), t]); y = rng.binomial(1, 0.4, 300)
+    >>> rows = GLMMRows.from_groups(g, y, X, X[:, :1])
+    >>> m = glmm_moments(rows, "binomial", [[-0.5, 0.1]], [[[1.0]]], n_agq=5)
+    >>> m.logdens.shape, m.b_cov.shape, bool(m.converged.all())
+    ((50, 1), (50, 1, 1, 1), True)
+    >>> warm = glmm_moments(rows, "binomial", [[-0.5, 0.1]], [[[1.0]]], n_agq=5, u_start=m.u_hat)
+    >>> int(warm.n_iter.max()), bool(np.allclose(warm.logdens, m.logdens))
+    (0, True)
+    """
+    ctx = _Context(rows, family, beta, chol)
+    N, K, q = rows.n_subjects, ctx.K, ctx.q
+    n_agq = int(n_agq)
+    if n_agq < 1:
+        raise ValueError(f"n_agq must be >= 1, got {n_agq}")
+    with np.errstate(over="ignore", under="ignore"):
+        if q == 0:
+            return _moments_glm(ctx, n_agq, gradient)
+        if u_start is None:
+            u = np.zeros((q, N, K))
+        else:
+            u_start = np.asarray(u_start, dtype=float)
+            if u_start.shape != (N, K, q):
+                raise ValueError(f"u_start must have shape {(N, K, q)}, got {u_start.shape}")
+            if not np.all(np.isfinite(u_start)):
+                raise ValueError("u_start must be finite")
+            u = np.ascontiguousarray(_from_pairs(u_start, 1))
+        u, ev, n_iter, n_halve, converged, n_eval, current = _newton(ctx, u, gtol, max_iter,
+                                                                      max_halvings)
+        if not current:
+            # a step was rejected last: the row arrays are at the trial point, not at u
+            ev = _evaluate(ctx, u)
+            n_eval += 1
+        if gradient:
+            # c''' (the derivative of the curvature) from c' and c'' at the mode
+            ev.c3 = ctx.fam.third(ev.mu, ev.wv)
+        R, logdet = _inv_factor(ev.H)
+        logdens = ev.h + 0.5 * q * LOG_2PI - 0.5 * logdet
+        state = None
+        if n_agq == 1:
+            if gradient:
+                state = _GradState(ev.za, ev.C, ev.wv, ev.c3, ev.mu, None, None, None)
+        else:
+            logsum, acc = _adaptive_pass(ctx, u, R, ev, n_agq, gradient)
+            logdens = logdens + logsum
+            if gradient:
+                state = _GradState(ev.za, ev.C, ev.wv, ev.c3, *acc)
+        b = ctx.b_of(u)
+        P = _mm(R, _t(R))
+        b_cov = _mm(ctx.L, _mm(P, _t(ctx.L)))
+    gnorm = np.abs(ev.g).max(axis=0)
+    if warn and not converged.all():
+        warnings.warn(f"Newton's method for the random-effect modes did not converge for "
+                      f"{int((~converged).sum())} of {converged.size} (subject, expert) pairs "
+                      f"(largest |gradient| {gnorm[~converged].max():.3g}); raise max_iter or "
+                      "check the parameters for extreme values", GLMMNumericalWarning, stacklevel=2)
+    _check_finite(logdens, "log-density")
+    return GLMMMoments(logdens=logdens, u_hat=_to_pairs(u, 1), b_hat=_to_pairs(b, 1),
+                       b_cov=_to_pairs(b_cov, 2), chol_h_inv=_to_pairs(R, 2), logdet_h=logdet,
+                       h_mode=ev.h, grad_norm=gnorm, n_iter=n_iter, n_halvings=n_halve,
+                       converged=converged, n_evaluations=n_eval, n_agq=n_agq,
+                       family=ctx.fam.name, beta=ctx.beta, chol=ctx.chol, _state=state)
+
+
+def _moments_glm(ctx: _Context, n_agq: int, gradient: bool) -> GLMMMoments:
+    """q = 0: the expert is a GLM; log f_i = sum_r log p(y_r | eta0_r)."""
+    rows = ctx.rows
+    N, K = ctx.base.shape
+    c, mu, v, _ = ctx.fam.cumulants(ctx.eta0, value=True, third=False)
+    c *= ctx.wm[:, None]
+    v *= ctx.wm[:, None]
+    c3 = ctx.fam.third(mu, v)
+    logdens = ctx.base - rows.segment_sum(c)
+    _check_finite(logdens, "log-density")
+    state = _GradState(np.zeros((0, N, K)), np.zeros((0, 0, N, K)), v, c3, mu, None, None,
+                       None) if gradient else None
+    z1, z2 = np.zeros((N, K, 0)), np.zeros((N, K, 0, 0))
+    return GLMMMoments(logdens=logdens, u_hat=z1, b_hat=z1.copy(), b_cov=z2, chol_h_inv=z2.copy(),
+                       logdet_h=np.zeros((N, K)), h_mode=logdens.copy(), grad_norm=np.zeros((N, K)),
+                       n_iter=np.zeros((N, K), dtype=np.intp),
+                       n_halvings=np.zeros((N, K), dtype=np.intp),
+                       converged=np.ones((N, K), dtype=bool), n_evaluations=1, n_agq=n_agq,
+                       family=ctx.fam.name, beta=ctx.beta, chol=ctx.chol, _state=state)
+
+
+def _check_finite(a: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        warnings.warn(f"{int(bad.sum())} GLMM {what} values are not finite (overflow of the linear "
+                      "predictor: check the parameters and the scale of the covariates)",
+                      GLMMNumericalWarning, stacklevel=3)
+
+
+def glmm_gradients(rows: GLMMRows, moments: GLMMMoments) -> GLMMGradients:
+    """Per-subject exact gradients of ``moments.logdens`` with respect to beta_k and L_k.
+
+    The derivatives include the dependence of the modes and (for n_agq > 1) of the node
+    placement on the parameters; see the module docstring for the formulas.
+
+    Parameters
+    ----------
+    rows : GLMMRows
+        The rows ``moments`` was computed on.
+    moments : GLMMMoments
+        From :func:`glmm_moments` with ``gradient=True``.
+
+    Returns
+    -------
+    GLMMGradients
+        ``beta`` (N, K, p) and ``chol`` (N, K, q, q, zero above the diagonal). Sum over
+        subjects (weighted by posterior probabilities in a mixture) for the score.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> g = np.repeat(np.arange(30), 5); X = np.column_stack([np.ones(150), rng.normal(size=150)])
+    >>> rows = GLMMRows.from_groups(g, rng.poisson(2.0, 150), X, X[:, :1])
+    >>> m = glmm_moments(rows, "poisson", [[0.5, 0.1]], [[[0.4]]])
+    >>> gr = glmm_gradients(rows, m)
+    >>> gr.beta.shape, gr.chol.shape
+    ((30, 1, 2), (30, 1, 1, 1))
+    """
+    st = moments._state
+    if st is None:
+        raise ValueError("moments were computed with gradient=False")
+    if moments.logdens.shape[0] != rows.n_subjects or st.wv.shape[0] != rows.n_rows:
+        raise ValueError("moments were computed on other rows")
+    ctx = _Context(rows, moments.family, moments.beta, moments.chol)
+    N, K, q = rows.n_subjects, ctx.K, ctx.q
+    X = rows.exog
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        if q == 0:
+            e = ctx.wy[:, None] - ctx.wm[:, None] * st.mubar
+            gb = rows.segment_sum(X[:, :, None] * e[:, None, :])           # (N, p, K)
+            out = GLMMGradients(np.ascontiguousarray(np.swapaxes(gb, 1, 2)), np.zeros((N, K, 0, 0)))
+            _check_finite(out.beta, "gradient")
+            return out
+        L, Lt = ctx.L, _t(ctx.L)
+        u = _from_pairs(moments.u_hat, 1)
+        R = _from_pairs(moments.chol_h_inv, 2)
+        P = _mm(R, _t(R))
+        wy, wm = ctx.wy[:, None], ctx.wm[:, None]
+        abar_rows = wy - wm * st.mubar
+        S0 = np.empty((q, N, K))
+        for a in range(q):
+            S0[a] = rows.segment_sum(ctx.zc[a][:, None] * abar_rows)
+        if moments.n_agq == 1:
+            E = 0.5 * P
+            kappa0 = np.zeros((q, N, K))                  # gbar = 0 at the mode
+            S1 = None
+        else:
+            S1 = np.empty((q, q, N, K))
+            for l in range(q):
+                for a in range(q):
+                    S1[a, l] = ctx.Zwy[a] * st.zbar[l] - rows.segment_sum(
+                        ctx.wmz[a][:, None] * st.mubar_z[l])
+            Rz = _mv(R, st.zbar)
+            kappa0 = _mv(Lt, S0) - u - Rz                 # gbar
+            uz = u[:, None] * st.zbar[None, :]            # u zbar'
+            Gamma = _mm(Lt, S1) - uz - _mm(R, st.zz)
+            A = _mm(_t(R), Gamma)
+            for j in range(q):
+                A[j, j] += 1.0                            # R' R^-T = I
+            E = _mm(R, _mm(_sym_phi(A), _t(R)))
+        M = _mm(L, _mm(E, Lt))                            # L E L'
+        lev = _row_quadratic(ctx, M)                      # z_r' L E L' z_r
+        s = st.c3 * lev
+        t = np.empty((q, N, K))
+        for a in range(q):
+            t[a] = rows.segment_sum(ctx.zc[a][:, None] * s)
+        kappa = kappa0 - _mv(Lt, t)
+        rho = _mv(P, kappa)
+        Lrho = _mv(L, rho)
+        zeta = np.zeros_like(s)
+        for a in range(q):
+            zeta += ctx.zc[a][:, None] * rows.gather(Lrho[a])
+        e = abar_rows - s - st.wv * zeta
+        gb = rows.segment_sum(X[:, :, None] * e[:, None, :])               # (N, p, K)
+        CL = _mm(st.C, L)
+        CLrho = _mv(CL, rho)
+        GL = (S0[:, None] * u[None]                        # S0 u'
+              + st.za[:, None] * rho[None]                 # (Z'a) rho'
+              - CLrho[:, None] * u[None]                   # (C L rho) u'
+              - t[:, None] * u[None]                       # t u'
+              - 2.0 * _mm(CL, E))                          # 2 C L E
+        if S1 is not None:
+            GL += _mm(S1, _t(R))
+        GL = np.tril(np.moveaxis(GL, (0, 1), (-2, -1)))
+        out = GLMMGradients(np.ascontiguousarray(np.swapaxes(gb, 1, 2)), np.ascontiguousarray(GL))
+    _check_finite(out.beta, "gradient")
+    _check_finite(out.chol, "gradient")
+    return out
+
+
+def _row_quadratic(ctx: _Context, M: np.ndarray) -> np.ndarray:
+    """z_r' M_i z_r for every row (n, K), M symmetric (q, q, N, K)."""
+    rows, q = ctx.rows, ctx.q
+    out = np.zeros(ctx.eta0.shape)
+    for a in range(q):
+        out += (ctx.zc[a] * ctx.zc[a])[:, None] * rows.gather(M[a, a])
+        for b in range(a):
+            out += (2.0 * ctx.zc[a] * ctx.zc[b])[:, None] * rows.gather(M[a, b])
+    return out
+
+
+def chol_grad_to_cov_grad(grad_chol, chol) -> np.ndarray:
+    """Gradients with respect to D_k = L_k L_k' from gradients with respect to L_k.
+
+    With G_D symmetric and d logf = tr(G_D dD), the chain rule through dD = dL L' + L dL' gives
+    d logf / dL = lower(2 G_D L). For each expert this is a fixed linear map between the
+    q(q+1)/2 free entries of G_D and of the lower triangle; it is solved once per expert
+    (least squares by pseudo-inverse, so a singular L gives the minimum-norm G_D) and applied to
+    all subjects.
+
+    Parameters
+    ----------
+    grad_chol : array (N, K, q, q) or (K, q, q)
+        d logf / dL (lower triangle used), e.g. :attr:`GLMMGradients.chol`.
+    chol : array (K, q, q)
+        The lower Cholesky factors L_k.
+
+    Returns
+    -------
+    ndarray, same shape as ``grad_chol``
+        Symmetric G_D. The derivative with respect to a diagonal entry D_aa is G_D[a, a]; with
+        respect to an off-diagonal covariance D_ab = D_ba (one parameter) it is 2 G_D[a, b].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> L = np.array([[[2.0]]]); G_L = np.array([[[4.0]]])      # q = 1: dlogf/dD = G_L / (2 L)
+    >>> chol_grad_to_cov_grad(G_L, L)
+    array([[[1.]]])
+    """
+    chol = np.tril(np.asarray(chol, dtype=float))
+    grad_chol = np.asarray(grad_chol, dtype=float)
+    K, q = chol.shape[0], chol.shape[-1]
+    il = np.tril_indices(q)
+    m = il[0].size
+    lead = grad_chol.shape[:-2]
+    if q == 0:
+        return grad_chol.copy()
+    gl = grad_chol[..., il[0], il[1]]                         # (..., K, m)
+    out = np.empty(lead + (m,))
+    for k in range(K):
+        A = np.empty((m, m))
+        for col, (a, b) in enumerate(zip(*il)):
+            basis = np.zeros((q, q))
+            basis[a, b] = basis[b, a] = 1.0
+            A[:, col] = (2.0 * basis @ chol[k])[il]
+        out[..., k, :] = gl[..., k, :] @ np.linalg.pinv(A).T
+    G = np.zeros(lead + (q, q))
+    G[..., il[0], il[1]] = out
+    G[..., il[1], il[0]] = out
+    return G
+
+
+# ----------------------------------------------------------------------------------------------
+# Predictive means
+# ----------------------------------------------------------------------------------------------
+
+def glmm_marginal_mean(family, beta, chol, exog, exog_re=None, offset=None, n_nodes: int = 40):
+    """Marginal mean of the response, E[mu(eta)] over b ~ N(0, D_k), for new rows.
+
+    With eta = offset + x'beta_k + z'b and b ~ N(0, D_k), z'b ~ N(0, z'D_k z) is one-dimensional
+    whatever q, so a one-dimensional Gauss-Hermite rule in s = sqrt(z'D_k z) is the q-dimensional
+    integral exactly (no product grid needed). Poisson has the closed form exp(eta0 + s^2 / 2).
+
+    Parameters
+    ----------
+    family : {"binomial", "poisson"}
+    beta : array (K, p)
+    chol : array (K, q, q)
+    exog : array (n, p)
+    exog_re : array (n, q), optional
+    offset : array (n,), optional
+    n_nodes : int
+        Gauss-Hermite nodes for the binomial family.
+
+    Returns
+    -------
+    ndarray (n, K)
+        E[mu] per row and expert: the success probability (multiply by the trials for the
+        expected count) or the Poisson mean (including the exposure in the offset).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> glmm_marginal_mean("poisson", [[0.0]], [[[1.0]]], np.ones((1, 1)), np.ones((1, 1)))
+    array([[1.64872127]])
+    >>> round(float(glmm_marginal_mean("binomial", [[0.0]], [[[2.0]]], np.ones((1, 1)), np.ones((1, 1)))[0, 0]), 12)
+    0.5
+    """
+    fam = _family(family)
+    beta = np.atleast_2d(np.asarray(beta, dtype=float))
+    exog = np.atleast_2d(np.asarray(exog, dtype=float))
+    n = exog.shape[0]
+    K = beta.shape[0]
+    Z = np.zeros((n, 0)) if exog_re is None else np.asarray(exog_re, dtype=float).reshape(n, -1)
+    q = Z.shape[1]
+    chol = np.asarray(chol, dtype=float)
+    chol = np.tril(np.zeros((K, 0, 0)) if q == 0 and chol.size == 0 else chol.reshape(K, q, q))
+    eta0 = exog @ beta.T + (0.0 if offset is None else np.asarray(offset, float)[:, None])
+    D = chol @ np.swapaxes(chol, 1, 2)
+    var = np.einsum("na,kab,nb->nk", Z, D, Z)
+    return _mean_gaussian_eta(fam, eta0, var, n_nodes)
+
+
+def _mean_gaussian_eta(fam, mean: np.ndarray, var: np.ndarray, n_nodes: int) -> np.ndarray:
+    """E[mu(eta)] for eta ~ N(mean, var), elementwise."""
+    var = np.maximum(var, 0.0)
+    with np.errstate(over="ignore"):
+        if fam.name == "poisson":
+            return np.exp(np.minimum(mean + 0.5 * var, POISSON_ETA_MAX))
+        z, w = gauss_hermite_normal_1d(n_nodes)
+        s = np.sqrt(var)
+        out = np.zeros(mean.shape)
+        for zj, wj in zip(z, w):
+            out += wj * expit(mean + s * zj)
+    return out
+
+
+def glmm_conditional_mean(rows: GLMMRows, moments: GLMMMoments, exog, exog_re, subject,
+                          offset=None, n_nodes: int = 40) -> np.ndarray:
+    """Conditional mean of the response given a subject's data and its class,
+    E[mu(eta_new) | y_i, class k], for new rows.
+
+    For n_agq > 1 the posterior expectation is the ratio of two adaptive quadratures on the
+    nodes of ``moments`` (the same nodes and weights as the log-density):
+    sum_j omega_ij mu(eta0 + z'(b_hat + L R z_j)). For the Laplace approximation (n_agq = 1)
+    b | y_i, k is taken as N(b_hat, b_cov), and E[mu] is the one-dimensional Gaussian integral
+    of ``glmm_marginal_mean`` with mean eta0 + z'b_hat and variance z' b_cov z.
+
+    Parameters
+    ----------
+    rows : GLMMRows
+        The subjects' observed rows (``moments`` was computed on them).
+    moments : GLMMMoments
+    exog, exog_re : arrays (n_new, p), (n_new, q)
+        Designs of the rows to predict.
+    subject : array (n_new,) of int
+        Subject index (0..N-1, in the order of ``rows``) of each new row.
+    offset : array (n_new,), optional
+    n_nodes : int
+        Nodes of the one-dimensional rule (Laplace, binomial).
+
+    Returns
+    -------
+    ndarray (n_new, K)
+        Posterior mean of mu (probability, or Poisson mean including the offset's exposure).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(2)
+    >>> g = np.repeat(np.arange(20), 4); X = np.ones((80, 1)); y = rng.binomial(1, 0.5, 80)
+    >>> rows = GLMMRows.from_groups(g, y, X, X)
+    >>> m = glmm_moments(rows, "binomial", [[0.0]], [[[1.0]]], n_agq=7)
+    >>> glmm_conditional_mean(rows, m, np.ones((20, 1)), np.ones((20, 1)), np.arange(20)).shape
+    (20, 1)
+    """
+    fam = _family(moments.family)
+    exog = np.atleast_2d(np.asarray(exog, dtype=float))
+    n_new = exog.shape[0]
+    q = rows.k_re
+    Z = np.asarray(exog_re, dtype=float).reshape(n_new, q)
+    subject = np.asarray(subject, dtype=np.intp)
+    if subject.shape != (n_new,) or np.any(subject < 0) or np.any(subject >= rows.n_subjects):
+        raise ValueError("subject must give a subject index in 0..N-1 for every new row")
+    eta0 = exog @ moments.beta.T + (0.0 if offset is None else np.asarray(offset, float)[:, None])
+    if q == 0:
+        return fam.mean(eta0)
+    bh = moments.b_hat[subject]                                      # (n_new, K, q)
+    mean = eta0 + np.einsum("na,nka->nk", Z, bh)
+    if moments.n_agq == 1:
+        var = np.einsum("na,nkab,nb->nk", Z, moments.b_cov[subject], Z)
+        return _mean_gaussian_eta(fam, mean, var, n_nodes)
+    # AGQ: recompute the node weights, accumulate mu at the new rows
+    ctx = _Context(rows, moments.family, moments.beta, moments.chol)
+    u = np.ascontiguousarray(_from_pairs(moments.u_hat, 1))
+    R = np.ascontiguousarray(_from_pairs(moments.chol_h_inv, 2))
+    with np.errstate(over="ignore", under="ignore"):
+        ev = _evaluate(ctx, u)
+        LR = _to_pairs(_mm(ctx.L, R), 2)[subject]                      # (n_new, K, q, q)
+        ZLR = np.einsum("na,nkal->nkl", Z, LR)                          # (n_new, K, q)
+        acc = np.zeros(mean.shape)
+
+        def extra(z, omega):
+            eta = mean[:, :, None] + np.einsum("nkl,jl->nkj", ZLR, z)
+            acc[...] += (omega[subject] * fam.mean(eta)).sum(axis=2)
+
+        logsum, _ = _adaptive_pass(ctx, u, R, ev, moments.n_agq, gradient=False, extra=extra)
+    return acc / np.exp(logsum)[subject]
