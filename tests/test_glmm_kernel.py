@@ -625,3 +625,60 @@ def test_fit_reaches_glmer(name):
         tmb = REFS["bin_k1_slope_glmmTMB"]
         assert llf == pytest.approx(tmb["llf"], abs=1e-4)
         np.testing.assert_allclose(beta[0], list(tmb["fixef"].values()), atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# blocks, compaction and the predicted start do not change results
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_agq", [1, 4])
+def test_blocks_and_compaction_leave_results_unchanged(monkeypatch, n_agq):
+    """Tiny blocks (many blocks, subjects longer than a block) with Newton compacting to the
+    active subjects at every step, against one block and no compaction."""
+    import pymemoe.glmm_kernel as gk
+    beta, chol = _params(2, seed=110)
+
+    def run():
+        rows = _simulate("binomial", 2, seed=111, N=40, weights=True)
+        m = glmm_moments(rows, "binomial", beta, chol, n_agq=n_agq)
+        return m, glmm_gradients(rows, m)
+
+    monkeypatch.setattr(gk, "BLOCK_ELEMENTS", 1 << 20)
+    monkeypatch.setattr(gk, "AGQ_BLOCK_ELEMENTS", 1 << 20)
+    monkeypatch.setattr(gk, "NODE_ELEMENTS", 1 << 22)
+    monkeypatch.setattr(gk, "COMPACT_FRACTION", -1.0)       # never compact
+    m1, g1 = run()
+    monkeypatch.setattr(gk, "BLOCK_ELEMENTS", 7)
+    monkeypatch.setattr(gk, "AGQ_BLOCK_ELEMENTS", 5)
+    monkeypatch.setattr(gk, "NODE_ELEMENTS", 9)
+    monkeypatch.setattr(gk, "COMPACT_FRACTION", 2.0)        # always compact
+    m2, g2 = run()
+    np.testing.assert_allclose(m2.logdens, m1.logdens, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(m2.u_hat, m1.u_hat, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(g2.beta, g1.beta, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(g2.chol, g1.chol, rtol=1e-11, atol=1e-13)
+    np.testing.assert_array_equal(m2.n_iter, m1.n_iter)
+    assert m2.n_evaluations < m1.n_evaluations              # compaction counts partial passes
+
+
+def test_previous_predicts_the_modes():
+    rows = _simulate("poisson", 2, seed=120, offset=True, N=60)
+    beta, chol = _params(2, seed=121)
+    m0 = glmm_moments(rows, "poisson", beta, chol)
+    beta1, chol1 = beta + np.array([[0.02, -0.01, 0.0]]), chol * 1.02
+    cold = glmm_moments(rows, "poisson", beta1, chol1)
+    warm = glmm_moments(rows, "poisson", beta1, chol1, u_start=m0.u_hat)
+    pred = glmm_moments(rows, "poisson", beta1, chol1, previous=m0)
+    assert pred.n_iter.sum() < warm.n_iter.sum() < cold.n_iter.sum()
+    # the same mode: at a tight tolerance the values agree to rounding (at the default 1e-8,
+    # to ~1e-9: the value is not stationary in u through log|H|)
+    tight = dict(gtol=1e-12)
+    np.testing.assert_allclose(glmm_moments(rows, "poisson", beta1, chol1, previous=m0, **tight).logdens,
+                               glmm_moments(rows, "poisson", beta1, chol1, **tight).logdens,
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pred.logdens, cold.logdens, rtol=0, atol=1e-8)
+    with pytest.raises(ValueError, match="not both"):
+        glmm_moments(rows, "poisson", beta1, chol1, previous=m0, u_start=m0.u_hat)
+    with pytest.raises(ValueError, match="gradient=True"):
+        glmm_moments(rows, "poisson", beta1, chol1,
+                     previous=glmm_moments(rows, "poisson", beta, chol, gradient=False))
