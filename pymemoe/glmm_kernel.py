@@ -560,22 +560,26 @@ def _sym_phi(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _to_pairs(a: np.ndarray, n_lead: int) -> np.ndarray:
-    """Index-major (q[, q], N, K) -> C-contiguous (N, K, q[, q])."""
-    return np.ascontiguousarray(np.moveaxis(a, tuple(range(n_lead)), tuple(range(-n_lead, 0))))
+def _pub(a: np.ndarray, n_lead: int) -> np.ndarray:
+    """Internal expert-major layout -> public: (K, N) -> (N, K); (q, K, N) -> (N, K, q);
+    (q, q, K, N) -> (N, K, q, q); C-contiguous copies."""
+    order = {0: (1, 0), 1: (2, 1, 0), 2: (3, 2, 0, 1)}[n_lead]
+    return np.ascontiguousarray(a.transpose(order))
 
 
-def _from_pairs(a: np.ndarray, n_tail: int) -> np.ndarray:
-    return np.moveaxis(a, tuple(range(-n_tail, 0)), tuple(range(n_tail)))
+def _internal(a: np.ndarray, n_tail: int) -> np.ndarray:
+    """Public -> internal: (N, K, q) -> (q, K, N); (N, K, q, q) -> (q, q, K, N)."""
+    order = {1: (2, 1, 0), 2: (2, 3, 1, 0)}[n_tail]
+    return np.ascontiguousarray(a.transpose(order))
 
 
 # ----------------------------------------------------------------------------------------------
-# Per-call context and the evaluation of h, g, H
+# Blocks of subjects, per-call context and the evaluation of h, g, H
 # ----------------------------------------------------------------------------------------------
 
-#: Rows x experts per block of subjects (512 KB per (rows, K) array). Passes over the rows run
+#: Rows x experts per block of subjects (512 KB per (K, rows) array). Passes over the rows run
 #: block by block, so the memory of the temporaries is bounded whatever the data size. Measured
-#: on 80,000 rows (2-core EPYC, numpy 2.4 without AVX-512, so exp and log cost ~10 ns each):
+#: on 80,000 rows (2-core EPYC, numpy 2.4 without AVX-512, so exp and log cost ~5-10 ns each):
 #: blocks of 4096 elements were slower (per-call overhead), larger ones no faster.
 BLOCK_ELEMENTS = 65536
 #: Rows x experts per block in the quadrature loop, and rows x experts x nodes per chunk of
@@ -607,29 +611,36 @@ def _stacked(n_obs: np.ndarray, columns: list[np.ndarray]) -> sp.csr_matrix:
 
 @dataclass(frozen=True, eq=False)
 class _BlockSums:
-    """The weighted segment-sum matrices of one block (see :func:`_stacked`)."""
+    """The weighted segment-sum matrices of one block (see :func:`_stacked`); ``z`` and ``x``
+    (used by the gradient only) are None in Newton's subsets."""
 
-    wm: sp.csr_matrix        # w m
-    wmz: sp.csr_matrix       # w m z_j, j < q
-    wmzz: sp.csr_matrix      # w m z_i z_j, i >= j
-    z: sp.csr_matrix         # z_j
-    x: sp.csr_matrix         # x_j, j < p
+    wm: sp.csr_matrix                # w m
+    wmz: sp.csr_matrix               # w m z_j, j < q
+    wmzz: sp.csr_matrix              # w m z_i z_j, i >= j
+    z: sp.csr_matrix | None = None   # z_j
+    x: sp.csr_matrix | None = None   # x_j, j < p
 
 
-def _block_sums(blk: _Block, wm, zc, wmz, wmzz, X) -> _BlockSums:
-    r = blk.rows
-    return _BlockSums(_stacked(blk.n_obs, [wm[r]]), _stacked(blk.n_obs, [w[r] for w in wmz]),
-                      _stacked(blk.n_obs, [w[r] for w in wmzz.values()]),
-                      _stacked(blk.n_obs, [z[r] for z in zc]),
-                      _stacked(blk.n_obs, [X[r, j] for j in range(X.shape[1])]))
+def _block_sums(blk: _Block, wm, zc, wmz, wmzz, X, newton_only: bool = False) -> _BlockSums:
+    r, n_obs = blk.rows, blk.n_obs
+    sums = dict(wm=_stacked(n_obs, [wm[r]]), wmz=_stacked(n_obs, [w[r] for w in wmz]),
+                wmzz=_stacked(n_obs, [w[r] for w in wmzz.values()]))
+    if not newton_only:
+        sums.update(z=_stacked(n_obs, [z[r] for z in zc]),
+                    x=_stacked(n_obs, [X[r, j] for j in range(X.shape[1])]))
+    return _BlockSums(**sums)
 
 
 def _smul(S: sp.csr_matrix, a: np.ndarray, m: int) -> np.ndarray:
-    """S @ a for a stacked S (m Nb x nb) and rows a (nb, ...): (m, Nb, ...)."""
-    nb = a.shape[0]
-    flat = a.reshape(nb, -1)
-    out = S @ flat[:, 0] if flat.shape[1] == 1 else S @ flat
-    return np.asarray(out).reshape((m, S.shape[0] // max(m, 1)) + a.shape[1:])
+    """Stacked segment sums per expert: a (K, nb, ...) -> (m, K, Nb, ...)."""
+    K, nb, tail = a.shape[0], a.shape[1], a.shape[2:]
+    Nb = S.shape[0] // max(m, 1)
+    out = np.empty((m, K, Nb) + tail)
+    for k in range(K):
+        flat = a[k].reshape(nb, -1)
+        res = S @ flat[:, 0] if flat.shape[1] == 1 else S @ flat
+        out[:, k] = np.asarray(res).reshape((m, Nb) + tail)
+    return out
 
 
 def _make_blocks(n_obs: np.ndarray, size: int) -> list[_Block]:
@@ -650,7 +661,12 @@ def _make_blocks(n_obs: np.ndarray, size: int) -> list[_Block]:
 
 class _Context:
     """Everything fixed during one call: data terms (cached per rows and family), the blocks,
-    and the parameter-dependent linear predictor eta0 = offset + X beta_k (n, K)."""
+    and the parameter-dependent linear predictor eta0 = offset + X beta_k.
+
+    Internal layout, expert-major: rows (K, n), per-pair arrays (K, N), (q, K, N),
+    (q, q, K, N), the factors L as (q, q, K, 1). Row weights (n,) and parameters then broadcast
+    along the long last axis: with the expert axis last, numpy's inner loops would run over K
+    (5-7 times slower for K = 2, measured)."""
 
     def __init__(self, rows: GLMMRows, family, beta, chol):
         fam = _family(family)
@@ -673,31 +689,36 @@ class _Context:
             raise ValueError("beta and chol must be finite")
         chol = np.tril(chol)                       # the upper triangle is ignored
         self.beta, self.chol, self.K, self.p, self.q = beta, chol, K, p, q
-        self.L = np.moveaxis(chol, 0, -1)          # (q, q, K): broadcasts against (N, K)
+        self.L = np.moveaxis(chol, 0, -1)[..., None]          # (q, q, K, 1)
         self.tri = [(i, j) for i in range(q) for j in range(i + 1)]
         d = self._data_terms()
         for name in ("wy", "wm", "zc", "wmz", "wmzz", "zzlev", "Zwy"):
             setattr(self, name, d[name])
-        self.Z, self.X = rows.exog_re, rows.exog
+        self.X = rows.exog
         # Sum_r w_r [y_r eta0_r + log C_r]: the part of sum_r log p linear in beta
-        self.base = (d["const"] + d["wyo"])[:, None] + d["Xwy"] @ beta.T           # (N, K)
-        self.eta0 = rows.offset[:, None] + rows.exog @ beta.T                      # (n, K)
-        size = max(1, BLOCK_ELEMENTS // K)
-        key = ("blocks", size)
-        if key not in rows._cache:
-            rows._cache[key] = _make_blocks(rows.n_obs, size)
-        self.blocks = rows._cache[key]
-        key = (fam.name, size)
-        if key not in rows._cache:
-            rows._cache[key] = [_block_sums(b, self.wm, self.zc, self.wmz, self.wmzz, self.X)
-                                for b in self.blocks]
-        self.sums = rows._cache[key]
-        self.segsum = rows.segment_sum
+        self.base = (d["const"] + d["wyo"])[None, :] + beta @ d["Xwy"].T              # (K, N)
+        self.eta0 = rows.offset[None, :] + beta @ rows.exog.T                         # (K, n)
+        self.blocks, self.sums = self._blocks(BLOCK_ELEMENTS)
         self.row_index = None                      # rows of the full data: all of them
 
+    def _blocks(self, elements: int):
+        """Blocks of about ``elements`` rows x experts and their sums, cached per rows."""
+        rows, size = self.rows, max(1, elements // self.K)
+        if ("blocks", size) not in rows._cache:
+            rows._cache[("blocks", size)] = _make_blocks(rows.n_obs, size)
+        blocks = rows._cache[("blocks", size)]
+        if (self.fam.name, size) not in rows._cache:
+            rows._cache[(self.fam.name, size)] = [
+                _block_sums(b, self.wm, self.zc, self.wmz, self.wmzz, self.X) for b in blocks]
+        return blocks, rows._cache[(self.fam.name, size)]
+
+    def agq_blocks(self):
+        """Smaller blocks for the quadrature loop (see ``AGQ_BLOCK_ELEMENTS``)."""
+        return self._blocks(AGQ_BLOCK_ELEMENTS)
+
     def subset(self, idx: np.ndarray) -> "_Context":
-        """The same call restricted to the subjects ``idx`` (increasing): Newton's last steps
-        concern a few pairs, and evaluating only their rows makes those steps nearly free."""
+        """The same call restricted to the subjects ``idx`` (increasing), for Newton only:
+        its last steps concern a few pairs, and evaluating only their rows makes them cheap."""
         rows = self.rows
         sub = object.__new__(_Context)
         sub.__dict__.update(self.__dict__)
@@ -705,18 +726,18 @@ class _Context:
         first = np.concatenate([[0], np.cumsum(n_obs)[:-1]])
         ridx = np.repeat(rows.starts[idx] - first, n_obs) + np.arange(int(n_obs.sum()))
         sub.row_index = ridx
-        sub.blocks = _make_blocks(n_obs, max(1, BLOCK_ELEMENTS // self.K))
-        sub.segsum = None
-        sub.wy, sub.wm = self.wy[ridx], self.wm[ridx]
+        sub.wm = self.wm[ridx]
         sub.zc = [z[ridx] for z in self.zc]
         sub.wmz = [z[ridx] for z in self.wmz]
         sub.wmzz = {key: z[ridx] for key, z in self.wmzz.items()}
-        sub.zzlev = {key: z[ridx] for key, z in self.zzlev.items()}
-        sub.Z, sub.X = self.Z[ridx], self.X[ridx]
-        sub.sums = [_block_sums(b, sub.wm, sub.zc, sub.wmz, sub.wmzz, sub.X) for b in sub.blocks]
-        sub.Zwy = self.Zwy[:, idx]
-        sub.base = self.base[idx]
-        sub.eta0 = self.eta0[ridx]
+        sub.blocks = _make_blocks(n_obs, max(1, BLOCK_ELEMENTS // self.K))
+        sub.sums = [_block_sums(b, sub.wm, sub.zc, sub.wmz, sub.wmzz, None, newton_only=True)
+                    for b in sub.blocks]
+        sub.Zwy = self.Zwy[..., idx]
+        sub.base = self.base[:, idx]
+        sub.eta0 = self.eta0[:, ridx]
+        for name in ("wy", "zzlev", "X", "rows"):                # not for a subset's use
+            setattr(sub, name, None)
         return sub
 
     def _data_terms(self) -> dict:
@@ -740,68 +761,55 @@ class _Context:
                 const=rows.segment_sum(w * fam.log_const(rows)),
                 wyo=rows.segment_sum(wy * rows.offset),
                 Xwy=rows.segment_sum(rows.exog * wy[:, None]),
-                Zwy=np.ascontiguousarray(rows.segment_sum(Z * wy[:, None]).T[:, :, None]),
+                Zwy=np.ascontiguousarray(rows.segment_sum(Z * wy[:, None]).T[:, None, :]),
             )
             rows._cache[fam.name] = cache
         return cache
 
-    def agq_blocks(self) -> tuple[list, list]:
-        """Smaller blocks (and their sums) for the quadrature loop; cached per rows."""
-        if self.row_index is not None:
-            return self.blocks, self.sums
-        size = max(1, AGQ_BLOCK_ELEMENTS // self.K)
-        rows = self.rows
-        if ("blocks", size) not in rows._cache:
-            rows._cache[("blocks", size)] = _make_blocks(rows.n_obs, size)
-        blocks = rows._cache[("blocks", size)]
-        if (self.fam.name, size) not in rows._cache:
-            rows._cache[(self.fam.name, size)] = [
-                _block_sums(b, self.wm, self.zc, self.wmz, self.wmzz, self.X) for b in blocks]
-        return blocks, rows._cache[(self.fam.name, size)]
-
     def b_of(self, u: np.ndarray) -> np.ndarray:
-        """b = L u, (q, N, K)."""
+        """b = L u, (q, K, N)."""
         return _mv(self.L, u)
 
 
 @dataclass
 class _Eval:
-    h: np.ndarray          # (N, K)
-    za: np.ndarray         # (q, N, K)  Z'a
-    g: np.ndarray          # (q, N, K)
-    C: np.ndarray          # (q, q, N, K)  Z'WZ
-    H: np.ndarray          # (q, q, N, K)
-    sum_c: np.ndarray      # (N, K) sum_r w_r m_r c(eta_r)
-    eta: np.ndarray        # rows (n, K)
-    mu: np.ndarray         # rows (n, K) c'(eta)
-    v: np.ndarray          # rows (n, K) c''(eta) (W_r = w_r m_r c'')
+    h: np.ndarray          # (K, N)
+    za: np.ndarray         # (q, K, N)  Z'a
+    g: np.ndarray          # (q, K, N)
+    C: np.ndarray          # (q, q, K, N)  Z'WZ
+    H: np.ndarray          # (q, q, K, N)
+    sum_c: np.ndarray      # (K, N) sum_r w_r m_r c(eta_r)
+    eta: np.ndarray        # rows (K, n)
+    mu: np.ndarray         # rows (K, n) c'(eta)
+    v: np.ndarray          # rows (K, n) c''(eta) (W_r = w_r m_r c'')
 
 
 def _evaluate(ctx: _Context, u: np.ndarray) -> _Eval:
-    """h, its gradient and negative Hessian at u (q, N, K) for all pairs, block by block; the
-    segment sums (sum w m c, Z'(w m mu), Z'WZ) are three weighted sparse products per block."""
+    """h, its gradient and negative Hessian at u (q, K, N) for all pairs, block by block; the
+    segment sums (sum w m c, Z'(w m mu), Z'WZ) are three weighted sparse products per block
+    and expert."""
     q, K, tri = ctx.q, ctx.K, ctx.tri
-    N, n = ctx.base.shape[0], ctx.eta0.shape[0]
+    N, n = ctx.base.shape[1], ctx.eta0.shape[1]
     b = ctx.b_of(u)
-    sum_c = np.empty((N, K))
-    za = np.empty((q, N, K))
-    C = np.empty((q, q, N, K))
-    eta_f, mu_f, v_f = np.empty((n, K)), np.empty((n, K)), np.empty((n, K))
+    sum_c = np.empty((K, N))
+    za = np.empty((q, K, N))
+    C = np.empty((q, q, K, N))
+    eta_f, mu_f, v_f = np.empty((K, n)), np.empty((K, n)), np.empty((K, n))
     cumulants = ctx.fam.cumulants
     for blk, S in zip(ctx.blocks, ctx.sums):
         r, s, loc = blk.rows, blk.subjects, blk.local
-        eta = eta_f[r]
-        np.copyto(eta, ctx.eta0[r])
+        eta = eta_f[:, r]
+        np.copyto(eta, ctx.eta0[:, r])
         for j in range(q):
-            eta += ctx.zc[j][r, None] * np.take(b[j, s], loc, axis=0)
-        c, mu, v = cumulants(eta, True, mu_f[r], v_f[r])
-        sum_c[s] = _smul(S.wm, c, 1)[0]
-        np.subtract(ctx.Zwy[:, s], _smul(S.wmz, mu, q), out=za[:, s])
+            eta += ctx.zc[j][r] * np.take(b[j, :, s], loc, axis=1)
+        c, mu, v = cumulants(eta, True, mu_f[:, r], v_f[:, r])
+        sum_c[:, s] = _smul(S.wm, c, 1)[0]
+        np.subtract(ctx.Zwy[..., s], _smul(S.wmz, mu, q), out=za[..., s])
         cv = _smul(S.wmzz, v, len(tri))
         for t, (i, j) in enumerate(tri):
-            C[i, j, s] = cv[t]
+            C[i, j][:, s] = cv[t]
             if i != j:
-                C[j, i, s] = cv[t]
+                C[j, i][:, s] = cv[t]
     h = ctx.base - sum_c - 0.5 * (u * u).sum(axis=0) - 0.5 * q * LOG_2PI
     for j in range(q):
         h += ctx.Zwy[j] * b[j]
@@ -813,75 +821,75 @@ def _evaluate(ctx: _Context, u: np.ndarray) -> _Eval:
 
 
 #: Newton evaluates only the rows of the subjects still iterating once they are fewer than this
-#: fraction of all subjects (the gathers of a subset cost about one pass over its rows).
-COMPACT_FRACTION = 0.5
+#: fraction of all subjects (building the subset costs about a tenth of a pass over its rows).
+COMPACT_FRACTION = 0.6
 
 
 def _newton(ctx: _Context, u: np.ndarray, gtol: float, max_iter: int, max_halvings: int):
-    """Damped Newton for the modes of all pairs.
+    """Damped Newton for the modes of all pairs (u: (q, K, N)).
 
     Returns (u, evaluation, n_iter, n_halvings, converged, n_evaluations, stale): the
     subject-level parts of the evaluation (h, g, H, Z'a, C) are at u for every pair, and so are
     its row arrays except for the subjects flagged in ``stale`` (N,) (a rejected last trial).
     ``n_evaluations`` counts passes over the rows in units of the full data.
     """
-    N, K = ctx.base.shape
-    n_rows = ctx.eta0.shape[0]
+    K, N = ctx.base.shape
+    n_rows = ctx.eta0.shape[1]
     ev = _evaluate(ctx, u)
     n_eval = 1.0
-    n_iter = np.zeros((N, K), dtype=np.intp)
-    n_halve = np.zeros((N, K), dtype=np.intp)
-    halve_now = np.zeros((N, K), dtype=np.intp)        # halvings of the current step
+    n_iter = np.zeros((K, N), dtype=np.intp)
+    n_halve = np.zeros((K, N), dtype=np.intp)
+    halve_now = np.zeros((K, N), dtype=np.intp)        # halvings of the current step
     converged = np.abs(ev.g).max(axis=0) <= gtol
     done = converged.copy()
     stale = np.zeros(N, dtype=bool)
-    alpha = np.ones((N, K))
+    alpha = np.ones((K, N))
     R, _ = _inv_factor(ev.H)
     step = _mv(R, _mv(_t(R), ev.g))
     while not done.all():
         active = ~done
-        busy = active.any(axis=1)
+        busy = active.any(axis=0)
         if busy.mean() > COMPACT_FRACTION:
             sel, sub = slice(None), ctx
         else:
             sel = np.flatnonzero(busy)
             sub = ctx.subset(sel)
-        act = active[sel]
-        u_s, h_s = u[:, sel], ev.h[sel]
-        trial = np.where(act, u_s + alpha[sel] * step[:, sel], u_s)
+        act = active[:, sel]
+        u_s, h_s = u[..., sel], ev.h[:, sel]
+        trial = np.where(act, u_s + alpha[:, sel] * step[..., sel], u_s)
         ev_t = _evaluate(sub, trial)
-        n_eval += ev_t.eta.shape[0] / n_rows
+        n_eval += ev_t.eta.shape[1] / n_rows
         # accept when h does not decrease beyond its rounding level: near the mode the gain
         # g'H^-1 g falls below what h (a sum of n_i terms) resolves, and the comparison alone
         # would stall Newton at |g| ~ sqrt(eps |h|) ~ 1e-8
         acc = act & (ev_t.h >= h_s - 1e-13 * (1.0 + np.abs(h_s)))
         rej = act & ~acc
         # a step that no longer moves u in floating point: as converged as rounding allows
-        moved = np.abs(alpha[sel] * step[:, sel]).max(axis=0)
+        moved = np.abs(alpha[:, sel] * step[..., sel]).max(axis=0)
         stalled = acc & (moved <= 4e-16 * (1.0 + np.abs(u_s).max(axis=0)))
-        n_iter[sel] += acc
-        n_halve[sel] += rej
-        halve_now[sel] = np.where(rej, halve_now[sel] + 1, 0)
-        alpha[sel] = np.where(rej, 0.5 * alpha[sel], 1.0)
-        u[:, sel] = np.where(acc, trial, u_s)
-        ev.h[sel] = np.where(acc, ev_t.h, h_s)
-        ev.sum_c[sel] = np.where(acc, ev_t.sum_c, ev.sum_c[sel])
-        for name in ("za", "g"):
-            getattr(ev, name)[:, sel] = np.where(acc, getattr(ev_t, name), getattr(ev, name)[:, sel])
-        for name in ("C", "H"):
-            getattr(ev, name)[:, :, sel] = np.where(acc, getattr(ev_t, name), getattr(ev, name)[:, :, sel])
+        n_iter[:, sel] += acc
+        n_halve[:, sel] += rej
+        halve_now[:, sel] = np.where(rej, halve_now[:, sel] + 1, 0)
+        alpha[:, sel] = np.where(rej, 0.5 * alpha[:, sel], 1.0)
+        u[..., sel] = np.where(acc, trial, u_s)
+        ev.h[:, sel] = np.where(acc, ev_t.h, h_s)
+        ev.sum_c[:, sel] = np.where(acc, ev_t.sum_c, ev.sum_c[:, sel])
+        for name in ("za", "g", "C", "H"):
+            full = getattr(ev, name)
+            full[..., sel] = np.where(acc, getattr(ev_t, name), full[..., sel])
         if sub.row_index is None:
             ev.eta, ev.mu, ev.v = ev_t.eta, ev_t.mu, ev_t.v
         else:
-            ev.eta[sub.row_index], ev.mu[sub.row_index], ev.v[sub.row_index] = ev_t.eta, ev_t.mu, ev_t.v
-        stale[sel] = rej.any(axis=1)
-        newly = acc & ((np.abs(ev.g[:, sel]).max(axis=0) <= gtol) | stalled)
-        converged[sel] |= newly
-        done[sel] |= newly | (rej & (halve_now[sel] > max_halvings)) | (n_iter[sel] >= max_iter)
+            ri = sub.row_index
+            ev.eta[:, ri], ev.mu[:, ri], ev.v[:, ri] = ev_t.eta, ev_t.mu, ev_t.v
+        stale[sel] = rej.any(axis=0)
+        newly = acc & ((np.abs(ev.g[..., sel]).max(axis=0) <= gtol) | stalled)
+        converged[:, sel] |= newly
+        done[:, sel] |= newly | (rej & (halve_now[:, sel] > max_halvings)) | (n_iter[:, sel] >= max_iter)
         if not done.all():
-            R, _ = _inv_factor(ev.H[:, :, sel])
-            new_step = _mv(R, _mv(_t(R), ev.g[:, sel]))
-            step[:, sel] = np.where(acc, new_step, step[:, sel])
+            R, _ = _inv_factor(ev.H[..., sel])
+            new_step = _mv(R, _mv(_t(R), ev.g[..., sel]))
+            step[..., sel] = np.where(acc, new_step, step[..., sel])
     return u, ev, n_iter, n_halve, converged, n_eval, stale
 
 
@@ -889,19 +897,17 @@ def _extrapolate(ctx: _Context, previous: "GLMMMoments") -> np.ndarray:
     """First-order prediction of the modes at ctx's parameters from ``previous`` (same rows,
     other parameters), by the implicit function theorem at the previous mode::
 
-        u = u0 + P0 [-L0' Z'W X dbeta + dL' Z'a - L0' C dL u0]     (q, N, K)
+        u = u0 + P0 [-L0' Z'W X dbeta + dL' Z'a - L0' C dL u0]     (q, K, N)
 
     The error is O(|dtheta|^2), so one Newton step usually reaches the tolerance.
     """
     st = previous._state
-    L0 = np.moveaxis(previous.chol, 0, -1)
-    u0 = _from_pairs(previous.u_hat, 1)
-    R0 = _from_pairs(previous.chol_h_inv, 2)
-    dB = ctx.beta - previous.beta
+    L0 = np.moveaxis(previous.chol, 0, -1)[..., None]
+    u0, R0 = st.u, st.R
     dL = ctx.L - L0
-    wx = ctx.wm[:, None] * st.v * (ctx.rows.exog @ dB.T)      # W X dbeta, rows (n, K)
-    zwx = np.stack([ctx.segsum(z[:, None] * wx) for z in ctx.zc])
-    rhs = _mv(dL.swapaxes(0, 1), st.za) - _mv(_t(L0), zwx + _mv(st.C, _mv(dL, u0)))
+    wx = ctx.wm * st.v * ((ctx.beta - previous.beta) @ ctx.X.T)     # W X dbeta, rows (K, n)
+    zwx = np.stack([ctx.rows.segment_sum((z * wx).T).T for z in ctx.zc])  # (q, K, N)
+    rhs = _mv(_t(dL), st.za) - _mv(_t(L0), zwx + _mv(st.C, _mv(dL, u0)))
     return np.ascontiguousarray(u0 + _mv(R0, _mv(_t(R0), rhs)))
 
 
@@ -911,18 +917,20 @@ def _extrapolate(ctx: _Context, previous: "GLMMMoments") -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class _GradState:
-    """What :func:`glmm_gradients` needs, index-major, at the mode."""
+    """What :func:`glmm_gradients` (and ``previous=``) need, in the internal layout."""
 
-    za: np.ndarray               # (q, N, K)  Z'a(u_hat)
-    C: np.ndarray                # (q, q, N, K)  Z'WZ at the mode
-    v: np.ndarray                # rows (n, K) c'' at the mode (W = w m c'')
-    mu: np.ndarray               # rows (n, K) c'(eta) at the mode
-    mubar: np.ndarray            # rows (n, K) sum_j omega_j mu(u_j)  (Laplace: mu)
-    S0: np.ndarray | None        # (q, N, K)  Z' abar                 (AGQ only)
-    S1: np.ndarray | None        # (q, q, N, K)                       (AGQ only)
-    zbar: np.ndarray | None      # (q, N, K)
-    zz: np.ndarray | None        # (q, q, N, K) sum_j omega_j z_j z_j'
-    ctx: "_Context | None" = None  # the call's context (eta0, data terms, blocks), reused
+    u: np.ndarray                # (q, K, N) the modes
+    R: np.ndarray                # (q, q, K, N) chol(H^-1)
+    za: np.ndarray               # (q, K, N)  Z'a(u_hat)
+    C: np.ndarray                # (q, q, K, N)  Z'WZ at the mode
+    v: np.ndarray                # rows (K, n) c'' at the mode (W = w m c'')
+    mu: np.ndarray               # rows (K, n) c'(eta) at the mode
+    mubar: np.ndarray            # rows (K, n) sum_j omega_j mu(u_j)  (Laplace: mu)
+    S0: np.ndarray | None = None     # (q, K, N)  Z' abar                 (AGQ only)
+    S1: np.ndarray | None = None     # (q, q, K, N)                       (AGQ only)
+    zbar: np.ndarray | None = None   # (q, K, N)
+    zz: np.ndarray | None = None     # (q, q, K, N) sum_j omega_j z_j z_j'
+    ctx: "_Context | None" = None    # the call's context (eta0, data terms, blocks), reused
 
 
 @dataclass(frozen=True, eq=False)
@@ -1004,97 +1012,95 @@ class GLMMGradients:
 
 def _adaptive_pass(ctx: _Context, u_hat, R, ev: _Eval, n_agq: int, gradient: bool, extra=None):
     """Sum over the adaptive nodes u_j = u_hat + R z_j for all pairs, block by block, the
-    nodes in chunks within a block.
+    nodes in chunks within a block (internal layout; u_hat (q, K, N), R (q, q, K, N)).
 
-    Returns log sum_j w_j exp(h(u_j) - h(u_hat) + |z_j|^2 / 2) (N, K) and, when ``gradient``,
-    the node averages the gradient needs: mubar (rows, sum_j omega_j mu(u_j)), S0 (q, N, K),
-    S1 (q, q, N, K), zbar (q, N, K), zz (q, q, N, K) (module docstring). ``extra(subjects,
-    z, omega)`` is called for each block and chunk of nodes with the unnormalised weights
-    (Nb, K, J) (used by the conditional mean).
+    Returns log sum_j w_j exp(h(u_j) - h(u_hat) + |z_j|^2 / 2) (K, N) and, when ``gradient``,
+    the node averages the gradient needs: mubar (rows (K, n), sum_j omega_j mu(u_j)), S0, S1,
+    zbar, zz (module docstring). ``extra(subjects, z, omega)`` is called for each block and
+    chunk of nodes with the unnormalised weights (K, Nb, J) (used by the conditional mean).
 
-    Every contraction over the nodes is a 2-d BLAS product with a small matrix of node
-    features F_j = (1, z_j, z_jl z_jm (l >= m)): the shift of eta, the part of
-    h(u_j) - h(u_hat) quadratic in z_j, and the weighted node averages.
+    Every contraction over the nodes is a BLAS product with a small matrix of node features
+    F_j = (1, z_j, z_jl z_jm (l >= m)): the shift of eta, the part of h(u_j) - h(u_hat)
+    quadratic in z_j, and the weighted node averages.
     """
     q, K = ctx.q, ctx.K
-    N, n = ev.h.shape[0], ev.eta.shape[0]
+    N, n = ev.h.shape[1], ev.eta.shape[1]
     nodes, logw, sq = gauss_hermite_normal(n_agq, q)
     J = nodes.shape[0]
     tri = ctx.tri
     F = np.column_stack([np.ones(J)] + [nodes[:, l] for l in range(q)]
                         + [nodes[:, l] * nodes[:, m] for l, m in tri])           # (J, 1+q+t)
     nf = F.shape[1]
-    LR = _mm(ctx.L, R)                                      # (q, q, N, K) b-space scaling
-    # h(u_j) - h(u_hat) = -(change of sum_r w m c) + coef . F_j with, per pair,
-    # coef = (0, L R)' Zwy - R' u_hat, -(1/2) (R'R)_lm (twice off the diagonal))
-    lin = _mv(_t(LR), ctx.Zwy) - _mv(_t(R), u_hat)          # (q, N, K)
+    LR = _mm(ctx.L, R)                                      # (q, q, K, N) b-space scaling
+    # h(u_j) - h(u_hat) = -(change of sum_r w m c) + coef . F_j, with per pair
+    # coef = (0, (L R)' Zwy - R' u_hat, -(1/2) (R'R)_lm (twice off the diagonal))
+    lin = _mv(_t(LR), ctx.Zwy) - _mv(_t(R), u_hat)          # (q, K, N)
     RtR = _mm(_t(R), R)
-    coef = np.zeros((N, K, nf))
+    coef = np.zeros((K, N, nf))
     for l in range(q):
         coef[:, :, 1 + l] = lin[l]
     for t, (l, m) in enumerate(tri):
         coef[:, :, 1 + q + t] = -0.5 * RtR[l, m] * (1.0 if l == m else 2.0)
     value_mean = ctx.fam.value_mean
-    total = np.empty((N, K))
+    total = np.empty((K, N))
     if gradient:
-        mubar = np.empty((n, K))
-        S0, zbar = np.empty((q, N, K)), np.empty((q, N, K))
-        S1, zz = np.empty((q, q, N, K)), np.empty((q, q, N, K))
+        mubar = np.empty((K, n))
+        S0, zbar = np.empty((q, K, N)), np.empty((q, K, N))
+        S1, zz = np.empty((q, q, K, N)), np.empty((q, q, K, N))
     for blk, S in zip(*ctx.agq_blocks()):
         r, s, loc = blk.rows, blk.subjects, blk.local
         nb, Nb = loc.size, s.stop - s.start
         # rows of Z L R (LR is lower: m >= l): the node shift of eta is T_r z_j
-        T = np.zeros((nb, K, q))
+        T = np.zeros((K, nb, q))
         for l in range(q):
             for m in range(l, q):
-                T[:, :, l] += ctx.zc[m][r, None] * np.take(LR[m, l, s], loc, axis=0)
-        T2 = T.reshape(nb * K, q)
-        eta_hat = ev.eta[r].reshape(nb * K, 1)
-        base = ev.sum_c[s].reshape(Nb * K, 1)
-        coef_b = coef[s].reshape(Nb * K, nf)
-        sub_acc = np.zeros((Nb * K, nf))        # sum_j omega_j F_j per pair
+                T[:, :, l] += ctx.zc[m][r] * np.take(LR[m, l][:, s], loc, axis=1)
+        eta_hat = ev.eta[:, r][:, :, None]
+        base = ev.sum_c[:, s][:, :, None]
+        coef_b = coef[:, s]
+        sub_acc = np.zeros((K, Nb, nf))            # sum_j omega_j F_j per pair
         if gradient:
-            row_acc = np.zeros((nb * K, 1 + q))  # sum_j omega_j mu_j (1, z_j) per row
+            row_acc = np.zeros((K, nb, 1 + q))     # sum_j omega_j mu_j (1, z_j) per row
         chunk = max(1, NODE_ELEMENTS // max(1, nb * K))
         for j0 in range(0, J, chunk):
             j1 = min(J, j0 + chunk)
-            eta = T2 @ nodes[j0:j1].T
-            eta += eta_hat                                                  # (nb K, Jc)
+            Fc = F[j0:j1]
+            eta = T @ nodes[j0:j1].T
+            eta += eta_hat                                                  # (K, nb, Jc)
             c, mu = value_mean(eta, gradient)
-            dh = base - _smul(S.wm, c.reshape(nb, K, j1 - j0), 1)[0].reshape(Nb * K, j1 - j0)
-            dh += coef_b @ F[j0:j1].T
+            dh = base - _smul(S.wm, c, 1)[0]                                # (K, Nb, Jc)
+            dh += coef_b @ Fc.T
             dh += logw[j0:j1] + 0.5 * sq[j0:j1]
             # h(u_j) <= h(u_hat): the exponent is at most log w_j + |z_j|^2 / 2 < 1
-            omega = np.exp(dh, out=dh)                                      # (Nb K, Jc)
-            sub_acc += omega @ F[j0:j1]
+            omega = np.exp(dh, out=dh)
+            sub_acc += omega @ Fc
             if extra is not None:
-                extra(s, nodes[j0:j1], omega.reshape(Nb, K, j1 - j0))
+                extra(s, nodes[j0:j1], omega)
             if gradient:
-                om = np.take(omega.reshape(Nb, K * (j1 - j0)), loc, axis=0).reshape(nb * K, j1 - j0)
+                om = np.take(omega, loc, axis=1)
                 om *= mu
-                row_acc += om @ F[j0:j1, :1 + q]
-        sub_acc = sub_acc.reshape(Nb, K, nf)
+                row_acc += om @ Fc[:, :1 + q]
         tot = sub_acc[:, :, 0]
-        total[s] = tot
+        total[:, s] = tot
         if gradient:
             inv = 1.0 / tot
-            row_acc = row_acc.reshape(nb, K, 1 + q)
-            row_acc *= np.take(inv, loc, axis=0)[:, :, None]
-            mubar[r] = row_acc[:, :, 0]
+            row_acc *= np.take(inv, loc, axis=1)[:, :, None]
+            mubar[:, r] = row_acc[:, :, 0]
             # S0 = Z'(w y - w m mubar), S1[a, l] = Zwy_a zbar_l - Z'(w m mubar_z_l)_a
-            sm = _smul(S.wmz, row_acc, q)                                  # (q, Nb, K, 1+q)
+            sm = _smul(S.wmz, row_acc, q)                                  # (q, K, Nb, 1+q)
             for l in range(q):
-                zbar[l, s] = sub_acc[:, :, 1 + l] * inv
+                zbar[l][:, s] = sub_acc[:, :, 1 + l] * inv
             for t, (l, m) in enumerate(tri):
-                zz[l, m, s] = zz[m, l, s] = sub_acc[:, :, 1 + q + t] * inv
+                zz[l, m][:, s] = sub_acc[:, :, 1 + q + t] * inv
+                zz[m, l][:, s] = zz[l, m][:, s]
             for a in range(q):
-                S0[a, s] = ctx.Zwy[a, s] - sm[a, :, :, 0]
+                S0[a][:, s] = ctx.Zwy[a][:, s] - sm[a, :, :, 0]
                 for l in range(q):
-                    S1[a, l, s] = ctx.Zwy[a, s] * zbar[l, s] - sm[a, :, :, 1 + l]
+                    S1[a, l][:, s] = ctx.Zwy[a][:, s] * zbar[l][:, s] - sm[a, :, :, 1 + l]
     logsum = np.log(total)
     if not gradient:
         return logsum, None
-    return logsum, (mubar, S0, S1, zbar, zz)
+    return logsum, dict(mubar=mubar, S0=S0, S1=S1, zbar=zbar, zz=zz)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1169,39 +1175,40 @@ def glmm_moments(rows: GLMMRows, family, beta, chol, n_agq: int = 1, u_start=Non
             if u_start is not None:
                 raise ValueError("give u_start or previous, not both")
             if (previous.u_hat.shape != (N, K, q) or previous.family != ctx.fam.name
-                    or previous._state is None or previous._state.v.shape[0] != rows.n_rows):
+                    or previous._state is None or previous._state.v.shape[1] != rows.n_rows):
                 raise ValueError("previous must be moments of the same rows, family and shapes, "
                                  "computed with gradient=True")
             u = _extrapolate(ctx, previous)
         elif u_start is None:
-            u = np.zeros((q, N, K))
+            u = np.zeros((q, K, N))
         else:
             u_start = np.asarray(u_start, dtype=float)
             if u_start.shape != (N, K, q):
                 raise ValueError(f"u_start must have shape {(N, K, q)}, got {u_start.shape}")
             if not np.all(np.isfinite(u_start)):
                 raise ValueError("u_start must be finite")
-            u = np.ascontiguousarray(_from_pairs(u_start, 1))
+            u = _internal(u_start, 1)
         u, ev, n_iter, n_halve, converged, n_eval, stale = _newton(ctx, u, gtol, max_iter,
                                                                     max_halvings)
         if stale.any():
             # a last step was rejected: those subjects' row arrays are at the trial point
             idx = np.flatnonzero(stale)
             sub = ctx.subset(idx)
-            ev_s = _evaluate(sub, u[:, idx])
-            ev.eta[sub.row_index], ev.mu[sub.row_index], ev.v[sub.row_index] = ev_s.eta, ev_s.mu, ev_s.v
-            n_eval += sub.row_index.size / rows.n_rows
+            ev_s = _evaluate(sub, u[..., idx])
+            ri = sub.row_index
+            ev.eta[:, ri], ev.mu[:, ri], ev.v[:, ri] = ev_s.eta, ev_s.mu, ev_s.v
+            n_eval += ri.size / rows.n_rows
         R, logdet = _inv_factor(ev.H)
         logdens = ev.h + 0.5 * q * LOG_2PI - 0.5 * logdet
         state = None
         if n_agq == 1:
             if gradient:
-                state = _GradState(ev.za, ev.C, ev.v, ev.mu, ev.mu, None, None, None, None, ctx)
+                state = _GradState(u, R, ev.za, ev.C, ev.v, ev.mu, ev.mu, ctx=ctx)
         else:
             logsum, acc = _adaptive_pass(ctx, u, R, ev, n_agq, gradient)
             logdens = logdens + logsum
             if gradient:
-                state = _GradState(ev.za, ev.C, ev.v, ev.mu, *acc, ctx)
+                state = _GradState(u, R, ev.za, ev.C, ev.v, ev.mu, ctx=ctx, **acc)
         b = ctx.b_of(u)
         P = _mm(R, _t(R))
         b_cov = _mm(ctx.L, _mm(P, _t(ctx.L)))
@@ -1212,27 +1219,28 @@ def glmm_moments(rows: GLMMRows, family, beta, chol, n_agq: int = 1, u_start=Non
                       f"(largest |gradient| {gnorm[~converged].max():.3g}); raise max_iter or "
                       "check the parameters for extreme values", GLMMNumericalWarning, stacklevel=2)
     _check_finite(logdens, "log-density")
-    return GLMMMoments(logdens=logdens, u_hat=_to_pairs(u, 1), b_hat=_to_pairs(b, 1),
-                       b_cov=_to_pairs(b_cov, 2), chol_h_inv=_to_pairs(R, 2), logdet_h=logdet,
-                       h_mode=ev.h, grad_norm=gnorm, n_iter=n_iter, n_halvings=n_halve,
-                       converged=converged, n_evaluations=n_eval, n_agq=n_agq,
-                       family=ctx.fam.name, beta=ctx.beta, chol=ctx.chol, _state=state)
+    return GLMMMoments(logdens=_pub(logdens, 0), u_hat=_pub(u, 1), b_hat=_pub(b, 1),
+                       b_cov=_pub(b_cov, 2), chol_h_inv=_pub(R, 2), logdet_h=_pub(logdet, 0),
+                       h_mode=_pub(ev.h, 0), grad_norm=_pub(gnorm, 0), n_iter=_pub(n_iter, 0),
+                       n_halvings=_pub(n_halve, 0), converged=_pub(converged, 0),
+                       n_evaluations=n_eval, n_agq=n_agq, family=ctx.fam.name, beta=ctx.beta,
+                       chol=ctx.chol, _state=state)
 
 
 def _moments_glm(ctx: _Context, n_agq: int, gradient: bool) -> GLMMMoments:
     """q = 0: the expert is a GLM; log f_i = sum_r log p(y_r | eta0_r)."""
     rows = ctx.rows
-    N, K = ctx.base.shape
+    K, N = ctx.base.shape
     c, mu, v = ctx.fam.cumulants(ctx.eta0, value=True)
-    c *= ctx.wm[:, None]
-    logdens = ctx.base - rows.segment_sum(c)
+    c *= ctx.wm
+    logdens = ctx.base - rows.segment_sum(c.T).T                                   # (K, N)
     _check_finite(logdens, "log-density")
-    state = _GradState(np.zeros((0, N, K)), np.zeros((0, 0, N, K)), v, mu, mu, None, None,
-                       None, None, ctx) if gradient else None
+    e0, e00 = np.zeros((0, K, N)), np.zeros((0, 0, K, N))
+    state = _GradState(e0, e00, e0, e00, v, mu, mu, ctx=ctx) if gradient else None
     z1, z2 = np.zeros((N, K, 0)), np.zeros((N, K, 0, 0))
-    return GLMMMoments(logdens=logdens, u_hat=z1, b_hat=z1.copy(), b_cov=z2, chol_h_inv=z2.copy(),
-                       logdet_h=np.zeros((N, K)), h_mode=logdens.copy(), grad_norm=np.zeros((N, K)),
-                       n_iter=np.zeros((N, K), dtype=np.intp),
+    return GLMMMoments(logdens=_pub(logdens, 0), u_hat=z1, b_hat=z1.copy(), b_cov=z2,
+                       chol_h_inv=z2.copy(), logdet_h=np.zeros((N, K)), h_mode=_pub(logdens, 0),
+                       grad_norm=np.zeros((N, K)), n_iter=np.zeros((N, K), dtype=np.intp),
                        n_halvings=np.zeros((N, K), dtype=np.intp),
                        converged=np.ones((N, K), dtype=bool), n_evaluations=1.0, n_agq=n_agq,
                        family=ctx.fam.name, beta=ctx.beta, chol=ctx.chol, _state=state)
@@ -1279,26 +1287,25 @@ def glmm_gradients(rows: GLMMRows, moments: GLMMMoments) -> GLMMGradients:
     st = moments._state
     if st is None:
         raise ValueError("moments were computed with gradient=False")
-    if moments.logdens.shape[0] != rows.n_subjects or st.v.shape[0] != rows.n_rows:
+    if moments.logdens.shape[0] != rows.n_subjects or st.v.shape[1] != rows.n_rows:
         raise ValueError("moments were computed on other rows")
     ctx = st.ctx if st.ctx is not None and st.ctx.rows is rows else _Context(
         rows, moments.family, moments.beta, moments.chol)
     N, K, p, q = rows.n_subjects, ctx.K, ctx.p, ctx.q
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         if q == 0:
-            e = ctx.wy[:, None] - ctx.wm[:, None] * st.mubar
-            gb = rows.segment_sum(ctx.X[:, :, None] * e[:, None, :])       # (N, p, K)
+            e = ctx.wy - ctx.wm * st.mubar                                  # (K, n)
+            gb = rows.segment_sum(ctx.X[:, :, None] * e.T[:, None, :])      # (N, p, K)
             out = GLMMGradients(np.ascontiguousarray(np.swapaxes(gb, 1, 2)), np.zeros((N, K, 0, 0)))
             _check_finite(out.beta, "gradient")
             return out
         L, Lt = ctx.L, _t(ctx.L)
-        u = _from_pairs(moments.u_hat, 1)
-        R = _from_pairs(moments.chol_h_inv, 2)
+        u, R = st.u, st.R
         P = _mm(R, _t(R))
         if moments.n_agq == 1:
             E = 0.5 * P
             S0, S1 = st.za, None                          # abar = a(u_hat): S0 = Z'a
-            kappa0 = np.zeros((q, N, K))                  # gbar = 0 at the mode
+            kappa0 = np.zeros((q, K, N))                  # gbar = 0 at the mode
         else:
             S0, S1 = st.S0, st.S1
             kappa0 = _mv(Lt, S0) - u - _mv(R, st.zbar)    # gbar
@@ -1309,31 +1316,30 @@ def glmm_gradients(rows: GLMMRows, moments: GLMMMoments) -> GLMMGradients:
             E = _mm(R, _mm(_sym_phi(A), _t(R)))
         M = _mm(L, _mm(E, Lt))                            # L E L' (symmetric)
         third = ctx.fam.third
-        gb = np.empty((N, p, K))
-        t, rho = np.empty((q, N, K)), np.empty((q, N, K))
+        gb = np.empty((p, K, N))
+        t, rho = np.empty((q, K, N)), np.empty((q, K, N))
         # one pass over the rows, block by block; between the two segment sums of a block the
-        # per-subject step kappa -> rho -> L rho needs only that block's subjects
+        # per-subject step t -> kappa -> rho -> L rho needs only that block's subjects
         for blk, S in zip(ctx.blocks, ctx.sums):
             r, s, loc = blk.rows, blk.subjects, blk.local
-            wv = ctx.wm[r, None] * st.v[r]
-            lev = np.zeros(wv.shape)                      # z_r' L E L' z_r
+            W = ctx.wm[r] * st.v[:, r]                    # (K, nb)
+            lev = np.zeros(W.shape)                       # z_r' L E L' z_r
             for key in ctx.tri:
-                lev += ctx.zzlev[key][r, None] * np.take(M[key][s], loc, axis=0)
-            sv = third(st.mu[r], wv)                      # w m c''' at the mode
+                lev += ctx.zzlev[key][r] * np.take(M[key][:, s], loc, axis=1)
+            sv = third(st.mu[:, r], W)                    # w m c''' at the mode
             sv *= lev
-            t_b = _smul(S.z, sv, q)                        # Z's (q, Nb, K)
-            kappa = kappa0[:, s] - _mv(Lt, t_b)
-            rho_b = _mv(P[:, :, s], kappa)
+            t_b = _smul(S.z, sv, q)                       # Z's (q, K, Nb)
+            rho_b = _mv(P[..., s], kappa0[..., s] - _mv(Lt, t_b))
             Lrho = _mv(L, rho_b)
-            e = ctx.wy[r, None] - ctx.wm[r, None] * st.mubar[r]
-            e -= sv
-            zeta = ctx.zc[0][r, None] * np.take(Lrho[0], loc, axis=0)
+            zeta = ctx.zc[0][r] * np.take(Lrho[0], loc, axis=1)
             for a in range(1, q):
-                zeta += ctx.zc[a][r, None] * np.take(Lrho[a], loc, axis=0)
-            zeta *= wv
+                zeta += ctx.zc[a][r] * np.take(Lrho[a], loc, axis=1)
+            zeta *= W
+            e = ctx.wy[r] - ctx.wm[r] * st.mubar[:, r]
+            e -= sv
             e -= zeta
-            gb[s] = np.moveaxis(_smul(S.x, e, p), 0, 1)
-            t[:, s], rho[:, s] = t_b, rho_b
+            gb[..., s] = _smul(S.x, e, p)
+            t[..., s], rho[..., s] = t_b, rho_b
         CL = _mm(st.C, L)
         CLrho = _mv(CL, rho)
         GL = (S0[:, None] * u[None]                        # S0 u'
@@ -1343,8 +1349,9 @@ def glmm_gradients(rows: GLMMRows, moments: GLMMMoments) -> GLMMGradients:
               - 2.0 * _mm(CL, E))                          # 2 C L E
         if S1 is not None:
             GL += _mm(S1, _t(R))                           # S1 R'
-        GL = np.tril(np.moveaxis(GL, (0, 1), (-2, -1)))
-        out = GLMMGradients(np.ascontiguousarray(np.swapaxes(gb, 1, 2)), np.ascontiguousarray(GL))
+        for i in range(q):
+            GL[i, i + 1:] = 0.0                            # lower triangle only
+        out = GLMMGradients(_pub(gb, 1), _pub(GL, 2))
     _check_finite(out.beta, "gradient")
     _check_finite(out.chol, "gradient")
     return out
@@ -1536,11 +1543,11 @@ def glmm_conditional_mean(rows: GLMMRows, moments: GLMMMoments, exog, exog_re, s
         return _mean_gaussian_eta(fam, mean, var)
     # AGQ: recompute the node weights, accumulate mu at the new rows
     ctx = _Context(rows, moments.family, moments.beta, moments.chol)
-    u = np.ascontiguousarray(_from_pairs(moments.u_hat, 1))
-    R = np.ascontiguousarray(_from_pairs(moments.chol_h_inv, 2))
+    u = _internal(moments.u_hat, 1)
+    R = _internal(moments.chol_h_inv, 2)
     with np.errstate(over="ignore", under="ignore"):
         ev = _evaluate(ctx, u)
-        LR = _to_pairs(_mm(ctx.L, R), 2)[subject]                      # (n_new, K, q, q)
+        LR = _pub(_mm(ctx.L, R), 2)[subject]                            # (n_new, K, q, q)
         ZLR = np.einsum("na,nkal->nkl", Z, LR)                          # (n_new, K, q)
         acc = np.zeros(mean.shape)
         order = np.argsort(subject, kind="stable")
@@ -1553,7 +1560,8 @@ def glmm_conditional_mean(rows: GLMMRows, moments: GLMMMoments, exog, exog_re, s
                 return
             idx = order[lo:hi]
             eta = mean[idx][:, :, None] + np.einsum("nkl,jl->nkj", ZLR[idx], z)
-            acc[idx] += (omega[subject[idx] - subjects.start] * fam.mean(eta)).sum(axis=2)
+            om = np.moveaxis(omega[:, subject[idx] - subjects.start], 0, 1)   # (rows, K, J)
+            acc[idx] += (om * fam.mean(eta)).sum(axis=2)
 
         logsum, _ = _adaptive_pass(ctx, u, R, ev, moments.n_agq, gradient=False, extra=extra)
-    return acc / np.exp(logsum)[subject]
+    return acc / np.exp(_pub(logsum, 0))[subject]

@@ -18,7 +18,7 @@ from scipy.special import expit
 
 from conftest import RESULTS
 from pymemoe.glmm_kernel import (GLMMNumericalWarning, GLMMRows, _adaptive_pass, _Context, _evaluate,
-                                 _from_pairs, chol_grad_to_cov_grad, glmm_conditional_mean,
+                                 _internal, chol_grad_to_cov_grad, glmm_conditional_mean,
                                  glmm_gradients, glmm_marginal_mean, glmm_moments)
 from pymemoe.quadrature import gauss_hermite_normal
 
@@ -325,11 +325,10 @@ def test_agq_with_one_node_is_laplace_and_rule_depends_on_D_only():
     m = glmm_moments(rows, "binomial", beta, chol)
     # the adaptive sum with the single node z = 0 adds exactly 0 to the Laplace value
     ctx = _Context(rows, "binomial", beta, chol)
-    u = np.ascontiguousarray(_from_pairs(m.u_hat, 1))
-    R = np.ascontiguousarray(_from_pairs(m.chol_h_inv, 2))
+    u, R = _internal(m.u_hat, 1), _internal(m.chol_h_inv, 2)
     logsum, acc = _adaptive_pass(ctx, u, R, _evaluate(ctx, u), 1, gradient=True)
     assert np.all(logsum == 0.0)
-    np.testing.assert_allclose(acc[0], _evaluate(ctx, u).mu, rtol=1e-15)
+    np.testing.assert_allclose(acc["mubar"], _evaluate(ctx, u).mu, rtol=1e-15)
     # flipping the sign of a column of L leaves D, and so the value, unchanged
     flipped = chol * np.array([1.0, -1.0])[None, None, :]
     for n in (1, 6):
