@@ -94,8 +94,6 @@ def _timed(f, reps: int):
 
 
 def evaluations(rows, beta, chol, reps: int, agq: bool):
-    import numpy as np
-
     from pymemoe.glmm_kernel import glmm_gradients, glmm_moments
 
     records = []
