@@ -496,7 +496,7 @@ def test_conditional_mean_against_brute_force(family):
     """E[mu(eta_new) | y_i, k] = int mu p(y|b) p(b) db / int p(y|b) p(b) db by quad (q = 1), and
     the Laplace version equals the expectation under N(b_hat, b_cov)."""
     rows = _simulate(family, 1, seed=90, N=5, offset=family == "poisson")
-    beta, chol = _params(1, seed=91, K=1)
+    beta, chol = _params(1, seed=91, K=2)
     xnew = np.array([[1.0, 3.5, 0.2], [1.0, 0.5, -1.0]])
     znew = xnew[:, :1]
     subject = np.array([0, 2])
@@ -505,20 +505,21 @@ def test_conditional_mean_against_brute_force(family):
     m1 = glmm_moments(rows, family, beta, chol)
     cm1 = glmm_conditional_mean(rows, m1, xnew, znew, subject)
     mean_fn = expit if family == "binomial" else np.exp
-    L = chol[0, 0, 0]
-    for r, i in enumerate(subject):
-        s = slice(rows.starts[i], rows.starts[i] + rows.n_obs[i])
-        eta0 = rows.offset[s] + rows.exog[s] @ beta[0]
-        post = lambda b: np.exp(_subject_loglik(family, rows.endog[s], rows.trials[s], rows.weights[s],
-                                                eta0 + rows.exog_re[s, 0] * b) - 0.5 * (b / L) ** 2)
-        lim = (-12 * L, 12 * L)
-        num = integrate.quad(lambda b: mean_fn(xnew[r] @ beta[0] + b) * post(b), *lim, epsrel=1e-12)[0]
-        den = integrate.quad(post, *lim, epsrel=1e-12)[0]
-        assert cm[r, 0] == pytest.approx(num / den, rel=1e-7)
-        bh, bv = m1.b_hat[i, 0, 0], m1.b_cov[i, 0, 0, 0]
-        gauss = integrate.quad(lambda b: mean_fn(xnew[r] @ beta[0] + b) * stats.norm.pdf(b, bh, np.sqrt(bv)),
-                               bh - 14 * np.sqrt(bv), bh + 14 * np.sqrt(bv), epsrel=1e-12)[0]
-        assert cm1[r, 0] == pytest.approx(gauss, rel=1e-9)
+    for k in range(2):                                       # two experts, different parameters
+        L = chol[k, 0, 0]
+        for r, i in enumerate(subject):
+            s = slice(rows.starts[i], rows.starts[i] + rows.n_obs[i])
+            eta0 = rows.offset[s] + rows.exog[s] @ beta[k]
+            post = lambda b: np.exp(_subject_loglik(family, rows.endog[s], rows.trials[s], rows.weights[s],
+                                                    eta0 + rows.exog_re[s, 0] * b) - 0.5 * (b / L) ** 2)
+            lim = (-12 * L, 12 * L)
+            num = integrate.quad(lambda b: mean_fn(xnew[r] @ beta[k] + b) * post(b), *lim, epsrel=1e-12)[0]
+            den = integrate.quad(post, *lim, epsrel=1e-12)[0]
+            assert cm[r, k] == pytest.approx(num / den, rel=1e-7)
+            bh, bv = m1.b_hat[i, k, 0], m1.b_cov[i, k, 0, 0]
+            gauss = integrate.quad(lambda b: mean_fn(xnew[r] @ beta[k] + b) * stats.norm.pdf(b, bh, np.sqrt(bv)),
+                                   bh - 14 * np.sqrt(bv), bh + 14 * np.sqrt(bv), epsrel=1e-12)[0]
+            assert cm1[r, k] == pytest.approx(gauss, rel=1e-9)
 
 
 # ----------------------------------------------------------------------------------------------
