@@ -23,7 +23,7 @@ from .families.base import DataSummary
 from .params import Params, Structure, param_kinds, psd_cholesky, to_user
 
 __all__ = ["REL_TOL", "variance_at_boundary", "singular_covariance", "boundary_mask",
-           "boundary_messages"]
+           "near_lower_bound", "boundary_messages"]
 
 REL_TOL = 1e-6   # a variance below this fraction of its expert's scale counts as 0
 
@@ -71,6 +71,30 @@ def boundary_mask(structure: Structure, params: Params, summary: DataSummary,
             mask[j] = scale_zero[k]
         elif kind.kind in ("var", "cov"):
             mask[j] = bool(scale_zero[k] or singular[k] or at_zero[k, list(kind.re_index)].any())
+        elif kind.kind == "ratio":
+            mask[j] = theta[j] < np.sqrt(rel_tol)
+    return mask
+
+
+def near_lower_bound(structure: Structure, params: Params, summary: DataSummary,
+                     re_scale: np.ndarray, rel_tol: float = REL_TOL) -> np.ndarray:
+    """Mask of the *internal* vector's bounded entries that sit at their bound for all
+    practical purposes: a Cholesky diagonal L_jj whose conditional variance L_jj^2 z_j is below
+    ``rel_tol`` of its expert's scale, or an SD ratio below sqrt(rel_tol). A quasi-Newton
+    search approaches such a bound without reaching it exactly, and there the gradient scaled
+    by its per-subject spread is meaningless (both vanish with L_jj)."""
+    kinds = param_kinds(structure)
+    mask = np.zeros(len(kinds), dtype=bool)
+    if not structure.k_re:
+        return mask
+    chol = psd_cholesky(params.cov_re) if structure.re_structure == "unstructured" else np.sqrt(
+        np.clip(params.cov_re, 0.0, None))
+    theta = to_user(params, structure)
+    for j, kind in enumerate(kinds):
+        if kind.kind == "var":
+            k = 0 if kind.expert is None else kind.expert
+            i = kind.re_index[0]
+            mask[j] = chol[k, i, i] ** 2 * summary.z_scale[i] < rel_tol * re_scale[k]
         elif kind.kind == "ratio":
             mask[j] = theta[j] < np.sqrt(rel_tol)
     return mask

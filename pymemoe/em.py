@@ -43,7 +43,7 @@ from scipy.cluster.vq import kmeans2
 from scipy.optimize import minimize
 
 from .blocks import LocalBlocks, as_blocks, tree_sum
-from .boundary import boundary_messages
+from .boundary import boundary_messages, near_lower_bound
 from .exceptions import BoundaryWarning, ConvergenceWarning, SeparationWarning
 from .families.base import DataSummary
 from .gating import max_logit_spread, newton_update_blocks, SEPARATION_THRESHOLD
@@ -333,7 +333,8 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
 
 def projected_grad_max(ctx: FitContext, blocks, params: Params, states: Sequence) -> float:
     """Largest scaled gradient entry g_j / sqrt(sum_i s_ij^2) on the internal scale, ignoring
-    components pushing against an active bound.
+    components pushing against an active bound (or one the search has reached for all
+    practical purposes: :func:`pymemoe.boundary.near_lower_bound`).
 
     With the outer product of the scores as the information, g_j / sqrt(B_jj) is the size of
     a Newton step in units of the standard error, so the measure does not depend on the units
@@ -344,8 +345,9 @@ def projected_grad_max(ctx: FitContext, blocks, params: Params, states: Sequence
     _, _, grad, squares = score_moments(blocks, structure, params, states, internal=True)
     scale = np.sqrt(squares)
     scaled = np.divide(grad, scale, out=np.zeros_like(grad), where=scale > 0)
+    near = near_lower_bound(structure, params, ctx.summary, ctx.family.re_scale(params))
     for j, (low, _) in enumerate(internal_bounds(structure)):
-        if low is not None and theta[j] <= low + 1e-12 and grad[j] < 0:
+        if low is not None and (theta[j] <= low + 1e-12 or near[j]) and grad[j] < 0:
             scaled[j] = 0.0
     return float(np.abs(scaled).max()) if scaled.size else 0.0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
 
 __all__ = ["ConvergenceWarning", "HessianInversionWarning", "BoundaryWarning",
-           "SeparationWarning"]
+           "SeparationWarning", "GLMMNumericalWarning"]
 
 
 class BoundaryWarning(ConvergenceWarning):
@@ -19,3 +19,8 @@ class BoundaryWarning(ConvergenceWarning):
 
 class SeparationWarning(ConvergenceWarning):
     """The gating covariates separate the experts (near) perfectly."""
+
+
+class GLMMNumericalWarning(RuntimeWarning):
+    """A GLMM log-density or gradient is not finite (overflow of the data or the parameters),
+    or Newton's method for the random-effect modes did not converge for some subjects."""

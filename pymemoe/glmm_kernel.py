@@ -132,6 +132,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, gammaln
 
+from .exceptions import GLMMNumericalWarning
 from .quadrature import gauss_hermite_normal
 
 __all__ = ["GLMMRows", "GLMMMoments", "GLMMGradients", "GLMMNumericalWarning", "FAMILIES",
@@ -142,11 +143,6 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 #: exp(eta) of the Poisson family is evaluated at min(eta, POISSON_ETA_MAX): exp(709) is close
 #: to the largest double; beyond it the log-density is below -1e307 in any case.
 POISSON_ETA_MAX = 709.0
-
-
-class GLMMNumericalWarning(RuntimeWarning):
-    """A GLMM log-density or gradient is not finite (overflow of the data or the parameters),
-    or Newton's method for the modes did not converge for some subjects."""
 
 
 # ----------------------------------------------------------------------------------------------

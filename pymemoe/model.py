@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from .data import SubjectData, check_constant_within, check_outcome_varies
+from .families import get_family
+from .families.glmm import MAX_AGQ_DIM
 from .em import EMOptions, run_em
 from .formula import DesignSpec, build_design
 from .inference import DeferredCov, check_cov_type
@@ -97,9 +99,20 @@ class MEMoE:
     cov_re : {"expert", "proportional", "shared"}
     re_structure : {"unstructured", "diagonal"}
     scale : {"expert", "shared"}
+        Residual variances (Gaussian experts only).
     missing : {"drop", "raise"}
         Rows with a missing or non-finite value in any array are dropped and counted
         (``n_dropped``), or raise a ValueError.
+    family : {"gaussian", "binomial", "poisson"} or a statsmodels family instance
+        The experts' outcome model (canonical links): linear mixed models, or generalised
+        linear mixed models for binary/binomial outcomes (logit) and counts (log). For the
+        binomial family ``endog`` is 0/1, or two columns (successes, failures).
+    offset, exposure : array-like (n,), optional
+        Offset of the linear predictor, and exposure (Poisson: log(exposure) is added to the
+        offset; it must be positive). GLMM families only.
+    nAGQ : int
+        GLMM families: 1 for the Laplace approximation, > 1 for adaptive Gauss-Hermite
+        quadrature with ``nAGQ`` nodes per random effect (product grid, up to 3 random effects).
 
     Attributes
     ----------
@@ -140,17 +153,27 @@ class MEMoE:
         scale: str = "expert",
         missing: str = "drop",
         *,
+        family="gaussian",
+        offset=None,
+        exposure=None,
+        nAGQ: int = 1,
         spec: DesignSpec | None = None,
         n_dropped: int = 0,
         row_index: pd.Index | None = None,
     ) -> None:
+        family = get_family(family, n_agq=nAGQ)
         if row_index is None and isinstance(endog, (pd.Series, pd.DataFrame)):
             row_index = endog.index       # predictions are labelled like the user's rows
         endog_arr = np.asarray(endog, dtype=float)
         if endog_arr.ndim == 2 and endog_arr.shape[1] == 1:
             endog_arr = endog_arr[:, 0]
+        trials_arr = None
+        if endog_arr.ndim == 2 and endog_arr.shape[1] == 2 and family.name == "binomial":
+            trials_arr = endog_arr.sum(axis=1)         # (successes, failures), as statsmodels' GLM
+            endog_arr = endog_arr[:, 0]
         if endog_arr.ndim != 1:
-            raise ValueError(f"endog must be one-dimensional, got shape {endog_arr.shape}")
+            raise ValueError(f"endog must be one-dimensional (or two columns, successes and "
+                             f"failures, for family='binomial'), got shape {endog_arr.shape}")
         n = endog_arr.shape[0]
         if n == 0:
             raise ValueError("endog has no observations")
@@ -161,6 +184,7 @@ class MEMoE:
         groups_arr = np.asarray(groups)
         if groups_arr.shape != (n,):
             raise ValueError(f"groups must have one label per observation ({n}); got shape {groups_arr.shape}")
+        offset_arr = _offset(offset, exposure, n, family)
 
         if spec is not None:
             names = (spec.exog_names, spec.exog_re_names, spec.exog_gate_names, spec.exog_shared_names)
@@ -175,16 +199,20 @@ class MEMoE:
         if missing not in ("drop", "raise"):
             raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
         finite = np.isfinite(endog_arr) & pd.notna(pd.Series(groups_arr)).to_numpy()
-        for arr in (exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr):
+        for arr in (exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr, offset_arr[:, None]):
             finite &= np.isfinite(arr).all(axis=1)
+        if trials_arr is not None:
+            finite &= np.isfinite(trials_arr)
         if not finite.all():
             if missing == "raise":
                 raise ValueError(f"{int((~finite).sum())} rows have missing or non-finite values "
                                  f"(missing='raise')")
             n_dropped += int((~finite).sum())
-            endog_arr, exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr, groups_arr = (
+            endog_arr, exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr, groups_arr, offset_arr = (
                 a[finite] for a in (endog_arr, exog_arr, exog_re_arr, exog_gate_arr,
-                                    exog_shared_arr, groups_arr))
+                                    exog_shared_arr, groups_arr, offset_arr))
+            if trials_arr is not None:
+                trials_arr = trials_arr[finite]
             if row_index is not None:
                 row_index = row_index[finite]
             if endog_arr.shape[0] == 0:
@@ -193,10 +221,22 @@ class MEMoE:
             row_index = pd.RangeIndex(endog_arr.shape[0])
 
         check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
-        if spec is None:  # from_formula has checked it with the formula's names
-            check_outcome_varies(endog_arr, np.column_stack([exog_arr, exog_shared_arr]),
-                                 f"the outcome {endog_name!r}")
         full_exog = np.column_stack([exog_arr, exog_shared_arr])
+        if family.has_scale:
+            if spec is None:  # from_formula has checked it with the formula's names
+                check_outcome_varies(endog_arr, full_exog, f"the outcome {endog_name!r}")
+            if scale == "none":
+                raise ValueError("scale='none' is for families without a residual variance")
+        else:
+            family.validate_outcome(endog_arr, trials_arr, f"the outcome {endog_name!r}", row_index)
+            if scale != "expert":
+                raise ValueError(f"scale={scale!r}: residual variances exist for Gaussian experts "
+                                 f"only (family={family.name!r} has none); leave scale at its default")
+            scale = "none"
+            if exog_re_arr.shape[1] > MAX_AGQ_DIM and family.n_agq > 1:
+                raise ValueError(f"nAGQ={family.n_agq} uses a product grid of nAGQ**q nodes, for "
+                                 f"at most {MAX_AGQ_DIM} random effects (re_formula has "
+                                 f"{exog_re_arr.shape[1]}); use nAGQ=1 (Laplace) or fewer random effects")
         self.structure = Structure(
             n_experts=n_experts,
             exog_names=tuple(names[0]) + tuple(names[3]),
@@ -207,12 +247,15 @@ class MEMoE:
             re_structure=re_structure,
             scale=scale,
         )
-        self.data = SubjectData.from_arrays(endog_arr, full_exog, exog_re_arr, exog_gate_arr, groups_arr)
+        self.data = family.make_data(endog_arr, full_exog, exog_re_arr, exog_gate_arr, groups_arr,
+                                     trials=trials_arr, offset=offset_arr)
         if n_experts > self.data.n_groups:
             raise ValueError(f"n_experts={n_experts} exceeds the number of subjects "
                              f"({self.data.n_groups})")
-        _check_rank(self.data.xx.sum(axis=0), self.structure.exog_names, "fixed-effects design")
+        _check_rank(full_exog.T @ full_exog, self.structure.exog_names, "fixed-effects design")
         self.endog = endog_arr
+        self.trials = trials_arr
+        self.offset = offset_arr
         self.exog = full_exog
         self.exog_re = exog_re_arr
         self.exog_gate = exog_gate_arr
@@ -334,7 +377,7 @@ class MEMoE:
         n_starts: int = 10,
         random_state=None,
         maxiter: int = 1000,
-        tol: float = 1e-8,
+        tol: float | None = None,
         start_params=None,
         polish: bool = True,
         cov_type: str = "oim",
@@ -357,8 +400,11 @@ class MEMoE:
             Seed of the starts; the same seed gives identical results.
         maxiter : int
             Maximum EM iterations per start.
-        tol : float
-            EM stops when the change of the log-likelihood is below ``tol * (1 + |llf|)``.
+        tol : float, optional
+            EM stops when the change of the log-likelihood is below ``tol * (1 + |llf|)``;
+            then the quasi-Newton polish finishes. None: the family's default (1e-8 for
+            Gaussian experts, whose M-step is exact; 1e-5 for binomial and Poisson experts,
+            whose M-step is itself an iterative optimisation).
         start_params : array-like or pandas.Series, optional
             A user-scale parameter vector (labels as ``model.param_names``) to start from.
         polish : bool
@@ -418,6 +464,7 @@ class MEMoE:
             raise ValueError(f"n_jobs must be None or a positive integer, got {n_jobs!r}")
         if block_size is not None and (int(block_size) != block_size or block_size < 1):
             raise ValueError(f"block_size must be None or a positive integer, got {block_size!r}")
+        tol = self.data.family.em_tol if tol is None else tol
         options = EMOptions(n_starts=int(n_starts), maxiter=int(maxiter), tol=float(tol),
                             polish=bool(polish), n_jobs=jobs, screen_iter=screen_iter,
                             n_finish=int(n_finish), progress=bool(progress),
@@ -428,6 +475,23 @@ class MEMoE:
         cov = DeferredCov(cov_type, self.data, self.structure, fit.params, cov_kwds, n_jobs=jobs,
                           block_size=options.block_size)
         return MEMoEResults(model=self, fit=fit, options=options, cov=cov)
+
+
+def _offset(offset, exposure, n: int, family) -> np.ndarray:
+    """The offset of the linear predictor: ``offset`` plus log(``exposure``) (GLMM families)."""
+    if (offset is not None or exposure is not None) and family.has_scale:
+        raise ValueError(f"offset and exposure are for binomial and Poisson experts; "
+                         f"family={family.name!r} does not take them")
+    out = np.zeros(n) if offset is None else _as_2d(offset, n, "offset")[:, 0].copy()
+    if exposure is not None:
+        exp = _as_2d(exposure, n, "exposure")[:, 0]
+        bad = np.isfinite(exp) & (exp <= 0)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"exposure must be positive: row {j} has {exp[j]!r}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = out + np.log(exp)
+    return out
 
 
 def _check_rank(gram: np.ndarray, names: Sequence[str], what: str) -> None:

@@ -8,30 +8,44 @@ from __future__ import annotations
 
 from .base import DataSummary, ExpertFamily, ExpertGradients
 from .gaussian import GAUSSIAN, GaussianFamily
+from .glmm import GLMMFamily
 
 __all__ = ["ExpertFamily", "DataSummary", "ExpertGradients", "GaussianFamily", "GAUSSIAN",
-           "get_family"]
+           "GLMMFamily", "get_family"]
+
+CANONICAL_LINKS = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
 
 
-def get_family(family) -> ExpertFamily:
-    """The family object for ``family``: a name (``"gaussian"``), a statsmodels family instance
-    (``statsmodels.api.families.Gaussian()``) or an :class:`ExpertFamily` (returned as is).
+def get_family(family, n_agq: int = 1) -> ExpertFamily:
+    """The family object for ``family``: a name (``"gaussian"``, ``"binomial"``,
+    ``"poisson"``), a statsmodels family instance with its canonical link
+    (``statsmodels.api.families.Binomial()``) or an :class:`ExpertFamily` (returned as is).
+    ``n_agq`` is the quadrature of the GLMM families (1: Laplace).
 
     Examples
     --------
     >>> get_family("gaussian").name
     'gaussian'
+    >>> import statsmodels.api as sm
+    >>> get_family(sm.families.Poisson(), n_agq=7)
+    GLMMFamily('poisson', n_agq=7)
     """
     if isinstance(family, ExpertFamily):
         return family
     name = family
     if not isinstance(family, str):
-        name = type(family).__name__.lower()      # statsmodels' families: Gaussian(), ...
+        name = type(family).__name__.lower()      # statsmodels' families: Binomial(), ...
         link = getattr(family, "link", None)
-        if name == "gaussian" and link is not None and type(link).__name__.lower() != "identity":
-            raise ValueError(f"family: only the identity link is supported for Gaussian experts, "
-                             f"got {type(link).__name__}")
+        link_name = type(link).__name__.lower() if link is not None else None
+        if name in CANONICAL_LINKS and link_name not in (None, CANONICAL_LINKS[name]):
+            raise ValueError(f"family: only the canonical link is supported ({name}: "
+                             f"{CANONICAL_LINKS[name]}), got {type(link).__name__}")
+    if name not in CANONICAL_LINKS:
+        raise ValueError(f"family must be 'gaussian', 'binomial', 'poisson' or a statsmodels "
+                         f"Gaussian, Binomial or Poisson family instance; got {family!r}")
     if name == "gaussian":
+        if n_agq != 1:
+            raise ValueError("nAGQ is for binomial and Poisson experts (Gaussian experts are "
+                             "integrated exactly)")
         return GAUSSIAN
-    raise ValueError(f"family must be 'gaussian' or a statsmodels Gaussian family instance; "
-                     f"got {family!r}")
+    return GLMMFamily(name, n_agq=n_agq)

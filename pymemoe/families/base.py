@@ -91,6 +91,17 @@ class ExpertFamily(ABC):
     name: str = ""
     #: whether the experts have residual variances sigma2_k (the ``scale`` block)
     has_scale: bool = True
+    #: default EM tolerance (relative change of the log-likelihood): EM runs to convergence when
+    #: its M-step is exact and cheap; with an iterative M-step the quasi-Newton polish finishes
+    #: sooner, so EM stops earlier
+    em_tol: float = 1e-8
+
+    @abstractmethod
+    def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None):
+        """The family's data from row arrays (sorted by subject as
+        :func:`pymemoe.data.subject_codes` sorts them), with the interface of
+        :class:`pymemoe.data.SubjectData` (``n_groups``, ``exog_gate``, ``subjects``,
+        ``subject_slice``, ``take``, ``family``)."""
 
     @abstractmethod
     def moments(self, data, params, warm=None):

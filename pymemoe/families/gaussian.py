@@ -109,6 +109,11 @@ class GaussianFamily(ExpertFamily):
     name = "gaussian"
     has_scale = True
 
+    def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None):
+        """Per-subject sufficient statistics (:class:`pymemoe.data.SubjectData`)."""
+        from ..data import SubjectData
+        return SubjectData.from_arrays(endog, exog, exog_re, exog_gate, groups)
+
     def moments(self, data, params: Params, warm=None) -> ExpertMoments:
         return expert_moments(data, params)
 
