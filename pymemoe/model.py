@@ -43,7 +43,7 @@ import pandas as pd
 
 from .data import SubjectData, check_constant_within, check_outcome_varies
 from .em import EMOptions, run_em
-from .formula import DesignSpec, build_design
+from .formula import DesignSpec, build_design, check_random_effects_estimable
 from .inference import COV_TYPES, estimate_cov
 from .likelihood import e_step, score_obs
 from .params import Params, Structure, from_user, param_labels
@@ -193,6 +193,8 @@ class MEMoE:
             row_index = pd.RangeIndex(endog_arr.shape[0])
 
         check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
+        check_random_effects_estimable(groups_arr, names[1], "exog_re" if spec is None else
+                                       f"re_formula {spec.re_formula!r}")
         if spec is None:  # from_formula has checked it with the formula's names
             check_outcome_varies(endog_arr, np.column_stack([exog_arr, exog_shared_arr]),
                                  f"the outcome {endog_name!r}")
