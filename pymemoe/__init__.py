@@ -50,6 +50,7 @@ Examples
 >>> res.posterior.shape
 (312, 2)
 """
+from .version import __version__
 from .model import MEMoE
 from .results import MEMoEResults, load
 from .exceptions import BoundaryWarning, SeparationWarning
@@ -59,4 +60,3 @@ from .simulate import simulate
 
 __all__ = ["MEMoE", "MEMoEResults", "BoundaryWarning", "SeparationWarning", "compare_experts",
            "cross_validate", "simulate", "load"]
-__version__ = "0.1.0.dev0"
