@@ -94,7 +94,7 @@ def plot_fit(results, time: Hashable, data: pd.DataFrame | None = None, bins=10,
                  f"by expert ({which})", fontsize="medium")
     ax.set_xlabel(f"{time} (mean of each bin)")
     ax.set_ylabel(outcome_label(results.model.endog_name) if ylabel is None else ylabel)
-    ax.legend(fontsize="small", ncols=2 if K > 1 else 1)
+    ax.legend(fontsize="small", ncol=2 if K > 1 else 1)
     return ax
 
 
