@@ -28,12 +28,10 @@ Statistician 50(2).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Hashable
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
 
 from .predict import ComponentLaws, laws_of, observed_outcome, require_rows
 

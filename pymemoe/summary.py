@@ -42,7 +42,7 @@ from statsmodels.iolib import summary2
 
 from .inference import delta_method
 from .params import from_user
-from .tables import Table, format_frame, format_number, format_pvalue, latex_escape, render_latex
+from .tables import Table, format_frame, format_number, latex_escape, render_latex
 
 __all__ = ["parameter_frame", "variance_components", "postprob_table", "build_summary",
            "expert_table", "summary_col", "MEMoESummary"]
@@ -416,7 +416,8 @@ def summary_col(results, model_names=None, float_format: str = "%.3f", stars: bo
         Column titles (default ``"(1)"``, ``"(2)"``, ...).
     float_format : str
     stars : bool
-        Mark p < 0.05, 0.01, 0.001 with *, **, *** (coefficients only; no test of an SD).
+        Mark p < 0.05, 0.01, 0.001 with ``*``, ``**``, ``***`` (coefficients only; no test
+        of an SD).
     alpha : float
 
     Returns
