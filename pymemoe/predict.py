@@ -103,11 +103,11 @@ from typing import Hashable
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
 
 from .data import SubjectData, check_constant_within, subject_codes
 from .formula import build_new_design, build_new_endog, group_labels, required_variables
 from .gating import log_prior
+from .laws import ComponentLaws
 from .likelihood import e_step
 from .params import Params, chain_gradient, from_user, param_labels, to_user
 
@@ -119,7 +119,6 @@ __all__ = ["predict", "get_prediction", "predict_class", "prior_class", "predict
 
 KINDS = ("marginal", "expert", "conditional")
 MIXTURE_KINDS = ("conditional", "marginal")
-_SQRT_2PI = np.sqrt(2.0 * np.pi)
 _BLOCK = 2_000_000        # entries of the (subjects, K, n_i, n_i) stacks whitened at once
 
 
@@ -333,80 +332,6 @@ def subject_posterior(results, rows: DesignRows, history: np.ndarray | None = No
 
 # ---------------------------------------------------------------------------------------------
 # Laws of one observation given the expert
-
-
-@dataclass(frozen=True, eq=False)
-class ComponentLaws:
-    """The law of one observation at each row given each expert, with the mixture weights.
-
-    For the Gaussian family each component is N(means, variances). A family with a discrete
-    or skewed law keeps ``weights``, ``means`` and ``variances`` (the predictive moments) and
-    supplies its own ``pdf``/``cdf``.
-
-    Attributes
-    ----------
-    weights, means, variances : ndarray (n, K)
-    family : str
-        ``"gaussian"``.
-    """
-
-    weights: np.ndarray
-    means: np.ndarray
-    variances: np.ndarray
-    family: str = "gaussian"
-    sd: np.ndarray = dataclasses.field(init=False, repr=False)   # component SDs, (n, K)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sd", np.sqrt(self.variances))
-
-    @property
-    def continuous(self) -> bool:
-        """Whether the law has a density (prediction sets are intervals of it)."""
-        return self.family == "gaussian"
-
-    def mean(self) -> np.ndarray:
-        """Mixture mean sum_k w_k m_k per row."""
-        return (self.weights * self.means).sum(axis=1)
-
-    def variance(self) -> np.ndarray:
-        """Mixture variance sum_k w_k (v_k + m_k^2) - mean^2 per row."""
-        m = self.mean()
-        return (self.weights * (self.variances + self.means ** 2)).sum(axis=1) - m ** 2
-
-    def subset(self, rows) -> "ComponentLaws":
-        return ComponentLaws(self.weights[rows], self.means[rows], self.variances[rows],
-                             self.family)
-
-    def _component(self, k: int, rows: np.ndarray | None):
-        if rows is None:              # y of shape (n, G)
-            return self.weights[:, k, None], self.means[:, k, None], self.sd[:, k, None]
-        return self.weights[rows, k], self.means[rows, k], self.sd[rows, k]
-
-    def pdf(self, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Mixture density at y: y of shape (n, G) (``rows=None``) or y[i] at row rows[i]."""
-        out = np.zeros(np.shape(y))
-        for k in range(self.weights.shape[1]):
-            w, mu, sd = self._component(k, rows)
-            z = (y - mu) / sd
-            out += w * np.exp(-0.5 * z * z) / (sd * _SQRT_2PI)
-        return out
-
-    def dpdf(self, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Derivative of the mixture density at y[i] of row rows[i]."""
-        out = np.zeros(np.shape(y))
-        for k in range(self.weights.shape[1]):
-            w, mu, sd = self._component(k, rows)
-            z = (y - mu) / sd
-            out -= w * z * np.exp(-0.5 * z * z) / (sd * sd * _SQRT_2PI)
-        return out
-
-    def cdf(self, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Mixture distribution function, shaped as :meth:`pdf`."""
-        out = np.zeros(np.shape(y))
-        for k in range(self.weights.shape[1]):
-            w, mu, sd = self._component(k, rows)
-            out += w * ndtr((y - mu) / sd)
-        return out
 
 
 def gating_probabilities(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:

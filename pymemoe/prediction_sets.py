@@ -33,7 +33,8 @@ from typing import Hashable
 import numpy as np
 import pandas as pd
 
-from .predict import ComponentLaws, laws_of, observed_outcome, require_rows
+from .laws import ComponentLaws
+from .predict import laws_of, observed_outcome, require_rows
 
 __all__ = ["prediction_set", "coverage", "set_arrays", "covered_rows", "check_alpha",
            "SET_METHODS"]
