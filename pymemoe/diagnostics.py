@@ -12,8 +12,13 @@ independent N(0, 1) when subject i belongs to expert k and the expert is correct
   "most likely class" convention).
 
 Their histogram against the N(0, 1) density, their normal QQ plot and their plot against the
-fitted values (:func:`pymemoe.plotting.plot_residuals`) check the Gaussian expert: heavy
-tails, skewness, variance that changes with the level.
+fitted expert means (:func:`pymemoe.plotting.plot_residuals`) check the Gaussian expert: heavy
+tails, skewness, variance that changes with the level. The fitted values for that plot are the
+experts' means combined the same way (:func:`fitted_means`: sum_k tau_ik x_j' beta_k, or
+x_j' beta_k*), not the subject-specific ``fittedvalues``: those contain the predicted random
+effects, which are correlated with the whitened residuals even under a correct model (a
+subject with a large random intercept has both a large fitted value and positive residuals),
+so a trend against them would not be a sign of misfit.
 
 **Observed and predicted means by expert** (:func:`fit_table`, lcmm's
 ``plot(m, which = "fit")``). The time axis is cut into bins; in each bin and for each expert
@@ -35,7 +40,7 @@ from scipy import stats
 from .formula import sample_column
 from .predict import component_laws, design_rows, expert_means, expert_residuals, subject_posterior
 
-__all__ = ["standardized_residuals", "fit_table", "RESIDUAL_KINDS"]
+__all__ = ["standardized_residuals", "fitted_means", "fit_table", "RESIDUAL_KINDS"]
 
 RESIDUAL_KINDS = ("posterior", "assigned", "expert")
 
@@ -80,6 +85,21 @@ def standardized_residuals(results, by: str = "posterior") -> pd.Series | pd.Dat
     else:
         values = white[np.arange(white.shape[0]), tau.argmax(axis=1)]
     return pd.Series(values, index=rows.index, name="standardized residual")
+
+
+def fitted_means(results, by: str = "posterior") -> pd.Series:
+    """The experts' means x_j' beta_k of each fitting row, combined as the standardised
+    residuals are: posterior-weighted (``by="posterior"``) or of the assigned expert
+    (``by="assigned"``); the x axis against which those residuals should show no trend."""
+    if by not in ("posterior", "assigned"):
+        raise ValueError(f"by must be 'posterior' or 'assigned', got {by!r}")
+    rows = design_rows(results, what="fitted means")
+    post = subject_posterior(results, rows)
+    tau = post.tau[post.codes]
+    means = expert_means(results, rows)
+    values = ((tau * means).sum(axis=1) if by == "posterior"
+              else means[np.arange(means.shape[0]), tau.argmax(axis=1)])
+    return pd.Series(values, index=rows.index, name="fitted expert mean")
 
 
 def _time_values(results, time: Hashable, data: pd.DataFrame | None) -> np.ndarray:

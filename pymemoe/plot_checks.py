@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .diagnostics import fit_table, standardized_residuals
+from .diagnostics import fit_table, fitted_means, standardized_residuals
 from .predict import design_rows, subject_posterior
 from .plot_style import expert_colour, import_pyplot, new_axes, outcome_label
 
@@ -89,7 +89,8 @@ def plot_fit(results, time: Hashable, data: pd.DataFrame | None = None, bins=10,
                           rows["observed_upper"] - rows["observed"]],
                     fmt="o", ms=5, mfc="white", mec=colour, ecolor=colour, elinewidth=1.2,
                     capsize=2.5, label=f"observed, expert {k}")
-    which = "expert means x'beta" if kind == "marginal" else "subject-specific predictions"
+    which = (r"predicted: expert means $x^\top\beta_k$" if kind == "marginal" else
+             "predicted: subject-specific means")
     ax.set_title(f"Observed (weighted by posterior, {1 - alpha:.0%} CI) and predicted means\n"
                  f"by expert ({which})", fontsize="medium")
     ax.set_xlabel(f"{time} (mean of each bin)")
@@ -104,13 +105,15 @@ _RESIDUAL_LABELS = {"posterior": "standardised residual (posterior-weighted)",
 
 def plot_residuals(results, by: str = "posterior", axes=None, bins: int = 40):
     """Standardised residuals: histogram with the N(0, 1) density, normal QQ plot, and residuals
-    against the fitted values.
+    against the fitted expert means.
 
     The residuals are the within-subject whitened residuals of
-    :meth:`~pymemoe.MEMoEResults.standardized_residuals` (N(0, 1) under a correct model);
-    in the third panel each point is coloured by its subject's assigned expert, and the black
-    line is the mean residual in deciles of the fitted values (flat at 0 when the mean is
-    right).
+    :meth:`~pymemoe.MEMoEResults.standardized_residuals` (N(0, 1) under a correct model). The
+    third panel plots them against the experts' means combined the same way
+    (:func:`pymemoe.diagnostics.fitted_means`; not the subject-specific fitted values, which
+    share the predicted random effects with the residuals and trend against them even under a
+    correct model); each point is coloured by its subject's assigned expert, and the black line
+    is the mean residual in deciles of the fitted means (flat at 0 when the means are right).
 
     Parameters
     ----------
@@ -128,8 +131,8 @@ def plot_residuals(results, by: str = "posterior", axes=None, bins: int = 40):
         The three Axes (``axes[0].figure`` is the Figure). ``axes[0].patches`` are the
         histogram bars (a density), ``axes[0].lines[0]`` the N(0, 1) density;
         ``axes[1].collections[0]`` the QQ points (x: normal quantiles, y: sorted residuals);
-        ``axes[2].collections`` the residuals against ``results.fittedvalues``, one set per
-        expert.
+        ``axes[2].collections`` the residuals against
+        :func:`~pymemoe.diagnostics.fitted_means`, one set per expert.
 
     Examples
     --------
@@ -150,7 +153,7 @@ def plot_residuals(results, by: str = "posterior", axes=None, bins: int = 40):
     if int(bins) != bins or bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins!r}")
     resid = standardized_residuals(results, by=by).to_numpy()
-    fitted = results.fittedvalues.to_numpy()
+    fitted = fitted_means(results, by=by).to_numpy()
     if axes is None:
         fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
     axes = np.asarray(axes, dtype=object).ravel()
@@ -191,9 +194,9 @@ def plot_residuals(results, by: str = "posterior", axes=None, bins: int = 40):
     scatter.plot(means["f"], means["r"], color="k", lw=1.5, marker="o", ms=3,
                  label="mean in deciles")
     scatter.axhline(0.0, color="0.4", lw=1, ls="--")
-    scatter.set_xlabel(f"fitted value ({outcome_label(results.model.endog_name)})")
+    scatter.set_xlabel(f"fitted expert mean ({outcome_label(results.model.endog_name)})")
     scatter.set_ylabel(label.split(" (")[0])
-    scatter.set_title("Residuals against fitted values", fontsize="medium")
+    scatter.set_title("Residuals against fitted expert means", fontsize="medium")
     scatter.legend(fontsize="small", markerscale=2)
     return axes
 

@@ -11,7 +11,7 @@ import statsmodels.formula.api as smf
 from scipy import linalg, stats
 
 from pymemoe import MEMoE, plotting
-from pymemoe.diagnostics import fit_table
+from pymemoe.diagnostics import fit_table, fitted_means
 from pymemoe.params import Params
 from pymemoe.simulate import simulate
 
@@ -78,6 +78,22 @@ def test_standardized_residuals_against_a_dense_whitening(res3, pbc):
         res3.standardized_residuals(by="pearson")
 
 
+def test_residuals_show_no_trend_against_fitted_means_under_the_true_model():
+    """Against the fitted expert means the residuals of a correct model are flat; against the
+    subject-specific fitted values they are not (shrinkage), which is why the plot uses the
+    former."""
+    truth = Params(gamma=[[0.0, 0.0], [0.4, 1.0]], beta=[[0.0, 0.2], [3.0, 0.8]],
+                   cov_re=[[[0.3, 0.02], [0.02, 0.02]], [[0.5, -0.03], [-0.03, 0.04]]],
+                   scale=[0.2, 0.4])
+    sim = simulate(truth, 400, visits=(3, 9), random_state=5)
+    res = MEMoE.from_formula(data=sim.data, n_experts=2, **sim.formula_kwargs).fit(
+        n_starts=2, random_state=0, cov_type="none")
+    r = res.standardized_residuals().to_numpy()
+    flat = np.corrcoef(fitted_means(res).to_numpy(), r)[0, 1]
+    trend = np.corrcoef(res.fittedvalues.to_numpy(), r)[0, 1]
+    assert abs(flat) < 0.04 < trend
+
+
 def test_standardized_residuals_are_standard_normal_under_the_true_model():
     truth = Params(gamma=[[0.0, 0.0], [0.4, 1.0]], beta=[[0.0, 0.2], [3.0, 0.8]],
                    cov_re=[[[0.3, 0.02], [0.02, 0.02]], [[0.5, -0.03], [-0.03, 0.04]]],
@@ -135,7 +151,7 @@ def test_plot_fit_draws_the_fit_table(res3):
     assert "observed, expert 3" in labels and "predicted, expert 1" in labels
 
 
-def test_plot_residuals_draws_the_standardized_residuals(res3):
+def test_plot_residuals_draws_the_standardized_residuals(res3, pbc):
     axes = plotting.plot_residuals(res3)
     r = res3.standardized_residuals().to_numpy()
     heights = np.array([p.get_height() for p in axes[0].patches])
@@ -148,8 +164,11 @@ def test_plot_residuals_draws_the_standardized_residuals(res3):
     assert np.all(np.diff(qq[:, 0]) > 0) and qq[0, 0] < -3 and qq[-1, 0] > 3
     points = np.vstack([c.get_offsets() for c in axes[2].collections])
     assert points.shape == (len(r), 2)
-    fitted = res3.fittedvalues.to_numpy()
-    np.testing.assert_allclose(np.sort(points[:, 0]), np.sort(fitted))
+    # x: the posterior-weighted expert means, computed here from fe_params and the posterior
+    tau = res3.posterior.loc[pbc["id"]].to_numpy()
+    means = np.column_stack([res3.fe_params.loc["Intercept", k] + res3.fe_params.loc["year", k]
+                             * pbc["year"] for k in (1, 2, 3)])
+    np.testing.assert_allclose(np.sort(points[:, 0]), np.sort((tau * means).sum(axis=1)))
     for ax in axes:
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
 
