@@ -78,7 +78,8 @@ Internal-public API (the engine)
   Sigma per subject, at the fitted or at other parameters;
 * ``component_laws(results, rows, kind, posterior, state) -> ComponentLaws``: per row and
   expert, the weight, predictive mean and variance of one observation given the expert, with
-  the law's ``pdf`` and ``cdf`` (a family's law plugs in here);
+  the law's ``pdf`` and ``cdf`` (:mod:`pymemoe.laws`; a family's law plugs in here), and
+  ``laws_of(results, newdata, kind, ...) -> (index, ComponentLaws)`` for a whole request;
 * ``expert_means(results, rows, state) -> ndarray (n, K)``: E[y | expert k, covariates] of a
   new subject (for a family with a link, not x' beta);
 * ``point_prediction(results, rows, kind, posterior, state) -> ndarray``: the predicted mean;
@@ -113,7 +114,7 @@ from .params import Params, chain_gradient, from_user, param_labels, to_user
 
 __all__ = ["predict", "get_prediction", "predict_class", "prior_class", "predictive_mixture",
            "PredictiveMixture", "DesignRows", "SubjectPosterior", "ComponentLaws",
-           "design_rows", "history_mask", "subject_posterior", "component_laws",
+           "design_rows", "history_mask", "subject_posterior", "component_laws", "laws_of",
            "expert_means", "point_prediction", "prediction_jacobian", "delta_se",
            "expert_residuals", "gating_probabilities", "observed_outcome", "require_rows"]
 
@@ -552,8 +553,10 @@ def _inputs(results, newdata, kind, groups, landmark, time):
 
 
 def laws_of(results, newdata: pd.DataFrame | None, kind: str, *, groups=None,
-            landmark: float | None = None, time: Hashable | None = None):
-    """The rows' index and their :class:`ComponentLaws` (``kind`` marginal or conditional)."""
+            landmark: float | None = None,
+            time: Hashable | None = None) -> tuple[pd.Index, ComponentLaws]:
+    """The rows' index and their :class:`~pymemoe.laws.ComponentLaws` for a prediction request
+    (``kind`` marginal or conditional; the other arguments as in :func:`predict`)."""
     if kind not in MIXTURE_KINDS:
         raise ValueError(f"kind must be one of {MIXTURE_KINDS}, got {kind!r}")
     rows, post, _ = _inputs(results, newdata, kind, groups, landmark, time)
