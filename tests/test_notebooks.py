@@ -27,7 +27,7 @@ pytest.importorskip("matplotlib")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PBCSEQ = NOTEBOOKS / "pbcseq.ipynb"
 KERNEL = "pymemoe-test-python"
-SMALL = {"N_STARTS": 3, "N_FOLDS": 3}
+SMALL = {"N_STARTS": 3, "N_FOLDS": 3, "K_MAX": 3}
 
 
 def _tagged(nb, tag: str) -> list:

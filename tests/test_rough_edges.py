@@ -142,7 +142,7 @@ def test_simulate_bootstraps_any_fitted_model(pbc, options):
     # prediction and its variance the marginal mixture variance (closed forms)
     outcome = boot.formula_kwargs["formula"].split("~")[0].strip()
     draws = np.column_stack([simulate(res, random_state=seed).data[outcome].to_numpy()
-                             for seed in range(300)])
+                             for seed in range(200)])
     mix = predictive_mixture(res, data.iloc[:40], kind="marginal")
     mean, var = mix.mean().to_numpy(), mix.variance().to_numpy()
     z = (draws[:40].mean(axis=1) - mean) / np.sqrt(var / draws.shape[1])
