@@ -446,8 +446,10 @@ def summary_col(results, model_names=None, float_format: str = "%.3f", stars: bo
     labels = list(dict.fromkeys(label for f in frames for label in f.index))
     first = {label: j for j, label in enumerate(labels)}
     # experts in order (each: fixed effects, then SDs), shared effects, then the gating
-    labels.sort(key=lambda lab: (2, first[lab]) if lab[0] == "gate" else
-                (1, first[lab]) if lab[1] == "all" else (0, lab[1], first[lab]))
+    rank = {"beta": 0, "re_cov": 1, "scale": 2}
+    labels.sort(key=lambda lab: (2, 0, first[lab]) if lab[0] == "gate" else
+                (1, rank[lab[0]], first[lab]) if lab[1] == "all" else
+                (0, lab[1], rank[lab[0]], first[lab]))
     index = pd.MultiIndex.from_tuples(labels, names=["block", "expert", "term"])
     coef = pd.DataFrame({n: f["coef"].reindex(index) for n, f in zip(names, frames)})
     se = pd.DataFrame({n: f["std err"].reindex(index) for n, f in zip(names, frames)})
