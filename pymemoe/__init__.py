@@ -27,11 +27,17 @@ llf, aic, bic, icl, entropy
     log-likelihood and criteria (BIC with log(number of subjects)).
 bse, cov_params(), conf_int(), wald_test(), t_test()
     inference, with ``fit(cov_type="oim" | "robust")``.
-predict(), predict_class(), prediction_set()
-    predictions (marginal, per expert, conditional and dynamic), class membership of new
-    subjects and prediction sets (highest-density regions).
+predict(), get_prediction(), predict_class(), prediction_set()
+    predictions (marginal, per expert, conditional and dynamic), with delta-method standard
+    errors, class membership of new subjects and prediction sets (highest-density regions).
+fittedvalues, resid, standardized_residuals()
+    subject-specific fitted values, residuals, residuals whitened within subject (model checking).
+summary(), to_frame(), expert_table(), postprob()
+    tables for papers (:mod:`pymemoe.summary`; ``summary_col`` puts models side by side).
 
 Modules beyond the model: :mod:`pymemoe.selection` (``compare_experts``: choosing K),
+:mod:`pymemoe.diagnostics` (residuals and the fit by expert), :mod:`pymemoe.metrics` (adjusted
+Rand index, label matching),
 :mod:`pymemoe.crossval` (``cross_validate``), :mod:`pymemoe.simulate` (``simulate``: data from
 known truth), :mod:`pymemoe.plotting` (matplotlib figures; ``pip install pymemoe[plot]``),
 :mod:`pymemoe.datasets` (``load_pbcseq``), :mod:`pymemoe.chunked` (``from_chunks``,
@@ -50,6 +56,7 @@ Examples
 >>> res.posterior.shape
 (312, 2)
 """
+from .version import __version__
 from .model import MEMoE
 from .results import MEMoEResults, load
 from .exceptions import BoundaryWarning, SeparationWarning
@@ -59,4 +66,3 @@ from .simulate import simulate
 
 __all__ = ["MEMoE", "MEMoEResults", "BoundaryWarning", "SeparationWarning", "compare_experts",
            "cross_validate", "simulate", "load"]
-__version__ = "0.1.0.dev0"

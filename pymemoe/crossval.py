@@ -17,8 +17,9 @@ import pandas as pd
 from .data import subject_codes
 from .em import as_seed_sequence
 from .formula import build_design
-from .predict import _mixture_arrays, _outcome, _posterior, _rows, predictive_mixture
-from .prediction_sets import SET_METHODS, _check_alpha, _covered, _mixture, _sets
+from .predict import (component_laws, design_rows, laws_of, observed_outcome,
+                      subject_posterior)
+from .prediction_sets import SET_METHODS, check_alpha, covered_rows, set_arrays
 
 __all__ = ["cross_validate", "CrossValidation"]
 
@@ -183,7 +184,7 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
     if not isinstance(formula, str):
         formula, options = _model_options(formula)
         model_and_fit_kwargs = {**options, **model_and_fit_kwargs}
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if method not in SET_METHODS:
         raise ValueError(f"method must be one of {SET_METHODS}, got {method!r}")
     unknown = set(model_and_fit_kwargs) - set(_FIT_KEYS) - set(_MODEL_KEYS)
@@ -230,30 +231,28 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
         res = _fit_fold(formula, train, train_groups, model_kwargs, fit_kwargs, seeds[f])
         train_subjects[f] = res.model.data.subjects
         try:
-            mix = predictive_mixture(res, test, kind="marginal")
-            y = _outcome(res.model.spec, test)
+            _, laws = laws_of(res, test, "marginal")
+            y = observed_outcome(res, test)
         except ValueError as err:
             raise ValueError(f"fold {f}: the held-out subjects cannot be predicted: {err}") from None
-        m = _mixture(mix.weights.to_numpy(), mix.means.to_numpy(), mix.variances.to_numpy())
-        rows, lower, upper = _sets(m, alpha, method, 400)
+        rows, lower, upper = set_arrays(laws, alpha, method, 400)
         idx = np.flatnonzero(test_mask)
         out.loc[idx, "observed"] = y
-        out.loc[idx, "predicted"] = mix.mean().to_numpy()
-        out.loc[idx, "covered"] = _covered(rows, lower, upper, y, y.size).astype(float)
+        out.loc[idx, "predicted"] = laws.mean()
+        out.loc[idx, "covered"] = covered_rows(rows, lower, upper, y, y.size).astype(float)
         out.loc[idx, "set_length"] = np.bincount(rows, upper - lower, minlength=y.size)
         if time is not None:
             t = pd.to_numeric(test[time]).to_numpy(dtype=float)
             expanded, pseudo, is_target, target_pos = _dynamic_layout(codes[test_mask], t)
             if target_pos.size:
-                dyn_rows = _rows(res, test.iloc[expanded], endog=True, groups_needed=True,
-                                 groups=pseudo)
+                dyn_rows = design_rows(res, test.iloc[expanded], outcome=True, need_groups=True,
+                                       groups=pseudo)
                 history = np.isfinite(dyn_rows.endog) & ~is_target
-                post = _posterior(res, dyn_rows, history)
-                w, mu, v = _mixture_arrays(res, dyn_rows, "conditional", post)
-                w, mu, v = w[is_target], mu[is_target], v[is_target]
-                r, lo_d, up_d = _sets(_mixture(w, mu, v), alpha, method, 400)
-                out.loc[idx[target_pos], "predicted_dynamic"] = (w * mu).sum(axis=1)
-                out.loc[idx[target_pos], "covered_dynamic"] = _covered(
+                post = subject_posterior(res, dyn_rows, history)
+                laws = component_laws(res, dyn_rows, "conditional", post).subset(is_target)
+                r, lo_d, up_d = set_arrays(laws, alpha, method, 400)
+                out.loc[idx[target_pos], "predicted_dynamic"] = laws.mean()
+                out.loc[idx[target_pos], "covered_dynamic"] = covered_rows(
                     r, lo_d, up_d, y[target_pos], target_pos.size).astype(float)
     out.index = data.index[kept]
     out = out[np.isfinite(out["observed"].to_numpy(dtype=float))]

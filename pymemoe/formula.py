@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pickle
+import re
 import types
 from dataclasses import dataclass, field, fields
 from typing import Any, Hashable
@@ -44,8 +45,10 @@ import patsy
 
 from .data import check_constant_within, check_outcome_varies
 
-__all__ = ["DesignSpec", "DesignArrays", "build_design", "build_new_design", "build_new_endog",
-           "required_variables"]
+__all__ = ["DesignSpec", "DesignArrays", "Factor", "build_design", "build_new_design",
+           "build_new_endog", "required_variables", "formula_factors", "sample_column",
+           "typical_frame", "group_labels", "plain_dtypes", "linear_constraint",
+           "replace_outcome", "check_random_effects_estimable"]
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,7 @@ def _nonfinite_rows(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _group_labels(data: pd.DataFrame, groups: Hashable | np.ndarray | pd.Series) -> tuple[np.ndarray, str | None]:
+    """Subject labels of ``data`` and the name of their column (None for an array)."""
     if isinstance(groups, str) or (np.ndim(groups) == 0 and groups is not None):
         if groups not in data.columns:
             raise ValueError(
@@ -552,6 +556,7 @@ def _check_outcome_varies(formula: str, y_frame: pd.DataFrame, x_frame: pd.DataF
 
 
 def _build_all(formula, rhs, data, env, na_action, what_prefix=""):
+    data = plain_dtypes(data)
     y, x = _patsy_call(what_prefix + "formula", formula, patsy.dmatrices, formula, data,
                        eval_env=env, NA_action=na_action, return_type="dataframe")
     frames = {"formula_lhs": y, "formula": x}
@@ -561,40 +566,79 @@ def _build_all(formula, rhs, data, env, na_action, what_prefix=""):
     return frames
 
 
-def build_new_design(spec: DesignSpec, data: pd.DataFrame, with_endog: bool = False) -> dict[str, np.ndarray]:
+def build_new_design(spec: DesignSpec, data: pd.DataFrame, with_endog: bool = False,
+                     gating: bool = True) -> dict[str, np.ndarray]:
     """Rebuild the design matrices for new data from the stored ``DesignInfo`` objects.
 
     Levels and stateful transforms are those learnt at fit time; a categorical level never seen
-    in fitting raises a ``ValueError`` naming the formula.
+    in fitting raises a ``ValueError`` naming the formula, and so does a B-spline (``bs``)
+    evaluated outside the range of the fitting data (its knots), with the remedy
+    (``lower_bound``/``upper_bound``). Nullable pandas dtypes are accepted (:func:`plain_dtypes`).
+    With ``gating=False`` the gating design is not built (``exog_gate`` is then absent).
     """
+    data = plain_dtypes(data)
     na = patsy.NAAction(on_NA="raise")
     parts = {
         "exog": (spec.exog_info, spec.formula),
         "exog_re": (spec.exog_re_info, spec.re_formula),
-        "exog_gate": (spec.exog_gate_info, spec.gate_formula),
     }
+    if gating:
+        parts["exog_gate"] = (spec.exog_gate_info, spec.gate_formula)
     if spec.exog_shared_info is not None:
         parts["exog_shared"] = (spec.exog_shared_info, spec.shared_formula)
+    if with_endog:
+        parts["endog"] = (spec.endog_info, spec.formula)
     out: dict[str, np.ndarray] = {}
     for key, (info, text) in parts.items():
-        (frame,) = _patsy_call(key.replace("exog", "formula"), text, patsy.build_design_matrices,
-                               [info], data, NA_action=na, return_type="dataframe")
+        what = "formula" if key == "endog" else key.replace("exog", "formula")
+        try:
+            (frame,) = patsy.build_design_matrices([info], data, NA_action=na,
+                                                   return_type="dataframe")
+        except patsy.PatsyError as err:
+            raise ValueError(_new_data_message(spec, what, text, info, data, err)) from None
         if key == "exog_shared" and spec.shared_drop_intercept:
             frame = frame.drop(columns="Intercept")
-        out[key] = frame.to_numpy(dtype=float).reshape(len(data), -1)
+        values = frame.to_numpy(dtype=float)
+        out[key] = values[:, 0] if key == "endog" else values.reshape(len(data), -1)
     if "exog_shared" not in out:
         out["exog_shared"] = np.empty((len(data), 0))
-    if with_endog:
-        (frame,) = _patsy_call("formula", spec.formula, patsy.build_design_matrices,
-                               [spec.endog_info], data, NA_action=na, return_type="dataframe")
-        out["endog"] = frame.to_numpy(dtype=float)[:, 0]
     return out
+
+
+def _new_data_message(spec: DesignSpec, what: str, text: str, info, data: pd.DataFrame,
+                      err: Exception) -> str:
+    """Why a stored design cannot be evaluated on new data, with the remedy when known."""
+    message = f"{what} {text!r} cannot be evaluated on the new data: {err}"
+    if "outside the outermost knots" not in str(err):
+        return message
+    # patsy's B-splines refuse to extrapolate: name the term, the fitting range and the fix
+    sample = spec.sample if spec.sample is not None else pd.DataFrame()
+    for factor in info.factor_infos:
+        code = getattr(factor, "code", str(factor))
+        if "bs(" not in code.replace(" ", ""):
+            continue
+        for column in _data_columns_of_code(code, set(sample.columns) & set(data.columns)):
+            fit = pd.to_numeric(sample[column], errors="coerce")
+            new = pd.to_numeric(data[column], errors="coerce")
+            if (new < fit.min()).any() or (new > fit.max()).any():
+                return (
+                    f"{what} {text!r}: the spline term {code!r} was fitted with knots on "
+                    f"{column!r} from {fit.min():g} to {fit.max():g} (the range of the fitting "
+                    f"data), and the new data have {column!r} from {new.min():g} to "
+                    f"{new.max():g}; B-splines are not defined outside their outer knots. Refit "
+                    f"with the bounds of the values to predict, e.g. bs({column}, ..., "
+                    f"lower_bound={min(fit.min(), new.min()):g}, "
+                    f"upper_bound={max(fit.max(), new.max()):g}), or predict within the range"
+                )
+    return message + (" (a spline evaluated outside its outer knots: refit with bs(..., "
+                      "lower_bound=..., upper_bound=...) covering the values to predict)")
 
 
 def build_new_endog(spec: DesignSpec, data: pd.DataFrame) -> np.ndarray:
     """The outcome (the formula's left-hand side, transforms included) on new data, with NaN
     where it is missing or non-finite (e.g. log(0)) instead of raising or dropping, so that rows
     without an outcome can be kept as rows to predict."""
+    data = plain_dtypes(data)
     try:
         (frame,) = patsy.build_design_matrices([spec.endog_info], data,
                                                NA_action=patsy.NAAction(NA_types=[]),
@@ -608,3 +652,303 @@ def build_new_endog(spec: DesignSpec, data: pd.DataFrame) -> np.ndarray:
         ) from None
     values = frame.to_numpy(dtype=float)[:, 0]
     return np.where(np.isfinite(values), values, np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Questions about the formulas of a fitted spec (the rest of pymemoe asks here, not patsy)
+
+
+def plain_dtypes(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with pandas' nullable dtypes replaced by the numpy dtypes patsy understands.
+
+    ``Int64``/``UInt8``... become int64 (float64 with NaN where a value is missing), ``Float64``
+    float64, ``boolean`` bool (object with NaN where missing), ``string`` object (NaN where
+    missing). Other columns are untouched, and the user's frame is never modified (a new frame
+    is returned when anything changes).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"n": pd.array([1, 2], dtype="Int64"), "s": pd.array(["a", None], dtype="string")})
+    >>> plain_dtypes(df).dtypes.astype(str).tolist()
+    ['int64', 'object']
+    """
+    converted = {}
+    for column in data.columns:
+        values = data[column]
+        dtype = values.dtype
+        if not pd.api.types.is_extension_array_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+            continue
+        missing = values.isna().to_numpy()
+        if pd.api.types.is_bool_dtype(dtype):
+            converted[column] = (values.astype(bool) if not missing.any()
+                                 else values.astype(object).where(~missing, np.nan))
+        elif pd.api.types.is_integer_dtype(dtype) and not missing.any():
+            converted[column] = values.astype(np.int64)
+        elif pd.api.types.is_numeric_dtype(dtype):
+            converted[column] = pd.Series(values.to_numpy(dtype=float, na_value=np.nan),
+                                          index=values.index)
+        elif pd.api.types.is_string_dtype(dtype) and dtype != object:
+            if not isinstance(dtype, pd.StringDtype) or dtype.na_value is np.nan:
+                continue        # pandas 3's default "str" dtype: patsy reads it as it is
+            converted[column] = values.astype(object).where(~missing, np.nan)
+    if not converted:
+        return data
+    out = data.copy(deep=False)        # new columns replace, never overwrite, the user's arrays
+    for column, values in converted.items():
+        out[column] = values
+    return out
+
+
+def _data_columns_of_code(code: str, columns: set) -> list[str]:
+    names, quoted = _code_names(code)
+    return [n for n in dict.fromkeys(names + quoted) if n in columns]
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One factor of a fitted formula: a variable or an expression of variables.
+
+    Attributes
+    ----------
+    part : str
+        ``"outcome"``, ``"formula"``, ``"re_formula"``, ``"gate_formula"`` or
+        ``"shared_formula"``.
+    formula : str
+        The text of that formula.
+    code : str
+        The factor's Python code as patsy normalised it, e.g. ``"np.log(bili)"``, ``"C(sex)"``.
+    columns : tuple of str
+        The data columns it reads.
+    levels : tuple or None
+        The categorical levels learnt in fitting (sorted; the first is the reference of the
+        default treatment coding), None for a numeric factor.
+    """
+
+    part: str
+    formula: str
+    code: str
+    columns: tuple
+    levels: tuple | None
+
+
+def formula_factors(spec: DesignSpec) -> list[Factor]:
+    """Every factor of every formula of a fitted spec, in formula order.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"id": [1, 1, 2, 2, 3, 3], "t": [0., 1, 0, 1, 0, 1],
+    ...                    "y": [1., 2, 2, 4, 3, 5], "sex": list("ffmmff")})
+    >>> spec, _ = build_design("y ~ t", df, "id", gate_formula="~ C(sex)")
+    >>> [(f.part, f.code, f.columns, f.levels) for f in formula_factors(spec)]
+    [('outcome', 'y', ('y',), None), ('formula', 't', ('t',), None), ('re_formula', 'Intercept', (), None), ('gate_formula', 'C(sex)', ('sex',), ('f', 'm'))]
+    """
+    parts = [("outcome", spec.formula, spec.endog_info), ("formula", spec.formula, spec.exog_info),
+             ("re_formula", spec.re_formula, spec.exog_re_info),
+             ("gate_formula", spec.gate_formula, spec.exog_gate_info),
+             ("shared_formula", spec.shared_formula, spec.exog_shared_info)]
+    known = set().union(*spec.variables.values()) if spec.variables else set()
+    out = []
+    for part, text, info in parts:
+        if info is None:
+            continue
+        if not info.factor_infos and "Intercept" in info.column_names:
+            out.append(Factor(part, text, "Intercept", (), None))
+            continue
+        for factor, finfo in info.factor_infos.items():
+            code = getattr(factor, "code", str(factor))
+            levels = tuple(finfo.categories) if finfo.type == "categorical" else None
+            out.append(Factor(part, text, code, tuple(_data_columns_of_code(code, known)), levels))
+    return out
+
+
+def sample_column(spec: DesignSpec, column: Hashable) -> np.ndarray:
+    """Values of a data column in the analysis sample (the fitted rows, in their order).
+
+    Only the columns the formulas use are kept with the model; ask for another and the
+    ValueError says so (pass the data then).
+    """
+    sample = spec.sample
+    if sample is None or column not in sample.columns:
+        kept = [] if sample is None else list(sample.columns)
+        raise ValueError(f"column {column!r} is not used by the formulas, so the model does not "
+                         f"keep it (it keeps {kept}); pass data= with that column")
+    return sample[column].to_numpy()
+
+
+def _typical_value(values: pd.Series, levels: tuple | None, where: str):
+    if levels is not None:
+        return levels[0]
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return float(values.astype(float).mean())
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return float(pd.to_numeric(values).astype(float).mean())
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.categories[0]
+    try:
+        return sorted(pd.unique(values.dropna()))[0]
+    except (TypeError, IndexError):
+        raise ValueError(f"cannot set column {values.name!r} (used in {where}) to a typical "
+                         f"value: it is neither numeric nor categorical with ordered "
+                         f"levels") from None
+
+
+def typical_frame(spec: DesignSpec, vary: dict, sample: pd.DataFrame | None = None,
+                  include_outcome: bool = False) -> pd.DataFrame:
+    """A frame on which the formulas can be evaluated: the columns in ``vary`` take the given
+    values, every other column the formulas use is held at a typical value.
+
+    The typical value of a column is its first level if a formula uses it as a categorical
+    factor (the first of the levels learnt in fitting, the reference of the default coding),
+    otherwise its mean over the rows of the analysis sample (a proportion for a boolean).
+
+    Parameters
+    ----------
+    spec : DesignSpec
+    vary : dict
+        Column -> values (all of one length); e.g. ``{"year": grid}``.
+    sample : pandas.DataFrame, optional
+        Rows whose means are used (default: the analysis sample kept in the spec).
+    include_outcome : bool
+        Also set the outcome's columns (normally left out: predictions do not need them).
+
+    Raises
+    ------
+    ValueError
+        When a factor of a formula reads no data column (an outside array, say), so that it
+        cannot be evaluated on the new frame; the message names the formula and the factor.
+    """
+    sample = spec.sample if sample is None else sample
+    lengths = {len(np.atleast_1d(v)) for v in vary.values()}
+    if len(lengths) != 1:
+        raise ValueError("the values of vary must all have one length")
+    n = lengths.pop()
+    frame = {column: np.atleast_1d(values) for column, values in vary.items()}
+    levels: dict = {}
+    where: dict = {}
+    for factor in formula_factors(spec):
+        if factor.part == "outcome" and not include_outcome:
+            continue
+        if factor.code == "Intercept":
+            continue
+        place = f"{factor.part} {factor.formula!r}, term {factor.code!r}"
+        if not factor.columns:
+            raise ValueError(f"cannot evaluate {place} on new rows: it reads no column of the "
+                             f"data (only data columns can be set)")
+        if factor.levels is not None and len(factor.columns) == 1:
+            levels.setdefault(factor.columns[0], factor.levels)
+        for column in factor.columns:
+            where.setdefault(column, place)
+    for column, place in where.items():
+        if column in frame:
+            continue
+        if sample is None or column not in sample.columns:
+            raise ValueError(f"column {column!r} (used in {place}) is not in the data to take "
+                             f"its typical value from")
+        frame[column] = [_typical_value(sample[column], levels.get(column), place)] * n
+    return pd.DataFrame(frame)
+
+
+def group_labels(data: pd.DataFrame, groups: Hashable | np.ndarray | pd.Series | None,
+                 spec: DesignSpec | None = None) -> np.ndarray:
+    """Subject labels of the rows of ``data``: the column ``groups``, one label per row, or
+    (``groups=None``) the column the model was fitted with (``spec.groups``).
+
+    Raises a ValueError naming the column when it is absent, and when a label is missing.
+    """
+    if groups is None:
+        groups = None if spec is None else spec.groups
+        if groups is None:
+            raise ValueError("the model was fitted with subject labels given as an array; pass "
+                             "groups= (a column name of the data or one label per row)")
+    values, _ = _group_labels(data, groups)
+    if pd.isna(pd.Series(values)).any():
+        raise ValueError("the subject labels (groups) of the data contain missing values")
+    return values
+
+
+def check_random_effects_estimable(groups: np.ndarray, exog_re_names, what: str) -> None:
+    """A ValueError when every subject has a single observation but the model has random
+    effects: a random intercept is then indistinguishable from the residual (and a slope has
+    nothing to vary over), so the variance components are not identified. ``what`` names the
+    random-effects design in the message (e.g. ``"re_formula '~ year'"``)."""
+    names = list(exog_re_names)
+    if not names or len(groups) == 0:
+        return
+    if pd.Series(groups).value_counts().max() == 1:
+        raise ValueError(
+            f"every subject has a single observation, so the random effects of {what} "
+            f"({', '.join(names)}) cannot be told apart from the residual variance; fit without "
+            f"random effects (re_formula=\"0\", the mixture of regression experts; exog_re with "
+            f"no columns for MEMoE(...)) or check the subject column")
+
+
+def replace_outcome(spec: DesignSpec, name: str) -> str:
+    """The spec's formula with the outcome (left-hand side) replaced by the column ``name``.
+
+    >>> df = pd.DataFrame({"id": [1, 1, 2, 2], "t": [0., 1, 0, 1], "y": [1., 2, 2, 4]})
+    >>> spec, _ = build_design("np.log(y) ~ t", df, "id")
+    >>> replace_outcome(spec, "y_sim")
+    'y_sim ~ t'
+    """
+    _, _, rhs = spec.formula.partition("~")
+    return f"{name} ~ {rhs.strip()}"
+
+
+_OPERATOR_TEXT = set("0123456789.+-*/()=, eE\t\n")
+
+
+def linear_constraint(names: list[str], hypothesis: str | list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """R and q of the linear hypotheses R theta = q written with parameter names.
+
+    Each hypothesis is a linear equation in the names, e.g. ``"beta[1]:year = beta[2]:year"``,
+    ``"2 * gate[2]:age - gate[3]:age = 0"`` or ``"beta[1]:I(year**2)"`` (meaning ``= 0``);
+    several are given as a list or separated by commas. Names may be written as in the formula:
+    spaces are ignored when they are matched (patsy writes ``I(year ** 2)``).
+
+    Raises
+    ------
+    ValueError
+        Naming the unknown name and listing the valid ones, or naming the hypothesis that is
+        not a linear equation.
+
+    Examples
+    --------
+    >>> names = ["beta[1]:Intercept", "beta[1]:I(year ** 2)", "beta[2]:I(year ** 2)"]
+    >>> R, q = linear_constraint(names, "beta[1]:I(year**2) = beta[2]:I(year**2)")
+    >>> R.tolist(), q.tolist()
+    ([[0.0, 1.0, -1.0]], [0.0])
+    """
+    texts = [hypothesis] if isinstance(hypothesis, str) else list(hypothesis)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("a hypothesis is a string or a list of strings, e.g. "
+                         "'beta[1]:year = beta[2]:year'")
+    squeezed = ["".join(str(n).split()) for n in names]
+    if len(set(squeezed)) != len(squeezed):
+        raise ValueError("parameter names are not unique once spaces are removed")
+    placeholder = {name: f"p{j}" for j, name in enumerate(squeezed)}
+    # a name counts only between operators, so "beta[1]:year2" is not "beta[1]:year" + "2";
+    # longest first, so "beta[1]:year:age" is not read as "beta[1]:year"
+    alternatives = "|".join(re.escape(n) for n in sorted(squeezed, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![^=,+\-*/(])({alternatives})(?=$|[=,+\-*/)])")
+    rewritten = []
+    for text in texts:
+        compact = "".join(text.split())
+        parts = pattern.split(compact)
+        for part in parts[::2]:                   # the text between the names
+            if set(part) <= _OPERATOR_TEXT:
+                continue
+            bad = next(t for t in re.split(r"[=,+\-*/]", part)
+                       if not set(t) <= _OPERATOR_TEXT).strip("()")
+            raise ValueError(f"unknown parameter name {bad!r} in hypothesis {text!r}; valid "
+                             f"names are {', '.join(map(str, names))}")
+        rewritten.append("".join(f" {placeholder[part]} " if j % 2 else part
+                                 for j, part in enumerate(parts)))
+    info = patsy.DesignInfo(list(placeholder.values()))
+    try:
+        constraint = info.linear_constraint(rewritten)
+    except patsy.PatsyError as err:
+        raise ValueError(f"hypothesis {hypothesis!r} is not a linear equation in the parameter "
+                         f"names ({str(err).splitlines()[0]})") from None
+    # + 0.0 turns patsy's -0.0 constants into 0.0
+    return (np.asarray(constraint.coefs, dtype=float) + 0.0,
+            np.asarray(constraint.constants, dtype=float)[:, 0] + 0.0)

@@ -45,7 +45,7 @@ from .data import SubjectData, check_constant_within, check_outcome_varies
 from .families import get_family
 from .families.glmm import MAX_AGQ_DIM
 from .em import EMOptions, run_em
-from .formula import DesignSpec, build_design
+from .formula import DesignSpec, build_design, check_random_effects_estimable
 from .inference import DeferredCov, check_cov_type
 from .likelihood import e_step, score_obs
 from .params import Params, Structure, from_user, param_labels
@@ -221,6 +221,8 @@ class MEMoE:
             row_index = pd.RangeIndex(endog_arr.shape[0])
 
         check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
+        check_random_effects_estimable(groups_arr, names[1], "exog_re" if spec is None else
+                                       f"re_formula {spec.re_formula!r}")
         full_exog = np.column_stack([exog_arr, exog_shared_arr])
         if family.has_scale:
             if spec is None:  # from_formula has checked it with the formula's names

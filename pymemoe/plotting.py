@@ -6,28 +6,35 @@ given, otherwise on a new figure, and returns the Axes (``ax.figure`` is the Fig
 never calls these functions.
 
 * :func:`plot_trajectories`: observed trajectories coloured by assigned expert, with each
-  expert's mean trajectory and the range of the observations of its subjects;
+  expert's mean curve and its confidence band (or the range of its subjects' observations);
+* :func:`plot_fit`: observed and predicted mean trajectories per expert over time bins,
+  weighted by the posterior (lcmm's ``plot(m, which = "fit")``);
+* :func:`plot_residuals`: standardised residuals against the normal law (histogram, QQ plot)
+  and against the fitted values;
 * :func:`plot_posterior`: the largest posterior probability per subject, by assigned expert;
 * :func:`plot_llf_trace`: the log-likelihood across the EM iterations of the best start;
 * :func:`plot_prediction_sets`: prediction sets with the observations they cover and miss;
 * :func:`plot_comparison`: information criteria against the number of experts K.
 
+Plots of a fit take their data from the fitted model (the outcome, and the time column when
+the formulas use it); ``data=`` is needed only for a time column the formulas do not use.
+
 Expert k is drawn in matplotlib's cycle colour ``"C{k-1}"`` in every plot, so the plots of one
 fit can be read together.
 
-**Mean trajectory and band** (:func:`plot_trajectories`). For expert k and a time t on a grid,
-with x(t), z(t) the fixed- and random-effects design rows rebuilt from the model's formulas
-(other covariates at typical values)::
+**Mean trajectory and bands** (:func:`plot_trajectories`). For expert k and a time t on a
+grid, with x(t), z(t) the fixed- and random-effects design rows rebuilt from the model's
+formulas (other covariates at typical values), z = z_{1-(1-level)/2}::
 
-    mean_k(t) = x(t)' beta_k
-    band_k(t) = mean_k(t) +- z_{1-(1-level)/2} sqrt(z(t)' D_k z(t) + sigma2_k)
+    mean_k(t)       = x(t)' beta_k
+    confidence band = mean_k(t) +- z sqrt(x(t)' V_k x(t))                 (V_k = Cov(beta_k))
+    prediction band = mean_k(t) +- z sqrt(z(t)' D_k z(t) + sigma2_k)
 
-The band is the central ``level`` range (95%: +- 1.96 SD) of the marginal law of one
-observation y(t) of a subject drawn at random from expert k (its random effects unknown): it
-holds both the spread between the expert's subjects (z' D_k z) and within a subject
-(sigma2_k), i.e. where that expert's observations fall at time t. It is not a confidence band
-for the mean (parameter uncertainty is not included), nor the range of one subject around its
-own trajectory (that is +- 1.96 sqrt(sigma2_k)).
+The confidence band (the default) is the uncertainty of the estimated mean curve, by the delta
+method from ``cov_params()``; the prediction band is the central ``level`` range of one
+observation y(t) of a subject drawn at random from expert k (between- and within-subject
+variation), where that expert's observations fall. With several experts the prediction bands
+overlap and hide each other; the confidence bands do not.
 
 Examples
 --------
@@ -39,61 +46,35 @@ Examples
 >>> res = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
 ...                          n_experts=2).fit(n_starts=2, random_state=0)
 >>> fig, axes = plt.subplots(1, 2, figsize=(10, 4))
->>> _ = plot_trajectories(res, "year", data=df, ax=axes[0])
+>>> _ = plot_trajectories(res, "year", ax=axes[0])
 >>> _ = plot_posterior(res, ax=axes[1])
 >>> plt.close(fig)
 """
 from __future__ import annotations
 
-import ast
 import warnings
-from typing import TYPE_CHECKING, Any, Hashable, Sequence
+from typing import TYPE_CHECKING, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .formula import build_new_design
+from .formula import formula_factors, sample_column, typical_frame
+from .plot_checks import plot_fit, plot_residuals
+from .plot_style import expert_colour, import_pyplot, new_axes, outcome_label
+from .predict import (component_laws, design_rows, expert_means, get_prediction,
+                      observed_outcome, require_rows, subject_posterior)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib stays optional at run time
     from matplotlib.axes import Axes
 
     from .results import MEMoEResults
-    from .selection import ExpertComparison
 
 __all__ = ["plot_trajectories", "plot_posterior", "plot_llf_trace", "plot_prediction_sets",
-           "plot_comparison"]
+           "plot_comparison", "plot_fit", "plot_residuals"]
 
 _THRESHOLDS = (0.7, 0.8, 0.9)
 _SMALLER_IS_BETTER = ("AIC", "BIC", "SABIC", "ICL")
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
-
-
-def _import_pyplot():
-    """Import and return ``matplotlib.pyplot``, or raise an ImportError that names the remedy."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError(
-            "pymemoe's plotting functions need matplotlib, which is not installed; "
-            "install it with: pip install pymemoe[plot]"
-        ) from err
-    return plt
-
-
-def _get_ax(ax: "Axes | None", figsize: tuple[float, float] = (7.0, 4.5)) -> "Axes":
-    plt = _import_pyplot()
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
-
-
-def _expert_colour(k: int) -> str:
-    """matplotlib colour of expert ``k`` (1-based) in every pymemoe plot: ``"C{k-1}"``."""
-    return f"C{(int(k) - 1) % 10}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,164 +110,149 @@ def _fit_rows(model, data: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def _columns_in(code: str, columns: set) -> list:
-    """Columns of the data that a patsy factor's Python code refers to (names and Q("..."))."""
-    try:
-        tree = ast.parse(code.strip(), mode="eval")
-    except SyntaxError:
-        return [c for c in columns if isinstance(c, str) and c in code]
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in columns:
-            found.append(node.id)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id == "Q" and node.args and isinstance(node.args[0], ast.Constant)
-              and node.args[0].value in columns):
-            found.append(node.args[0].value)
-    return list(dict.fromkeys(found))
+def fitted_time(results, time: Hashable, data: pd.DataFrame | None) -> np.ndarray:
+    """The time of every fitting row: from ``data`` (matched by index label) or, without it,
+    from the columns the model keeps (those its formulas use)."""
+    model = results.model
+    if data is None:
+        try:
+            values = sample_column(model.spec, time)
+        except ValueError as err:
+            raise ValueError(f"{err} (the time column {time!r} is needed)") from None
+        series = pd.Series(values)
+    else:
+        if not isinstance(data, pd.DataFrame):
+            raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        if time not in data.columns:
+            raise ValueError(f"time={time!r} is not a column of data; columns are "
+                             f"{list(data.columns)}")
+        series = _fit_rows(model, data)[time]
+    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        raise ValueError(f"the time column {time!r} must be numeric, got dtype {series.dtype}")
+    t = series.to_numpy(dtype=float)
+    if not np.isfinite(t).all():
+        raise ValueError(f"the time column {time!r} has missing values in rows used in the fit")
+    return t
 
 
-def _typical_value(rows: pd.DataFrame, column: Hashable, first_level: dict, used_in: str) -> Any:
-    """Mean of a numeric column, first level of a categorical one (see plot_trajectories)."""
-    if column in first_level:
-        return first_level[column]
-    values = rows[column]
-    if pd.api.types.is_numeric_dtype(values):
-        return float(values.astype(float).mean())
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return values.cat.categories[0]
-    try:
-        return sorted(pd.unique(values.dropna()))[0]
-    except (TypeError, IndexError):
-        raise ValueError(
-            f"plot_trajectories cannot set column {column!r} (used in {used_in}) to a typical "
-            f"value: it is neither numeric nor categorical with ordered levels"
-        ) from None
-
-
-def _grid_frame(spec, rows: pd.DataFrame, time: Hashable, grid: np.ndarray) -> pd.DataFrame:
-    """A DataFrame with the time column on ``grid`` and every other column the formulas use at
-    its typical value (mean or first level)."""
-    parts = [("formula", spec.formula, spec.exog_info),
-             ("re_formula", spec.re_formula, spec.exog_re_info),
-             ("shared_formula", spec.shared_formula, spec.exog_shared_info),
-             ("gate_formula", spec.gate_formula, spec.exog_gate_info)]
-    columns = set(rows.columns)
-    first_level: dict = {}
-    used: dict = {}
-    time_used = False
-    for what, text, info in parts:
-        if info is None:
-            continue
-        for factor, finfo in info.factor_infos.items():
-            code = factor.name()
-            names = _columns_in(code, columns)
-            where = f"{what} {text!r}, term {code!r}"
-            if not names:
-                raise ValueError(
-                    f"plot_trajectories cannot evaluate {where}: it uses no column of data, and "
-                    f"only columns of data can be set (time on a grid, other covariates at their "
-                    f"mean or first level)"
-                )
-            if time in names and finfo.type == "categorical":
-                raise ValueError(
-                    f"the time column {time!r} is categorical in {where}; plot_trajectories "
-                    f"needs a numeric time to draw the expert means on a grid"
-                )
-            time_used |= time in names and what != "gate_formula"
-            if finfo.type == "categorical" and len(names) == 1:
-                first_level.setdefault(names[0], finfo.categories[0])
-            for name in names:
-                used.setdefault(name, where)
-    if not time_used:
+def _grid_frame(spec, time: Hashable, grid: np.ndarray) -> pd.DataFrame:
+    """The time column on ``grid``, every other column the formulas use at its typical value."""
+    factors = formula_factors(spec)
+    for factor in factors:
+        if time in factor.columns and factor.levels is not None:
+            raise ValueError(
+                f"the time column {time!r} is categorical in {factor.part} {factor.formula!r}, "
+                f"term {factor.code!r}; plot_trajectories needs a numeric time to draw the "
+                f"expert means on a grid")
+    used = any(time in f.columns for f in factors
+               if f.part in ("formula", "re_formula", "shared_formula"))
+    if not used:
         warnings.warn(
             f"the time column {time!r} is not used by formula {spec.formula!r} or re_formula "
             f"{spec.re_formula!r}, so the expert means and bands are flat in it; pass the time "
             f"variable of the formulas as time=", UserWarning, stacklevel=4)
-    frame = {time: grid}
-    for column, where in used.items():
-        if column != time:
-            frame[column] = [_typical_value(rows, column, first_level, where)] * grid.size
-    return pd.DataFrame(frame)
-
-
-def _expert_curves(results, rows: pd.DataFrame, time: Hashable, grid: np.ndarray):
-    """Mean x(t)' beta_k and marginal variance z(t)' D_k z(t) + sigma2_k on the grid, (G, K)."""
-    spec = results.model.spec
-    frame = _grid_frame(spec, rows, time, grid)
     try:
-        design = build_new_design(spec, frame)
+        return typical_frame(spec, {time: grid})
+    except ValueError as err:
+        raise ValueError(f"plot_trajectories cannot evaluate the formulas on a grid of "
+                         f"{time!r}: {err}") from None
+
+
+BANDS = ("confidence", "prediction")
+
+
+def expert_curves(results, time: Hashable, grid: np.ndarray, band: str | None,
+                  level: float = 0.95):
+    """Each expert's mean x(t)' beta_k on a time grid, (G, K), and the half-width of its band
+    (None without a band): ``"confidence"`` z se(x(t)' beta_k) (delta method), ``"prediction"``
+    z sqrt(z(t)' D_k z(t) + sigma2_k)."""
+    spec = results.model.spec
+    frame = _grid_frame(spec, time, grid)
+    crit = stats.norm.ppf(0.5 + level / 2.0)
+    try:
+        if band == "confidence":
+            pred = get_prediction(results, frame, kind="expert")
+            return pred.predicted_mean.to_numpy(), crit * pred.se_mean.to_numpy()
+        rows = design_rows(results, frame)
+        mean = expert_means(results, rows)
+        if band is None:
+            return mean, None
+        laws = component_laws(results, rows, "marginal")
+        return mean, crit * np.sqrt(laws.variances)
     except ValueError as err:
         raise ValueError(
             f"plot_trajectories could not rebuild the design at a grid of {time!r} with the other "
             f"covariates at their mean or first level: {err}"
         ) from None
-    exog = np.column_stack([design["exog"], design["exog_shared"]])
-    exog_re = design["exog_re"]
-    state = results.state
-    mean = exog @ state.beta.T
-    var = np.einsum("gq,kqr,gr->gk", exog_re, state.cov_re, exog_re) + state.scale
-    return mean, var
 
 
 def plot_trajectories(results: "MEMoEResults", time: Hashable, data: pd.DataFrame | None = None,
-                      n_grid: int = 100, band: float | None = 0.95,
-                      max_subjects: int | None = None, ax: "Axes | None" = None) -> "Axes":
-    r"""Observed trajectories coloured by assigned expert, with each expert's mean and band.
+                      n_grid: int = 100, band: str | None = "confidence", level: float = 0.95,
+                      max_subjects: int | None = None, ax: "Axes | None" = None,
+                      ylabel: str | None = None) -> "Axes":
+    r"""Observed trajectories coloured by assigned expert, with each expert's mean curve and band.
 
     Draws one thin line per subject (its observations of the outcome, as transformed by the
     formula, joined in time order; a subject with one observation is a dot), coloured by
     ``results.predicted_class``; then for each expert k the mean trajectory
-    x(t)' beta_k on a grid of ``n_grid`` times over the observed range, and a band::
+    x(t)' beta_k on a grid of ``n_grid`` times over the observed range, and a band at
+    ``level``:
 
-        x(t)' beta_k +- z_{(1+band)/2} sqrt(z(t)' D_k z(t) + sigma2_k),
+    * ``band="confidence"`` (default): the pointwise confidence band of the mean curve,
+      x(t)' beta_k +- z se, with the delta-method standard error sqrt(x(t)' V_k x(t)) of
+      :meth:`~pymemoe.MEMoEResults.get_prediction` (parameter uncertainty; lcmm's
+      ``predictY(draws = TRUE)``). Narrow, so the experts stay readable at K = 3 and more.
+    * ``band="prediction"``: x(t)' beta_k +- z sqrt(z(t)' D_k z(t) + sigma2_k), where one
+      observation y(t) of a subject drawn at random from expert k falls (between- plus
+      within-subject variation). Wide: with several experts these overlap.
 
-    the central ``band`` range of one observation y(t) of a subject drawn at random from expert
-    k (random effects unknown: between- plus within-subject variation), i.e. where that
-    expert's observations fall; not a confidence band for the mean (see the module
-    docstring).
-
-    The designs x(t), z(t) are rebuilt from the model's formulas
-    (:func:`pymemoe.formula.build_new_design`) on a grid DataFrame in which the time column
-    runs over the grid and every other column used by the formulas is held at a typical value:
-    its mean over the rows (visits) of the fit if numeric (a proportion for a boolean used
-    numerically), its first level if categorical (the first of the levels patsy learnt at fit
-    time, sorted: the reference of the default treatment coding). Covariates of the gating
-    formula are set the same way; they do not change the curves.
+    The designs x(t), z(t) are rebuilt from the model's formulas on a grid in which the time
+    column runs over the grid and every other column the formulas use is held at a typical
+    value (:func:`pymemoe.formula.typical_frame`: its mean over the fitted rows if numeric, its
+    first level, the reference, if categorical). Gating covariates do not change the curves.
 
     Parameters
     ----------
     results : MEMoEResults
-        A fit of a model built with :meth:`pymemoe.MEMoE.from_formula`.
+        A fit of a model built with :meth:`pymemoe.MEMoE.from_formula` (with standard errors
+        for ``band="confidence"``).
     time : str
-        Name of the time column of ``data`` (numeric); it need not be a term of the formulas
-        by itself (``center(year)`` or ``year + I(year**2)`` work).
-    data : pandas.DataFrame
-        The DataFrame the model was fitted on (rows are matched to the fit by index label;
-        rows dropped in fitting are ignored). Required: it holds the time column.
+        Name of the time column (numeric); it need not be a term of the formulas by itself
+        (``center(year)`` or ``year + I(year**2)`` work).
+    data : pandas.DataFrame, optional
+        The DataFrame the model was fitted on (rows matched by index label). Not needed when
+        the formulas use the time column: the model keeps it.
     n_grid : int
         Number of grid times for the mean trajectories.
-    band : float or None
-        Level of the band (0.95: +- 1.96 SD); None draws no band.
+    band : {"confidence", "prediction"} or None
+        Which band to draw (see above); None draws none.
+    level : float
+        Level of the band (0.95: +- 1.96 SE or SD).
     max_subjects : int, optional
         Draw the trajectories of at most this many subjects, evenly spaced in the subject order
         of ``results.posterior`` (the means and bands always use the whole fit).
     ax : matplotlib.axes.Axes, optional
         Axes to draw on; a new figure when None.
+    ylabel : str, optional
+        Label of the y axis; default the outcome as in the formula, without ``np.``
+        (``"log(bili)"``).
 
     Returns
     -------
     matplotlib.axes.Axes
         ``ax.lines`` holds the subject lines first (in the subject order of
         ``results.posterior``, gid ``"subject <label>"``), then one mean line per expert (gid
-        ``"mean <k>"``, label ``"expert <k> ..."``); ``ax.collections`` one band per expert.
+        ``"mean <k>"``, label ``"expert <k> ..."``); ``ax.collections`` one band per expert
+        (gid ``"band <k>"``).
 
     Raises
     ------
     ValueError
-        If the model was built from arrays, ``data`` is missing or does not match the fit,
-        ``time`` is not a numeric column, or a term of the formulas uses something other than
-        columns of ``data`` (an outside array, say) so that it cannot be evaluated on the grid.
+        If the model was built from arrays or from chunks, the time column is neither kept by
+        the model nor in ``data``, ``data`` does not match the fit, ``time`` is not numeric,
+        a term of the formulas uses something other than columns of the data (an outside
+        array, say) so that it cannot be evaluated on the grid, or ``band="confidence"`` on a
+        fit without standard errors.
 
     Warns
     -----
@@ -302,48 +268,42 @@ def plot_trajectories(results: "MEMoEResults", time: Hashable, data: pd.DataFram
     >>> df = load_pbcseq(); df["year"] = df["day"] / 365.25
     >>> res = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
     ...                          n_experts=2).fit(n_starts=2, random_state=0)
-    >>> ax = plot_trajectories(res, "year", data=df)
+    >>> ax = plot_trajectories(res, "year")
     >>> len(ax.lines)            # 312 subjects and 2 expert means
     314
+    >>> ax.get_ylabel()
+    'log(bili)'
     >>> plt.close(ax.figure)
     """
-    _import_pyplot()
+    import_pyplot()
     model = results.model
     if model.spec is None:
         raise ValueError(
             "plot_trajectories needs a model built with MEMoE.from_formula: the expert means are "
             "computed by rebuilding the formulas' designs on a grid of time"
         )
-    if data is None:
-        raise ValueError(
-            "plot_trajectories needs data=, the DataFrame the model was fitted on (it holds the "
-            "time column)"
-        )
-    if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    if time not in data.columns:
-        raise ValueError(f"time={time!r} is not a column of data; columns are {list(data.columns)}")
-    if not pd.api.types.is_numeric_dtype(data[time]) or pd.api.types.is_bool_dtype(data[time]):
-        raise ValueError(f"the time column {time!r} must be numeric, got dtype {data[time].dtype}")
+    require_rows(results, "trajectory plots")
     if int(n_grid) != n_grid or n_grid < 2:
         raise ValueError(f"n_grid must be an integer >= 2, got {n_grid!r}")
-    if band is not None and not 0.0 < band < 1.0:
-        raise ValueError(f"band must be in (0, 1) or None, got {band!r}")
+    if band is not None and band not in BANDS:
+        raise ValueError(f"band must be one of {BANDS} or None, got {band!r} (the level of the "
+                         f"band is level=)")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
     if max_subjects is not None and (int(max_subjects) != max_subjects or max_subjects < 0):
         raise ValueError(f"max_subjects must be a non-negative integer or None, got {max_subjects!r}")
 
-    rows = _fit_rows(model, data)
-    t = rows[time].to_numpy(dtype=float)
-    if not np.isfinite(t).all():
-        raise ValueError(f"the time column {time!r} has missing values in rows used in the fit")
-    grid = np.linspace(t.min(), t.max(), int(n_grid))
-    mean, var = _expert_curves(results, rows, time, grid)
+    from matplotlib import patheffects
 
-    ax = _get_ax(ax)
-    y = model.endog
-    codes = model.data.row_codes
-    subjects = model.data.subjects
-    assigned = results.predicted_class.to_numpy()
+    t = fitted_time(results, time, data)
+    grid = np.linspace(t.min(), t.max(), int(n_grid))
+    mean, half = expert_curves(results, time, grid, band, level)
+
+    ax = new_axes(ax)
+    y = observed_outcome(results, None)
+    post = subject_posterior(results, design_rows(results))
+    codes, subjects = post.codes, post.subjects
+    assigned = post.tau.argmax(axis=1) + 1
     n_subjects = len(subjects)
     if max_subjects is None or max_subjects >= n_subjects:
         shown = np.arange(n_subjects)
@@ -351,27 +311,32 @@ def plot_trajectories(results: "MEMoEResults", time: Hashable, data: pd.DataFram
         shown = np.unique(np.linspace(0, n_subjects - 1, int(max_subjects)).round().astype(int))
     order = np.lexsort((t, codes))
     bounds = np.searchsorted(codes[order], np.arange(n_subjects + 1))
+    thin = float(np.clip(60.0 / max(len(shown), 1), 0.25, 0.8))
     for i in shown:
         idx = order[bounds[i]:bounds[i + 1]]
-        ax.plot(t[idx], y[idx], color=_expert_colour(assigned[i]), lw=0.6, alpha=0.35,
+        ax.plot(t[idx], y[idx], color=expert_colour(assigned[i]), lw=thin, alpha=0.3,
                 marker="." if idx.size == 1 else None, ms=3, zorder=1,
                 label="_nolegend_", gid=f"subject {subjects[i]}")
 
     K = results.n_experts
     counts = np.bincount(assigned - 1, minlength=K)
-    crit = None if band is None else stats.norm.ppf(0.5 + band / 2.0)
     for k in range(K):
-        colour = _expert_colour(k + 1)
-        if crit is not None:
-            half = crit * np.sqrt(var[:, k])
-            ax.fill_between(grid, mean[:, k] - half, mean[:, k] + half, color=colour, alpha=0.15,
-                            lw=0, zorder=2, gid=f"band {k + 1}")
-        ax.plot(grid, mean[:, k], color=colour, lw=2.5, zorder=3, gid=f"mean {k + 1}",
-                label=f"expert {k + 1} ({counts[k]} subjects)")
-    title = None if band is None else f"mean; band: {band:.0%} of the expert's y"
-    ax.legend(title=title, fontsize="small", title_fontsize="small")
+        colour = expert_colour(k + 1)
+        if half is not None:
+            ax.fill_between(grid, mean[:, k] - half[:, k], mean[:, k] + half[:, k], color=colour,
+                            alpha=0.3 if band == "confidence" else 0.15, lw=0, zorder=2,
+                            gid=f"band {k + 1}")
+        # a white casing keeps each mean readable over the subjects' lines
+        ax.plot(grid, mean[:, k], color=colour, lw=2.5, zorder=4, gid=f"mean {k + 1}",
+                label=f"expert {k + 1} ({counts[k]} subjects)",
+                path_effects=[patheffects.Stroke(linewidth=5, foreground="white"),
+                              patheffects.Normal()])
+    title = {None: "expert means",
+             "confidence": f"expert means, {level:.0%} confidence bands",
+             "prediction": f"expert means, {level:.0%} of one subject's y"}[band]
+    ax.legend(title=title, fontsize="small", title_fontsize="small", loc="upper left")
     ax.set_xlabel(str(time))
-    ax.set_ylabel(model.spec.endog_name)
+    ax.set_ylabel(outcome_label(model.spec.endog_name) if ylabel is None else ylabel)
     ax.set_title(f"Trajectories by assigned expert (K = {K})")
     return ax
 
@@ -414,7 +379,7 @@ def plot_posterior(results: "MEMoEResults", ax: "Axes | None" = None, bins: int 
     312
     >>> plt.close(ax.figure)
     """
-    _import_pyplot()
+    import_pyplot()
     if int(bins) != bins or bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins!r}")
     tau = results.posterior.to_numpy()
@@ -424,8 +389,8 @@ def plot_posterior(results: "MEMoEResults", ax: "Axes | None" = None, bins: int 
     low = min(1.0 / K, float(best.min())) if K > 1 else 0.0
     edges = np.linspace(low, 1.0, int(bins) + 1)
     groups = [best[assigned == k] for k in range(K)]
-    ax = _get_ax(ax)
-    ax.hist(groups, bins=edges, stacked=True, color=[_expert_colour(k + 1) for k in range(K)],
+    ax = new_axes(ax)
+    ax.hist(groups, bins=edges, stacked=True, color=[expert_colour(k + 1) for k in range(K)],
             label=[f"expert {k + 1} ({g.size})" for k, g in enumerate(groups)],
             edgecolor="white", linewidth=0.5)
     for cut in _THRESHOLDS:
@@ -475,9 +440,9 @@ def plot_llf_trace(results: "MEMoEResults", ax: "Axes | None" = None) -> "Axes":
     True
     >>> plt.close(ax.figure)
     """
-    _import_pyplot()
+    import_pyplot()
     trace = np.asarray(results.llf_trace, dtype=float)
-    ax = _get_ax(ax)
+    ax = new_axes(ax)
     ax.plot(np.arange(trace.size), trace, marker="o", ms=3, color="C0", label="EM, best start")
     ax.axhline(results.llf, color="0.4", ls="--", lw=1, label=f"final llf {results.llf:.4f}")
     ax.set_xlabel("EM iteration (0 = start)")
@@ -542,7 +507,7 @@ def plot_prediction_sets(sets: pd.DataFrame, observed: pd.Series, ax: "Axes | No
     'Prediction sets: empirical coverage 50.0% (1 of 2)'
     >>> plt.close(ax.figure)
     """
-    _import_pyplot()
+    import_pyplot()
     need = {"row", "lower", "upper"}
     if not isinstance(sets, pd.DataFrame) or not need <= set(sets.columns):
         raise ValueError("sets must be a DataFrame with columns 'row', 'lower' and 'upper' "
@@ -581,7 +546,7 @@ def plot_prediction_sets(sets: pd.DataFrame, observed: pd.Series, ax: "Axes | No
 
     alpha = sets.attrs.get("alpha")
     level = "Prediction sets" if alpha is None else f"{100 * (1 - alpha):g}% prediction sets"
-    ax = _get_ax(ax)
+    ax = new_axes(ax)
     if time is None:
         from matplotlib.ticker import MaxNLocator
 
@@ -610,7 +575,7 @@ def plot_prediction_sets(sets: pd.DataFrame, observed: pd.Series, ax: "Axes | No
 # Model comparison
 
 
-def plot_comparison(comparison: "ExpertComparison | pd.DataFrame",
+def plot_comparison(comparison,
                     criteria: Sequence[str] | str = ("AIC", "BIC", "ICL"),
                     ax: "Axes | None" = None) -> "Axes":
     """Information criteria against the number of experts K.
@@ -646,7 +611,7 @@ def plot_comparison(comparison: "ExpertComparison | pd.DataFrame",
     ['AIC', 'BIC', 'ICL']
     >>> plt.close(ax.figure)
     """
-    _import_pyplot()
+    import_pyplot()
     table = comparison if isinstance(comparison, pd.DataFrame) else getattr(comparison, "table", None)
     if not isinstance(table, pd.DataFrame):
         raise ValueError("comparison must be an ExpertComparison (compare_experts) or its table")
@@ -658,7 +623,7 @@ def plot_comparison(comparison: "ExpertComparison | pd.DataFrame",
         raise ValueError(f"criteria {absent} are not columns of the comparison table; columns "
                          f"are {list(table.columns)}")
     K = table.index.to_numpy()
-    ax = _get_ax(ax)
+    ax = new_axes(ax)
     for j, name in enumerate(criteria):
         values = table[name].to_numpy(dtype=float)
         (line,) = ax.plot(K, values, marker="o", color=f"C{j % 10}", label=name)

@@ -1,4 +1,10 @@
-r"""Predictions, dynamic predictions, class membership and predictive laws of a fitted MEMoE.
+r"""The predictive engine: predictions, their uncertainty, predictive laws and residuals.
+
+Every computation of pymemoe that evaluates the fitted model on rows (predictions, prediction
+sets, cross-validation, plots, residuals, the parametric bootstrap) goes through this module,
+and this module is the only one outside the core that calls the core (the E-step, the gating,
+the per-subject statistics). When expert families other than the Gaussian arrive, this module
+is what adapts; its internal-public API is listed at the end of this docstring.
 
 Notation as in :mod:`pymemoe.model`: a row (visit) j of subject i has fixed-effects design x_j
 (expert-specific then shared columns), random-effects design z_j and the subject's baseline
@@ -37,6 +43,52 @@ predictive law is the Gaussian mixture::
 Prediction sets from these laws are in :mod:`pymemoe.prediction_sets`; cross-validation
 over subjects in :mod:`pymemoe.crossval`.
 
+**Standard errors of predicted means** (:func:`get_prediction`). A predicted mean m(theta) is a
+function of the parameter vector theta (``results.params``); its delta-method standard error is
+sqrt(g' V g) with g = dm/dtheta and V = ``results.cov_params()``. For ``kind="expert"``
+m = x' beta_k, so g is x on the coefficients of expert k (and the shared ones) and the standard
+error is exactly sqrt(x' V_k x), V_k the covariance of those coefficients. For
+``kind="marginal"`` the gradient is analytic: d m / d beta_k = pi_k x and
+d m / d gamma_l = pi_l (x' beta_l - m) w. For ``kind="conditional"`` the posterior tau_ik and
+the modes b_hat_ik are also functions of theta, and g is their central-difference Jacobian
+(one posterior per parameter and direction); the subject's observed outcomes are held fixed, so
+the standard error is that of the subject-specific mean given its data, not a prediction error.
+A parameter without a standard error (NaN, at a boundary) makes the standard error of every
+prediction that depends on it NaN.
+
+**Residuals.** ``y_j - E[y_j | y_i]`` on the fitting data (:meth:`MEMoEResults.resid`, as
+statsmodels' ``MixedLM``) and, for model checking, the within-subject *whitened* residuals of
+each expert: with V_ik = Z_i D_k Z_i' + sigma2_k I = L_ik L_ik' (Cholesky),
+
+    e_ik = L_ik^-1 (y_i - X_i beta_k),
+
+which are independent standard normal given expert k when the expert is correctly specified.
+With the subject's rows in time order, e_ik are its standardised one-step-ahead prediction
+errors (the Cholesky factor is the prediction-error decomposition). They are computed for all
+subjects of one size n_i at once (one batched Cholesky per distinct n_i, never a loop over
+subjects). :mod:`pymemoe.diagnostics` combines them over experts.
+
+Internal-public API (the engine)
+--------------------------------
+* ``design_rows(results, newdata, ...) -> DesignRows``: row-level designs (x, z, w, outcome,
+  subject labels, time) of the fitting data or of new data, with the checks of new data
+  (levels, gating constant within a subject);
+* ``history_mask(rows, landmark) -> ndarray``: which rows enter the posterior;
+* ``subject_posterior(results, rows, history, state) -> SubjectPosterior``: tau, b_hat and
+  Sigma per subject, at the fitted or at other parameters;
+* ``component_laws(results, rows, kind, posterior, state) -> ComponentLaws``: per row and
+  expert, the weight, predictive mean and variance of one observation given the expert, with
+  the law's ``pdf`` and ``cdf`` (:mod:`pymemoe.laws`; a family's law plugs in here), and
+  ``laws_of(results, newdata, kind, ...) -> (index, ComponentLaws)`` for a whole request;
+* ``expert_means(results, rows, state) -> ndarray (n, K)``: E[y | expert k, covariates] of a
+  new subject (for a family with a link, not x' beta);
+* ``point_prediction(results, rows, kind, posterior, state) -> ndarray``: the predicted mean;
+* ``prediction_jacobian(results, rows, kind, history) -> ndarray`` and
+  ``delta_se(jacobian, cov) -> ndarray``: delta-method standard errors;
+* ``expert_residuals(results, standardize) -> ndarray (n, K)``: raw or whitened residuals;
+* ``gating_probabilities(exog_gate, gamma) -> ndarray (n, K)``;
+* ``observed_outcome(results, newdata) -> ndarray`` and ``require_rows(results, what)``.
+
 References
 ----------
 Proust-Lima, Philipps & Liquet (2017), the R package lcmm (``predictY``, ``predictClass``,
@@ -54,14 +106,21 @@ import numpy as np
 import pandas as pd
 
 from .data import SubjectData, check_constant_within, subject_codes
-from .formula import build_new_design, build_new_endog
+from .formula import build_new_design, build_new_endog, group_labels, required_variables
 from .gating import log_prior
+from .laws import ComponentLaws
 from .likelihood import e_step
+from .params import Params, chain_gradient, from_user, param_labels, to_user
 
-__all__ = ["predict", "predict_class", "prior_class", "predictive_mixture", "PredictiveMixture"]
+__all__ = ["predict", "get_prediction", "predict_class", "prior_class", "predictive_mixture",
+           "PredictiveMixture", "DesignRows", "SubjectPosterior", "ComponentLaws",
+           "design_rows", "history_mask", "subject_posterior", "component_laws", "laws_of",
+           "expert_means", "point_prediction", "prediction_jacobian", "delta_se",
+           "expert_residuals", "gating_probabilities", "observed_outcome", "require_rows"]
 
 KINDS = ("marginal", "expert", "conditional")
-SET_KINDS = ("conditional", "marginal")
+MIXTURE_KINDS = ("conditional", "marginal")
+_BLOCK = 2_000_000        # entries of the (subjects, K, n_i, n_i) stacks whitened at once
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,80 +128,120 @@ SET_KINDS = ("conditional", "marginal")
 
 
 @dataclass(frozen=True, eq=False)
-class _Rows:
-    """Row-level designs of the data to predict (n rows)."""
+class DesignRows:
+    """Row-level designs of the rows to predict (n rows).
+
+    Attributes
+    ----------
+    index : pandas.Index
+        Labels of the rows (the user's index of newdata, or of the fitting rows).
+    exog, exog_re, exog_gate : ndarray (n, p), (n, q), (n, r)
+        Fixed-effects (expert-specific then shared columns), random-effects and gating designs.
+    endog : ndarray (n,) or None
+        The outcome, NaN where it is not observed (None when it was not asked for).
+    groups : ndarray (n,) or None
+        Subject labels (None when neither asked for nor available).
+    time : ndarray (n,) or None
+        The time column (with ``time=``).
+    fitting : bool
+        Whether these are the fitting data (then the fit's own posterior applies).
+    """
 
     index: pd.Index
-    exog: np.ndarray                 # (n, p) expert-specific then shared columns
-    exog_re: np.ndarray              # (n, q)
-    exog_gate: np.ndarray            # (n, r)
-    endog: np.ndarray | None         # (n,), NaN where not observed
-    groups: np.ndarray | None        # (n,)
-    time: np.ndarray | None          # (n,)
+    exog: np.ndarray
+    exog_re: np.ndarray
+    exog_gate: np.ndarray
+    endog: np.ndarray | None
+    groups: np.ndarray | None
+    time: np.ndarray | None
+    fitting: bool = False
+
+    @property
+    def n_rows(self) -> int:
+        return self.exog.shape[0]
 
 
-def _outcome(spec, data: pd.DataFrame) -> np.ndarray:
-    """The outcome with NaN where it is missing (rows without an outcome are future rows)."""
-    return build_new_endog(spec, data)
+def require_rows(results, what: str) -> None:
+    """A ValueError when ``results`` keeps no rows of its fitting data (a model built from
+    per-subject sufficient statistics, :mod:`pymemoe.chunked`) but ``what`` needs them."""
+    if results.model.endog is None:
+        raise ValueError(
+            f"{what} need the rows of the fitting data, but this model was built from "
+            f"per-subject sufficient statistics (pymemoe.chunked: from_chunks / from_dask), "
+            f"which keep no rows; pass newdata= (a DataFrame with the rows) where the method "
+            f"takes it, or rebuild the model with MEMoE.from_formula on the rows")
 
 
-def _resolve_groups(spec, data: pd.DataFrame, groups) -> np.ndarray:
-    if groups is None:
-        groups = spec.groups
-        if groups is None:
-            raise ValueError("the model was fitted with subject labels given as an array; pass "
-                             "groups= (a column name of newdata or one label per row)")
-    if isinstance(groups, str) or (np.ndim(groups) == 0 and groups is not None):
-        if groups not in data.columns:
-            raise ValueError(f"groups={groups!r} is not a column of newdata; columns are "
-                             f"{list(data.columns)}")
-        values = data[groups].to_numpy()
-    else:
-        values = np.asarray(groups)
-        if values.shape != (len(data),):
-            raise ValueError(f"groups must be a column name or one label per row of newdata "
-                             f"({len(data)} rows); got shape {values.shape}")
-    if pd.isna(pd.Series(values)).any():
-        raise ValueError("the subject labels (groups) of newdata contain missing values")
-    return values
+def observed_outcome(results, newdata: pd.DataFrame | None) -> np.ndarray:
+    """The outcome (the formula's left-hand side) of each row, NaN where it is not observed."""
+    if newdata is None:
+        require_rows(results, "observed outcomes")
+        return np.array(results.model.endog, dtype=float)
+    spec = _formula_spec(results)
+    return build_new_endog(spec, newdata)
 
 
-def _rows(results, newdata: pd.DataFrame | None, *, endog: bool, groups_needed: bool,
-          groups=None, time: Hashable | None = None) -> _Rows:
+def _formula_spec(results):
+    spec = results.model.spec
+    if spec is None:
+        raise ValueError("this model was built from arrays (MEMoE(endog, exog, ...)), so its "
+                         "designs cannot be rebuilt for new data; use newdata=None, or build the "
+                         "model with MEMoE.from_formula")
+    return spec
+
+
+def design_rows(results, newdata: pd.DataFrame | None = None, *, outcome: bool = False,
+                groups=None, need_groups: bool = False, time: Hashable | None = None,
+                need_gating: bool = True,
+                what: str = "predictions on the fitting data") -> DesignRows:
+    """Designs of the fitting rows (``newdata=None``) or of new rows.
+
+    New data are rebuilt through the model's formulas (:func:`pymemoe.formula.build_new_design`:
+    the levels and transforms learnt in fitting). When the subject labels are known (asked for
+    with ``need_groups``, given as ``groups``, or the fitting ``groups`` column is a column of
+    newdata), the gating covariates must be constant within each subject, and the ValueError
+    names the column and the subject otherwise; every prediction kind checks it the same way.
+    With ``need_gating=False`` (the expert means need no gating) new data may lack the gating
+    covariates; ``exog_gate`` is then NaN.
+    """
     model = results.model
     if newdata is None:
         if time is not None:
             raise ValueError("landmark/time need newdata (a DataFrame with the time column); "
                              "the fitting data's time is not stored in the model")
-        return _Rows(index=model.row_index, exog=model.exog, exog_re=model.exog_re,
-                     exog_gate=model.exog_gate, endog=model.endog, groups=model.groups,
-                     time=None)
-    spec = model.spec
-    if spec is None:
-        raise ValueError("this model was built from arrays (MEMoE(endog, exog, ...)), so its "
-                         "designs cannot be rebuilt for new data; use newdata=None, or build the "
-                         "model with MEMoE.from_formula")
+        require_rows(results, what)
+        return DesignRows(index=model.row_index, exog=model.exog, exog_re=model.exog_re,
+                          exog_gate=model.exog_gate, endog=model.endog if outcome else None,
+                          groups=model.groups, time=None, fitting=True)
+    spec = _formula_spec(results)
     if not isinstance(newdata, pd.DataFrame):
         raise ValueError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
     if len(newdata) == 0:
         raise ValueError("newdata has no rows")
-    parts = build_new_design(spec, newdata)
+    gate_columns = required_variables(spec).get("gate_formula", [])
+    gating = need_gating or all(c in newdata.columns for c in gate_columns)
+    parts = build_new_design(spec, newdata, gating=gating)
+    if not gating:
+        parts["exog_gate"] = np.full((len(newdata), len(spec.exog_gate_names)), np.nan)
     exog = np.column_stack([parts["exog"], parts["exog_shared"]])
-    y = _outcome(spec, newdata) if endog else None
-    labels = _resolve_groups(spec, newdata, groups) if groups_needed else None
-    if labels is not None:
-        check_constant_within(parts["exog_gate"], labels, spec.exog_gate_names,
-                              f"gate_formula {spec.gate_formula!r}")
+    y = build_new_endog(spec, newdata) if outcome else None
+    labels = None
+    if need_groups or groups is not None or (spec.groups is not None
+                                             and spec.groups in newdata.columns):
+        labels = group_labels(newdata, groups, spec)
+        if gating:
+            check_constant_within(parts["exog_gate"], labels, spec.exog_gate_names,
+                                  f"gate_formula {spec.gate_formula!r}")
     t = None
     if time is not None:
         if time not in newdata.columns:
             raise ValueError(f"time={time!r} is not a column of newdata")
         t = pd.to_numeric(newdata[time], errors="raise").to_numpy(dtype=float)
-    return _Rows(index=newdata.index, exog=exog, exog_re=parts["exog_re"],
-                 exog_gate=parts["exog_gate"], endog=y, groups=labels, time=t)
+    return DesignRows(index=newdata.index, exog=exog, exog_re=parts["exog_re"],
+                      exog_gate=parts["exog_gate"], endog=y, groups=labels, time=t)
 
 
-def _history(rows: _Rows, landmark: float | None) -> np.ndarray:
+def history_mask(rows: DesignRows, landmark: float | None) -> np.ndarray:
     """Rows whose outcome enters the posterior: observed, and at or before the landmark."""
     observed = np.isfinite(rows.endog)
     if landmark is None:
@@ -158,53 +257,251 @@ def _check_landmark(landmark, time) -> None:
         raise ValueError("landmark needs time= (the name of the time column of newdata)")
 
 
+def _forbid_landmark(landmark, kind: str) -> None:
+    if landmark is not None:
+        raise ValueError(f"landmark applies to kind='conditional' only, not kind={kind!r}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Posterior of each subject from its history rows
 
 
 @dataclass(frozen=True, eq=False)
-class _Posterior:
-    subjects: pd.Index
-    codes: np.ndarray       # (n,) subject position of each row
-    tau: np.ndarray         # (S, K)
-    b_hat: np.ndarray       # (S, K, q)
-    b_cov: np.ndarray       # (S, K, q, q)
+class SubjectPosterior:
+    """Posterior of each subject (S subjects) from its history rows.
 
-
-def _posterior(results, rows: _Rows, history: np.ndarray | None) -> _Posterior:
-    """Posterior expert probabilities and random-effect moments of every subject.
-
-    ``history=None`` means the fitting data (every row observed): the model's own sufficient
-    statistics are used. Otherwise the future rows get weight zero in the cross-products and
-    the subject's ``n_i`` counts its history rows only; a subject without history then has
-    log f = 0 (tau = pi), b_hat = 0 and Sigma = D_k.
+    Attributes
+    ----------
+    subjects : pandas.Index
+        Subject labels.
+    codes : ndarray (n,)
+        Subject position of each row.
+    tau : ndarray (S, K)
+        Posterior expert probabilities.
+    b_hat : ndarray (S, K, q)
+        Conditional means (modes) of the random effects given each expert.
+    b_cov : ndarray (S, K, q, q)
+        Their conditional covariances.
     """
-    state = results.state
-    if history is None:
-        data = results.model.data
-    else:
-        weight = history.astype(float)
-        y = np.where(history, rows.endog, 0.0)
-        data = SubjectData.from_arrays(y, rows.exog * weight[:, None],
-                                       rows.exog_re * weight[:, None], rows.exog_gate,
-                                       rows.groups)
-        n_hist = np.bincount(data.row_codes, weights=weight, minlength=data.n_groups)
-        data = dataclasses.replace(data, n_obs=n_hist)
+
+    subjects: pd.Index
+    codes: np.ndarray
+    tau: np.ndarray
+    b_hat: np.ndarray
+    b_cov: np.ndarray
+
+
+def _history_statistics(rows: DesignRows, history: np.ndarray) -> SubjectData:
+    """Per-subject sufficient statistics in which the future rows carry weight zero; ``n_i``
+    counts the history rows only, so a subject without history has log f = 0 (tau = pi),
+    b_hat = 0 and Sigma = D_k."""
+    weight = history.astype(float)
+    y = np.where(history, rows.endog, 0.0)
+    data = SubjectData.from_arrays(y, rows.exog * weight[:, None], rows.exog_re * weight[:, None],
+                                   rows.exog_gate, rows.groups)
+    n_hist = np.bincount(data.row_codes, weights=weight, minlength=data.n_groups)
+    return dataclasses.replace(data, n_obs=n_hist)
+
+
+def _posterior_of(data: SubjectData, state: Params) -> SubjectPosterior:
     estep = e_step(data, state)
-    return _Posterior(subjects=data.subjects, codes=data.row_codes, tau=estep.tau,
-                      b_hat=estep.moments.b_hat, b_cov=estep.moments.b_cov)
+    return SubjectPosterior(subjects=data.subjects, codes=data.row_codes, tau=estep.tau,
+                            b_hat=np.asarray(estep.moments.b_hat),
+                            b_cov=np.asarray(estep.moments.b_cov))
 
 
-def _conditional_inputs(results, newdata, groups, landmark, time) -> tuple[_Rows, _Posterior]:
-    _check_landmark(landmark, time)
-    rows = _rows(results, newdata, endog=True, groups_needed=True, groups=groups, time=time)
-    if newdata is None:
-        return rows, _posterior(results, rows, None)
-    return rows, _posterior(results, rows, _history(rows, landmark))
+def subject_posterior(results, rows: DesignRows, history: np.ndarray | None = None,
+                      state: Params | None = None) -> SubjectPosterior:
+    """Posterior expert probabilities and random-effect moments of every subject of ``rows``.
+
+    ``history=None`` on the fitting rows means every row is history: the fit's own E-step is
+    used (at ``state``, if given, the model's sufficient statistics). Otherwise the rows in
+    ``history`` form each subject's history.
+    """
+    if rows.fitting and history is None:
+        data = results.model.data
+        if state is None:
+            estep = results._fit.estep     # the fit's final E-step (the posterior of results)
+            return SubjectPosterior(subjects=data.subjects, codes=data.row_codes,
+                                    tau=np.array(estep.tau), b_hat=np.array(estep.moments.b_hat),
+                                    b_cov=np.array(estep.moments.b_cov))
+        return _posterior_of(data, state)
+    if history is None:
+        history = np.isfinite(rows.endog)
+    return _posterior_of(_history_statistics(rows, history), results.state if state is None else state)
 
 
 # ---------------------------------------------------------------------------------------------
-# Predictive mixtures
+# Laws of one observation given the expert
+
+
+def gating_probabilities(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """pi_ik = softmax_k(w_i' gamma_k) for rows of gating covariates, shape (n, K)."""
+    return np.exp(log_prior(np.asarray(exog_gate, dtype=float), np.asarray(gamma, dtype=float)))
+
+
+def expert_means(results, rows: DesignRows, state: Params | None = None) -> np.ndarray:
+    """E[y | expert k, covariates] of a new subject at each row, shape (n, K): x' beta_k."""
+    state = results.state if state is None else state
+    return rows.exog @ state.beta.T
+
+
+def component_laws(results, rows: DesignRows, kind: str, posterior: SubjectPosterior | None = None,
+                   state: Params | None = None) -> ComponentLaws:
+    """Weights, means and variances of the predictive law at each row (module docstring):
+    ``kind="marginal"`` from the gating, ``"conditional"`` from ``posterior``."""
+    state = results.state if state is None else state
+    means = expert_means(results, rows, state)
+    z = rows.exog_re
+    if kind == "marginal":
+        weights = gating_probabilities(rows.exog_gate, state.gamma)
+        var = np.einsum("nq,kqr,nr->nk", z, state.cov_re, z) + state.scale
+    elif kind == "conditional":
+        c = posterior.codes
+        weights = posterior.tau[c]
+        means = means + np.einsum("nq,nkq->nk", z, posterior.b_hat[c])
+        var = np.einsum("nq,nkqr,nr->nk", z, posterior.b_cov[c], z) + state.scale
+    else:
+        raise ValueError(f"kind must be one of {MIXTURE_KINDS}, got {kind!r}")
+    return ComponentLaws(weights=weights, means=means, variances=np.maximum(var, 0.0))
+
+
+def point_prediction(results, rows: DesignRows, kind: str,
+                     posterior: SubjectPosterior | None = None,
+                     state: Params | None = None) -> np.ndarray:
+    """The predicted mean at each row: (n,) for ``"marginal"`` and ``"conditional"``, (n, K)
+    for ``"expert"``."""
+    if kind == "expert":
+        return expert_means(results, rows, state)
+    return component_laws(results, rows, kind, posterior, state).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Delta-method standard errors
+
+
+def _lower_bounded(results) -> np.ndarray:
+    """Parameters that must stay positive (variances, SD ratios, residual variances)."""
+    labels = param_labels(results.model.structure)
+    return np.array([block == "scale" or (block == "re_cov" and (term.startswith("Var(")
+                                                                 or term == "SD ratio"))
+                     for block, _, term in labels])
+
+
+def prediction_jacobian(results, rows: DesignRows, kind: str,
+                        history: np.ndarray | None = None, rel_step: float = 1e-5) -> np.ndarray:
+    """Gradient of each predicted mean with respect to the user parameter vector
+    (``results.params``): (n, P), or (n, K, P) for ``kind="expert"``.
+
+    Analytic for ``"expert"`` and ``"marginal"`` (module docstring); central differences of the
+    conditional prediction for ``"conditional"`` (the posterior recomputed at each step; a
+    forward difference for a variance too close to 0 to be lowered). Parameters without a
+    standard error are not differenced (their columns are NaN).
+    """
+    state, structure = results.state, results.model.structure
+    n, K = rows.n_rows, state.n_experts
+    r, q = state.gamma.shape[1], state.cov_re.shape[-1]
+    if kind in ("expert", "marginal"):
+        if kind == "expert":
+            m = n * K
+            grad_beta = np.zeros((n, K, K, rows.exog.shape[1]))
+            grad_beta[:, np.arange(K), np.arange(K), :] = rows.exog[:, None, :]
+            grad_beta = grad_beta.reshape(m, K, -1)
+            grad_gamma = np.zeros((m, K, r))
+        else:
+            m = n
+            pi = gating_probabilities(rows.exog_gate, state.gamma)
+            means = expert_means(results, rows)
+            grad_beta = pi[:, :, None] * rows.exog[:, None, :]
+            centred = means - (pi * means).sum(axis=1, keepdims=True)
+            grad_gamma = (pi * centred)[:, :, None] * rows.exog_gate[:, None, :]
+        jac = chain_gradient(state, structure, grad_gamma, grad_beta, np.zeros((m, K, q, q)),
+                             np.zeros((m, K)), internal=False)
+        return jac.reshape(n, K, -1) if kind == "expert" else jac
+    if kind != "conditional":
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    theta = to_user(state, structure)
+    known = np.isfinite(np.diag(results.cov_params().to_numpy()))
+    positive = _lower_bounded(results)
+    if rows.fitting and history is None:
+        data = results.model.data
+    else:
+        data = _history_statistics(rows, np.isfinite(rows.endog) if history is None else history)
+
+    def at(vector: np.ndarray) -> np.ndarray:
+        post = _posterior_of(data, from_user(vector, structure))
+        return component_laws(results, rows, "conditional", post,
+                              from_user(vector, structure)).mean()
+
+    jac = np.full((n, theta.size), np.nan)
+    for j in np.flatnonzero(known):       # one pair of posteriors per parameter
+        h = rel_step * max(abs(theta[j]), 1e-2)
+        up = theta.copy()
+        up[j] += h
+        if positive[j] and theta[j] - h <= 0:
+            jac[:, j] = (at(up) - at(theta)) / h
+            continue
+        down = theta.copy()
+        down[j] -= h
+        jac[:, j] = (at(up) - at(down)) / (2.0 * h)
+    return jac
+
+
+def delta_se(jacobian: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """sqrt(g' V g) for every gradient g in the last axis of ``jacobian``.
+
+    NaN where g involves a parameter without a variance (NaN on the diagonal of ``cov``) or
+    where g itself is NaN (a parameter that was not differenced).
+    """
+    unknown = ~np.isfinite(np.diag(cov))
+    g = np.nan_to_num(jacobian, nan=0.0)
+    var = np.einsum("...p,pq,...q->...", g, np.nan_to_num(cov, nan=0.0), g)
+    lost = np.any(((jacobian != 0) | np.isnan(jacobian)) & unknown, axis=-1)
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.maximum(var, 0.0))
+    return np.where(lost, np.nan, se)
+
+
+# ---------------------------------------------------------------------------------------------
+# Residuals
+
+
+def expert_residuals(results, standardize: bool = True) -> np.ndarray:
+    """Residuals of each fitting row under each expert, shape (n, K).
+
+    ``standardize=False``: y_j - x_j' beta_k. ``standardize=True``: the within-subject whitened
+    residuals L_ik^-1 (y_i - X_i beta_k), V_ik = L_ik L_ik' (module docstring), with the
+    subject's rows in the order of the data.
+    """
+    require_rows(results, "residuals")
+    model, state = results.model, results.state
+    raw = model.endog[:, None] - model.exog @ state.beta.T
+    if not standardize:
+        return raw
+    if model.exog_re.shape[1] == 0:
+        return raw / np.sqrt(state.scale)
+    codes = model.data.row_codes
+    order = np.argsort(codes, kind="stable")     # each subject's rows in the order of the data
+    sizes = np.bincount(codes)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    K = state.n_experts
+    out = np.empty_like(raw)
+    for size in np.unique(sizes):      # one batch per subject size, never a loop over subjects
+        subjects = np.flatnonzero(sizes == size)
+        n_blocks = max(1, int(np.ceil(subjects.size * K * size * size / _BLOCK)))
+        for block in np.array_split(subjects, n_blocks):
+            idx = order[starts[block][:, None] + np.arange(size)]            # (S, m)
+            z = model.exog_re[idx]                                           # (S, m, q)
+            V = np.einsum("smq,kqr,snr->skmn", z, state.cov_re, z)
+            V += state.scale[None, :, None, None] * np.eye(size)
+            resid = np.swapaxes(raw[idx], 1, 2)[..., None]                   # (S, K, m, 1)
+            white = np.linalg.solve(np.linalg.cholesky(V), resid)[..., 0]
+            out[idx] = np.swapaxes(white, 1, 2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# User-facing predictions
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,23 +533,34 @@ class PredictiveMixture:
         return (second - m ** 2).rename("variance")
 
 
-def _mixture_arrays(results, rows: _Rows, kind: str, post: _Posterior | None):
-    state = results.state
-    means = rows.exog @ state.beta.T                                        # (n, K)
-    z = rows.exog_re
-    if kind == "marginal":
-        weights = np.exp(log_prior(rows.exog_gate, state.gamma))
-        var = np.einsum("nq,kqr,nr->nk", z, state.cov_re, z) + state.scale
-    else:
-        c = post.codes
-        weights = post.tau[c]
-        means = means + np.einsum("nq,nkq->nk", z, post.b_hat[c])
-        var = np.einsum("nq,nkqr,nr->nk", z, post.b_cov[c], z) + state.scale
-    return weights, means, np.maximum(var, 0.0)
-
-
 def _experts(results) -> pd.Index:
     return pd.Index(range(1, results.state.n_experts + 1), name="expert")
+
+
+def _inputs(results, newdata, kind, groups, landmark, time):
+    """Rows and (for ``kind="conditional"``) the posterior of a prediction request."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind != "conditional":
+        _forbid_landmark(landmark, kind)
+        return design_rows(results, newdata, groups=groups,
+                           need_gating=kind != "expert"), None, None
+    _check_landmark(landmark, time)
+    rows = design_rows(results, newdata, outcome=True, need_groups=True, groups=groups,
+                       time=time)
+    history = None if rows.fitting else history_mask(rows, landmark)
+    return rows, subject_posterior(results, rows, history), history
+
+
+def laws_of(results, newdata: pd.DataFrame | None, kind: str, *, groups=None,
+            landmark: float | None = None,
+            time: Hashable | None = None) -> tuple[pd.Index, ComponentLaws]:
+    """The rows' index and their :class:`~pymemoe.laws.ComponentLaws` for a prediction request
+    (``kind`` marginal or conditional; the other arguments as in :func:`predict`)."""
+    if kind not in MIXTURE_KINDS:
+        raise ValueError(f"kind must be one of {MIXTURE_KINDS}, got {kind!r}")
+    rows, post, _ = _inputs(results, newdata, kind, groups, landmark, time)
+    return rows.index, component_laws(results, rows, kind, post)
 
 
 def predictive_mixture(results, newdata: pd.DataFrame | None = None, kind: str = "conditional",
@@ -294,26 +602,11 @@ def predictive_mixture(results, newdata: pd.DataFrame | None = None, kind: str =
     0       1.116
     1       1.200
     """
-    if kind not in SET_KINDS:
-        raise ValueError(f"kind must be one of {SET_KINDS}, got {kind!r}")
-    if kind == "marginal":
-        _forbid_landmark(landmark, kind)
-        rows, post = _rows(results, newdata, endog=False, groups_needed=False), None
-    else:
-        rows, post = _conditional_inputs(results, newdata, groups, landmark, time)
-    w, m, v = _mixture_arrays(results, rows, kind, post)
+    index, laws = laws_of(results, newdata, kind, groups=groups, landmark=landmark, time=time)
     cols = _experts(results)
-    make = lambda a: pd.DataFrame(a, index=rows.index, columns=cols)  # noqa: E731
-    return PredictiveMixture(weights=make(w), means=make(m), variances=make(v), kind=kind)
-
-
-def _forbid_landmark(landmark, kind: str) -> None:
-    if landmark is not None:
-        raise ValueError(f"landmark applies to kind='conditional' only, not kind={kind!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Point predictions and classes
+    make = lambda a: pd.DataFrame(np.array(a), index=index, columns=cols)  # noqa: E731
+    return PredictiveMixture(weights=make(laws.weights), means=make(laws.means),
+                             variances=make(laws.variances), kind=kind)
 
 
 def predict(results, newdata: pd.DataFrame | None = None, kind: str = "marginal", *,
@@ -327,9 +620,10 @@ def predict(results, newdata: pd.DataFrame | None = None, kind: str = "marginal"
         A fitted model.
     newdata : pandas.DataFrame, optional
         Rows to predict, with the columns of the formulas (covariates present in every row);
-        designs are rebuilt with the categorical levels and transforms learnt in fitting (a level never seen in fitting
-        raises a ValueError naming the formula). None means the fitting data (the rows used
-        in the fit). Models built from arrays support ``newdata=None`` only.
+        designs are rebuilt with the categorical levels and transforms learnt in fitting (a
+        level never seen in fitting raises a ValueError naming the formula). None means the
+        fitting data (the rows used in the fit). Models built from arrays support
+        ``newdata=None`` only; models built from chunks ``newdata`` only.
     kind : {"marginal", "expert", "conditional"}
         ``"marginal"``: sum_k pi_k(w) x' beta_k from the covariates alone. ``"expert"``: the
         expert means x' beta_k, one column per expert. ``"conditional"``: sum_k tau_ik
@@ -338,8 +632,10 @@ def predict(results, newdata: pd.DataFrame | None = None, kind: str = "marginal"
         landmark) are future rows, predicted from the subject's other rows (dynamic
         prediction); a subject without observed outcome gets its marginal prediction.
     groups : str or array-like, optional
-        Subject labels of newdata (``kind="conditional"``); default the fitting ``groups``
-        column. Subjects of newdata are new subjects, even if their labels were in the fit.
+        Subject labels of newdata; default the fitting ``groups`` column. Needed by
+        ``kind="conditional"``; with any kind, the gating covariates of a subject must be
+        constant within it. Subjects of newdata are new subjects, even if their labels were in
+        the fit.
     landmark : float, optional
         With ``time``: rows with ``time > landmark`` are future rows whatever their outcome.
     time : str, optional
@@ -350,6 +646,10 @@ def predict(results, newdata: pd.DataFrame | None = None, kind: str = "marginal"
     pandas.Series or pandas.DataFrame
         Indexed like newdata's rows (or the fitting rows); a DataFrame with one column per
         expert for ``kind="expert"``.
+
+    See Also
+    --------
+    get_prediction : the same predictions with delta-method standard errors.
 
     Examples
     --------
@@ -376,20 +676,65 @@ def predict(results, newdata: pd.DataFrame | None = None, kind: str = "marginal"
     1    2.603
     Name: predicted, dtype: float64
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    state = results.state
-    if kind == "conditional":
-        rows, post = _conditional_inputs(results, newdata, groups, landmark, time)
-        w, m, _ = _mixture_arrays(results, rows, kind, post)
-        return pd.Series((w * m).sum(axis=1), index=rows.index, name="predicted")
-    _forbid_landmark(landmark, kind)
-    rows = _rows(results, newdata, endog=False, groups_needed=False)
-    means = rows.exog @ state.beta.T
+    rows, post, _ = _inputs(results, newdata, kind, groups, landmark, time)
+    values = point_prediction(results, rows, kind, post)
     if kind == "expert":
-        return pd.DataFrame(means, index=rows.index, columns=_experts(results))
-    prior = np.exp(log_prior(rows.exog_gate, state.gamma))
-    return pd.Series((prior * means).sum(axis=1), index=rows.index, name="predicted")
+        return pd.DataFrame(values, index=rows.index, columns=_experts(results))
+    return pd.Series(values, index=rows.index, name="predicted")
+
+
+def get_prediction(results, newdata: pd.DataFrame | None = None, kind: str = "marginal", *,
+                   groups=None, landmark: float | None = None, time: Hashable | None = None):
+    """Predicted means with delta-method standard errors and confidence intervals.
+
+    The means are those of :func:`predict`; their standard errors come from
+    ``results.cov_params()`` by the delta method (module docstring): for ``kind="expert"``
+    exactly sqrt(x' V_k x). They measure the uncertainty of the estimated mean (parameter
+    uncertainty), not the spread of a new observation: for that use the prediction sets
+    (:meth:`PredictionResults.prediction_set`).
+
+    Parameters
+    ----------
+    results : MEMoEResults
+        A fit with standard errors (``cov_type`` ``"oim"`` or ``"robust"``).
+    newdata, kind, groups, landmark, time
+        As in :func:`predict`.
+
+    Returns
+    -------
+    pymemoe.prediction_results.PredictionResults
+        ``summary_frame(alpha)`` has statsmodels' columns ``mean``, ``mean_se``,
+        ``mean_ci_lower`` and ``mean_ci_upper``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from pymemoe import MEMoE
+    >>> from pymemoe.datasets import load_pbcseq
+    >>> df = load_pbcseq(); df["year"] = df["day"] / 365.25
+    >>> res = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
+    ...                          n_experts=1).fit()
+    >>> grid = pd.DataFrame({"year": [0.0, 5.0, 10.0]})
+    >>> res.get_prediction(grid, kind="expert").summary_frame().round(3)
+               mean  mean_se  mean_ci_lower  mean_ci_upper
+      expert                                              
+    0 1       0.496    0.058          0.382          0.609
+    1 1       1.383    0.097          1.193          1.572
+    2 1       2.270    0.154          1.967          2.573
+    """
+    from .prediction_results import PredictionResults
+
+    cov = results.cov_params().to_numpy()
+    if not np.isfinite(np.diag(cov)).any():
+        raise ValueError(f"standard errors of predictions need the covariance of the estimates, "
+                         f"and this fit has none (cov_type={results.cov_type!r}); refit with "
+                         f"cov_type='oim' or 'robust', or use predict() for the means alone")
+    rows, post, history = _inputs(results, newdata, kind, groups, landmark, time)
+    mean = point_prediction(results, rows, kind, post)
+    se = delta_se(prediction_jacobian(results, rows, kind, history), cov)
+    request = dict(newdata=newdata, kind=kind, groups=groups, landmark=landmark, time=time)
+    return PredictionResults(mean=mean, se=se, index=rows.index, experts=_experts(results),
+                             kind=kind, results=results, request=request)
 
 
 def predict_class(results, newdata: pd.DataFrame | None = None, *, groups=None,
@@ -429,8 +774,17 @@ def predict_class(results, newdata: pd.DataFrame | None = None, *, groups=None,
     1        1.0
     2        1.0
     """
-    _, post = _conditional_inputs(results, newdata, groups, landmark, time)
-    return pd.DataFrame(post.tau, index=post.subjects, columns=_experts(results))
+    if newdata is None:
+        _forbid_time(landmark, time)
+        return results.posterior
+    _, post, _ = _inputs(results, newdata, "conditional", groups, landmark, time)
+    return pd.DataFrame(np.array(post.tau), index=post.subjects, columns=_experts(results))
+
+
+def _forbid_time(landmark, time) -> None:
+    if landmark is not None or time is not None:
+        raise ValueError("landmark/time need newdata (a DataFrame with the time column); "
+                         "the fitting data's time is not stored in the model")
 
 
 def prior_class(results, newdata: pd.DataFrame | None = None, *, groups=None) -> pd.DataFrame:
@@ -467,10 +821,10 @@ def prior_class(results, newdata: pd.DataFrame | None = None, *, groups=None) ->
         data = results.model.data
         gate, subjects = data.exog_gate, data.subjects
     else:
-        rows = _rows(results, newdata, endog=False, groups_needed=True, groups=groups)
+        rows = design_rows(results, newdata, need_groups=True, groups=groups)
         codes, subjects = subject_codes(rows.groups)
         first = np.empty(len(subjects), dtype=int)
         first[codes[::-1]] = np.arange(len(codes))[::-1]
         gate = rows.exog_gate[first]
-    return pd.DataFrame(np.exp(log_prior(gate, state.gamma)), index=subjects,
+    return pd.DataFrame(gating_probabilities(gate, state.gamma), index=subjects,
                         columns=_experts(results))

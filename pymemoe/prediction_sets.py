@@ -28,72 +28,30 @@ Statistician 50(2).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Hashable
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
 
-from .predict import _outcome, predictive_mixture
+from .laws import ComponentLaws
+from .predict import laws_of, observed_outcome, require_rows
 
-__all__ = ["prediction_set", "coverage"]
+__all__ = ["prediction_set", "coverage", "set_arrays", "covered_rows", "check_alpha",
+           "SET_METHODS"]
 
 SET_METHODS = ("hdr", "equal_tail")
 _GRID_Z = 9.0          # the HDR grid spans +-9 SD around every component's mean
-_SQRT_2PI = np.sqrt(2.0 * np.pi)
 _CHUNK = 2_000_000     # grid cells per chunk of rows in the HDR computation
 
-# ---------------------------------------------------------------------------------------------
-# Gaussian mixtures, vectorised over rows
-
-
-@dataclass(frozen=True, eq=False)
-class _Mixture:
-    """Row-wise univariate Gaussian mixtures: weights, means, SDs of shape (n, K)."""
-
-    w: np.ndarray
-    mu: np.ndarray
-    sd: np.ndarray
-
-    def _component(self, k: int, rows: np.ndarray | None):
-        if rows is None:                     # y of shape (n, G)
-            return self.w[:, k, None], self.mu[:, k, None], self.sd[:, k, None]
-        return self.w[rows, k], self.mu[rows, k], self.sd[rows, k]
-
-    def pdf(self, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        out = np.zeros(y.shape)
-        for k in range(self.w.shape[1]):
-            w, mu, sd = self._component(k, rows)
-            z = (y - mu) / sd
-            out += w * np.exp(-0.5 * z * z) / (sd * _SQRT_2PI)
-        return out
-
-    def dpdf(self, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        out = np.zeros(y.shape)
-        for k in range(self.w.shape[1]):
-            w, mu, sd = self._component(k, rows)
-            z = (y - mu) / sd
-            out -= w * z * np.exp(-0.5 * z * z) / (sd * sd * _SQRT_2PI)
-        return out
-
-    def cdf(self, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        out = np.zeros(y.shape)
-        for k in range(self.w.shape[1]):
-            w, mu, sd = self._component(k, rows)
-            out += w * ndtr((y - mu) / sd)
-        return out
-
-    def subset(self, rows: slice) -> "_Mixture":
-        return _Mixture(self.w[rows], self.mu[rows], self.sd[rows])
-
-
-def _mixture(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> _Mixture:
-    sd = np.sqrt(variances)
+def _checked(laws: ComponentLaws) -> ComponentLaws:
+    if not laws.continuous:
+        raise ValueError(f"prediction sets are intervals of a density; the {laws.family!r} "
+                         f"predictive law has none")
+    sd = laws.sd
     if not (np.isfinite(sd).all() and (sd > 0).all()):
         raise ValueError("a predictive variance is zero or not finite; prediction sets need "
                          "positive residual variances")
-    return _Mixture(w=weights, mu=means, sd=sd)
+    return laws
 
 
 def _safeguarded_newton(g, dg, lo: np.ndarray, hi: np.ndarray, y: np.ndarray,
@@ -117,24 +75,24 @@ def _safeguarded_newton(g, dg, lo: np.ndarray, hi: np.ndarray, y: np.ndarray,
     return y
 
 
-def _quantile(mix: _Mixture, p: float, max_iter: int = 200) -> np.ndarray:
+def _quantile(mix: ComponentLaws, p: float, max_iter: int = 200) -> np.ndarray:
     """Mixture quantile F^-1(p) per row (the CDF rises through it)."""
-    rows = np.arange(mix.w.shape[0])
-    lo = (mix.mu - 15.0 * mix.sd).min(axis=1)
-    hi = (mix.mu + 15.0 * mix.sd).max(axis=1)
-    y = np.clip((mix.w * mix.mu).sum(axis=1), lo, hi)
+    rows = np.arange(mix.weights.shape[0])
+    lo = (mix.means - 15.0 * mix.sd).min(axis=1)
+    hi = (mix.means + 15.0 * mix.sd).max(axis=1)
+    y = np.clip(mix.mean(), lo, hi)
     return _safeguarded_newton(lambda t: mix.cdf(t, rows) - p, lambda t: mix.pdf(t, rows),
                                lo, hi, y, True, max_iter)
 
 
-def _refine_roots(mix: _Mixture, rows: np.ndarray, c: np.ndarray, lo: np.ndarray,
+def _refine_roots(mix: ComponentLaws, rows: np.ndarray, c: np.ndarray, lo: np.ndarray,
                   hi: np.ndarray, y: np.ndarray, rising: np.ndarray) -> np.ndarray:
     """Solve f(y) = c in [lo, hi] (f - c changes sign there)."""
     return _safeguarded_newton(lambda t: mix.pdf(t, rows) - c, lambda t: mix.dpdf(t, rows),
                                lo, hi, y, rising, 60)
 
 
-def _crossings(mix: _Mixture, grid: np.ndarray, dens: np.ndarray, c: np.ndarray,
+def _crossings(mix: ComponentLaws, grid: np.ndarray, dens: np.ndarray, c: np.ndarray,
                rising: bool, rows: np.ndarray, j: np.ndarray, refine: bool) -> np.ndarray:
     """Ends of {f >= c} between grid points j-1 and j (linear interpolation, then Newton)."""
     G = grid.shape[1]
@@ -152,7 +110,7 @@ def _crossings(mix: _Mixture, grid: np.ndarray, dens: np.ndarray, c: np.ndarray,
     return y
 
 
-def _region(mix: _Mixture, grid: np.ndarray, dens: np.ndarray, c: np.ndarray, refine: bool):
+def _region(mix: ComponentLaws, grid: np.ndarray, dens: np.ndarray, c: np.ndarray, refine: bool):
     """The intervals of {f >= c}: row of each, lower and upper ends (rows ascending)."""
     n, G = dens.shape
     above = np.zeros((n, G + 2), dtype=bool)
@@ -165,15 +123,15 @@ def _region(mix: _Mixture, grid: np.ndarray, dens: np.ndarray, c: np.ndarray, re
     return rows[rising], lower, upper
 
 
-def _region_mass(mix: _Mixture, region, n: int) -> np.ndarray:
+def _region_mass(mix: ComponentLaws, region, n: int) -> np.ndarray:
     r, a, b = region
     return np.bincount(r, mix.cdf(b, r) - mix.cdf(a, r), minlength=n)
 
 
-def _hdr_chunk(mix: _Mixture, target: float, n_grid: int, tol: float = 1e-10):
-    n, K = mix.w.shape
+def _hdr_chunk(mix: ComponentLaws, target: float, n_grid: int, tol: float = 1e-10):
+    n, K = mix.weights.shape
     t = np.linspace(-_GRID_Z, _GRID_Z, n_grid)
-    grid = (mix.mu[:, :, None] + mix.sd[:, :, None] * t).reshape(n, K * n_grid)
+    grid = (mix.means[:, :, None] + mix.sd[:, :, None] * t).reshape(n, K * n_grid)
     grid.sort(axis=1)
     dens = mix.pdf(grid)
     # Start: grid cells sorted by density, their (trapezoid) masses accumulated to the target.
@@ -207,8 +165,8 @@ def _hdr_chunk(mix: _Mixture, target: float, n_grid: int, tol: float = 1e-10):
     return _region(mix, grid, dens, best_c, refine=True)
 
 
-def _hdr(mix: _Mixture, alpha: float, n_grid: int):
-    n, K = mix.w.shape
+def _hdr(mix: ComponentLaws, alpha: float, n_grid: int):
+    n, K = mix.weights.shape
     size = max(1, _CHUNK // (K * n_grid))
     rows, lowers, uppers = [], [], []
     for start in range(0, n, size):  # chunks of rows bound the memory of the grid
@@ -219,7 +177,10 @@ def _hdr(mix: _Mixture, alpha: float, n_grid: int):
     return np.concatenate(rows), np.concatenate(lowers), np.concatenate(uppers)
 
 
-def _sets(mix: _Mixture, alpha: float, method: str, n_grid: int):
+def set_arrays(laws: ComponentLaws, alpha: float, method: str, n_grid: int = 400):
+    """Prediction sets of every row of ``laws`` as flat arrays: the row of each interval
+    (ascending), its lower and its upper end (a row may have several intervals)."""
+    mix = _checked(laws)
     if method == "equal_tail":
         lower = _quantile(mix, alpha / 2.0)
         upper = _quantile(mix, 1.0 - alpha / 2.0)
@@ -227,7 +188,8 @@ def _sets(mix: _Mixture, alpha: float, method: str, n_grid: int):
     return _hdr(mix, alpha, n_grid)
 
 
-def _check_alpha(alpha: float) -> float:
+def check_alpha(alpha: float) -> float:
+    """``alpha`` as a float in (0, 1), or a ValueError."""
     alpha = float(alpha)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
@@ -287,21 +249,18 @@ def prediction_set(results, newdata: pd.DataFrame | None = None, alpha: float = 
 
     With one expert the HDR is the equal-tail interval mean +- 1.96 SD.
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if method not in SET_METHODS:
         raise ValueError(f"method must be one of {SET_METHODS}, got {method!r}")
     if int(n_grid) != n_grid or n_grid < 10:
         raise ValueError(f"n_grid must be an integer >= 10, got {n_grid!r}")
-    mix = predictive_mixture(results, newdata, kind, groups=groups, landmark=landmark,
-                             time=time)
-    index = mix.weights.index
-    m = _mixture(mix.weights.to_numpy(), mix.means.to_numpy(), mix.variances.to_numpy())
-    return _tidy_sets(m, index, alpha, method, int(n_grid), kind)
+    index, laws = laws_of(results, newdata, kind, groups=groups, landmark=landmark, time=time)
+    return _tidy_sets(laws, index, alpha, method, int(n_grid), kind)
 
 
-def _tidy_sets(mix: _Mixture, index: pd.Index, alpha: float, method: str, n_grid: int,
+def _tidy_sets(mix: ComponentLaws, index: pd.Index, alpha: float, method: str, n_grid: int,
                kind: str) -> pd.DataFrame:
-    rows, lower, upper = _sets(mix, alpha, method, n_grid)
+    rows, lower, upper = set_arrays(mix, alpha, method, n_grid)
     mass = mix.cdf(upper, rows) - mix.cdf(lower, rows)
     interval = np.arange(rows.size) - np.searchsorted(rows, rows)
     frame = pd.DataFrame({"row": index.take(rows), "interval": interval, "lower": lower,
@@ -310,8 +269,9 @@ def _tidy_sets(mix: _Mixture, index: pd.Index, alpha: float, method: str, n_grid
     return frame
 
 
-def _covered(rows: np.ndarray, lower: np.ndarray, upper: np.ndarray, y: np.ndarray,
-             n: int) -> np.ndarray:
+def covered_rows(rows: np.ndarray, lower: np.ndarray, upper: np.ndarray, y: np.ndarray,
+                 n: int) -> np.ndarray:
+    """Whether y of each of the n rows lies in one of its intervals (``set_arrays`` layout)."""
     inside = (lower <= y[rows]) & (y[rows] <= upper)
     return np.bincount(rows, inside.astype(float), minlength=n) > 0
 
@@ -347,12 +307,11 @@ def coverage(results, newdata: pd.DataFrame | None, sets: pd.DataFrame) -> pd.Se
     0.979
     """
     if newdata is None:
-        index, y = results.model.row_index, results.model.endog
+        require_rows(results, "coverage on the fitting data")
+        index = results.model.row_index
     else:
-        if results.model.spec is None:
-            raise ValueError("this model was built from arrays; coverage supports newdata=None "
-                             "only")
-        index, y = newdata.index, _outcome(results.model.spec, newdata)
+        index = newdata.index
+    y = observed_outcome(results, newdata)
     if not index.is_unique:
         raise ValueError("coverage matches sets to rows by index label, so the row index must "
                          "be unique (use reset_index() before prediction_set)")
@@ -360,7 +319,7 @@ def coverage(results, newdata: pd.DataFrame | None, sets: pd.DataFrame) -> pd.Se
     if missing.any():
         raise ValueError(f"sets has rows not in the data, e.g. {sets['row'][missing].iloc[0]!r}")
     pos = index.get_indexer(sets["row"])
-    covered = _covered(pos, sets["lower"].to_numpy(float), sets["upper"].to_numpy(float),
+    covered = covered_rows(pos, sets["lower"].to_numpy(float), sets["upper"].to_numpy(float),
                        np.nan_to_num(y, nan=np.inf), len(index))
     observed = np.isfinite(y)
     return pd.Series(covered[observed], index=index[observed], name="covered")

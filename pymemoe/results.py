@@ -1,8 +1,14 @@
 r"""MEMoEResults: the immutable, labelled outcome of :meth:`pymemoe.MEMoE.fit`.
 
 Everything arrives in the constructor (the model, the frozen EM fit, the options); every public
-attribute is a read-only property, derived values are cached, and arrays are handed out as
-copies inside pandas objects labelled by subject, expert and term.
+attribute is a read-only property, derived values are cached, and every array is handed out as
+a copy inside a pandas object labelled by subject, expert and term (or read-only), so nothing a
+user does with an output changes the results, whatever the pandas version and its copy-on-write
+setting.
+
+The module keeps the results' attributes and their inference; the summary and the paper
+tables are built in :mod:`pymemoe.summary`, the predictions in :mod:`pymemoe.predict` and the
+model-checking quantities in :mod:`pymemoe.diagnostics`.
 
 Definitions (where packages differ)
 -----------------------------------
@@ -33,17 +39,19 @@ from typing import IO, Union
 
 import numpy as np
 import pandas as pd
-import patsy
 from scipy import stats
-from statsmodels.iolib import summary2
 from statsmodels.stats.contrast import ContrastResults
 
+from . import diagnostics
 from . import predict as _predict
 from . import prediction_sets as _sets
+from . import summary as _summary
 from .em import EMFit, EMOptions
-from .inference import CovEstimate, delta_method
-from .params import from_user, param_labels, to_user
-from .tables import render_latex, render_markdown, tidy_table
+from .formula import linear_constraint
+from .inference import CovEstimate
+from .params import param_labels, to_user
+from .tables import Table, format_frame, render_latex, render_markdown, tidy_table
+from .version import __version__
 
 __all__ = ["MEMoEResults", "load"]
 
@@ -51,27 +59,9 @@ _SAVE_FORMAT = "pymemoe.MEMoEResults"
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 
 
-_COV_NAMES = {"oim": "inverse observed information",
-              "robust": "robust sandwich (subject-level)"}
-
-
-def _section(title: str, table: pd.DataFrame) -> pd.DataFrame:
-    """The table with a first row naming its section (blank cells) and indented row labels;
-    missing values print as blanks."""
-    head = pd.DataFrame([[""] * table.shape[1]], index=[title], columns=table.columns)
-    body = table.astype(object).where(table.notna(), "")
-    body.index = ["  " + str(i) for i in table.index]
-    return pd.concat([head, body])
-
-
-def _corr(D: np.ndarray, i: int, j: int) -> float:
-    denom = np.sqrt(max(D[i, i], 0.0) * max(D[j, j], 0.0))
-    return D[i, j] / denom if denom > 0 else np.nan
-
-
-def _frozen(frame):
-    """A copy, so callers can never change the results' state."""
-    return frame.copy()
+def _copy(values) -> np.ndarray:
+    """A private copy: what the user gets can never write into the results' arrays."""
+    return np.array(values, dtype=float, copy=True)
 
 
 class MEMoEResults:
@@ -119,7 +109,6 @@ class MEMoEResults:
         >>> MEMoEResults.load(buffer).llf == res.llf
         True
         """
-        from . import __version__
         payload = {"format": _SAVE_FORMAT, "version": __version__, "results": self}
         if hasattr(path, "write"):
             pickle.dump(payload, path, protocol=pickle.HIGHEST_PROTOCOL)
@@ -140,7 +129,6 @@ class MEMoEResults:
             with open(os.fspath(path), "rb") as handle:
                 payload = pickle.load(handle)
         if isinstance(payload, dict) and payload.get("format") == _SAVE_FORMAT:
-            from . import __version__
             if payload.get("version") != __version__:
                 warnings.warn(f"these results were saved by pymemoe {payload.get('version')}, "
                               f"this is pymemoe {__version__}; check them before use",
@@ -251,10 +239,14 @@ class MEMoEResults:
     # -- parameters ----------------------------------------------------------------------------
 
     @cached_property
-    def _params_series(self) -> pd.Series:
-        structure = self._model.structure
-        return pd.Series(to_user(self._fit.params, structure), index=param_labels(structure),
-                         name="params")
+    def _theta(self) -> np.ndarray:
+        values = to_user(self._fit.params, self._model.structure)
+        values.setflags(write=False)
+        return values
+
+    @cached_property
+    def _labels(self) -> pd.MultiIndex:
+        return param_labels(self._model.structure)
 
     @property
     def params(self) -> pd.Series:
@@ -263,9 +255,11 @@ class MEMoEResults:
         Blocks: ``gate`` (experts 2..K against expert 1), ``beta`` (expert-specific fixed effects,
         then those shared by all experts under expert ``"all"``), ``re_cov`` (variances and
         covariances of the random effects; with ``cov_re="proportional"`` expert 1's and the SD
-        ratios), ``scale`` (residual variances).
+        ratios), ``scale`` (residual variances). The same labels index ``bse``, ``zvalues``,
+        ``pvalues``, ``conf_int()`` and ``cov_params()``, and ``t_test``/``wald_test`` take them
+        (or their flat names ``param_names``, e.g. ``"beta[1]:year"``).
         """
-        return _frozen(self._params_series)
+        return pd.Series(_copy(self._theta), index=self._labels, name="params")
 
     @property
     def _experts(self) -> pd.Index:
@@ -275,27 +269,27 @@ class MEMoEResults:
     def fe_params(self) -> pd.DataFrame:
         """Fixed effects, terms x experts (shared terms repeated in every column)."""
         names = list(self._model.structure.exog_names)
-        return pd.DataFrame(self._fit.params.beta.T, index=pd.Index(names, name="term"),
+        return pd.DataFrame(_copy(self._fit.params.beta.T), index=pd.Index(names, name="term"),
                             columns=self._experts)
 
     @property
     def gate_params(self) -> pd.DataFrame:
         """Gating coefficients, terms x experts; expert 1 is the reference (zeros)."""
         names = list(self._model.structure.exog_gate_names)
-        return pd.DataFrame(self._fit.params.gamma.T, index=pd.Index(names, name="term"),
+        return pd.DataFrame(_copy(self._fit.params.gamma.T), index=pd.Index(names, name="term"),
                             columns=self._experts)
 
     @property
     def cov_re(self) -> dict[int, pd.DataFrame]:
         """Random-effects covariance D_k of each expert (labelled q x q DataFrames)."""
         names = list(self._model.structure.exog_re_names)
-        return {k + 1: pd.DataFrame(self._fit.params.cov_re[k], index=names, columns=names)
+        return {k + 1: pd.DataFrame(_copy(self._fit.params.cov_re[k]), index=names, columns=names)
                 for k in range(self.n_experts)}
 
     @property
     def scale(self) -> pd.Series:
         """Residual variance sigma2_k of each expert."""
-        return pd.Series(self._fit.params.scale, index=self._experts, name="scale")
+        return pd.Series(_copy(self._fit.params.scale), index=self._experts, name="scale")
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -306,56 +300,87 @@ class MEMoEResults:
 
     @property
     def param_names(self) -> list[str]:
-        """Flat parameter names for hypotheses, ``"block[expert]:term"`` (e.g. ``"beta[1]:year"``)."""
-        return [f"{b}[{e}]:{t}" for b, e, t in self._params_series.index]
+        """Flat parameter names for hypotheses, ``"block[expert]:term"`` (e.g. ``"beta[1]:year"``),
+        in the order of ``params``."""
+        return [f"{b}[{e}]:{t}" for b, e, t in self._labels]
 
     def cov_params(self) -> pd.DataFrame:
         """Covariance matrix of ``params`` (labelled both ways)."""
-        index = self._params_series.index
-        return pd.DataFrame(self._cov.cov, index=index, columns=index)
+        return pd.DataFrame(_copy(self._cov.cov), index=self._labels, columns=self._labels)
 
     @cached_property
-    def _bse(self) -> pd.Series:
+    def _bse(self) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             values = np.sqrt(np.diag(self._cov.cov))
-        return pd.Series(values, index=self._params_series.index, name="bse")
+        values.setflags(write=False)
+        return values
 
     @property
     def bse(self) -> pd.Series:
         """Standard errors of ``params`` (NaN where not available; see ``cov_type``)."""
-        return _frozen(self._bse)
+        return pd.Series(_copy(self._bse), index=self._labels, name="bse")
 
     @property
     def zvalues(self) -> pd.Series:
         """Wald z statistics params / bse (for variance parameters rarely of interest)."""
-        return (self._params_series / self._bse).rename("z")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return pd.Series(self._theta / self._bse, index=self._labels, name="z")
 
     tvalues = zvalues
 
     @property
     def pvalues(self) -> pd.Series:
         """Two-sided p-values of the z statistics (normal reference)."""
-        z = self.zvalues.to_numpy()
-        return pd.Series(2 * stats.norm.sf(np.abs(z)), index=self._params_series.index, name="P>|z|")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = self._theta / self._bse
+        return pd.Series(2 * stats.norm.sf(np.abs(z)), index=self._labels, name="P>|z|")
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Wald confidence intervals, columns ``lower`` and ``upper``."""
+        """Wald confidence intervals of ``params``, columns ``lower`` and ``upper``.
+
+        These are on the parameters' scale (variances included). The summary reports SDs and
+        correlations instead, with intervals on the log and Fisher-z scales
+        (:mod:`pymemoe.summary`).
+        """
         crit = stats.norm.ppf(1 - alpha / 2)
         half = crit * self._bse
-        return pd.DataFrame({"lower": self._params_series - half,
-                             "upper": self._params_series + half})
+        return pd.DataFrame({"lower": self._theta - half, "upper": self._theta + half},
+                            index=self._labels)
 
     def _contrast(self, r_matrix, q_matrix=None):
         names = self.param_names
-        if isinstance(r_matrix, (str, list, tuple)) and (isinstance(r_matrix, str) or
-                                                         all(isinstance(x, str) for x in r_matrix)):
-            constraint = patsy.DesignInfo(names).linear_constraint(r_matrix)
-            R, q = constraint.coefs, constraint.constants[:, 0]
+        labels = self._labels
+        if isinstance(r_matrix, str) or (isinstance(r_matrix, list) and r_matrix
+                                         and all(isinstance(x, str) for x in r_matrix)):
+            if q_matrix is not None:
+                raise ValueError("with a hypothesis written as text, put the constants in it "
+                                 "(e.g. 'beta[1]:year = 0.1'), not in q_matrix")
+            R, q = linear_constraint(names, r_matrix)
+        elif isinstance(r_matrix, tuple) or (isinstance(r_matrix, list) and r_matrix
+                                             and all(isinstance(x, tuple) for x in r_matrix)):
+            wanted = [r_matrix] if isinstance(r_matrix, tuple) else list(r_matrix)
+            R = np.zeros((len(wanted), len(names)))
+            for row, label in enumerate(wanted):
+                if label not in labels:
+                    raise ValueError(f"unknown parameter label {label!r}; valid labels are the "
+                                     f"index of params, e.g. {labels[0]!r}, or the names "
+                                     f"{', '.join(names)}")
+                R[row, labels.get_loc(label)] = 1.0
+            q = np.zeros(len(wanted)) if q_matrix is None else np.asarray(q_matrix, float).ravel()
+        elif isinstance(r_matrix, pd.Series):
+            unknown = [lab for lab in r_matrix.index if lab not in labels]
+            if unknown:
+                raise ValueError(f"the contrast has labels that are not parameters: {unknown}; "
+                                 f"index it like params")
+            R = r_matrix.reindex(labels, fill_value=0.0).to_numpy(dtype=float)[None, :]
+            q = np.zeros(1) if q_matrix is None else np.asarray(q_matrix, float).ravel()
         else:
             R = np.atleast_2d(np.asarray(r_matrix, dtype=float))
             q = np.zeros(R.shape[0]) if q_matrix is None else np.asarray(q_matrix, dtype=float).ravel()
         if R.shape[1] != len(names):
             raise ValueError(f"r_matrix must have {len(names)} columns (one per parameter)")
+        if q.shape != (R.shape[0],):
+            raise ValueError(f"q_matrix must have one value per hypothesis ({R.shape[0]})")
         used = np.any(R != 0, axis=0)
         if np.isnan(self._cov.cov[np.ix_(used, used)]).any():
             raise ValueError("the hypothesis involves parameters without a covariance "
@@ -365,99 +390,27 @@ class MEMoEResults:
     def t_test(self, r_matrix, q_matrix=None) -> ContrastResults:
         """Wald tests of each linear combination R theta = q separately (normal reference).
 
-        ``r_matrix`` is a string such as ``"beta[1]:year = beta[2]:year"`` (names as
-        :attr:`param_names`), a list of such strings, or an array with one column per parameter.
+        ``r_matrix`` is a hypothesis written with the parameter names (:attr:`param_names`,
+        e.g. ``"beta[1]:year = beta[2]:year"``; spaces do not matter, so names may be written
+        as in the formula, ``"beta[1]:I(year**2)"``), a list of such strings, a label of
+        ``params`` (``("beta", 1, "year")``, meaning ``= 0``) or a list of labels, a Series of
+        coefficients indexed like ``params``, or an array with one column per parameter. An
+        unknown name raises a ValueError listing the valid ones.
         """
         R, q = self._contrast(r_matrix, q_matrix)
-        effect = R @ self._params_series.to_numpy()
+        effect = R @ self._theta
         sd = np.sqrt(np.diag(R @ self._cov.cov @ R.T))
         return ContrastResults(effect=effect, sd=sd, statistic=(effect - q) / sd,
                                distribution="norm", df_denom=None)
 
     def wald_test(self, r_matrix, q_matrix=None) -> ContrastResults:
         """Joint Wald chi-square test of R theta = q, e.g. all gating coefficients of age:
-        ``res.wald_test(["gate[2]:age", "gate[3]:age"])``."""
+        ``res.wald_test(["gate[2]:age", "gate[3]:age"])``. ``r_matrix`` as in :meth:`t_test`."""
         R, q = self._contrast(r_matrix, q_matrix)
-        diff = R @ self._params_series.to_numpy() - q
+        diff = R @ self._theta - q
         stat = float(diff @ np.linalg.solve(R @ self._cov.cov @ R.T, diff))
         # statsmodels' chi2 ContrastResults takes the degrees of freedom as df_denom
         return ContrastResults(statistic=stat, df_denom=R.shape[0], distribution="chi2")
-
-    def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Tidy parameter table: block, expert, term, coef, std err, z, P>|z|, lower, upper."""
-        ci = self.conf_int(alpha)
-        table = pd.DataFrame({"coef": self._params_series, "std err": self._bse,
-                              "z": self.zvalues, "P>|z|": self.pvalues,
-                              "lower": ci["lower"], "upper": ci["upper"]})
-        return table.reset_index()
-
-    def to_latex(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
-        """The tidy table (:meth:`to_frame`) as a LaTeX tabular."""
-        return render_latex(tidy_table(self.to_frame(alpha)), float_format)
-
-    def to_html(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
-        """The tidy table as HTML."""
-        return tidy_table(self.to_frame(alpha)).to_html(index=False, float_format=lambda x: float_format % x,
-                                                        na_rep="")
-
-    def to_markdown(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
-        """The tidy table as a GitHub-flavoured Markdown table."""
-        return render_markdown(tidy_table(self.to_frame(alpha)), float_format)
-
-    def to_csv(self, path, alpha: float = 0.05) -> None:
-        """Write the tidy table (full precision) to a CSV file."""
-        self.to_frame(alpha).to_csv(path, index=False)
-
-    @cached_property
-    def _variance_components(self) -> pd.DataFrame:
-        """SDs, correlations and residual SD per expert with delta-method standard errors."""
-        structure = self._model.structure
-        names = list(structure.exog_re_names)
-        theta = self._params_series.to_numpy()
-        labels, funcs = [], []
-        q = structure.k_re
-        for k in range(self.n_experts):
-            for i, name in enumerate(names):
-                labels.append((k + 1, f"SD({name})"))
-                funcs.append(lambda P, k=k, i=i: np.sqrt(max(P.cov_re[k, i, i], 0.0)))
-            for i in range(q):
-                for j in range(i):
-                    labels.append((k + 1, f"Corr({names[j]},{names[i]})"))
-                    funcs.append(lambda P, k=k, i=i, j=j: _corr(P.cov_re[k], i, j))
-            labels.append((k + 1, "Residual SD"))
-            funcs.append(lambda P, k=k: np.sqrt(P.scale[k]))
-
-        def evaluate(vector):
-            P = from_user(vector, structure)
-            return np.array([f(P) for f in funcs])
-
-        value, cov = delta_method(evaluate, theta, self._cov.cov)
-        with np.errstate(invalid="ignore"):
-            se = np.sqrt(np.diag(cov))
-        index = pd.MultiIndex.from_tuples(labels, names=["expert", "term"])
-        return pd.DataFrame({"coef": value, "std err": se}, index=index)
-
-    def postprob(self) -> pd.DataFrame:
-        """lcmm's posterior classification table, one row per expert (by assigned expert).
-
-        Columns: ``n`` and ``%`` of subjects assigned; ``mean P(k)`` for each expert k, the mean
-        posterior probability among the subjects assigned to the row's expert (the diagonal
-        measures how well that expert is separated); ``% > 0.7``, ``% > 0.8``, ``% > 0.9``: the
-        share of the row's subjects whose assigned posterior probability exceeds the threshold.
-        """
-        tau = self._fit.estep.tau
-        assigned = tau.argmax(axis=1)
-        rows = []
-        for k in range(self.n_experts):
-            sel = assigned == k
-            n_k = int(sel.sum())
-            row = {"n": n_k, "%": 100.0 * n_k / self.n_groups}
-            for l in range(self.n_experts):
-                row[f"mean P({l + 1})"] = tau[sel, l].mean() if n_k else np.nan
-            for cut in (0.7, 0.8, 0.9):
-                row[f"% > {cut}"] = 100.0 * (tau[sel, k] > cut).mean() if n_k else np.nan
-            rows.append(row)
-        return pd.DataFrame(rows, index=self._experts)
 
     # -- subjects ------------------------------------------------------------------------------
 
@@ -468,7 +421,8 @@ class MEMoEResults:
     @property
     def posterior(self) -> pd.DataFrame:
         """Posterior expert probabilities tau_ik, subjects x experts (rows sum to 1)."""
-        return pd.DataFrame(self._fit.estep.tau, index=self._subjects, columns=self._experts)
+        return pd.DataFrame(_copy(self._fit.estep.tau), index=self._subjects,
+                            columns=self._experts)
 
     @property
     def prior(self) -> pd.DataFrame:
@@ -496,7 +450,7 @@ class MEMoEResults:
     @cached_property
     def _random_effects(self) -> pd.DataFrame:
         names = list(self._model.structure.exog_re_names)
-        b = self._fit.estep.moments.b_hat                        # (N, K, q)
+        b = np.asarray(self._fit.estep.moments.b_hat)             # (N, K, q)
         tau = self._fit.estep.tau
         mixed = np.einsum("nk,nkq->nq", tau, b)
         blocks = [b[:, k, :] for k in range(self.n_experts)] + [mixed]
@@ -513,7 +467,7 @@ class MEMoEResults:
         Columns ``(k, term)`` hold E[b_i | y_i, class k]; columns ``("mixture", term)`` the
         posterior-weighted sum_k tau_ik E[b_i | y_i, class k] = E[b_i | y_i].
         """
-        return _frozen(self._random_effects)
+        return self._random_effects.copy(deep=True)
 
     # -- prediction ----------------------------------------------------------------------------
 
@@ -524,10 +478,43 @@ class MEMoEResults:
         the others: dynamic prediction). See :func:`pymemoe.predict.predict`."""
         return _predict.predict(self, newdata, kind, **kwargs)
 
+    def get_prediction(self, newdata: pd.DataFrame | None = None, kind: str = "marginal",
+                       **kwargs):
+        """Predictions with delta-method standard errors and confidence intervals:
+        ``get_prediction(...).summary_frame(alpha)`` has statsmodels' columns ``mean``,
+        ``mean_se``, ``mean_ci_lower``, ``mean_ci_upper``. See
+        :func:`pymemoe.predict.get_prediction`."""
+        return _predict.get_prediction(self, newdata, kind, **kwargs)
+
     @cached_property
+    def _fittedvalues(self) -> np.ndarray:
+        values = _predict.predict(self, kind="conditional").to_numpy()
+        values.setflags(write=False)
+        return values
+
+    @property
     def fittedvalues(self) -> pd.Series:
         """In-sample conditional predictions sum_k tau_ik (x' beta_k + z' b_hat_ik), by row."""
-        return self.predict(kind="conditional")
+        return pd.Series(_copy(self._fittedvalues), index=self._model.row_index,
+                         name="predicted")
+
+    @property
+    def resid(self) -> pd.Series:
+        """Residuals endog - fittedvalues by row (as statsmodels' ``MixedLM``: the fitted values
+        include the predicted random effects). See :meth:`standardized_residuals` for model
+        checking."""
+        _predict.require_rows(self, "residuals")
+        return pd.Series(self._model.endog - self._fittedvalues, index=self._model.row_index,
+                         name="resid")
+
+    def standardized_residuals(self, by: str = "posterior") -> pd.Series | pd.DataFrame:
+        """Within-subject whitened residuals, ~N(0, 1) under a correct model.
+
+        ``by="posterior"``: sum_k tau_ik e_ijk; ``"assigned"``: the residuals of the subject's
+        most probable expert; ``"expert"``: all of them, rows x experts. See
+        :func:`pymemoe.diagnostics.standardized_residuals`.
+        """
+        return diagnostics.standardized_residuals(self, by=by)
 
     def predict_class(self, newdata: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
         """Posterior expert probabilities of (new) subjects from their outcomes and covariates
@@ -546,104 +533,68 @@ class MEMoEResults:
         :func:`pymemoe.prediction_sets.prediction_set`."""
         return _sets.prediction_set(self, newdata, alpha, kind, method, **kwargs)
 
-    # -- summary -------------------------------------------------------------------------------
+    # -- summary and tables --------------------------------------------------------------------
 
-    def _header(self) -> dict[str, str]:
-        m = self._model
-        structure = m.structure
-        return {
-            "Model:": "MEMoE",
-            "Dependent variable:": m.endog_name,
-            "Experts:": str(self.n_experts),
-            "Subjects:": str(self.n_groups),
-            "Observations:": str(self.nobs),
-            "Rows dropped (missing):": str(self.n_dropped),
-            "Covariance of RE:": f"{structure.cov_re}, {structure.re_structure}",
-            "Residual variance:": structure.scale,
-            "Log-likelihood:": f"{self.llf:.4f}",
-            "Parameters:": str(self.df_modelwc),
-            "AIC:": f"{self.aic:.4f}",
-            "BIC (n = subjects):": f"{self.bic:.4f}",
-            "ICL:": f"{self.icl:.4f}",
-            "Entropy (normalised):": f"{self.entropy:.4f}",
-            "Converged:": "yes" if self.converged else "no",
-            "EM iterations:": str(self.n_iter),
-            "Covariance type:": self.cov_type,
-        }
+    def postprob(self) -> pd.DataFrame:
+        """Posterior classification table (lcmm's ``postprob``) with the GRoLTS diagnostics:
+        n and % assigned, estimated share, mean posterior probabilities by assigned expert,
+        AvePP, OCC and the shares above 0.7 / 0.8 / 0.9. See
+        :func:`pymemoe.summary.postprob_table`."""
+        return _summary.postprob_table(self)
 
-    def _coef_table(self, rows: pd.DataFrame, alpha: float) -> pd.DataFrame:
-        """Regression columns for rows of :meth:`to_frame` (indexed by label)."""
-        lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
-        out = rows[["coef", "std err", "z", "P>|z|"]].copy()
-        out[lo], out[hi] = rows["lower"], rows["upper"]
-        return out
+    def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """The rows of the summary as numbers: block, expert, term, name, coef, std err, z,
+        P>|z|, lower, upper (SDs and correlations of the random effects, residual SDs; see
+        :func:`pymemoe.summary.parameter_frame`)."""
+        return _summary.parameter_frame(self, alpha)
 
-    def _expert_table(self, k: int, alpha: float) -> pd.DataFrame:
-        tidy = self.to_frame(alpha)
-        fe = tidy[(tidy["block"] == "beta") & (tidy["expert"] == k + 1)].set_index("term")
-        vc = self._variance_components.loc[k + 1].copy()
-        crit = stats.norm.ppf(1 - alpha / 2)
-        vc["z"] = np.nan                   # tests of SDs against 0 are not Wald tests
-        vc["P>|z|"] = np.nan
-        vc["lower"] = vc["coef"] - crit * vc["std err"]
-        vc["upper"] = vc["coef"] + crit * vc["std err"]
-        return pd.concat([self._coef_table(fe, alpha), self._coef_table(vc, alpha)])
+    def _export(self, alpha: float, float_format: str) -> pd.DataFrame:
+        tidy = tidy_table(self.to_frame(alpha).drop(columns="name"))
+        numbers = tidy.columns[3:]
+        return pd.concat([tidy[tidy.columns[:3]], format_frame(tidy[numbers], float_format)],
+                         axis=1)
 
-    def summary(self, alpha: float = 0.05, float_format: str = "%.4f") -> summary2.Summary:
+    def to_latex(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
+        """The summary's rows (:meth:`to_frame`) as a booktabs LaTeX tabular."""
+        return render_latex(self._export(alpha, float_format))
+
+    def to_html(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
+        """The summary's rows as an HTML table."""
+        return self._export(alpha, float_format).to_html(index=False)
+
+    def to_markdown(self, alpha: float = 0.05, float_format: str = "%.4f") -> str:
+        """The summary's rows as a GitHub-flavoured Markdown table."""
+        return render_markdown(self._export(alpha, float_format))
+
+    def to_csv(self, path, alpha: float = 0.05, float_format: str | None = None) -> None:
+        """Write the summary's rows (:meth:`to_frame`) to a CSV file, at full precision unless
+        ``float_format`` is given."""
+        self.to_frame(alpha).to_csv(path, index=False, float_format=float_format)
+
+    def expert_table(self, float_format: str = "%.3f", stars: bool = False,
+                     alpha: float = 0.05) -> Table:
+        """Experts as columns, estimates with standard errors below (a paper's table); export
+        with ``.to_latex()``, ``.to_markdown()``, ``.to_csv(path)``. See
+        :func:`pymemoe.summary.expert_table`."""
+        return _summary.expert_table(self, float_format=float_format, stars=stars, alpha=alpha)
+
+    def summary(self, alpha: float = 0.05, float_format: str = "%.4f"):
         """Regression-style summary: header, gating table, one table per expert, postprob.
 
         Each table starts with a row naming its section. Expert tables give the fixed effects
         (coef, std err, z, p, confidence interval), then the random-effect SDs and correlations
-        and the residual SD with delta-method standard errors and Wald intervals. The last
-        table is lcmm's posterior classification table (:meth:`postprob`).
+        and the residual SD with delta-method standard errors (intervals on the log and
+        Fisher-z scales). The last table is the posterior classification table
+        (:meth:`postprob`). Every number is printed with ``float_format``, p-values below
+        0.001 as ``<0.001``.
 
         Returns
         -------
-        statsmodels.iolib.summary2.Summary
-            Render with ``print()``, ``.as_text()``, ``.as_html()`` or ``.as_latex()``.
+        pymemoe.summary.MEMoESummary
+            A statsmodels ``summary2.Summary``: ``print()``, ``.as_text()``, ``.as_html()``,
+            ``.as_latex()`` (booktabs).
         """
-        smry = summary2.Summary()
-        smry.add_title("Mixed effects mixture of experts")
-        smry.add_dict(self._header(), ncols=2)
-        K = self.n_experts
-        structure = self._model.structure
-        sizes = self.expert_sizes
-        tidy = self.to_frame(alpha)
-        if K > 1:
-            gate = tidy[tidy["block"] == "gate"]
-            gate.index = [f"expert {e}: {t}" for e, t in zip(gate["expert"], gate["term"])]
-            smry.add_df(_section("Gating: multinomial logit vs expert 1",
-                                 self._coef_table(gate, alpha)), float_format=float_format)
-        for k in range(K):
-            title = (f"Expert {k + 1}: {int(sizes['n_assigned'].iloc[k])} subjects "
-                     f"({sizes['pct_assigned'].iloc[k]:.1f}%)")
-            smry.add_df(_section(title, self._expert_table(k, alpha)), float_format=float_format)
-        if structure.k_shared:
-            shared = tidy[(tidy["block"] == "beta") & (tidy["expert"] == "all")].set_index("term")
-            smry.add_df(_section("Fixed effects shared by all experts",
-                                 self._coef_table(shared, alpha)), float_format=float_format)
-        if structure.cov_re == "proportional" and K > 1:
-            ratio = tidy[tidy["term"] == "SD ratio"]
-            ratio.index = [f"expert {e}: D = w^2 D_1, w" for e in ratio["expert"]]
-            smry.add_df(_section("Proportional random-effects covariance",
-                                 self._coef_table(ratio, alpha)), float_format=float_format)
-        if K > 1:
-            pp = self.postprob().astype(object)
-            pp["n"] = pp["n"].astype(int).astype(str)
-            pp.index = [f"assigned to {k}" for k in pp.index]
-            smry.add_df(_section("Posterior classification", pp),
-                        float_format="%.2f")
-        notes = ["BIC uses log(number of subjects); expert 1 is the largest expert and the "
-                 "gating reference."]
-        if self.cov_type == "none":
-            notes.append("Standard errors not computed (cov_type='none').")
-        else:
-            notes.append(f"Standard errors: {_COV_NAMES[self.cov_type]}; SDs and correlations "
-                         f"by the delta method.")
-        smry.add_text(" ".join(notes))
-        for msg in self.messages:
-            smry.add_text("Warning: " + msg)
-        return smry
+        return _summary.build_summary(self, alpha, float_format)
 
     def __str__(self) -> str:
         return self.summary().as_text()

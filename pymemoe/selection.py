@@ -10,6 +10,7 @@ Criteria (smaller is better except llf and entropy):
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -60,8 +61,8 @@ class ExpertComparison:
 
     def plot(self, criteria=("AIC", "BIC", "ICL"), ax=None):
         """Criteria against K (matplotlib; see :func:`pymemoe.plotting.plot_comparison`)."""
-        from .plotting import plot_comparison
-        return plot_comparison(self, criteria=criteria, ax=ax)
+        from .plotting import plot_comparison   # one way only: plotting never imports this module
+        return plot_comparison(self.table, criteria=criteria, ax=ax)
 
     def best(self, criterion: str = "BIC"):
         """The fitted results preferred by ``criterion`` (``"AIC"``, ``"BIC"``, ``"SABIC"``,
@@ -69,6 +70,41 @@ class ExpertComparison:
         if criterion not in ("AIC", "BIC", "SABIC", "ICL"):
             raise ValueError(f"criterion must be AIC, BIC, SABIC or ICL, got {criterion!r}")
         return self.results[int(self.table[criterion].idxmin())]
+
+
+def _fit_options(fit_kwargs) -> dict:
+    """``fit_kwargs`` checked against the options of :meth:`MEMoE.fit`."""
+    if fit_kwargs is None:
+        return {}
+    if not isinstance(fit_kwargs, dict):
+        raise ValueError(f"fit_kwargs must be a dict of MEMoE.fit options, got "
+                         f"{type(fit_kwargs).__name__}")
+    allowed = [name for name in inspect.signature(MEMoE.fit).parameters if name != "self"]
+    given_apart = {"n_starts", "random_state"} & set(fit_kwargs)
+    if given_apart:
+        raise ValueError(f"pass {sorted(given_apart)} to compare_experts itself, not in "
+                         f"fit_kwargs")
+    if "start_params" in fit_kwargs:
+        raise ValueError("fit_kwargs cannot hold start_params: the parameter vector differs "
+                         "between numbers of experts")
+    unknown = sorted(set(fit_kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"fit_kwargs has unknown options {unknown}; MEMoE.fit takes "
+                         f"{[a for a in allowed if a not in ('n_starts', 'random_state')]}")
+    return dict(fit_kwargs)
+
+
+def _model_options(model_kwargs: dict) -> dict:
+    allowed = [name for name in inspect.signature(MEMoE.from_formula).parameters
+               if name not in ("cls", "formula", "data", "groups", "n_experts")]
+    unknown = sorted(set(model_kwargs) - set(allowed))
+    if unknown:
+        fit_names = set(inspect.signature(MEMoE.fit).parameters)
+        hint = [u for u in unknown if u in fit_names]
+        raise ValueError(f"compare_experts got unknown model options {unknown}; "
+                         f"MEMoE.from_formula takes {allowed}"
+                         + (f" (fit options such as {hint} go in fit_kwargs=)" if hint else ""))
+    return model_kwargs
 
 
 def compare_experts(formula: str, data: pd.DataFrame, groups, n_experts: Iterable[int] = range(1, 5),
@@ -79,13 +115,16 @@ def compare_experts(formula: str, data: pd.DataFrame, groups, n_experts: Iterabl
     Parameters
     ----------
     formula, data, groups, **model_kwargs
-        As :meth:`pymemoe.MEMoE.from_formula` (``re_formula``, ``gate_formula``, ...).
+        As :meth:`pymemoe.MEMoE.from_formula` (``re_formula``, ``gate_formula``, ...); an
+        unknown keyword raises a ValueError listing the valid ones.
     n_experts : iterable of int
         Values of K.
     n_starts, random_state
         Passed to each fit (the same seed for every K).
     fit_kwargs : dict, optional
-        Further arguments of :meth:`pymemoe.MEMoE.fit`.
+        Further options of :meth:`pymemoe.MEMoE.fit`, forwarded to every fit, e.g.
+        ``{"cov_type": "robust", "screen_iter": 30}``; an unknown option raises a ValueError
+        listing the valid ones.
 
     Returns
     -------
@@ -97,13 +136,21 @@ def compare_experts(formula: str, data: pd.DataFrame, groups, n_experts: Iterabl
     >>> from pymemoe.selection import compare_experts
     >>> df = load_pbcseq().assign(year=lambda d: d["day"] / 365.25)
     >>> comp = compare_experts("np.log(bili) ~ year", df, "id", n_experts=[1, 2],
-    ...                        re_formula="~ year", n_starts=2, random_state=0)
-    >>> list(comp.table.index)
-    [1, 2]
+    ...                        re_formula="~ year", n_starts=2, random_state=0,
+    ...                        fit_kwargs={"cov_type": "none"})
+    >>> list(comp.table.index), comp.results[2].cov_type
+    ([1, 2], 'none')
     """
-    results = {}
-    for K in n_experts:
-        model = MEMoE.from_formula(formula, data, groups, n_experts=int(K), **model_kwargs)
-        results[int(K)] = model.fit(n_starts=n_starts, random_state=random_state,
-                                    **(fit_kwargs or {}))
+    options = _fit_options(fit_kwargs)
+    model_kwargs = _model_options(model_kwargs)
+    values = [int(K) for K in n_experts]
+    if not values or any(K < 1 for K in values) or len(set(values)) != len(values):
+        raise ValueError(f"n_experts must be distinct positive integers, got {values!r}")
+
+    def fit_one(K: int):
+        # one place to change how each K is started (e.g. from the fit with K - 1 experts)
+        model = MEMoE.from_formula(formula, data, groups, n_experts=K, **model_kwargs)
+        return model.fit(n_starts=n_starts, random_state=random_state, **options)
+
+    results = {K: fit_one(K) for K in values}
     return ExpertComparison(table=comparison_table(results), results=results)

@@ -61,6 +61,7 @@ Examples
 """
 from __future__ import annotations
 
+import dataclasses
 import keyword
 from dataclasses import dataclass
 from typing import Mapping
@@ -68,9 +69,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .formula import build_new_design
-from .gating import log_prior
+from .data import subject_codes
+from .formula import build_new_design, replace_outcome, required_variables
 from .params import Params, psd_cholesky
+from .predict import design_rows, expert_means, gating_probabilities, require_rows
 
 __all__ = ["SimulatedData", "simulate", "paper_settings", "heteroscedastic_variance"]
 
@@ -101,8 +103,14 @@ class SimulatedData:
     prior : pandas.DataFrame
         Gating probabilities pi_ik of each subject (``id`` x experts 1..K).
     formula_kwargs : dict
-        ``formula``, ``groups``, ``re_formula`` and ``gate_formula`` of the generating model, so
-        that ``MEMoE.from_formula(data=sim.data, n_experts=K, **sim.formula_kwargs)`` fits it.
+        ``formula``, ``groups``, ``re_formula`` and ``gate_formula`` (and ``shared_formula``)
+        of the generating model, so that
+        ``MEMoE.from_formula(data=sim.data, n_experts=K, **sim.formula_kwargs)`` fits it
+        (empty for a parametric bootstrap of a model built from arrays).
+    model_kwargs : dict
+        ``n_experts`` and, for a parametric bootstrap, the fitted model's ``cov_re``,
+        ``re_structure`` and ``scale``: ``MEMoE.from_formula(data=sim.data,
+        **sim.formula_kwargs, **sim.model_kwargs)`` refits the same model.
     """
 
     data: pd.DataFrame
@@ -111,6 +119,7 @@ class SimulatedData:
     random_effects: pd.DataFrame
     prior: pd.DataFrame
     formula_kwargs: dict
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
 
     @property
     def n_subjects(self) -> int:
@@ -358,22 +367,38 @@ def _schedule(n: int, visits: tuple[int, int], times: str, follow_up: float, dro
     return subject, t
 
 
+_SCHEDULE_DEFAULTS = {"visits": (6, 10), "times": "regular", "follow_up": 5.0, "dropout": 0.0}
+
+
 def simulate(
     params_or_results,
-    n_subjects: int,
+    n_subjects: int | None = None,
     *,
-    visits=(6, 10),
-    times: str = "regular",
-    follow_up: float = 5.0,
-    dropout: float = 0.0,
+    visits=None,
+    times: str | None = None,
+    follow_up: float | None = None,
+    dropout: float | None = None,
     gate_covariates=None,
     errors: str = "normal",
     df: float = 3.0,
     random_state=None,
 ) -> SimulatedData:
-    """Draw long-format data from a MEMoE with intercept + time designs and known parameters.
+    """Draw long-format data from a MEMoE with known parameters.
 
-    See the module docstring for the generative model, the schedule and the error laws.
+    Two uses:
+
+    * **new subjects** (``n_subjects`` given): ``n_subjects`` subjects on a visit schedule, with
+      intercept + time designs (module docstring);
+    * **parametric bootstrap** (a fitted results object and ``n_subjects=None``): new outcomes
+      for the fitted subjects, rows and covariates of *any* fitted model (every formula,
+      option and design), drawn from the fitted parameters: c_i ~ pi_i (the gating at the
+      fitted gamma), b_i ~ N(0, D_k), y_ij = x_ij' beta_k + z_ij' b_i + e_ij with
+      e_ij ~ N(0, sigma2_k) (or scaled t). ``sim.data`` is the analysis sample (the columns the
+      formulas use, the subject column, the simulated outcome and the true ``expert``); refit
+      with ``MEMoE.from_formula(data=sim.data, **sim.formula_kwargs, **sim.model_kwargs)``.
+      The outcome is simulated on the scale of the formula's left-hand side: a plain column is
+      replaced, a transformed one (``np.log(bili)``) goes into a new column ``y_sim`` and the
+      formula of ``formula_kwargs`` uses it.
 
     Parameters
     ----------
@@ -387,18 +412,21 @@ def simulate(
         estimates (``results.state``) are the truth and its column names are kept. Its gating
         covariates are resampled from the fitted subjects when the gating formula is a sum of
         numeric columns; otherwise pass ``gate_covariates``.
-    n_subjects : int
-        Number of subjects N.
+    n_subjects : int, optional
+        Number of new subjects N; None (with results only) for the parametric bootstrap.
     visits : int or (int, int)
-        Planned visits per subject: fixed, or uniform on ``low..high`` (inclusive).
+        Planned visits per subject: fixed, or uniform on ``low..high`` (inclusive); default
+        (6, 10). Not with the bootstrap (the fitted rows are kept), nor are ``times``,
+        ``follow_up``, ``dropout`` and ``gate_covariates``.
     times : {"regular", "irregular"}
         Equally spaced times from 0 to ``follow_up``, or sorted uniforms on [0, follow_up]
-        after a first visit at 0.
+        after a first visit at 0 (default ``"regular"``).
     follow_up : float
-        Length of follow-up (time of the last regular visit), in the units of the time variable.
+        Length of follow-up (time of the last regular visit), in the units of the time variable
+        (default 5).
     dropout : float in [0, 1)
         Probability of leaving the study after each visit (missing completely at random; the
-        first visit is always kept).
+        first visit is always kept; default 0).
     gate_covariates : pandas.DataFrame or array-like, optional
         Subject-level covariates, one row per subject. With a ``Params``: r - 1 numeric columns
         (a DataFrame's column names become the gating formula, an array's are ``x1, x2, ...``).
@@ -423,8 +451,9 @@ def simulate(
     Raises
     ------
     ValueError
-        For parameters of the wrong shape, a fitted model whose designs are not intercept + time,
-        or an invalid option.
+        For parameters of the wrong shape, new subjects from a fitted model whose designs are
+        not intercept + time, a bootstrap of a model that keeps no rows (built from chunks), or
+        an invalid option.
 
     Examples
     --------
@@ -444,7 +473,35 @@ def simulate(
     6   3  5.00
     >>> sim.formula_kwargs["gate_formula"]
     '~ 1'
+
+    A parametric bootstrap of a fitted model with a transformed outcome:
+
+    >>> from pymemoe import MEMoE
+    >>> from pymemoe.datasets import load_pbcseq
+    >>> df = load_pbcseq(); df["year"] = df["day"] / 365.25
+    >>> res = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
+    ...                          gate_formula="~ age", n_experts=1).fit()
+    >>> boot = simulate(res, random_state=0)
+    >>> boot.formula_kwargs["formula"], boot.data.shape
+    ('y_sim ~ year', (1945, 5))
     """
+    schedule = {"visits": visits, "times": times, "follow_up": follow_up, "dropout": dropout}
+    is_results = hasattr(params_or_results, "state") and hasattr(params_or_results, "model")
+    if n_subjects is None:
+        if not is_results:
+            raise ValueError("n_subjects is needed to simulate from parameters; without it, "
+                             "simulate(results) draws a parametric bootstrap of a fit")
+        given = [name for name, value in schedule.items() if value is not None]
+        if gate_covariates is not None:
+            given.append("gate_covariates")
+        if given:
+            raise ValueError(f"a parametric bootstrap (n_subjects=None) keeps the fitted rows "
+                             f"and covariates, so {given} cannot be set; give n_subjects to "
+                             f"simulate new subjects instead")
+        return _bootstrap(params_or_results, errors, df, random_state)
+    schedule = {k: _SCHEDULE_DEFAULTS[k] if v is None else v for k, v in schedule.items()}
+    visits, times = schedule["visits"], schedule["times"]
+    follow_up, dropout = schedule["follow_up"], schedule["dropout"]
     _check_options(n_subjects, times, follow_up, dropout, errors, df)
     visits = _visit_range(visits)
     gen = _generator(params_or_results)
@@ -456,7 +513,7 @@ def simulate(
     if W.shape[1] != truth.gamma.shape[1]:
         raise ValueError(f"the gating design has {W.shape[1]} columns but gamma has "
                          f"{truth.gamma.shape[1]}")
-    prob = np.exp(log_prior(W, truth.gamma))                       # (N, K)
+    prob = gating_probabilities(W, truth.gamma)                    # (N, K)
     u = rng.random(n)
     expert = (u[:, None] >= np.cumsum(prob, axis=1)[:, :-1]).sum(axis=1)   # 0-based
 
@@ -491,7 +548,83 @@ def simulate(
         prior=pd.DataFrame(prob, index=id_index, columns=experts),
         formula_kwargs={"formula": f"{gen.outcome_name} ~ {gen.time_name}", "groups": "id",
                         "re_formula": f"~ {gen.time_name}", "gate_formula": gate_formula},
+        model_kwargs={"n_experts": K},
     )
+
+
+# -- parametric bootstrap of any fitted model --------------------------------------------------------
+
+def _unused_name(name: str, taken) -> str:
+    while name in taken:
+        name += "_"
+    return name
+
+
+def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
+    """New outcomes for the fitted rows of ``results`` from its estimates (simulate's docstring)."""
+    if errors not in ("normal", "t"):
+        raise ValueError(f"a parametric bootstrap draws errors 'normal' or 't', got {errors!r} "
+                         f"(heteroscedastic errors need the time scale of new subjects)")
+    if errors == "t" and not df > 2:
+        raise ValueError(f"df must be > 2 so that t errors have a finite variance, got {df!r}")
+    require_rows(results, "a parametric bootstrap")
+    model, truth = results.model, results.state
+    rows = design_rows(results, what="a parametric bootstrap")
+    codes, subjects = subject_codes(rows.groups)
+    n, K = len(subjects), truth.n_experts
+    first = np.empty(n, dtype=int)
+    first[codes[::-1]] = np.arange(codes.size)[::-1]
+    rng = np.random.default_rng(random_state)
+    prob = gating_probabilities(rows.exog_gate[first], truth.gamma)
+    u = rng.random(n)
+    expert = (u[:, None] >= np.cumsum(prob, axis=1)[:, :-1]).sum(axis=1)   # 0-based
+    q = rows.exog_re.shape[1]
+    chol = psd_cholesky(truth.cov_re) if q else np.zeros((K, 0, 0))
+    b = np.einsum("nij,nj->ni", chol[expert], rng.standard_normal((n, q)))
+    k_row = expert[codes]
+    sd = np.sqrt(truth.scale[k_row])
+    if errors == "normal":
+        e = sd * rng.standard_normal(codes.size)
+    else:
+        e = sd * np.sqrt((df - 2.0) / df) * rng.standard_t(df, size=codes.size)
+    mean = expert_means(results, rows)[np.arange(codes.size), k_row]
+    y = mean + np.einsum("nq,nq->n", rows.exog_re, b[codes]) + e
+
+    structure = model.structure
+    model_kwargs = {"n_experts": K, "cov_re": structure.cov_re,
+                    "re_structure": structure.re_structure, "scale": structure.scale}
+    spec = model.spec
+    if spec is None:               # arrays: the outcome, the subjects and the true expert
+        data = pd.DataFrame({"id": rows.groups, "y": y, "expert": k_row + 1})
+        formula_kwargs: dict = {}
+    else:
+        data = spec.sample.copy()
+        group_col = spec.groups if spec.groups is not None else _unused_name("id", data.columns)
+        data.insert(0, group_col, rows.groups)
+        lhs = spec.endog_name
+        if lhs in data.columns and _is_name(lhs):     # a plain outcome column: replace it
+            outcome, formula = lhs, spec.formula
+        else:
+            # the observed outcome's columns would only mislead: drop those no covariate uses
+            used = required_variables(spec)
+            covariates = {c for key, cols in used.items() if key != "outcome" for c in cols}
+            data = data.drop(columns=[c for c in used["outcome"] if c not in covariates])
+            outcome = _unused_name("y_sim", data.columns)
+            formula = replace_outcome(spec, outcome)
+        data[outcome] = y
+        data[_unused_name("expert", data.columns)] = k_row + 1
+        formula_kwargs = {"formula": formula, "groups": group_col, "re_formula": spec.re_formula,
+                          "gate_formula": spec.gate_formula}
+        if spec.shared_formula is not None:
+            formula_kwargs["shared_formula"] = spec.shared_formula
+    index = pd.Index(subjects, name=subjects.name)
+    experts = pd.Index(range(1, K + 1), name="expert")
+    return SimulatedData(
+        data=data, truth=truth,
+        expert=pd.Series(expert + 1, index=index, name="expert"),
+        random_effects=pd.DataFrame(b, index=index, columns=list(structure.exog_re_names)),
+        prior=pd.DataFrame(prob, index=index, columns=experts),
+        formula_kwargs=formula_kwargs, model_kwargs=model_kwargs)
 
 
 # -- the simulation study's settings ---------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The Sphinx documentation builds without a single warning.
 
 Runs ``python -m sphinx -W --keep-going -b html docs <tmp>`` (warnings are errors), so a page or
-a package docstring that Sphinx or numpydoc cannot parse fails the test suite. The build fits
-no model and needs no network; it takes about ten seconds. Skipped when Sphinx or numpydoc is
+a package docstring that Sphinx or numpydoc cannot parse fails the test suite, and so does a
+figure that a page shows but the stored notebook lacks. The build fits no model and needs no
+network; it takes about ten seconds. Skipped when Sphinx or numpydoc is
 not installed (both are in the ``test`` extra).
 """
 from __future__ import annotations
@@ -28,8 +29,22 @@ def test_docs_build_without_warnings(tmp_path):
     for page in ("index", "installation", "quickstart", "definitions", "coming_from",
                  "case_study", "simulation_study", "user_guide/model", "user_guide/options",
                  "user_guide/inference", "user_guide/prediction", "user_guide/choosing_k",
-                 "user_guide/tables", "api/pymemoe", "api/developers"):
+                 "user_guide/model_checking", "user_guide/tables", "api/pymemoe",
+                 "api/developers"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
+    # pictures where people would rather look than read: the case study's figures and the
+    # plot each user-guide page describes, taken from the stored executed notebook
+    shows = {"case_study": ["figure-comparison", "figure-trajectories", "figure-posterior",
+                            "figure-fit", "figure-residuals", "figure5", "figure-patient"],
+             "user_guide/prediction": ["figure-trajectories", "figure-patient"],
+             "user_guide/model_checking": ["figure-residuals", "figure-fit"],
+             "user_guide/choosing_k": ["figure-comparison"]}
+    for page, figures in shows.items():
+        html = (out / f"{page}.html").read_text(encoding="utf-8")
+        for figure in figures:
+            assert f"_images/{figure}.png" in html, f"{page} does not show {figure}"
+            image = out / "_images" / f"{figure}.png"
+            assert image.is_file() and image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     api = (out / "api" / "pymemoe.html").read_text(encoding="utf-8")
     for name in ("pymemoe.MEMoE.from_formula", "pymemoe.MEMoE.fit",
                  "pymemoe.MEMoEResults.summary", "pymemoe.MEMoEResults.prediction_set"):

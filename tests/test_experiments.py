@@ -1,20 +1,27 @@
-"""pymemoe.experiments.simulation: the adjusted Rand index and the label matching on hand-computed
+"""The simulation study (experiments/, beside benchmarks/) and the metrics it takes from the
+library (pymemoe.metrics): the adjusted Rand index and the label matching on hand-computed
 examples, relabelling of parameter vectors, the truth of each fitted model, reproducibility of a
 replication, and the whole study end to end on a tiny configuration."""
 import importlib.util
 import itertools
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pymemoe.metrics import (adjusted_rand_index, contingency_table, match_labels,
+                             relabel_matrix, relabelled_variances, truth_vector)
 from pymemoe.params import Params, Structure, param_labels, reorder, to_user
-from pymemoe.experiments import simulation as sim
-from pymemoe.experiments.simulation import (
-    MODELS, SETTINGS, StudyConfig, adjusted_rand_index, contingency_table, match_labels,
-    relabel_matrix, run_replication, truth_vector)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import sim_design  # noqa: E402
+import sim_report  # noqa: E402
+import simulation as sim  # noqa: E402
+from sim_design import MODELS, SETTINGS, StudyConfig  # noqa: E402
+from sim_replication import run_replication  # noqa: E402
 
 
 # -- adjusted Rand index ------------------------------------------------------------------------
@@ -119,7 +126,7 @@ def test_relabel_matrix_equals_reorder(cov_re, scale):
 def test_relabelled_variances_do_not_spread_nan():
     T = np.array([[1.0, 0.0], [0.0, -1.0]])
     cov = np.array([[np.nan, np.nan], [np.nan, 4.0]])
-    out = sim._relabelled_variances(T, cov)
+    out = relabelled_variances(T, cov)
     assert np.isnan(out[0]) and out[1] == 4.0
 
 
@@ -164,7 +171,7 @@ SMALL = StudyConfig(reps=2, n_subjects=60, n_test=30, n_starts=2)
 
 
 def test_seeds_do_not_depend_on_the_subset():
-    a = sim.replication_seed(7, "example3_case2", 4)
+    a = sim_design.replication_seed(7, "example3_case2", 4)
     b = np.random.SeedSequence(7).spawn(len(SETTINGS))[3].spawn(10)[4]
     assert a.generate_state(4).tolist() == b.generate_state(4).tolist()
 
@@ -281,5 +288,5 @@ def test_plots_skipped_without_matplotlib(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)      # import now fails
     frame = pd.DataFrame({"setting": "example1", "rep": [0, 1], "model": "memoe",
                           "status": "ok", "pmse_marginal": [1.0, 1.2]})
-    assert sim.plot_pmse(frame, "pmse_marginal", tmp_path / "x.png", "t") is False
+    assert sim_report.plot_pmse(frame, "pmse_marginal", tmp_path / "x.png", "t") is False
     assert not (tmp_path / "x.png").exists()

@@ -70,7 +70,8 @@ def test_shared_variance_mixture_se_agree_with_lcmm(pbc):
     assert res.bse[("gate", 2, "Intercept")] == pytest.approx(se["classmb intercept class1"], rel=0.05)
     ours = res.bse["re_cov"].to_numpy()
     np.testing.assert_allclose(ours, [se["varcov 1"], se["varcov 2"], se["varcov 3"]], rtol=0.05)
-    resid_sd_se = res._variance_components.loc[(1, "Residual SD"), "std err"]
+    rows = res.to_frame().set_index(["expert", "term"])
+    resid_sd_se = rows.loc[(1, "Residual SD"), "std err"]
     assert resid_sd_se == pytest.approx(se["stderr"], rel=0.05)
 
 
@@ -137,8 +138,15 @@ def test_z_p_and_intervals_are_consistent(robust3):
     np.testing.assert_allclose(ci["upper"] - res.params, stats.norm.ppf(0.95) * res.bse)
     assert res.tvalues.equals(res.zvalues)
     table = res.to_frame()
-    assert list(table.columns) == ["block", "expert", "term", "coef", "std err", "z", "P>|z|",
-                                   "lower", "upper"]
+    assert list(table.columns) == ["block", "expert", "term", "name", "coef", "std err", "z",
+                                   "P>|z|", "lower", "upper"]
+    # the parameter rows of the table are the parameters, with the names the tests take
+    named = table[table["name"] != ""].set_index("name")
+    for name, label in zip(res.param_names, res.params.index):
+        if label[0] in ("gate", "beta"):
+            assert named.loc[name, "coef"] == res.params[label]
+            assert named.loc[name, "upper"] == pytest.approx(ci.loc[label, "upper"] + (
+                stats.norm.ppf(0.975) - stats.norm.ppf(0.95)) * res.bse[label])
 
 
 def test_exports(robust3, tmp_path):
@@ -147,11 +155,11 @@ def test_exports(robust3, tmp_path):
     assert "<table" in res.to_html()
     md = res.to_markdown()
     lines = md.strip().splitlines()
-    assert len(lines) == 2 + len(res.params)
+    assert len(lines) == 2 + len(res.to_frame())
     assert all(line.count(" | ") == lines[0].count(" | ") for line in lines[2:])
     res.to_csv(tmp_path / "t.csv")
     back = pd.read_csv(tmp_path / "t.csv")
-    np.testing.assert_allclose(back["coef"], res.params.to_numpy())
+    np.testing.assert_allclose(back["coef"], res.to_frame()["coef"].to_numpy())
 
 
 def test_unknown_cov_type_and_none(pbc):
@@ -181,7 +189,7 @@ def test_boundary_variance_gives_nan_only_for_its_parameters():
     nan = res.bse[res.bse.isna()].index.get_level_values("term").tolist()
     assert set(nan) == {"Var(time)", "Cov(Intercept,time)"}
     assert res.bse["beta"].notna().all() and res.bse[("scale", 1, "sigma2")] > 0
-    vc = res._variance_components
+    vc = res.to_frame().set_index(["expert", "term"])
     assert np.isnan(vc.loc[(1, "SD(time)"), "std err"])
     assert vc.loc[(1, "SD(Intercept)"), "std err"] > 0
 

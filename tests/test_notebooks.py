@@ -1,4 +1,6 @@
-"""The notebooks execute: the PBCseq case study (notebooks/pbcseq.ipynb) with small parameters.
+"""The notebooks: the PBCseq case study (notebooks/pbcseq.ipynb) is stored executed with the
+analysis' parameters (its cells are those of notebooks/make_pbcseq.py, its figures are there),
+and it executes with small parameters.
 
 The notebook's cell tagged ``parameters`` holds the values a user would run; the test appends
 small ones (few EM starts and folds) to it before executing, so the whole notebook runs in
@@ -25,7 +27,7 @@ pytest.importorskip("matplotlib")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PBCSEQ = NOTEBOOKS / "pbcseq.ipynb"
 KERNEL = "pymemoe-test-python"
-SMALL = {"N_STARTS": 3, "N_FOLDS": 3}
+SMALL = {"N_STARTS": 3, "N_FOLDS": 3, "K_MAX": 3}
 
 
 def _tagged(nb, tag: str) -> list:
@@ -82,7 +84,11 @@ def pbcseq_executed(kernel_env):
     return nb
 
 
-def test_pbcseq_notebook_matches_its_generator():
+FIGURES = ("figure-comparison", "figure-trajectories", "figure-posterior", "figure-fit",
+           "figure-residuals", "figure5", "figure-patient")
+
+
+def test_pbcseq_notebook_matches_its_generator_and_is_stored_executed():
     spec = importlib.util.spec_from_file_location("make_pbcseq", NOTEBOOKS / "make_pbcseq.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -90,9 +96,16 @@ def test_pbcseq_notebook_matches_its_generator():
     stored = nbformat.read(str(PBCSEQ), as_version=4)
     assert [(c.cell_type, c.source) for c in stored.cells] == \
         [(c.cell_type, c.source) for c in built.cells], \
-        "notebooks/pbcseq.ipynb is stale: run python notebooks/make_pbcseq.py"
-    assert all(not c.get("outputs") for c in stored.cells if c.cell_type == "code"), \
-        "keep the stored notebook's outputs cleared (python notebooks/make_pbcseq.py)"
+        "notebooks/pbcseq.ipynb is stale: run python notebooks/make_pbcseq.py --execute"
+    # stored executed, with the analysis' own parameters, without errors
+    code = [c for c in stored.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), \
+        "store the notebook executed: python notebooks/make_pbcseq.py --execute"
+    assert not [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
+    for tag in FIGURES:
+        assert _has_png(_one(stored, tag)), f"the stored notebook lacks the figure {tag!r}"
+    numbers = _text(_one(stored, "summary-numbers"))
+    assert "N_STARTS = 20, N_FOLDS = 10" in numbers
 
 
 def test_pbcseq_notebook_runs(pbcseq_executed):
@@ -108,5 +121,11 @@ def test_pbcseq_notebook_runs(pbcseq_executed):
     assert "empirical coverage" in _text(_one(nb, "figure5-sets"))
     assert _has_png(_one(nb, "figure5"))
     assert "\\begin{tabular}" in _text(_one(nb, "export"))
+    assert "\\toprule" in _text(_one(nb, "export"))
+    for tag in FIGURES:
+        assert _has_png(_one(nb, tag)), tag
+    assert "Expert 1" in _text(_one(nb, "expert-table"))
+    assert "LMM" in _text(_one(nb, "summary-col")) and "MEMoE" in _text(_one(nb, "summary-col"))
+    assert "mean_se" in _text(_one(nb, "expert-means"))
     numbers = _text(_one(nb, "summary-numbers"))
     assert "chosen number of experts (BIC)" in numbers and "N_STARTS = 3" in numbers

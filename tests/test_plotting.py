@@ -70,7 +70,7 @@ def test_trajectory_colours_follow_the_assigned_expert(res, df):
 
 
 def test_trajectory_means_are_x_beta_and_bands_are_marginal_ranges(res, df):
-    ax = plotting.plot_trajectories(res, "year", data=df, n_grid=50)
+    ax = plotting.plot_trajectories(res, "year", data=df, n_grid=50, band="prediction")
     N, K = res.n_groups, res.n_experts
     beta = res.fe_params
     bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
@@ -97,11 +97,15 @@ def test_trajectories_options(res, df):
     ax = plotting.plot_trajectories(res, "year", data=df, max_subjects=10, band=None)
     assert len(ax.lines) == 10 + res.n_experts
     assert not [c for c in ax.collections if isinstance(c, PolyCollection)]
-    # a wider band at level 0.99
-    ax95 = plotting.plot_trajectories(res, "year", data=df, max_subjects=0)
-    ax99 = plotting.plot_trajectories(res, "year", data=df, max_subjects=0, band=0.99)
-    span = [np.ptp(ax.collections[0].get_paths()[0].vertices[:, 1]) for ax in (ax95, ax99)]
-    assert span[1] > span[0]
+    # a wider band at level 0.99, the level is level= (band names the kind of band)
+    for band in ("confidence", "prediction"):
+        ax95 = plotting.plot_trajectories(res, "year", data=df, max_subjects=0, band=band)
+        ax99 = plotting.plot_trajectories(res, "year", data=df, max_subjects=0, band=band,
+                                          level=0.99)
+        span = [np.ptp(ax.collections[0].get_paths()[0].vertices[:, 1]) for ax in (ax95, ax99)]
+        assert span[1] > span[0]
+    with pytest.raises(ValueError, match="level="):
+        plotting.plot_trajectories(res, "year", band=0.99)
     # a time column the formulas do not use gives flat means, with a warning
     with pytest.warns(UserWarning, match="'day' is not used by formula"):
         ax = plotting.plot_trajectories(res, "day", data=df, max_subjects=0)
@@ -132,8 +136,8 @@ def test_trajectories_rebuild_transforms_of_time(df):
 
 
 def test_trajectories_refuse_what_they_cannot_draw(res, df):
-    with pytest.raises(ValueError, match="data="):
-        plotting.plot_trajectories(res, "year")
+    with pytest.raises(ValueError, match="'day' is not used by the formulas.*data="):
+        plotting.plot_trajectories(res, "day")
     with pytest.raises(ValueError, match="not a column"):
         plotting.plot_trajectories(res, "years", data=df)
     with pytest.raises(ValueError, match="lacks rows used in the fit"):
@@ -143,7 +147,7 @@ def test_trajectories_refuse_what_they_cannot_draw(res, df):
     # a formula term that is not made of columns of data cannot be set on the grid
     noise = np.random.default_rng(0).normal(size=len(df))  # noqa: F841 (used by the formula)
     outside = MEMoE.from_formula("np.log(bili) ~ year + noise", df, "id", n_experts=1).fit()
-    with pytest.raises(ValueError, match="'noise'.*uses no column of data"):
+    with pytest.raises(ValueError, match="'noise'.*reads no column of the data"):
         plotting.plot_trajectories(outside, "year", data=df)
     # a model built from arrays has no formulas to rebuild
     arrays = MEMoE(np.log(df["bili"]), np.column_stack([np.ones(len(df)), df["year"]]), df["id"],

@@ -28,7 +28,8 @@ categorical level in one subject       fits (gating or fixed effects); the coeff
                                        short of the gradient tolerance (reported)
 subjects with one observation          fit; with *only* single-observation subjects the    ok
                                        random intercept and the residual variance are not
-                                       separately identified (HessianInversionWarning)
+                                       separately identified: ``ValueError`` advising
+                                       ``re_formula="0"``
 a subject with all outcomes missing    its rows are dropped and counted (``n_dropped``),   ok
                                        the subject is absent from the posterior
 more random effects than visits        K = 1: fits, unidentified directions get NaN SEs    ok
@@ -414,12 +415,14 @@ def test_categorical_level_in_one_subject(pbc, where):
 
 def test_all_subjects_with_one_observation(pbc):
     data = pbc.groupby("id").head(1)
-    model = MEMoE.from_formula("np.log(bili) ~ age", data, "id", re_formula="~ 1", n_experts=1)
+    # random intercept and residual variance are not separately identified from one visit
+    # each: a clear error with the remedy, not a fit whose standard errors are missing
+    with pytest.raises(ValueError, match="single observation.*re_formula=\"0\""):
+        MEMoE.from_formula("np.log(bili) ~ age", data, "id", re_formula="~ 1", n_experts=1)
+    model = MEMoE.from_formula("np.log(bili) ~ age", data, "id", re_formula="0", n_experts=1)
     res, caught = fit_recording(model)
     assert_valid(res, caught)
     assert res.nobs == res.n_groups == data["id"].nunique()
-    # random intercept and residual variance are not separately identified from one visit each
-    assert messages_of(caught, HessianInversionWarning)
 
 
 def test_some_subjects_with_one_observation(pbc):

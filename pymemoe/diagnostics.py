@@ -1,0 +1,203 @@
+r"""Model checking of a fitted MEMoE: standardised residuals and observed-versus-predicted means.
+
+**Standardised residuals.** For subject i and expert k, the within-subject whitened residuals
+e_ik = L_ik^-1 (y_i - X_i beta_k), V_ik = Z_i D_k Z_i' + sigma2_k I = L_ik L_ik', are
+independent N(0, 1) when subject i belongs to expert k and the expert is correctly specified
+(:func:`pymemoe.predict.expert_residuals`). The expert is unknown, so they are combined:
+
+* ``by="posterior"``: sum_k tau_ik e_ijk, the posterior-weighted residual; when the experts
+  are well separated (tau near 0 or 1) it is N(0, 1), and its variance is below 1 for subjects
+  whose class is uncertain;
+* ``by="assigned"``: e_ij,k* with k* the subject's most probable expert (lcmm's and Mplus's
+  "most likely class" convention).
+
+Their histogram against the N(0, 1) density, their normal QQ plot and their plot against the
+fitted expert means (:func:`pymemoe.plotting.plot_residuals`) check the Gaussian expert: heavy
+tails, skewness, variance that changes with the level. The fitted values for that plot are the
+experts' means combined the same way (:func:`fitted_means`: sum_k tau_ik x_j' beta_k, or
+x_j' beta_k*), not the subject-specific ``fittedvalues``: those contain the predicted random
+effects, which are correlated with the whitened residuals even under a correct model (a
+subject with a large random intercept has both a large fitted value and positive residuals),
+so a trend against them would not be a sign of misfit.
+
+**Observed and predicted means by expert** (:func:`fit_table`, lcmm's
+``plot(m, which = "fit")``). The time axis is cut into bins; in each bin and for each expert
+k, the mean of the observations weighted by the posterior probabilities tau_ik of their
+subjects is compared with the equally weighted mean of expert k's predictions, either the
+expert mean x' beta_k (``kind="marginal"``, lcmm's ``marg = TRUE``) or the subject-specific
+x' beta_k + z' b_hat_ik (``kind="conditional"``). A good fit has the predicted means inside
+the intervals of the observed ones; the interval of an observed weighted mean treats the
+visits in a bin as independent (a description, not a test).
+"""
+from __future__ import annotations
+
+from typing import Hashable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .formula import sample_column
+from .predict import component_laws, design_rows, expert_means, expert_residuals, subject_posterior
+
+__all__ = ["standardized_residuals", "fitted_means", "fit_table", "RESIDUAL_KINDS"]
+
+RESIDUAL_KINDS = ("posterior", "assigned", "expert")
+
+
+def standardized_residuals(results, by: str = "posterior") -> pd.Series | pd.DataFrame:
+    """Within-subject whitened residuals of the fitting rows (module docstring).
+
+    Parameters
+    ----------
+    results : MEMoEResults
+    by : {"posterior", "assigned", "expert"}
+        Posterior-weighted over the experts, those of the subject's most probable expert, or
+        all experts (rows x experts).
+
+    Returns
+    -------
+    pandas.Series or pandas.DataFrame
+        Indexed like the fitting rows (``results.fittedvalues``).
+
+    Examples
+    --------
+    >>> from pymemoe import MEMoE
+    >>> from pymemoe.datasets import load_pbcseq
+    >>> df = load_pbcseq(); df["year"] = df["day"] / 365.25
+    >>> res = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
+    ...                          n_experts=1).fit()
+    >>> r = res.standardized_residuals()
+    >>> round(float(r.mean()), 2), round(float(r.std()), 2)
+    (0.01, 1.0)
+    """
+    if by not in RESIDUAL_KINDS:
+        raise ValueError(f"by must be one of {RESIDUAL_KINDS}, got {by!r}")
+    white = expert_residuals(results, standardize=True)
+    rows = design_rows(results, what="residuals")
+    if by == "expert":
+        return pd.DataFrame(white, index=rows.index,
+                            columns=pd.Index(range(1, white.shape[1] + 1), name="expert"))
+    post = subject_posterior(results, rows)
+    tau = post.tau[post.codes]
+    if by == "posterior":
+        values = (tau * white).sum(axis=1)
+    else:
+        values = white[np.arange(white.shape[0]), tau.argmax(axis=1)]
+    return pd.Series(values, index=rows.index, name="standardized residual")
+
+
+def fitted_means(results, by: str = "posterior") -> pd.Series:
+    """The experts' means x_j' beta_k of each fitting row, combined as the standardised
+    residuals are: posterior-weighted (``by="posterior"``) or of the assigned expert
+    (``by="assigned"``); the x axis against which those residuals should show no trend."""
+    if by not in ("posterior", "assigned"):
+        raise ValueError(f"by must be 'posterior' or 'assigned', got {by!r}")
+    rows = design_rows(results, what="fitted means")
+    post = subject_posterior(results, rows)
+    tau = post.tau[post.codes]
+    means = expert_means(results, rows)
+    values = ((tau * means).sum(axis=1) if by == "posterior"
+              else means[np.arange(means.shape[0]), tau.argmax(axis=1)])
+    return pd.Series(values, index=rows.index, name="fitted expert mean")
+
+
+def _time_values(results, time: Hashable, data: pd.DataFrame | None) -> np.ndarray:
+    model = results.model
+    if data is None:
+        if model.spec is None:
+            raise ValueError("the model was built from arrays, so its time column is unknown; "
+                             "pass data= (the fitting data)")
+        return pd.to_numeric(pd.Series(sample_column(model.spec, time))).to_numpy(dtype=float)
+    if not isinstance(data, pd.DataFrame) or time not in data.columns:
+        raise ValueError(f"time={time!r} must be a column of data")
+    index = model.row_index
+    if not data.index.is_unique or (~index.isin(data.index)).any():
+        raise ValueError("data must hold every row used in the fit, with a unique index (the "
+                         "DataFrame the model was fitted on)")
+    return pd.to_numeric(data.loc[index, time]).to_numpy(dtype=float)
+
+
+def fit_table(results, time: Hashable, data: pd.DataFrame | None = None, bins=10,
+              kind: str = "marginal", alpha: float = 0.05) -> pd.DataFrame:
+    """Observed and predicted mean outcome per expert and time bin, weighted by the posterior.
+
+    Parameters
+    ----------
+    results : MEMoEResults
+    time : str
+        The time column. Taken from the fitted model when the formulas use it; otherwise pass
+        ``data``.
+    data : pandas.DataFrame, optional
+        The fitting data (rows matched by index label), for a time column the formulas do not
+        use.
+    bins : int or sequence of float
+        Number of bins with (nearly) equal numbers of visits, or the bin edges.
+    kind : {"marginal", "conditional"}
+        Expert means x' beta_k, or subject-specific predictions x' beta_k + z' b_hat_ik.
+    alpha : float
+        The observed means get 1 - alpha normal intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (expert, bin): ``time`` (weighted mean time of the bin), ``weight`` (sum of
+        the posterior weights), ``n_eff`` (its effective size (sum w)^2 / sum w^2),
+        ``observed``, ``observed_se``, ``observed_lower``, ``observed_upper`` and
+        ``predicted``.
+
+    Examples
+    --------
+    >>> from pymemoe import MEMoE
+    >>> from pymemoe.datasets import load_pbcseq
+    >>> from pymemoe.diagnostics import fit_table
+    >>> df = load_pbcseq(); df["year"] = df["day"] / 365.25
+    >>> res = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
+    ...                          n_experts=1).fit()
+    >>> table = fit_table(res, "year", bins=5)
+    >>> table.index.names, table.shape
+    (FrozenList(['expert', 'bin']), (5, 8))
+    """
+    if kind not in ("marginal", "conditional"):
+        raise ValueError(f"kind must be 'marginal' or 'conditional', got {kind!r}")
+    rows = design_rows(results, outcome=True, what="plots of the fit")
+    t = _time_values(results, time, data)
+    if not np.isfinite(t).all():
+        raise ValueError(f"the time column {time!r} has missing values in rows used in the fit")
+    post = subject_posterior(results, rows)
+    weights = post.tau[post.codes]                                         # (n, K)
+    if kind == "marginal":
+        predicted = expert_means(results, rows)
+    else:
+        predicted = component_laws(results, rows, "conditional", post).means
+    if np.ndim(bins) == 0:
+        if int(bins) != bins or bins < 1:
+            raise ValueError(f"bins must be a positive integer or bin edges, got {bins!r}")
+        codes = pd.qcut(t, int(bins), labels=False, duplicates="drop")
+    else:
+        edges = np.asarray(bins, dtype=float)
+        codes = pd.cut(t, edges, labels=False, include_lowest=True)
+        if np.isnan(codes).any():
+            raise ValueError("the bin edges must cover every fitted time")
+    codes = np.asarray(codes, dtype=int)
+    n_bins = codes.max() + 1
+    crit = stats.norm.ppf(1.0 - alpha / 2.0)
+    y = rows.endog
+    pieces = []
+    for k in range(weights.shape[1]):                 # experts: a handful, never subjects
+        w = weights[:, k]
+        total = np.bincount(codes, w, n_bins)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            observed = np.bincount(codes, w * y, n_bins) / total
+            dev = y - observed[codes]
+            se = np.sqrt(np.bincount(codes, (w * dev) ** 2, n_bins)) / total
+            pieces.append(pd.DataFrame({
+                "time": np.bincount(codes, w * t, n_bins) / total,
+                "weight": total,
+                "n_eff": total ** 2 / np.bincount(codes, w * w, n_bins),
+                "observed": observed, "observed_se": se,
+                "observed_lower": observed - crit * se, "observed_upper": observed + crit * se,
+                "predicted": np.bincount(codes, w * predicted[:, k], n_bins) / total,
+            }, index=pd.MultiIndex.from_product([[k + 1], range(n_bins)],
+                                                names=["expert", "bin"])))
+    return pd.concat(pieces)

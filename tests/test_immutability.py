@@ -1,0 +1,151 @@
+"""Nothing a user does with an output of a results object changes the results.
+
+Every public attribute and method of MEMoEResults is called, everything it returns is edited in
+place (pandas cells through ``iloc`` and through the arrays behind them, numpy arrays, dicts and
+lists), and then every output is computed again and compared with a copy taken before the edits.
+Under pandas 2 without copy-on-write, a DataFrame built on an internal array without copying
+shares that array, which is exactly what this test catches; ``.ci/run`` runs it under the
+lowest pandas the package claims as well as under the installed one. A new public attribute
+must be added to ``OUTPUTS`` or to ``NOT_OUTPUTS`` (the test fails otherwise).
+"""
+import copy
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pymemoe import MEMoE, MEMoEResults
+
+OUTPUTS = {
+    "params": lambda r: r.params, "bse": lambda r: r.bse, "zvalues": lambda r: r.zvalues,
+    "tvalues": lambda r: r.tvalues, "pvalues": lambda r: r.pvalues,
+    "conf_int": lambda r: r.conf_int(), "cov_params": lambda r: r.cov_params(),
+    "fe_params": lambda r: r.fe_params, "gate_params": lambda r: r.gate_params,
+    "cov_re": lambda r: r.cov_re, "scale": lambda r: r.scale, "posterior": lambda r: r.posterior,
+    "prior": lambda r: r.prior, "predicted_class": lambda r: r.predicted_class,
+    "expert_sizes": lambda r: r.expert_sizes, "random_effects": lambda r: r.random_effects,
+    "fittedvalues": lambda r: r.fittedvalues, "resid": lambda r: r.resid,
+    "standardized_residuals": lambda r: r.standardized_residuals(),
+    "predict": lambda r: r.predict(), "predict_expert": lambda r: r.predict(kind="expert"),
+    "predict_conditional": lambda r: r.predict(kind="conditional"),
+    "predict_class": lambda r: r.predict_class(), "prior_class": lambda r: r.prior_class(),
+    "prediction_set": lambda r: r.prediction_set(kind="marginal"),
+    "get_prediction": lambda r: r.get_prediction(kind="expert").summary_frame(),
+    "get_prediction_parts": lambda r: (r.get_prediction().predicted_mean,
+                                       r.get_prediction().se_mean),
+    "to_frame": lambda r: r.to_frame(), "postprob": lambda r: r.postprob(),
+    "expert_table": lambda r: r.expert_table().to_frame(),
+    "summary": lambda r: r.summary().tables, "llf_trace": lambda r: r.llf_trace,
+    "start_llfs": lambda r: r.start_llfs, "param_names": lambda r: r.param_names,
+    "messages": lambda r: r.messages, "state": lambda r: r.state,
+    "scalars": lambda r: [r.llf, r.aic, r.bic, r.icl, r.entropy, r.nobs, r.n_groups,
+                          r.n_dropped, r.df_modelwc, r.converged, r.n_iter, r.n_experts,
+                          r.cov_type],
+}
+# not outputs to edit: the model itself (its arrays are the input data), exports to files or
+# text, and the pickling machinery
+NOT_OUTPUTS = {"model", "save", "load", "to_latex", "to_html", "to_markdown", "to_csv",
+               "t_test", "wald_test", "llf", "aic", "bic", "icl", "entropy", "nobs", "n_groups",
+               "n_dropped", "df_modelwc", "converged", "n_iter", "n_experts", "cov_type"}
+COVERED = {"get_prediction_parts": "get_prediction", "predict_expert": "predict",
+           "predict_conditional": "predict", "scalars": None}
+
+
+def _edit(obj) -> None:
+    """Overwrite everything editable in ``obj``, in place."""
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        values = obj.to_numpy()
+        if values.flags.writeable and values.dtype.kind in "fiub":
+            values[...] = 7           # the arrays behind the frame, when pandas shares them
+        for j in range(obj.shape[-1] if obj.ndim == 2 else 1):
+            try:
+                if obj.ndim == 2:
+                    obj.iloc[:, j] = 7 if obj.dtypes.iloc[j].kind in "fiub" else "x"
+                else:
+                    obj.iloc[:] = 7 if obj.dtype.kind in "fiub" else "x"
+            except (TypeError, ValueError):
+                pass
+    elif isinstance(obj, np.ndarray):
+        if obj.flags.writeable:
+            obj[...] = 7
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _edit(value)
+        obj.clear()
+    elif isinstance(obj, list):
+        for value in obj:
+            _edit(value)
+        obj[:] = ["x"] * len(obj)
+    elif isinstance(obj, tuple):
+        for value in obj:
+            _edit(value)
+    elif hasattr(obj, "__dataclass_fields__"):           # Params: read-only arrays
+        for name in obj.__dataclass_fields__:
+            value = getattr(obj, name)
+            if isinstance(value, np.ndarray):
+                with pytest.raises(ValueError):
+                    value[...] = 7
+    elif hasattr(obj, "tables"):
+        _edit(obj.tables)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b)
+    elif isinstance(a, pd.Series):
+        pd.testing.assert_series_equal(a, b)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same(x, y)
+    elif hasattr(a, "__dataclass_fields__"):
+        for name in a.__dataclass_fields__:
+            _same(getattr(a, name), getattr(b, name))
+    else:
+        assert a == b or (a != a and b != b)
+    return True
+
+
+@pytest.fixture(scope="module")
+def res(pbc):
+    return MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year",
+                              gate_formula="~ age", n_experts=2).fit(n_starts=2, random_state=0)
+
+
+def test_every_public_attribute_is_checked():
+    public = {name for name in dir(MEMoEResults) if not name.startswith("_")}
+    checked = {COVERED.get(name, name) for name in OUTPUTS} | NOT_OUTPUTS
+    assert public <= checked, f"add {sorted(public - checked)} to OUTPUTS or NOT_OUTPUTS"
+
+
+def test_editing_outputs_never_changes_the_results(res):
+    before = {name: copy.deepcopy(get(res)) for name, get in OUTPUTS.items()}
+    state = pickle.dumps((res.params, res.posterior, res.cov_params(), res.fittedvalues))
+    for get in OUTPUTS.values():
+        _edit(get(res))
+    for name, get in OUTPUTS.items():
+        try:
+            _same(get(res), before[name])
+        except AssertionError as err:
+            raise AssertionError(f"editing the outputs changed {name}: {err}") from None
+    assert pickle.dumps((res.params, res.posterior, res.cov_params(), res.fittedvalues)) == state
+
+
+def test_results_attributes_cannot_be_assigned(res):
+    for name in ("llf", "params", "posterior", "bse"):
+        with pytest.raises(AttributeError):
+            setattr(res, name, 0.0)
+
+
+def test_summary_and_tables_do_not_change_with_the_pandas_version_guarded_outputs(res):
+    # the same call twice gives equal, distinct objects (a copy each time)
+    assert res.posterior is not res.posterior
+    assert not np.shares_memory(res.posterior.to_numpy(), res.posterior.to_numpy())
+    assert not np.shares_memory(res.cov_params().to_numpy(), res.cov_params().to_numpy())
