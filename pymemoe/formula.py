@@ -48,7 +48,7 @@ from .data import check_constant_within, check_outcome_varies
 __all__ = ["DesignSpec", "DesignArrays", "Factor", "build_design", "build_new_design",
            "build_new_endog", "required_variables", "formula_factors", "sample_column",
            "typical_frame", "group_labels", "plain_dtypes", "linear_constraint",
-           "replace_outcome", "check_random_effects_estimable"]
+           "replace_outcome", "check_random_effects_estimable", "new_offset"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,9 @@ class DesignSpec:
     namespace : dict
         The objects the formulas take from the caller's namespace rather than from the data
         (patsy's builtins excluded), e.g. ``{"np": numpy}``.
+    offset, exposure : str or None
+        Data columns of the offset and of the exposure (binomial and Poisson experts), read
+        again from new data; None when not used or given as arrays.
     """
 
     formula: str
@@ -95,6 +98,13 @@ class DesignSpec:
     sample: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     variables: dict = field(default_factory=dict, repr=False, compare=False)
     namespace: dict = field(default_factory=dict, repr=False, compare=False)
+    offset: str | None = None
+    exposure: str | None = None
+
+    @property
+    def n_outcome_columns(self) -> int:
+        """1, or 2 for a binomial outcome written ``successes + failures ~ ...``."""
+        return len(self.endog_info.column_names)
 
     @property
     def exog_names(self) -> list[str]:
@@ -166,6 +176,8 @@ class DesignArrays:
     groups: np.ndarray
     row_index: pd.Index
     n_dropped: int
+    offset: np.ndarray | None = None
+    exposure: np.ndarray | None = None
 
 
 _INFO_FIELDS = ("endog_info", "exog_info", "exog_re_info", "exog_gate_info", "exog_shared_info")
@@ -239,8 +251,15 @@ def required_variables(spec: DesignSpec) -> dict[str, list[str]]:
     >>> spec, _ = build_design("np.log(y) ~ t", df, "id", gate_formula="~ C(sex) + center(age)")
     >>> required_variables(spec)
     {'outcome': ['y'], 'formula': ['t'], 're_formula': [], 'gate_formula': ['sex', 'age']}
+
+    A model with an offset or exposure column also lists it (keys ``"offset"``,
+    ``"exposure"``).
     """
-    return {key: list(value) for key, value in spec.variables.items()}
+    out = {key: list(value) for key, value in spec.variables.items()}
+    for key in ("offset", "exposure"):
+        if getattr(spec, key, None) is not None:
+            out[key] = [getattr(spec, key)]
+    return out
 
 
 def _column_names(infos) -> dict[str, list[str] | None]:
@@ -351,6 +370,11 @@ def build_design(
     shared_formula: str | None = None,
     missing: str = "drop",
     eval_depth: int = 0,
+    *,
+    outcome_columns: tuple[int, ...] = (1,),
+    check_outcome: bool = True,
+    offset=None,
+    exposure=None,
 ) -> tuple[DesignSpec, DesignArrays]:
     """Evaluate the formulas on ``data`` and return the spec and the row-level arrays.
 
@@ -358,6 +382,15 @@ def build_design(
     ----------
     formula, re_formula, gate_formula, shared_formula : str
         See the module docstring. ``re_formula="0"`` means no random effects.
+    outcome_columns : tuple of int
+        The numbers of outcome columns allowed: ``(1, 2)`` for binomial experts, whose outcome
+        may be ``successes + failures`` (two columns, as statsmodels' GLM takes them).
+    check_outcome : bool
+        Check that the outcome varies and is not reproduced exactly by the fixed effects (the
+        Gaussian checks; the other families check their outcomes themselves).
+    offset, exposure : str or array-like, optional
+        A column of ``data`` (stored in the spec and read again from new data) or one value per
+        row; rows where it is missing are dropped like the rest.
     data : pandas.DataFrame
         Long-format data, one row per observation. It is never modified.
     groups : str or array-like
@@ -396,7 +429,11 @@ def build_design(
     # missing values is not learnt as NaN in this pass.
     user_index = data.index
     data = data.set_axis(pd.RangeIndex(len(data)), axis=0)   # a new frame; the user's is untouched
+    extra = {name: _extra_column(data, value, name) for name, value in
+             (("offset", offset), ("exposure", exposure)) if value is not None}
     raw_missing = _missing_in_used_columns([formula, *rhs.values()], data)
+    for values in extra.values():
+        raw_missing = raw_missing | ~np.isfinite(values)
     candidates = data.loc[~raw_missing] if raw_missing.any() else data
     if len(candidates) == 0:
         if missing == "raise":
@@ -426,10 +463,12 @@ def build_design(
     used = data.loc[keep_mask] if n_dropped else data
     frames = _build_all(formula, rhs, used, env, patsy.NAAction(on_NA="raise"))
     y_frame, x_frame = frames["formula_lhs"], frames["formula"]
-    if y_frame.shape[1] != 1:
+    if y_frame.shape[1] not in outcome_columns:
+        two = (" (two columns, successes + failures, are for family='binomial')"
+               if y_frame.shape[1] == 2 else " (is it non-numeric?)")
         raise ValueError(
             f"formula {formula!r}: the outcome must be one numeric column, got {y_frame.shape[1]} "
-            f"columns {list(y_frame.columns)} (is it non-numeric?)"
+            f"columns {list(y_frame.columns)}{two}"
         )
     shared_frame = frames.get("shared_formula")
     drop_intercept = False
@@ -443,8 +482,9 @@ def build_design(
                 f"shared_formula {shared_formula!r} repeats terms of formula {formula!r}: "
                 f"{sorted(overlap)}; a term is either expert-specific or shared"
             )
-    _check_outcome_varies(formula, y_frame, pd.concat([x_frame, shared_frame], axis=1)
-                          if shared_frame is not None else x_frame)
+    if check_outcome:
+        _check_outcome_varies(formula, y_frame, pd.concat([x_frame, shared_frame], axis=1)
+                              if shared_frame is not None else x_frame)
     gate_frame = frames["gate_formula"]
     group_used = group_values[keep_mask]
     check_constant_within(gate_frame.to_numpy(dtype=float), group_used, list(gate_frame.columns),
@@ -463,11 +503,14 @@ def build_design(
         exog_gate_info=gate_frame.design_info,
         exog_shared_info=None if shared_frame is None else frames["shared_formula"].design_info,
         shared_drop_intercept=drop_intercept,
+        offset=offset if isinstance(offset, str) else None,
+        exposure=exposure if isinstance(exposure, str) else None,
         **_sample_and_namespace(frames, used, env),
     )
     n_used = len(used)
+    endog = y_frame.to_numpy(dtype=float)
     arrays = DesignArrays(
-        endog=y_frame.to_numpy(dtype=float)[:, 0],
+        endog=endog[:, 0] if endog.shape[1] == 1 else endog,
         exog=x_frame.to_numpy(dtype=float),
         exog_re=frames["re_formula"].to_numpy(dtype=float).reshape(n_used, -1),
         exog_gate=gate_frame.to_numpy(dtype=float),
@@ -476,8 +519,45 @@ def build_design(
         groups=group_used,
         row_index=user_index[keep_mask],
         n_dropped=n_dropped,
+        **{name: values[keep_mask] for name, values in extra.items()},
     )
     return spec, arrays
+
+
+def _extra_column(data: pd.DataFrame, value, name: str) -> np.ndarray:
+    """An offset or exposure: a numeric column of ``data`` or one value per row."""
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise ValueError(f"{name}={value!r} is not a column of the data")
+        column = pd.to_numeric(data[value], errors="coerce")
+        if column.isna().sum() > data[value].isna().sum():
+            raise ValueError(f"{name}={value!r}: the column is not numeric")
+        return column.to_numpy(dtype=float)
+    values = np.asarray(value, dtype=float).reshape(-1)
+    if values.shape != (len(data),):
+        raise ValueError(f"{name} must be a column name or one value per row of the data "
+                         f"({len(data)}); got shape {np.shape(value)}")
+    return values
+
+
+def new_offset(spec: DesignSpec, data: pd.DataFrame) -> np.ndarray:
+    """The offset of the linear predictor on new rows: the offset column plus the log of the
+    exposure column, as stored in ``spec`` (zeros when the model has neither, or had them as
+    arrays)."""
+    out = np.zeros(len(data))
+    for name, transform in ((spec.offset, lambda v: v), (spec.exposure, np.log)):
+        if name is None:
+            continue
+        if name not in data.columns:
+            raise ValueError(f"the model's {'offset' if name == spec.offset else 'exposure'} "
+                             f"column {name!r} is not a column of the new data")
+        values = pd.to_numeric(data[name], errors="raise").to_numpy(dtype=float)
+        if name == spec.exposure and np.any(values <= 0):
+            j = int(np.flatnonzero(values <= 0)[0])
+            raise ValueError(f"exposure must be positive: row {data.index[j]!r} of the new data "
+                             f"has {values[j]!r}")
+        out = out + transform(values)
+    return out
 
 
 def _sample_and_namespace(frames: dict, used: pd.DataFrame, env: patsy.EvalEnvironment) -> dict:
@@ -650,7 +730,8 @@ def build_new_endog(spec: DesignSpec, data: pd.DataFrame) -> np.ndarray:
             f"the outcome's column(s), numeric, with NaN for rows without an observation; use "
             f"kind='marginal' for predictions from covariates alone"
         ) from None
-    values = frame.to_numpy(dtype=float)[:, 0]
+    values = frame.to_numpy(dtype=float)
+    values = values[:, 0] if values.shape[1] == 1 else values       # (n, 2): successes, failures
     return np.where(np.isfinite(values), values, np.nan)
 
 

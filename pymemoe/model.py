@@ -281,6 +281,11 @@ class MEMoE:
         re_structure: str = "unstructured",
         scale: str = "expert",
         missing: str = "drop",
+        *,
+        family="gaussian",
+        offset=None,
+        exposure=None,
+        nAGQ: int = 1,
     ) -> "MEMoE":
         """Build a MEMoE from patsy formulas on a long-format DataFrame.
 
@@ -302,17 +307,31 @@ class MEMoE:
             Fixed effects common to all experts, e.g. ``"~ age"`` (its intercept is dropped).
         cov_re, re_structure, scale, missing
             See :class:`MEMoE`.
+        family : {"gaussian", "binomial", "poisson"} or a statsmodels family instance
+            The experts' outcome model (canonical links). For ``"binomial"`` the outcome is
+            0/1, or two columns written ``"successes + failures ~ ..."`` (statsmodels' GLM
+            form).
+        offset, exposure : str or array-like, optional
+            Binomial and Poisson experts: a column of ``data`` (read again from new data for
+            predictions) or one value per row. log(exposure) is added to the offset.
+        nAGQ : int
+            1: Laplace approximation; > 1: adaptive Gauss-Hermite quadrature with ``nAGQ`` nodes
+            per random effect (up to 3 random effects). See :mod:`pymemoe.families.glmm`.
 
         Returns
         -------
         MEMoE
         """
+        fam = get_family(family, n_agq=nAGQ)
         spec, arrays = build_design(formula, data, groups, re_formula=re_formula,
                                     gate_formula=gate_formula, shared_formula=shared_formula,
-                                    missing=missing, eval_depth=1)
+                                    missing=missing, eval_depth=1,
+                                    outcome_columns=(1, 2) if fam.name == "binomial" else (1,),
+                                    check_outcome=fam.has_scale, offset=offset, exposure=exposure)
         return cls(arrays.endog, arrays.exog, arrays.groups, exog_re=arrays.exog_re,
                    exog_gate=arrays.exog_gate, n_experts=n_experts, exog_shared=arrays.exog_shared,
                    cov_re=cov_re, re_structure=re_structure, scale=scale, missing=missing,
+                   family=fam, offset=arrays.offset, exposure=arrays.exposure,
                    spec=spec, n_dropped=arrays.n_dropped, row_index=arrays.row_index)
 
     @classmethod
@@ -333,6 +352,7 @@ class MEMoE:
         model = cls.__new__(cls)
         model.structure, model.data, model.spec = structure, data, spec
         model.endog = model.exog = model.exog_re = model.exog_gate = model.groups = None
+        model.trials = model.offset = None
         model.endog_name = spec.endog_name if spec is not None else endog_name
         model.n_dropped = n_dropped
         model.row_index = None
@@ -343,6 +363,11 @@ class MEMoE:
     @property
     def n_experts(self) -> int:
         return self.structure.n_experts
+
+    @property
+    def family(self):
+        """The experts' family (:mod:`pymemoe.families`)."""
+        return self.data.family
 
     @property
     def param_names(self) -> pd.MultiIndex:

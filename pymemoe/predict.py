@@ -105,12 +105,12 @@ from typing import Hashable
 import numpy as np
 import pandas as pd
 
-from .data import SubjectData, check_constant_within, subject_codes
-from .formula import build_new_design, build_new_endog, group_labels, required_variables
+from .data import check_constant_within, subject_codes
+from .formula import build_new_design, build_new_endog, group_labels, new_offset, required_variables
 from .gating import log_prior
 from .laws import ComponentLaws
 from .likelihood import e_step
-from .params import Params, chain_gradient, from_user, param_labels, to_user
+from .params import Params, chain_gradient, from_user, param_kinds, to_user
 
 __all__ = ["predict", "get_prediction", "predict_class", "prior_class", "predictive_mixture",
            "PredictiveMixture", "DesignRows", "SubjectPosterior", "ComponentLaws",
@@ -145,6 +145,10 @@ class DesignRows:
         The time column (with ``time=``).
     fitting : bool
         Whether these are the fitting data (then the fit's own posterior applies).
+    offset : ndarray (n,) or None
+        Offset of the linear predictor (binomial and Poisson experts; None: 0).
+    trials : ndarray (n,) or None
+        Binomial trials of the observed outcomes (None: 1); ``endog`` then counts successes.
     """
 
     index: pd.Index
@@ -155,10 +159,20 @@ class DesignRows:
     groups: np.ndarray | None
     time: np.ndarray | None
     fitting: bool = False
+    offset: np.ndarray | None = None
+    trials: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
         return self.exog.shape[0]
+
+    @property
+    def row_offset(self) -> np.ndarray:
+        return np.zeros(self.n_rows) if self.offset is None else self.offset
+
+    @property
+    def row_trials(self) -> np.ndarray:
+        return np.ones(self.n_rows) if self.trials is None else self.trials
 
 
 def require_rows(results, what: str) -> None:
@@ -212,7 +226,8 @@ def design_rows(results, newdata: pd.DataFrame | None = None, *, outcome: bool =
         require_rows(results, what)
         return DesignRows(index=model.row_index, exog=model.exog, exog_re=model.exog_re,
                           exog_gate=model.exog_gate, endog=model.endog if outcome else None,
-                          groups=model.groups, time=None, fitting=True)
+                          groups=model.groups, time=None, fitting=True,
+                          offset=getattr(model, "offset", None), trials=getattr(model, "trials", None))
     spec = _formula_spec(results)
     if not isinstance(newdata, pd.DataFrame):
         raise ValueError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
@@ -225,6 +240,10 @@ def design_rows(results, newdata: pd.DataFrame | None = None, *, outcome: bool =
         parts["exog_gate"] = np.full((len(newdata), len(spec.exog_gate_names)), np.nan)
     exog = np.column_stack([parts["exog"], parts["exog_shared"]])
     y = build_new_endog(spec, newdata) if outcome else None
+    trials = None
+    if y is not None and y.ndim == 2:                 # binomial: successes + failures
+        y, trials = y[:, 0], y.sum(axis=1)
+        trials = np.where(np.isfinite(trials), trials, 1.0)
     labels = None
     if need_groups or groups is not None or (spec.groups is not None
                                              and spec.groups in newdata.columns):
@@ -237,8 +256,10 @@ def design_rows(results, newdata: pd.DataFrame | None = None, *, outcome: bool =
         if time not in newdata.columns:
             raise ValueError(f"time={time!r} is not a column of newdata")
         t = pd.to_numeric(newdata[time], errors="raise").to_numpy(dtype=float)
+    offset = None if model.family.has_scale else new_offset(spec, newdata)
     return DesignRows(index=newdata.index, exog=exog, exog_re=parts["exog_re"],
-                      exog_gate=parts["exog_gate"], endog=y, groups=labels, time=t)
+                      exog_gate=parts["exog_gate"], endog=y, groups=labels, time=t,
+                      offset=offset, trials=trials)
 
 
 def history_mask(rows: DesignRows, landmark: float | None) -> np.ndarray:
@@ -289,25 +310,26 @@ class SubjectPosterior:
     tau: np.ndarray
     b_hat: np.ndarray
     b_cov: np.ndarray
+    data: object = None
+    moments: object = None
 
 
-def _history_statistics(rows: DesignRows, history: np.ndarray) -> SubjectData:
-    """Per-subject sufficient statistics in which the future rows carry weight zero; ``n_i``
-    counts the history rows only, so a subject without history has log f = 0 (tau = pi),
-    b_hat = 0 and Sigma = D_k."""
-    weight = history.astype(float)
-    y = np.where(history, rows.endog, 0.0)
-    data = SubjectData.from_arrays(y, rows.exog * weight[:, None], rows.exog_re * weight[:, None],
-                                   rows.exog_gate, rows.groups)
-    n_hist = np.bincount(data.row_codes, weights=weight, minlength=data.n_groups)
-    return dataclasses.replace(data, n_obs=n_hist)
+def _history_statistics(results, rows: DesignRows, history: np.ndarray):
+    """The family's data of the subjects in which the future rows carry weight zero (their
+    outcome is not used), so a subject without history has log f = 0 (tau = pi), b_hat = 0
+    and Sigma = D_k."""
+    return results.model.family.make_data(np.where(history, rows.endog, 0.0), rows.exog,
+                                           rows.exog_re, rows.exog_gate, rows.groups,
+                                           trials=rows.trials, offset=rows.offset,
+                                           weights=history.astype(float))
 
 
-def _posterior_of(data: SubjectData, state: Params) -> SubjectPosterior:
+def _posterior_of(data, state: Params) -> SubjectPosterior:
     estep = e_step(data, state)
     return SubjectPosterior(subjects=data.subjects, codes=data.row_codes, tau=estep.tau,
                             b_hat=np.asarray(estep.moments.b_hat),
-                            b_cov=np.asarray(estep.moments.b_cov))
+                            b_cov=np.asarray(estep.moments.b_cov), data=data,
+                            moments=estep.moments)
 
 
 def subject_posterior(results, rows: DesignRows, history: np.ndarray | None = None,
@@ -324,11 +346,13 @@ def subject_posterior(results, rows: DesignRows, history: np.ndarray | None = No
             estep = results._fit.estep     # the fit's final E-step (the posterior of results)
             return SubjectPosterior(subjects=data.subjects, codes=data.row_codes,
                                     tau=np.array(estep.tau), b_hat=np.array(estep.moments.b_hat),
-                                    b_cov=np.array(estep.moments.b_cov))
+                                    b_cov=np.array(estep.moments.b_cov), data=data,
+                                    moments=estep.moments)
         return _posterior_of(data, state)
     if history is None:
         history = np.isfinite(rows.endog)
-    return _posterior_of(_history_statistics(rows, history), results.state if state is None else state)
+    return _posterior_of(_history_statistics(results, rows, history),
+                         results.state if state is None else state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,29 +365,37 @@ def gating_probabilities(exog_gate: np.ndarray, gamma: np.ndarray) -> np.ndarray
 
 
 def expert_means(results, rows: DesignRows, state: Params | None = None) -> np.ndarray:
-    """E[y | expert k, covariates] of a new subject at each row, shape (n, K): x' beta_k."""
+    """E[y | expert k, covariates] of a new subject at each row, shape (n, K): x' beta_k for
+    Gaussian experts; for binomial and Poisson experts the response mean averaged over the
+    random effects (the success probability, or the count's mean with the rows' offset)."""
     state = results.state if state is None else state
-    return rows.exog @ state.beta.T
+    return results.model.family.expert_means(state, rows.exog, rows.exog_re, rows.row_offset)
 
 
 def component_laws(results, rows: DesignRows, kind: str, posterior: SubjectPosterior | None = None,
                    state: Params | None = None) -> ComponentLaws:
     """Weights, means and variances of the predictive law at each row (module docstring):
-    ``kind="marginal"`` from the gating, ``"conditional"`` from ``posterior``."""
+    ``kind="marginal"`` from the gating, ``"conditional"`` from ``posterior``. Families with a
+    discrete law (binomial, Poisson) give means and no variances (NaN): their laws are not
+    continuous, and prediction sets refuse them."""
     state = results.state if state is None else state
-    means = expert_means(results, rows, state)
+    family = results.model.family
     z = rows.exog_re
     if kind == "marginal":
         weights = gating_probabilities(rows.exog_gate, state.gamma)
-        var = np.einsum("nq,kqr,nr->nk", z, state.cov_re, z) + state.scale
+        means = expert_means(results, rows, state)
+        var = family.predictive_variances(state, z)
     elif kind == "conditional":
         c = posterior.codes
         weights = posterior.tau[c]
-        means = means + np.einsum("nq,nkq->nk", z, posterior.b_hat[c])
-        var = np.einsum("nq,nkqr,nr->nk", z, posterior.b_cov[c], z) + state.scale
+        means = family.conditional_means(posterior.data, posterior.moments, state, rows.exog, z,
+                                         rows.row_offset, c)
+        var = family.predictive_variances(state, z, posterior.b_cov[c])
     else:
         raise ValueError(f"kind must be one of {MIXTURE_KINDS}, got {kind!r}")
-    return ComponentLaws(weights=weights, means=means, variances=np.maximum(var, 0.0))
+    if var is None:
+        var = np.full(means.shape, np.nan)
+    return ComponentLaws(weights=weights, means=means, variances=var, family=family.name)
 
 
 def point_prediction(results, rows: DesignRows, kind: str,
@@ -382,10 +414,7 @@ def point_prediction(results, rows: DesignRows, kind: str,
 
 def _lower_bounded(results) -> np.ndarray:
     """Parameters that must stay positive (variances, SD ratios, residual variances)."""
-    labels = param_labels(results.model.structure)
-    return np.array([block == "scale" or (block == "re_cov" and (term.startswith("Var(")
-                                                                 or term == "SD ratio"))
-                     for block, _, term in labels])
+    return np.array([kind.positive for kind in param_kinds(results.model.structure)])
 
 
 def prediction_jacobian(results, rows: DesignRows, kind: str,
@@ -401,7 +430,8 @@ def prediction_jacobian(results, rows: DesignRows, kind: str,
     state, structure = results.state, results.model.structure
     n, K = rows.n_rows, state.n_experts
     r, q = state.gamma.shape[1], state.cov_re.shape[-1]
-    if kind in ("expert", "marginal"):
+    gaussian = results.model.family.has_scale
+    if kind in ("expert", "marginal") and gaussian:
         if kind == "expert":
             m = n * K
             grad_beta = np.zeros((n, K, K, rows.exog.shape[1]))
@@ -418,32 +448,37 @@ def prediction_jacobian(results, rows: DesignRows, kind: str,
         jac = chain_gradient(state, structure, grad_gamma, grad_beta, np.zeros((m, K, q, q)),
                              np.zeros((m, K)), internal=False)
         return jac.reshape(n, K, -1) if kind == "expert" else jac
-    if kind != "conditional":
+    if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     theta = to_user(state, structure)
     known = np.isfinite(np.diag(results.cov_params().to_numpy()))
     positive = _lower_bounded(results)
-    if rows.fitting and history is None:
-        data = results.model.data
-    else:
-        data = _history_statistics(rows, np.isfinite(rows.endog) if history is None else history)
+    if kind == "conditional":
+        if rows.fitting and history is None:
+            data = results.model.data
+        else:
+            data = _history_statistics(results, rows,
+                                       np.isfinite(rows.endog) if history is None else history)
 
-    def at(vector: np.ndarray) -> np.ndarray:
-        post = _posterior_of(data, from_user(vector, structure))
-        return component_laws(results, rows, "conditional", post,
-                              from_user(vector, structure)).mean()
+        def at(vector: np.ndarray) -> np.ndarray:
+            post = _posterior_of(data, from_user(vector, structure))
+            return component_laws(results, rows, "conditional", post,
+                                  from_user(vector, structure)).mean()
+    else:       # binomial and Poisson experts: the means are integrals over b, differenced
+        def at(vector: np.ndarray) -> np.ndarray:
+            return point_prediction(results, rows, kind, state=from_user(vector, structure))
 
-    jac = np.full((n, theta.size), np.nan)
+    jac = np.full(((n, K) if kind == "expert" else (n,)) + (theta.size,), np.nan)
     for j in np.flatnonzero(known):       # one pair of posteriors per parameter
         h = rel_step * max(abs(theta[j]), 1e-2)
         up = theta.copy()
         up[j] += h
         if positive[j] and theta[j] - h <= 0:
-            jac[:, j] = (at(up) - at(theta)) / h
+            jac[..., j] = (at(up) - at(theta)) / h
             continue
         down = theta.copy()
         down[j] -= h
-        jac[:, j] = (at(up) - at(down)) / (2.0 * h)
+        jac[..., j] = (at(up) - at(down)) / (2.0 * h)
     return jac
 
 
@@ -475,6 +510,8 @@ def expert_residuals(results, standardize: bool = True) -> np.ndarray:
     """
     require_rows(results, "residuals")
     model, state = results.model, results.state
+    if not model.family.has_scale:
+        return _discrete_expert_residuals(results, standardize)
     raw = model.endog[:, None] - model.exog @ state.beta.T
     if not standardize:
         return raw
@@ -498,6 +535,40 @@ def expert_residuals(results, standardize: bool = True) -> np.ndarray:
             white = np.linalg.solve(np.linalg.cholesky(V), resid)[..., 0]
             out[idx] = np.swapaxes(white, 1, 2)
     return out
+
+
+def observed_response(model) -> np.ndarray:
+    """The fitting rows' outcome on the scale of the predictions: y for Gaussian and Poisson
+    experts, the proportion of successes y / m for binomial experts."""
+    trials = getattr(model, "trials", None)
+    return model.endog if trials is None else model.endog / trials
+
+
+def _discrete_expert_residuals(results, standardize: bool) -> np.ndarray:
+    """Binomial and Poisson experts. Raw: y - E[y | expert k] (proportions for binomial).
+    Standardised: randomised quantile residuals (Dunn & Smyth 1996) given the subject's
+    predicted random effects under expert k, r = Phi^-1(u) with u uniform between F(y - 1) and
+    F(y), F the conditional distribution function of the row: N(0, 1) when the expert is right.
+    The uniforms come from a fixed seed, so the residuals are reproducible and the same draw
+    serves every expert."""
+    from scipy import stats
+    model, state = results.model, results.state
+    rows = design_rows(results, what="residuals")
+    y = observed_response(model)
+    if not standardize:
+        return y[:, None] - expert_means(results, rows, state)
+    codes = model.data.row_codes
+    b_hat = np.asarray(results._fit.estep.moments.b_hat)[codes]          # (n, K, q)
+    eta = rows.row_offset[:, None] + rows.exog @ state.beta.T + np.einsum("nq,nkq->nk", rows.exog_re, b_hat)
+    counts = model.endog[:, None]
+    if model.family.name == "binomial":
+        m = rows.row_trials[:, None]
+        law = stats.binom(m, 0.5 * (1.0 + np.tanh(0.5 * eta)))
+    else:
+        law = stats.poisson(np.exp(np.minimum(eta, 709.0)))
+    low, high = law.cdf(counts - 1), law.cdf(counts)
+    u = np.random.default_rng(20260101).random(counts.shape)
+    return stats.norm.ppf(np.clip(low + u * (high - low), 1e-300, 1 - 1e-16))
 
 
 # ---------------------------------------------------------------------------------------------

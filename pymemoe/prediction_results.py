@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import expit
 
 __all__ = ["PredictionResults"]
 
@@ -78,15 +79,29 @@ class PredictionResults:
         """``mean``, ``mean_se``, ``mean_ci_lower``, ``mean_ci_upper`` at level 1 - alpha.
 
         For ``kind="expert"`` the frame is long: one row per (input row, expert), indexed by
-        both.
+        both. For binomial and Poisson experts the interval is the Wald interval on the link
+        scale (logit of the probability, log of the mean; the standard error there is
+        ``mean_se`` divided by the link's derivative), mapped back, so it stays within the
+        range of the mean, as statsmodels' GLM does.
         """
         alpha = float(alpha)
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         crit = stats.norm.ppf(1.0 - alpha / 2.0)
         mean, se = self._mean.ravel(), self._se.ravel()
-        return pd.DataFrame({"mean": mean, "mean_se": se, "mean_ci_lower": mean - crit * se,
-                             "mean_ci_upper": mean + crit * se}, index=self._long_index())
+        family = self._results.model.family.name
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if family == "binomial":
+                half = crit * se / (mean * (1.0 - mean))
+                logit = np.log(mean / (1.0 - mean))
+                lower, upper = expit(logit - half), expit(logit + half)
+            elif family == "poisson":
+                half = crit * se / mean
+                lower, upper = mean * np.exp(-half), mean * np.exp(half)
+            else:
+                lower, upper = mean - crit * se, mean + crit * se
+        return pd.DataFrame({"mean": mean, "mean_se": se, "mean_ci_lower": lower,
+                             "mean_ci_upper": upper}, index=self._long_index())
 
     def prediction_set(self, alpha: float = 0.05, method: str = "hdr",
                        n_grid: int = 400) -> pd.DataFrame:

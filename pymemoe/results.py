@@ -501,11 +501,12 @@ class MEMoEResults:
     @property
     def resid(self) -> pd.Series:
         """Residuals endog - fittedvalues by row (as statsmodels' ``MixedLM``: the fitted values
-        include the predicted random effects). See :meth:`standardized_residuals` for model
-        checking."""
+        include the predicted random effects; for binomial experts the outcome is the
+        proportion of successes, as statsmodels' GLM). See :meth:`standardized_residuals` for
+        model checking."""
         _predict.require_rows(self, "residuals")
-        return pd.Series(self._model.endog - self._fittedvalues, index=self._model.row_index,
-                         name="resid")
+        return pd.Series(_predict.observed_response(self._model) - self._fittedvalues,
+                         index=self._model.row_index, name="resid")
 
     def standardized_residuals(self, by: str = "posterior") -> pd.Series | pd.DataFrame:
         """Within-subject whitened residuals, ~N(0, 1) under a correct model.

@@ -582,27 +582,52 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
     chol = psd_cholesky(truth.cov_re) if q else np.zeros((K, 0, 0))
     b = np.einsum("nij,nj->ni", chol[expert], rng.standard_normal((n, q)))
     k_row = expert[codes]
-    sd = np.sqrt(truth.scale[k_row])
-    if errors == "normal":
-        e = sd * rng.standard_normal(codes.size)
+    family = model.family
+    trials = None
+    if family.has_scale:
+        sd = np.sqrt(truth.scale[k_row])
+        if errors == "normal":
+            e = sd * rng.standard_normal(codes.size)
+        else:
+            e = sd * np.sqrt((df - 2.0) / df) * rng.standard_t(df, size=codes.size)
+        mean = expert_means(results, rows)[np.arange(codes.size), k_row]
+        y = mean + np.einsum("nq,nq->n", rows.exog_re, b[codes]) + e
     else:
-        e = sd * np.sqrt((df - 2.0) / df) * rng.standard_t(df, size=codes.size)
-    mean = expert_means(results, rows)[np.arange(codes.size), k_row]
-    y = mean + np.einsum("nq,nq->n", rows.exog_re, b[codes]) + e
+        if errors != "normal":
+            raise ValueError(f"errors={errors!r} is for Gaussian experts; binomial and Poisson "
+                             f"outcomes are drawn from their own law")
+        eta = (rows.row_offset + np.einsum("np,np->n", rows.exog, truth.beta[k_row])
+               + np.einsum("nq,nq->n", rows.exog_re, b[codes]))
+        trials = rows.row_trials
+        y = family.sample(eta, trials, rng)
 
     structure = model.structure
     model_kwargs = {"n_experts": K, "cov_re": structure.cov_re,
                     "re_structure": structure.re_structure, "scale": structure.scale}
+    if not family.has_scale:
+        model_kwargs = {"n_experts": K, "cov_re": structure.cov_re,
+                        "re_structure": structure.re_structure, "family": family.name,
+                        "nAGQ": family.n_agq}
     spec = model.spec
     if spec is None:               # arrays: the outcome, the subjects and the true expert
         data = pd.DataFrame({"id": rows.groups, "y": y, "expert": k_row + 1})
+        if trials is not None and getattr(model, "trials", None) is not None:
+            data["trials"] = trials
         formula_kwargs: dict = {}
     else:
         data = spec.sample.copy()
         group_col = spec.groups if spec.groups is not None else _unused_name("id", data.columns)
         data.insert(0, group_col, rows.groups)
         lhs = spec.endog_name
-        if lhs in data.columns and _is_name(lhs):     # a plain outcome column: replace it
+        outcome_names = list(spec.endog_info.column_names)
+        if len(outcome_names) == 2:                   # binomial successes + failures
+            if not all(_is_name(c) and c in data.columns for c in outcome_names):
+                raise ValueError(f"a parametric bootstrap of a two-column outcome needs plain "
+                                 f"column names on the left of the formula, got {spec.formula!r}")
+            data[outcome_names[0]] = y
+            data[outcome_names[1]] = trials - y
+            outcome, formula = None, spec.formula
+        elif lhs in data.columns and _is_name(lhs):   # a plain outcome column: replace it
             outcome, formula = lhs, spec.formula
         else:
             # the observed outcome's columns would only mislead: drop those no covariate uses
@@ -611,10 +636,16 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
             data = data.drop(columns=[c for c in used["outcome"] if c not in covariates])
             outcome = _unused_name("y_sim", data.columns)
             formula = replace_outcome(spec, outcome)
-        data[outcome] = y
+        if outcome is not None:
+            data[outcome] = y
         data[_unused_name("expert", data.columns)] = k_row + 1
         formula_kwargs = {"formula": formula, "groups": group_col, "re_formula": spec.re_formula,
                           "gate_formula": spec.gate_formula}
+        if not family.has_scale and np.any(rows.row_offset != 0):
+            # the fitted offset (log exposure included) as one column of the simulated data
+            name = _unused_name("offset", data.columns)
+            data[name] = rows.row_offset
+            formula_kwargs["offset"] = name
         if spec.shared_formula is not None:
             formula_kwargs["shared_formula"] = spec.shared_formula
     index = pd.Index(subjects, name=subjects.name)

@@ -60,8 +60,9 @@ def _corr(D: np.ndarray, i: int, j: int) -> float:
 def variance_components(results) -> pd.DataFrame:
     """SDs, correlations and residual SD of every expert with delta-method standard errors.
 
-    Index (expert, term) with terms ``SD(name)``, ``Corr(a,b)`` and ``Residual SD``; columns
-    ``coef`` and ``std err``.
+    Index (expert, term) with terms ``SD(name)``, ``Corr(a,b)`` and ``Residual SD`` (Gaussian
+    experts only: binomial and Poisson experts have no residual variance); columns ``coef``
+    and ``std err``.
     """
     structure = results.model.structure
     names = list(structure.exog_re_names)
@@ -75,8 +76,9 @@ def variance_components(results) -> pd.DataFrame:
             for j in range(i):
                 labels.append((k + 1, f"Corr({names[j]},{names[i]})"))
                 funcs.append(lambda P, k=k, i=i, j=j: _corr(P.cov_re[k], i, j))
-        labels.append((k + 1, "Residual SD"))
-        funcs.append(lambda P, k=k: np.sqrt(P.scale[k]))
+        if structure.has_scale:
+            labels.append((k + 1, "Residual SD"))
+            funcs.append(lambda P, k=k: np.sqrt(P.scale[k]))
 
     def evaluate(vector):
         P = from_user(vector, structure)
@@ -245,8 +247,9 @@ def _header(results, float_format: str) -> dict[str, str]:
     m = results.model
     structure = m.structure
     fmt = lambda v: format_number(float(v), float_format)  # noqa: E731
-    return {
+    header = {
         "Model:": "MEMoE",
+        "Family:": m.family.description,
         "Dependent variable:": m.endog_name,
         "Experts:": str(results.n_experts),
         "Subjects:": str(results.n_groups),
@@ -264,6 +267,9 @@ def _header(results, float_format: str) -> dict[str, str]:
         "EM iterations:": str(results.n_iter),
         "Covariance type:": results.cov_type,
     }
+    if not structure.has_scale:
+        del header["Residual variance:"]
+    return header
 
 
 def _header_latex(header: dict[str, str]) -> str:

@@ -97,11 +97,13 @@ class ExpertFamily(ABC):
     em_tol: float = 1e-8
 
     @abstractmethod
-    def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None):
+    def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None,
+                  weights=None):
         """The family's data from row arrays (sorted by subject as
         :func:`pymemoe.data.subject_codes` sorts them), with the interface of
         :class:`pymemoe.data.SubjectData` (``n_groups``, ``exog_gate``, ``subjects``,
-        ``subject_slice``, ``take``, ``family``)."""
+        ``row_codes``, ``subject_slice``, ``take``, ``family``). Rows with ``weights`` 0 do not
+        enter the likelihood (future rows of a dynamic prediction); only 0/1 weights occur."""
 
     @abstractmethod
     def moments(self, data, params, warm=None):
@@ -147,10 +149,36 @@ class ExpertFamily(ABC):
         family has no closed form, and the inference then differences :meth:`gradients`."""
         return None
 
+    # -- prediction (used by pymemoe.predict, the predictive engine) ---------------------------
+
+    @abstractmethod
+    def expert_means(self, params, exog: np.ndarray, exog_re: np.ndarray,
+                     offset: np.ndarray) -> np.ndarray:
+        """E[y | expert k, covariates] of a new subject at each row, (n, K): the response
+        mean averaged over b ~ N(0, D_k) (for binomial experts the success probability)."""
+
+    @abstractmethod
+    def conditional_means(self, data, moments, params, exog: np.ndarray, exog_re: np.ndarray,
+                          offset: np.ndarray, subject: np.ndarray) -> np.ndarray:
+        """E[y | y_i, expert k] at new rows (n, K) of the subjects ``subject`` (positions in
+        ``data``), given each subject's data (``moments``: this family's moments of ``data``)."""
+
+    def predictive_variances(self, params, exog_re: np.ndarray,
+                             re_cov: np.ndarray | None = None) -> np.ndarray | None:
+        """Var[y | expert k] at each row, (n, K), with the random effects' covariance D_k
+        (``re_cov=None``) or a subject's conditional covariance (``re_cov`` (n, K, q, q)); None
+        when the family's law is not summarised by a mean and a variance (discrete outcomes)."""
+        return None
+
     def re_scale(self, params) -> np.ndarray:
         """The scale (K,) against which random-effect variances are judged: the residual
         variance for Gaussian experts, 1 (the linear predictor's scale) otherwise."""
         return params.scale if self.has_scale else np.ones(params.n_experts)
+
+    @property
+    def description(self) -> str:
+        """How the summary names the family (with its link and, for GLMMs, the integration)."""
+        return self.name
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -108,11 +108,34 @@ class GaussianFamily(ExpertFamily):
 
     name = "gaussian"
     has_scale = True
+    description = "Gaussian (identity link)"
 
-    def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None):
-        """Per-subject sufficient statistics (:class:`pymemoe.data.SubjectData`)."""
+    def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None,
+                  weights=None):
+        """Per-subject sufficient statistics (:class:`pymemoe.data.SubjectData`); a row of
+        weight 0 enters no cross-product and no count n_i."""
         from ..data import SubjectData
-        return SubjectData.from_arrays(endog, exog, exog_re, exog_gate, groups)
+        if weights is None:
+            return SubjectData.from_arrays(endog, exog, exog_re, exog_gate, groups)
+        w = np.asarray(weights, dtype=float)
+        y = np.where(w > 0, endog, 0.0)
+        data = SubjectData.from_arrays(y, exog * w[:, None], exog_re * w[:, None], exog_gate, groups)
+        n_obs = np.bincount(data.row_codes, weights=w, minlength=data.n_groups)
+        return dataclasses.replace(data, n_obs=n_obs)
+
+    def expert_means(self, params: Params, exog, exog_re, offset) -> np.ndarray:
+        return exog @ params.beta.T
+
+    def conditional_means(self, data, moments, params: Params, exog, exog_re, offset,
+                          subject) -> np.ndarray:
+        return exog @ params.beta.T + np.einsum("nq,nkq->nk", exog_re, np.asarray(moments.b_hat)[subject])
+
+    def predictive_variances(self, params: Params, exog_re, re_cov=None) -> np.ndarray:
+        if re_cov is None:
+            var = np.einsum("nq,kqr,nr->nk", exog_re, params.cov_re, exog_re)
+        else:
+            var = np.einsum("nq,nkqr,nr->nk", exog_re, re_cov, exog_re)
+        return np.maximum(var + params.scale, 0.0)
 
     def moments(self, data, params: Params, warm=None) -> ExpertMoments:
         return expert_moments(data, params)

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from ..glmm_kernel import (GLMMMoments, GLMMRows, chol_grad_to_cov_grad, glmm_gradients,
-                           glmm_moments)
+from ..glmm_kernel import (GLMMMoments, GLMMRows, chol_grad_to_cov_grad, glmm_conditional_mean,
+                           glmm_gradients, glmm_marginal_mean, glmm_moments)
 from ..params import Params, Structure, from_internal, internal_bounds, param_kinds, psd_cholesky, to_internal
 from ..smallmat import weighted_sum
 from .base import DataSummary, ExpertFamily, ExpertGradients
@@ -200,16 +200,24 @@ class GLMMFamily(ExpertFamily):
     def link(self) -> str:
         return "logit" if self.name == "binomial" else "log"
 
+    @property
+    def description(self) -> str:
+        method = "Laplace" if self.n_agq == 1 else f"AGQ {self.n_agq}"
+        return f"{self.name}, {self.link} link, {method}"
+
     # -- data ----------------------------------------------------------------------------------
 
     def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None,
-                  offset=None) -> GLMMData:
+                  offset=None, weights=None) -> GLMMData:
         """Rows sorted by subject (subjects in the order of :func:`pymemoe.data.subject_codes`)
         and the first row of gating covariates of each subject."""
         from ..data import subject_codes
         codes, labels = subject_codes(np.asarray(groups))
+        endog = np.asarray(endog, dtype=float)
+        if weights is not None:                 # rows out of the likelihood may lack an outcome
+            endog = np.where(np.asarray(weights) > 0, endog, 0.0)
         rows = GLMMRows.from_groups(codes, endog, exog, exog_re if np.shape(exog_re)[1] else None,
-                                    trials=trials, offset=offset)
+                                    trials=trials, offset=offset, weights=weights)
         gate = np.asarray(exog_gate, dtype=float)[rows.order][rows.starts]
         return GLMMData(rows=rows, exog_gate=gate, subjects=labels, row_codes=codes, family=self)
 
@@ -264,6 +272,30 @@ class GLMMFamily(ExpertFamily):
         cov = (chol_grad_to_cov_grad(grads.chol, moments.kernel.chol) if q
                else np.zeros(grads.beta.shape[:2] + (0, 0)))
         return ExpertGradients(beta=grads.beta, cov=cov, scale=None)
+
+    # -- prediction ----------------------------------------------------------------------------
+
+    def expert_means(self, params: Params, exog, exog_re, offset) -> np.ndarray:
+        """E[mu | expert k] over b ~ N(0, D_k): the success probability or the count's mean."""
+        return glmm_marginal_mean(self.name, params.beta, cholesky_factors(params.cov_re), exog,
+                                  exog_re if exog_re.shape[1] else None, offset)
+
+    def conditional_means(self, data: GLMMData, moments: GLMMExpertMoments, params: Params,
+                          exog, exog_re, offset, subject) -> np.ndarray:
+        """E[mu | y_i, expert k] under the approximate posterior of b (the quadrature nodes, or
+        the Gaussian approximation N(b_hat, b_cov) for Laplace)."""
+        kernel = moments.kernel
+        if kernel is None:                   # joined blocks keep no kernel state: recompute
+            kernel = self.moments(data, params).kernel
+        return glmm_conditional_mean(data.rows, kernel, exog, exog_re if exog_re.shape[1] else None,
+                                     np.asarray(subject), offset)
+
+    def sample(self, eta: np.ndarray, trials: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Outcomes drawn at linear predictors ``eta``: successes out of ``trials`` (binomial)
+        or counts (Poisson)."""
+        if self.name == "binomial":
+            return rng.binomial(trials.astype(np.int64), 0.5 * (1.0 + np.tanh(0.5 * eta))).astype(float)
+        return rng.poisson(np.exp(np.minimum(eta, 700.0))).astype(float)
 
     # -- M-step --------------------------------------------------------------------------------
 
