@@ -55,7 +55,6 @@ standard errors) and predictions on ``newdata`` work.
 """
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass, replace
 from typing import Any, Hashable, Iterable
@@ -272,10 +271,10 @@ def _subject_data(total: _Partial | None) -> SubjectData:
                        row_codes=np.empty(0, dtype=np.intp))
 
 
-def _statistics(pieces: list[_Partial], spec: DesignSpec) -> SubjectData | None:
+def _statistics(pieces: list[_Partial], ctx: _Context) -> SubjectData | None:
     """The statistics of one partition of a distributed model from the pieces of its subjects
     (the data builder :meth:`pymemoe.distributed.DaskBlocks.from_partials` calls on a worker)."""
-    total = _combine(pieces, spec)
+    total = _combine(pieces, ctx.spec)
     return None if total is None else _subject_data(total)
 
 
@@ -501,11 +500,11 @@ def from_dask(
     ctx = _context(spec, groups, missing, source)
     # pure=False: keys are not derived by hashing the arguments (the spec holds patsy objects).
     chunk_task = dask.delayed(_chunk_partial, pure=False)
-    tasks = [chunk_task(part, ctx, number) for number, part in enumerate(ddf.to_delayed())]
     if cluster is not None:
-        data, n_dropped = _distributed_statistics(cluster, tasks, spec, npartitions, block_size,
-                                                  sample_limit)
+        data, n_dropped = _distributed_statistics(cluster, ddf, ctx, chunk_task, npartitions,
+                                                  block_size, sample_limit)
     else:
+        tasks = [chunk_task(part, ctx, number) for number, part in enumerate(ddf.to_delayed())]
         combine_task = dask.delayed(_combine_results, pure=False)
         while len(tasks) > 1:
             tasks = [combine_task(tasks[j:j + split_every], spec)
@@ -515,16 +514,20 @@ def from_dask(
     return _model(data, spec, n_dropped, n_experts, cov_re, re_structure, scale)
 
 
-def _distributed_statistics(client: Any, tasks: list, spec: DesignSpec,
+def _distributed_statistics(client: Any, ddf: Any, ctx: _Context, chunk_task: Any,
                             npartitions: int | None, block_size: int | None,
                             sample_limit: int | None) -> tuple[DaskBlocks, int]:
     """The per-subject statistics as partitions of whole subjects on the workers, and the
     number of rows dropped: each input partition's partial sums stay on its worker, and the
     shuffle of :meth:`DaskBlocks.from_partials` brings each subject's pieces together."""
+    # The context holds the spec, and the spec the sample its designs were learnt from (a
+    # whole partition without spec_data): sent once to each worker, not once per task.
+    shared = client.scatter(ctx, hash=False)
+    tasks = [chunk_task(part, shared, number) for number, part in enumerate(ddf.to_delayed())]
     results = client.compute(tasks)                      # (partial, n_dropped) per partition
     partials = [client.submit(_first, r, pure=False) for r in results]
     dropped = [client.submit(_second, r, pure=False) for r in results]
-    data = DaskBlocks.from_partials(client, partials, functools.partial(_statistics, spec=spec),
+    data = DaskBlocks.from_partials(client, partials, _statistics, build_args=(shared,),
                                     npartitions=npartitions, block_size=block_size,
                                     sample_limit=sample_limit)
     n_dropped = int(sum(client.gather(dropped)))

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import time
 import uuid
 from functools import cached_property
 from typing import Any, Callable, Sequence
@@ -220,10 +221,10 @@ def _split(partial, boundaries: np.ndarray | None, n_out: int) -> list:
             for j in range(n_out)]
 
 
-def _build(build: Callable, *pieces):
+def _build(build: Callable, build_args: tuple, *pieces):
     """Output partition from its pieces (each subject's pieces all arrive here)."""
     present = [p for p in pieces if p is not None]
-    return build(present) if present else None
+    return build(present, *build_args) if present else None
 
 
 def _nbytes(obj, depth: int = 0) -> int:
@@ -338,6 +339,9 @@ class Traffic:
         Bytes of the results received from the workers.
     largest_in : int
         The largest single result received.
+    wait_s : float
+        Seconds the driver waited for results (the workers' share of the wall time, with the
+        scheduling and the transfers).
     """
 
     passes: int = 0
@@ -345,10 +349,12 @@ class Traffic:
     bytes_out: int = 0
     bytes_in: int = 0
     largest_in: int = 0
+    wait_s: float = 0.0
 
     def reset(self) -> None:
         """Set every counter back to 0."""
         self.passes = self.tasks = self.bytes_out = self.bytes_in = self.largest_in = 0
+        self.wait_s = 0.0
 
 
 def _pickled_size(obj) -> int:
@@ -451,7 +457,7 @@ class DaskBlocks:
 
     @classmethod
     def from_partials(cls, client, partials: Sequence, build: Callable,
-                      npartitions: int | None = None, seed: int = 0,
+                      build_args: tuple = (), npartitions: int | None = None, seed: int = 0,
                       **kwargs) -> "DaskBlocks":
         """Partitions of whole subjects from per-input-partition partial data (a shuffle on
         the workers; see the module docstring).
@@ -464,9 +470,13 @@ class DaskBlocks:
             may have entries in several partials, and several entries in one) and
             ``subset(positions)`` (the partial restricted to those entries).
         build : callable
-            ``build(pieces) -> data``: the in-memory data (or None) of one output partition from
-            the pieces of its subjects, every piece of each of its subjects included. This is
-            the one function an expert family with other data (row segments) replaces.
+            ``build(pieces, *build_args) -> data``: the in-memory data (or None) of one output
+            partition from the pieces of its subjects, every piece of each of its subjects
+            included. This is the one function an expert family with other data (row
+            segments) replaces.
+        build_args : tuple
+            Further arguments of ``build``; futures among them (e.g. something scattered to
+            every worker once) are resolved on the worker.
         npartitions : int, optional
             Output partitions (default: one per worker thread).
         seed : int
@@ -489,7 +499,7 @@ class DaskBlocks:
         parts = []
         for j in range(n_out):
             pieces = [client.submit(_item, split, j, pure=False) for split in splits]
-            parts.append(client.submit(_build, build, *pieces, pure=False,
+            parts.append(client.submit(_build, build, tuple(build_args), *pieces, pure=False,
                                        workers=[workers[j % len(workers)]],
                                        allow_other_workers=True))
         return cls(client, parts, **kwargs)
@@ -676,8 +686,10 @@ class DaskBlocks:
 
     def _collect(self, futures: list, passes: int = 1) -> list:
         """Gather results to the driver (the one place where anything comes back)."""
+        start = time.perf_counter()
         results = self.client.gather(futures)
         traffic = self.traffic
+        traffic.wait_s += time.perf_counter() - start
         traffic.passes += passes
         traffic.tasks += len(futures)
         for result in results:
