@@ -10,14 +10,17 @@ arrays exactly as in memory.
 
 * :func:`from_chunks` reads any iterable of DataFrames: ``pandas.read_csv(..., chunksize=)``,
   a generator over Parquet row groups (``pyarrow.parquet.ParquetFile.iter_batches``), a list.
-* :func:`from_dask` reduces the partitions of a Dask DataFrame in parallel (a tree reduction
-  of the per-partition partials inside the Dask graph). Dask is optional:
-  ``pip install "dask[dataframe]"``.
+* :func:`from_dask` reduces the partitions of a Dask DataFrame in parallel. Without a
+  ``distributed`` client, a tree reduction of the per-partition partials inside the Dask graph
+  brings all subjects' statistics into memory. Under a client, the partials are shuffled on
+  the workers into partitions of whole subjects (ranges of sorted labels) that stay there, and
+  the model's data are :class:`pymemoe.distributed.DaskBlocks`: the fit runs on the workers
+  (see that module). Dask is optional: ``pip install "dask[dataframe]" distributed``.
 
 Both return a :class:`~pymemoe.model.MEMoE` built by :meth:`MEMoE.from_subject_data`. Its
 per-subject statistics are those of :meth:`MEMoE.from_formula` on all rows at once (same
 subjects in the same, sorted, order; the sums agree up to the order of floating-point
-summation, about 1e-16 relative), so the fit is the same.
+summation, about 1e-16 relative), so the fit is the same (on a cluster too, to rounding).
 
 **The design is learnt once.** The formulas' patsy design information (categorical levels,
 the parameters of stateful transforms such as ``center()`` and ``standardize()``) is learnt
