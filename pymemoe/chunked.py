@@ -10,14 +10,17 @@ arrays exactly as in memory.
 
 * :func:`from_chunks` reads any iterable of DataFrames: ``pandas.read_csv(..., chunksize=)``,
   a generator over Parquet row groups (``pyarrow.parquet.ParquetFile.iter_batches``), a list.
-* :func:`from_dask` reduces the partitions of a Dask DataFrame in parallel (a tree reduction
-  of the per-partition partials inside the Dask graph). Dask is optional:
-  ``pip install "dask[dataframe]"``.
+* :func:`from_dask` reduces the partitions of a Dask DataFrame in parallel. Without a
+  ``distributed`` client, a tree reduction of the per-partition partials inside the Dask graph
+  brings all subjects' statistics into memory. Under a client, the partials are shuffled on
+  the workers into partitions of whole subjects (ranges of sorted labels) that stay there, and
+  the model's data are :class:`pymemoe.distributed.DaskBlocks`: the fit runs on the workers
+  (see that module). Dask is optional: ``pip install "dask[dataframe]" distributed``.
 
 Both return a :class:`~pymemoe.model.MEMoE` built by :meth:`MEMoE.from_subject_data`. Its
 per-subject statistics are those of :meth:`MEMoE.from_formula` on all rows at once (same
 subjects in the same, sorted, order; the sums agree up to the order of floating-point
-summation, about 1e-16 relative), so the fit is the same.
+summation, about 1e-16 relative), so the fit is the same (on a cluster too, to rounding).
 
 **The design is learnt once.** The formulas' patsy design information (categorical levels,
 the parameters of stateful transforms such as ``center()`` and ``standardize()``) is learnt
@@ -63,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from .data import SubjectData, check_constant_within, subject_codes
+from .distributed import DEFAULT_SAMPLE_LIMIT, DaskBlocks, active_client
 from .formula import DesignSpec, build_design, build_new_design, build_new_endog, required_variables
 from .model import MEMoE
 from .params import Structure
@@ -86,6 +90,12 @@ class _Partial:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, positions: np.ndarray) -> "_Partial":
+        """The sums of the subjects at ``positions`` (a piece of the distributed shuffle)."""
+        return _Partial(labels=self.labels[positions],
+                        sums={name: value[positions] for name, value in self.sums.items()},
+                        gate=self.gate[positions])
 
 
 @dataclass
@@ -264,7 +274,14 @@ def _subject_data(total: _Partial | None) -> SubjectData:
                        row_codes=np.empty(0, dtype=np.intp))
 
 
-def _model(data: SubjectData, spec: DesignSpec, n_dropped: int, n_experts: int, cov_re: str,
+def _statistics(pieces: list[_Partial], ctx: _Context) -> SubjectData | None:
+    """The statistics of one partition of a distributed model from the pieces of its subjects
+    (the data builder :meth:`pymemoe.distributed.DaskBlocks.from_partials` calls on a worker)."""
+    total = _combine(pieces, ctx.spec)
+    return None if total is None else _subject_data(total)
+
+
+def _model(data, spec: DesignSpec, n_dropped: int, n_experts: int, cov_re: str,
            re_structure: str, scale: str) -> MEMoE:
     """The model, with its Structure built as ``MEMoE.__init__`` builds it."""
     structure = Structure(
@@ -389,13 +406,25 @@ def from_dask(
     spec_data: pd.DataFrame | None = None,
     split_every: int = 8,
     scheduler: str | None = None,
+    client: Any = None,
+    npartitions: int | None = None,
+    block_size: int | None = None,
+    sample_limit: int | None = DEFAULT_SAMPLE_LIMIT,
 ) -> MEMoE:
     """A MEMoE from a Dask DataFrame: per-partition statistics computed and summed in parallel.
 
-    Each partition becomes per-subject partial sums (as a chunk of :func:`from_chunks`); the
-    partials are summed by subject in a tree reduction inside the Dask graph (``split_every``
-    partials per step), so only per-subject arrays travel between workers and reach the
-    caller. Subjects may span partitions; the frame need not be sorted or indexed by subject.
+    Each partition becomes per-subject partial sums (as a chunk of :func:`from_chunks`).
+    Subjects may span partitions; the frame need not be sorted or indexed by subject. Then:
+
+    * **under a distributed client** (``client=``, or an active ``distributed.Client`` and no
+      ``scheduler``): the partials are shuffled on the workers into ``npartitions`` partitions
+      of whole subjects, kept there, and ``model.data`` is the handle on them, a
+      :class:`pymemoe.distributed.DaskBlocks`: every pass of the fit and of the standard
+      errors runs as tasks on the workers and only small sums come back (see
+      :doc:`/beyond_one_machine`);
+    * **otherwise**: the partials are summed by subject in a tree reduction inside the Dask
+      graph (``split_every`` partials per step) and ``model.data`` is the in-memory
+      :class:`pymemoe.data.SubjectData` of all subjects.
 
     Parameters
     ----------
@@ -406,10 +435,21 @@ def from_dask(
         As in :func:`from_chunks`; without ``spec_data`` the designs are learnt from the first
         non-empty partition (computed once more for that purpose).
     split_every : int
-        Number of partials summed per step of the reduction.
+        Number of partials summed per step of the in-memory reduction.
     scheduler : str, optional
         Passed to ``dask.compute`` (e.g. ``"threads"``, ``"processes"``, ``"sync"``); None uses
-        Dask's default or the active ``distributed`` client.
+        Dask's default or the active ``distributed`` client. Given (and no ``client``), the
+        statistics are gathered in memory even if a distributed client is active.
+    client : distributed.Client, optional
+        Keep the statistics on this client's workers (default: the active client, if any and
+        ``scheduler`` is None).
+    npartitions : int, optional
+        Partitions of whole subjects on the workers (default: one per worker thread).
+    block_size : int, optional
+        Subjects per sub-block of a partition in the passes (default: cache-sized).
+    sample_limit : int or None
+        The most subjects whose statistics the driver receives for the EM starts
+        (:meth:`pymemoe.distributed.DaskBlocks.sample`); None: no limit.
 
     Returns
     -------
@@ -418,9 +458,13 @@ def from_dask(
     Examples
     --------
     >>> import dask.dataframe as dd                          # doctest: +SKIP
+    >>> from distributed import Client                       # doctest: +SKIP
+    >>> client = Client(n_workers=2, threads_per_worker=1)   # doctest: +SKIP
     >>> ddf = dd.read_parquet("visits/*.parquet")            # doctest: +SKIP
     >>> model = from_dask("np.log(bili) ~ year", ddf, "id", re_formula="~ year",
     ...                   gate_formula="~ age + C(sex)")     # doctest: +SKIP
+    >>> model.data                                           # doctest: +SKIP
+    <DaskBlocks: 312 subjects in 2 partitions on 2 workers>
     >>> res = model.fit(n_starts=5, random_state=0)          # doctest: +SKIP
     """
     try:
@@ -433,9 +477,12 @@ def from_dask(
         raise ValueError(f"ddf must be a dask.dataframe.DataFrame, got {type(ddf).__name__}")
     if int(split_every) != split_every or split_every < 2:
         raise ValueError(f"split_every must be an integer >= 2, got {split_every!r}")
+    if npartitions is not None and (int(npartitions) != npartitions or npartitions < 1):
+        raise ValueError(f"npartitions must be None or a positive integer, got {npartitions!r}")
     if groups not in ddf.columns:
         raise ValueError(f"groups={groups!r} is not a column of ddf; its columns are "
                          f"{list(ddf.columns)}")
+    cluster = active_client(client) if client is not None or scheduler is None else None
     formulas = dict(re_formula=re_formula, gate_formula=gate_formula,
                     shared_formula=shared_formula)
     if spec_data is not None:
@@ -444,7 +491,9 @@ def from_dask(
     else:
         sample = None
         for i in range(ddf.npartitions):
-            sample = ddf.get_partition(i).compute(scheduler=scheduler)
+            part = ddf.get_partition(i)
+            sample = (cluster.compute(part).result() if cluster is not None
+                      else part.compute(scheduler=scheduler))
             if len(sample):
                 break
         if sample is None or len(sample) == 0:
@@ -454,11 +503,45 @@ def from_dask(
     ctx = _context(spec, groups, missing, source)
     # pure=False: keys are not derived by hashing the arguments (the spec holds patsy objects).
     chunk_task = dask.delayed(_chunk_partial, pure=False)
-    combine_task = dask.delayed(_combine_results, pure=False)
-    tasks = [chunk_task(part, ctx, number) for number, part in enumerate(ddf.to_delayed())]
-    while len(tasks) > 1:
-        tasks = [combine_task(tasks[j:j + split_every], spec)
-                 for j in range(0, len(tasks), split_every)]
-    (total, n_dropped), = dask.compute(tasks[0], scheduler=scheduler)
-    data = _subject_data(total)
+    if cluster is not None:
+        data, n_dropped = _distributed_statistics(cluster, ddf, ctx, chunk_task, npartitions,
+                                                  block_size, sample_limit)
+    else:
+        tasks = [chunk_task(part, ctx, number) for number, part in enumerate(ddf.to_delayed())]
+        combine_task = dask.delayed(_combine_results, pure=False)
+        while len(tasks) > 1:
+            tasks = [combine_task(tasks[j:j + split_every], spec)
+                     for j in range(0, len(tasks), split_every)]
+        (total, n_dropped), = dask.compute(tasks[0], scheduler=scheduler)
+        data = _subject_data(total)
     return _model(data, spec, n_dropped, n_experts, cov_re, re_structure, scale)
+
+
+def _distributed_statistics(client: Any, ddf: Any, ctx: _Context, chunk_task: Any,
+                            npartitions: int | None, block_size: int | None,
+                            sample_limit: int | None) -> tuple[DaskBlocks, int]:
+    """The per-subject statistics as partitions of whole subjects on the workers, and the
+    number of rows dropped: each input partition's partial sums stay on its worker, and the
+    shuffle of :meth:`DaskBlocks.from_partials` brings each subject's pieces together."""
+    # The context holds the spec, and the spec the sample its designs were learnt from (a
+    # whole partition without spec_data): sent once to each worker, not once per task.
+    shared = client.scatter(ctx, hash=False)
+    tasks = [chunk_task(part, shared, number) for number, part in enumerate(ddf.to_delayed())]
+    results = client.compute(tasks)                      # (partial, n_dropped) per partition
+    partials = [client.submit(_first, r, pure=False) for r in results]
+    dropped = [client.submit(_second, r, pure=False) for r in results]
+    data = DaskBlocks.from_partials(client, partials, _statistics, build_args=(shared,),
+                                    npartitions=npartitions, block_size=block_size,
+                                    sample_limit=sample_limit)
+    n_dropped = int(sum(client.gather(dropped)))
+    if data.n_groups == 0:
+        raise ValueError("no rows left after dropping rows with missing or non-finite values")
+    return data, n_dropped
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
+def _second(pair: tuple) -> Any:
+    return pair[1]
