@@ -148,6 +148,17 @@ class SubjectData:
                            exog_gate=self.exog_gate[sl], subjects=self.subjects[sl],
                            row_codes=np.empty(0, dtype=np.intp))
 
+    @classmethod
+    def concatenate(cls, parts: "list[SubjectData]") -> "SubjectData":
+        """The statistics of consecutive groups of subjects as one object (subjects in order;
+        ``row_codes`` empty)."""
+        if len(parts) == 1:
+            return parts[0]
+        join = {name: np.concatenate([getattr(p, name) for p in parts], axis=0)
+                for name in ("n_obs", "xx", "xz", "zz", "xy", "zy", "yy", "exog_gate")}
+        return cls(**join, subjects=parts[0].subjects.append([p.subjects for p in parts[1:]]),
+                   row_codes=np.empty(0, dtype=np.intp))
+
     def take(self, index: np.ndarray) -> "SubjectData":
         """The statistics of the subjects at positions ``index`` (a copy; e.g. a random
         subsample of subjects to screen starts on). ``row_codes`` are empty."""

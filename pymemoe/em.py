@@ -284,7 +284,12 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
     unit = np.where(curvature > 1e-8, curvature, 1.0)     # x = theta * unit
     bounds = [(None if lo is None else lo * u, None if hi is None else hi * u)
               for (lo, hi), u in zip(internal_bounds(structure), unit)]
-    best = {"f": np.inf, "g": np.inf, "x": theta0 * unit, "stalled": 0, "states": states}
+    # warm starts for the next evaluation: the best point's block states (only for families
+    # that use them; the others would hold two more sets of states in memory for nothing)
+    warm = ctx.family.uses_warm_start
+    best = {"f": np.inf, "g": np.inf, "x": theta0 * unit, "stalled": 0,
+            "states": states if warm else blocks.empty_states()}
+    del states
     last: dict = {}                              # the states of the last evaluation
 
     def evaluate(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -302,7 +307,7 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
             grad = chain_sums(par, structure, sums, internal=True)
         if not np.all(np.isfinite(grad)):           # e.g. a residual variance whose square underflows
             return np.inf, np.zeros_like(x)
-        last["states"] = states
+        last["states"] = states if warm else best["states"]
         return -llf / N, -grad / N / unit
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -358,6 +363,9 @@ def _finish_start(ctx: FitContext, start: StartResult) -> StartResult:
         return start
     blocks = ctx.blocks
     params = start.params
+    if ctx.start_blocks is not blocks:      # the start ran on a sample: its llf on all subjects
+        _, llf, _, _ = e_pass(blocks, params, blocks.empty_states())
+        start = dataclasses.replace(start, llf=llf)
     if ctx.options.polish:
         polished, value = polish(ctx, blocks, params, ctx.options.gtol, maxiter=500)
         if np.isfinite(value) and value >= start.llf:

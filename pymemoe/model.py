@@ -47,7 +47,8 @@ from .families.glmm import MAX_AGQ_DIM
 from .em import EMOptions, run_em
 from .formula import DesignSpec, build_design, check_random_effects_estimable
 from .inference import DeferredCov, check_cov_type
-from .likelihood import e_step, score_obs
+from .blocks import as_blocks
+from .likelihood import chain_sums, e_step, natural_score_sums, score_obs
 from .params import Params, Structure, from_user, param_labels
 
 if TYPE_CHECKING:
@@ -381,21 +382,33 @@ class MEMoE:
             params = params.reindex(self.param_names).to_numpy()
         return from_user(np.asarray(params, dtype=float), self.structure)
 
+    def _blocks(self):
+        """The passes over the data (in memory or on a cluster; :mod:`pymemoe.blocks`)."""
+        return as_blocks(self.data, self.structure.n_experts)
+
     def loglike(self, params) -> float:
         """Observed-data log-likelihood at a user-scale parameter vector (``results.params``)."""
-        return e_step(self.data, self._params(params)).llf
+        blocks, par = self._blocks(), self._params(params)
+        return float(blocks.reduce(lambda block, state: e_step(block, par).llf, blocks.empty_states()))
 
     def loglikeobs(self, params) -> np.ndarray:
         """Per-subject log-likelihood contributions, shape (N,)."""
-        return e_step(self.data, self._params(params)).llf_obs
+        blocks, par = self._blocks(), self._params(params)
+        return blocks.concatenate(blocks.gather(lambda block, state: e_step(block, par).llf_obs,
+                                                blocks.empty_states()))
 
     def score_obs(self, params) -> np.ndarray:
         """Per-subject scores of the user-scale parameter vector, shape (N, n_params)."""
-        return score_obs(self.data, self.structure, self._params(params))
+        blocks, par, structure = self._blocks(), self._params(params), self.structure
+        return blocks.concatenate(blocks.gather(
+            lambda block, state: score_obs(block, structure, par), blocks.empty_states()))
 
     def score(self, params) -> np.ndarray:
         """Gradient of :meth:`loglike` with respect to the user-scale parameter vector."""
-        return self.score_obs(params).sum(axis=0)
+        blocks, par = self._blocks(), self._params(params)
+        sums = blocks.reduce(lambda block, state: natural_score_sums(block, par, e_step(block, par)),
+                             blocks.empty_states())
+        return chain_sums(par, self.structure, sums)
 
     # -- fitting -----------------------------------------------------------------------------
 

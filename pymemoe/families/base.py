@@ -91,6 +91,9 @@ class ExpertFamily(ABC):
     name: str = ""
     #: whether the experts have residual variances sigma2_k (the ``scale`` block)
     has_scale: bool = True
+    #: whether :meth:`moments` uses ``warm`` (the previous moments of the block): passes that
+    #: do not need the new states otherwise then keep none (memory on the workers)
+    uses_warm_start: bool = False
     #: default EM tolerance (relative change of the log-likelihood): EM runs to convergence when
     #: its M-step is exact and cheap; with an iterative M-step the quasi-Newton polish finishes
     #: sooner, so EM stops earlier

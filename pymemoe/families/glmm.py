@@ -175,6 +175,7 @@ class GLMMFamily(ExpertFamily):
     """
 
     has_scale = False
+    uses_warm_start = True       # the Newton iterations for the modes start from the last pass
     em_tol = 1e-5    # each M-step costs several passes; the polish converges faster from here
 
     def __init__(self, name: str, n_agq: int = 1, m_iter: int = 5) -> None:
