@@ -109,6 +109,16 @@ class _Context:
     source: str
 
 
+def check_family(family) -> None:
+    """A ValueError for a family whose data cannot be reduced to per-subject statistics."""
+    from .families import get_family
+    if not get_family(family).has_scale:
+        raise ValueError(f"family={get_family(family).name!r}: data read in chunks are reduced to "
+                         f"per-subject sufficient statistics, which exist for Gaussian experts "
+                         f"only; binomial and Poisson experts need each subject's rows: build "
+                         f"the model with MEMoE.from_formula on the rows")
+
+
 def _context(spec: DesignSpec, groups: Hashable, missing: str, source: str) -> _Context:
     columns = list(dict.fromkeys(c for cols in required_variables(spec).values() for c in cols))
     return _Context(spec=spec, groups=groups, missing=missing, columns=columns, source=source)
@@ -311,6 +321,7 @@ def from_chunks(
     scale: str = "expert",
     missing: str = "drop",
     spec_data: pd.DataFrame | None = None,
+    family="gaussian",
 ) -> MEMoE:
     """A MEMoE from data read in chunks: per-subject statistics summed over the chunks.
 
@@ -326,6 +337,10 @@ def from_chunks(
         Name of the subject column of the chunks.
     n_experts, cov_re, re_structure, scale, missing
         As in :class:`MEMoE`.
+    family : str
+        Only ``"gaussian"``: chunks are reduced to per-subject sufficient statistics, which
+        exist for linear mixed model experts only; binomial and Poisson experts need each
+        subject's rows (fit them with :meth:`MEMoE.from_formula`).
     spec_data : pandas.DataFrame, optional
         A representative sample from which the designs are learnt: it must hold every level of
         every categorical variable, and stateful transforms (``center``, ``standardize``) learn
@@ -352,6 +367,7 @@ def from_chunks(
     >>> round(model.fit().llf, 2)
     -1525.93
     """
+    check_family(family)
     _check_options(groups, missing)
     formulas = dict(re_formula=re_formula, gate_formula=gate_formula,
                     shared_formula=shared_formula)
@@ -404,6 +420,7 @@ def from_dask(
     scale: str = "expert",
     missing: str = "drop",
     spec_data: pd.DataFrame | None = None,
+    family="gaussian",
     split_every: int = 8,
     scheduler: str | None = None,
     client: Any = None,
@@ -431,7 +448,7 @@ def from_dask(
     formula, ddf, groups
         The formulas, a ``dask.dataframe.DataFrame`` and the name of its subject column.
     re_formula, gate_formula, shared_formula, n_experts, cov_re, re_structure, scale, missing,
-    spec_data
+    spec_data, family
         As in :func:`from_chunks`; without ``spec_data`` the designs are learnt from the first
         non-empty partition (computed once more for that purpose).
     split_every : int
@@ -467,6 +484,7 @@ def from_dask(
     <DaskBlocks: 312 subjects in 2 partitions on 2 workers>
     >>> res = model.fit(n_starts=5, random_state=0)          # doctest: +SKIP
     """
+    check_family(family)
     try:
         import dask
         import dask.dataframe as dd

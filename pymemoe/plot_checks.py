@@ -16,7 +16,7 @@ from scipy import stats
 
 from .diagnostics import fit_table, fitted_means, standardized_residuals
 from .predict import design_rows, subject_posterior
-from .plot_style import expert_colour, import_pyplot, new_axes, outcome_label
+from .plot_style import expert_colour, import_pyplot, new_axes, outcome_label, response_label
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib stays optional at run time
     from matplotlib.axes import Axes
@@ -89,12 +89,14 @@ def plot_fit(results, time: Hashable, data: pd.DataFrame | None = None, bins=10,
                           rows["observed_upper"] - rows["observed"]],
                     fmt="o", ms=5, mfc="white", mec=colour, ecolor=colour, elinewidth=1.2,
                     capsize=2.5, label=f"observed, expert {k}")
-    which = (r"predicted: expert means $x^\top\beta_k$" if kind == "marginal" else
+    gaussian = results.model.family.has_scale
+    which = ((r"predicted: expert means $x^\top\beta_k$" if gaussian else
+              "predicted: expert means E[y | expert k]") if kind == "marginal" else
              "predicted: subject-specific means")
     ax.set_title(f"Observed (weighted by posterior, {1 - alpha:.0%} CI) and predicted means\n"
                  f"by expert ({which})", fontsize="medium")
     ax.set_xlabel(f"{time} (mean of each bin)")
-    ax.set_ylabel(outcome_label(results.model.endog_name) if ylabel is None else ylabel)
+    ax.set_ylabel(response_label(results.model) if ylabel is None else ylabel)
     ax.legend(fontsize="small", ncol=2 if K > 1 else 1)
     return ax
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib stays optional at run time
     from matplotlib.axes import Axes
 
-__all__ = ["import_pyplot", "new_axes", "expert_colour", "outcome_label"]
+__all__ = ["import_pyplot", "new_axes", "expert_colour", "outcome_label", "response_label"]
 
 
 def import_pyplot():
@@ -44,3 +44,14 @@ def outcome_label(name: str) -> str:
     ('log(bili)', 'sqrt(x)', 'y')
     """
     return re.sub(r"\b(?:np|numpy)\.", "", str(name))
+
+
+def response_label(model) -> str:
+    """The y-axis label of predicted means: the outcome, or its probability / expected count
+    for binomial and Poisson experts."""
+    name = outcome_label(model.spec.endog_name if model.spec is not None else model.endog_name)
+    if model.family.name == "binomial":
+        return f"P({name} = 1)" if getattr(model, "trials", None) is None else f"proportion of {name}"
+    if model.family.name == "poisson":
+        return f"expected {name}"
+    return name

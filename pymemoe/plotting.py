@@ -61,9 +61,9 @@ from scipy import stats
 
 from .formula import formula_factors, sample_column, typical_frame
 from .plot_checks import plot_fit, plot_residuals
-from .plot_style import expert_colour, import_pyplot, new_axes, outcome_label
+from .plot_style import expert_colour, import_pyplot, new_axes, outcome_label, response_label
 from .predict import (component_laws, design_rows, expert_means, get_prediction,
-                      observed_outcome, require_rows, subject_posterior)
+                      observed_response, require_rows, subject_posterior)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib stays optional at run time
     from matplotlib.axes import Axes
@@ -292,6 +292,12 @@ def plot_trajectories(results: "MEMoEResults", time: Hashable, data: pd.DataFram
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     if max_subjects is not None and (int(max_subjects) != max_subjects or max_subjects < 0):
         raise ValueError(f"max_subjects must be a non-negative integer or None, got {max_subjects!r}")
+    family = model.family
+    if band == "prediction" and not family.has_scale:
+        raise ValueError(f"band='prediction' draws a Gaussian predictive interval; the "
+                         f"{family.name!r} outcome is discrete: use band='confidence' or None")
+    if max_subjects is None and family.name == "binomial":
+        max_subjects = 0        # lines through 0/1 outcomes show nothing but noise
 
     from matplotlib import patheffects
 
@@ -300,7 +306,7 @@ def plot_trajectories(results: "MEMoEResults", time: Hashable, data: pd.DataFram
     mean, half = expert_curves(results, time, grid, band, level)
 
     ax = new_axes(ax)
-    y = observed_outcome(results, None)
+    y = observed_response(model)
     post = subject_posterior(results, design_rows(results))
     codes, subjects = post.codes, post.subjects
     assigned = post.tau.argmax(axis=1) + 1
@@ -320,6 +326,12 @@ def plot_trajectories(results: "MEMoEResults", time: Hashable, data: pd.DataFram
 
     K = results.n_experts
     counts = np.bincount(assigned - 1, minlength=K)
+    if half is not None and band == "confidence":
+        missing = [k + 1 for k in range(K) if np.isnan(half[:, k]).all()]
+        if missing:
+            warnings.warn(f"no confidence band for expert(s) {missing}: their means depend on "
+                          f"parameters without a standard error (at the boundary of the parameter "
+                          f"space, see results.messages)", UserWarning, stacklevel=2)
     for k in range(K):
         colour = expert_colour(k + 1)
         if half is not None:
@@ -336,9 +348,10 @@ def plot_trajectories(results: "MEMoEResults", time: Hashable, data: pd.DataFram
              "prediction": f"expert means, {level:.0%} of one subject's y"}[band]
     ax.legend(title=title, fontsize="small", title_fontsize="small", loc="upper left")
     ax.set_xlabel(str(time))
-    ax.set_ylabel(outcome_label(model.spec.endog_name) if ylabel is None else ylabel)
+    ax.set_ylabel(response_label(model) if ylabel is None else ylabel)
     ax.set_title(f"Trajectories by assigned expert (K = {K})")
     return ax
+
 
 
 # ---------------------------------------------------------------------------------------------
