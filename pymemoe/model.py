@@ -443,7 +443,7 @@ class MEMoE:
         tol : float, optional
             EM stops when the change of the log-likelihood is below ``tol * (1 + |llf|)``;
             then the quasi-Newton polish finishes. None: the family's default (1e-8 for
-            Gaussian experts, whose M-step is exact; 1e-5 for binomial and Poisson experts,
+            Gaussian experts, whose M-step is exact; 1e-4 for binomial and Poisson experts,
             whose M-step is itself an iterative optimisation).
         start_params : array-like or pandas.Series, optional
             A user-scale parameter vector (labels as ``model.param_names``) to start from.

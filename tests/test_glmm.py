@@ -222,3 +222,90 @@ def test_gaussian_options_that_do_not_apply_are_rejected():
     with pytest.raises(ValueError, match="at most 3 random effects"):
         MEMoE(y, np.column_stack([X, X ** 2]), g, exog_re=np.column_stack([X, X ** 2]),
               n_experts=1, family="binomial", nAGQ=3)
+
+
+@pytest.fixture(scope="module")
+def poisson_k2():
+    df = _csv("sim_poisson_k2")
+    model = MEMoE.from_formula("y ~ time", df, "subject", gate_formula="~ x1 + x2", n_experts=2,
+                               family="poisson", exposure="exposure")
+    return df, model.fit(random_state=0, n_starts=2)
+
+
+@pytest.mark.parametrize("options, check", [
+    (dict(cov_re="shared"), lambda r: np.allclose(r.cov_re[1], r.cov_re[2])),
+    (dict(cov_re="proportional"), lambda r: np.isfinite(r.params[("re_cov", 2, "SD ratio")])),
+    (dict(re_structure="diagonal"), lambda r: r.cov_re[1].iloc[0, 1] == 0 and r.cov_re[2].iloc[0, 1] == 0),
+    (dict(shared_formula="~ x2"), lambda r: ("beta", "all", "x2") in r.params.index),
+])
+def test_structures_work_for_binary_experts(options, check):
+    df = _csv("sim_binary_k2")
+    model = MEMoE.from_formula("y ~ time", df, "subject", re_formula="~ time", gate_formula="~ x1 + x2",
+                               n_experts=2, family="binomial", **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = model.fit(random_state=0, n_starts=2)
+        assert np.isfinite(res.llf) and check(res)
+        assert np.isfinite(res.bse[("beta", 1, "time")])
+    assert "Residual SD" not in res.summary().as_text()
+    assert not any(t == "sigma2" for t in res.params.index.get_level_values("term"))
+
+
+def test_two_column_binomial_outcome_equals_its_binary_expansion():
+    """successes + failures per row against the same data as one binary row per trial: the
+    log-likelihoods differ by the binomial coefficients only, the estimates not at all."""
+    rng = np.random.default_rng(3)
+    n_sub, visits = 80, 4
+    g = np.repeat(np.arange(n_sub), visits)
+    t = np.tile(np.arange(visits, dtype=float), n_sub)
+    trials = rng.integers(1, 5, size=g.size)
+    succ = rng.binomial(trials, 1 / (1 + np.exp(-(0.3 * t - 0.5 + np.repeat(rng.normal(size=n_sub), visits)))))
+    counts = pd.DataFrame({"id": g, "t": t, "s": succ, "f": trials - succ})
+    binary = counts.loc[counts.index.repeat(trials)].copy()
+    binary["y"] = np.concatenate([np.r_[np.ones(s), np.zeros(n - s)] for s, n in zip(succ, trials)])
+    a = MEMoE.from_formula("s + f ~ t", counts, "id", n_experts=1, family="binomial").fit()
+    b = MEMoE.from_formula("y ~ t", binary, "id", n_experts=1, family="binomial").fit()
+    from scipy.special import comb
+    assert a.llf - b.llf == pytest.approx(np.log(comb(trials, succ)).sum(), abs=1e-5)
+    np.testing.assert_allclose(a.params.to_numpy(), b.params.to_numpy(), atol=1e-5)
+    assert a.resid.abs().max() <= 1.0          # proportions minus probabilities
+
+
+def test_predictions_are_on_the_response_scale(poisson_k2):
+    df, res = poisson_k2
+    new = df[df["subject"] == df["subject"].iloc[0]]
+    expert = res.predict(new, kind="expert")
+    marginal = res.predict(new, kind="marginal")
+    pi = res.prior_class(new).to_numpy()[0]
+    np.testing.assert_allclose(marginal.to_numpy(), expert.to_numpy() @ pi, rtol=1e-12)
+    # E[exp(eta)] over b ~ N(0, s^2) is exp(eta0 + s^2 / 2) (closed form, independent)
+    beta = res.fe_params.to_numpy()
+    var = np.array([res.cov_re[k].iloc[0, 0] for k in (1, 2)])
+    eta0 = np.log(new["exposure"].to_numpy())[:, None] + np.column_stack([np.ones(len(new)), new["time"]]) @ beta
+    np.testing.assert_allclose(expert.to_numpy(), np.exp(eta0 + var / 2), rtol=1e-10)
+    cond = res.predict(new, kind="conditional")
+    assert np.all(cond > 0) and not np.allclose(cond, marginal)
+    frame = res.get_prediction(new, kind="marginal").summary_frame()
+    assert (frame["mean_ci_lower"] > 0).all() and (frame["mean_ci_lower"] < frame["mean"]).all()
+    with pytest.raises(ValueError, match="density"):
+        res.prediction_set(new, kind="marginal")
+    assert res.predict_class(new).shape == (1, 2)
+
+
+def test_bootstrap_draws_counts_and_refits(poisson_k2):
+    from pymemoe import simulate
+    df, res = poisson_k2
+    sim = simulate(res, random_state=1)
+    y = sim.data["y"].to_numpy()
+    assert np.all(y >= 0) and np.all(y == np.round(y)) and not np.array_equal(y, df["y"].to_numpy())
+    refit = MEMoE.from_formula(data=sim.data, **sim.formula_kwargs, **sim.model_kwargs).fit(
+        random_state=0, n_starts=2, cov_type="none")
+    assert refit.n_experts == 2 and refit.model.family.name == "poisson"
+    np.testing.assert_allclose(np.sort(refit.fe_params.to_numpy()[0]), np.sort(res.fe_params.to_numpy()[0]),
+                               atol=0.3)
+
+
+def test_chunked_data_refuse_glmm_families():
+    from pymemoe.chunked import from_chunks
+    with pytest.raises(ValueError, match="need each subject's rows"):
+        from_chunks("y ~ time", [_csv("sim_poisson_k2")], "subject", family="poisson")

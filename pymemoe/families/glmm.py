@@ -176,9 +176,13 @@ class GLMMFamily(ExpertFamily):
 
     has_scale = False
     uses_warm_start = True       # the Newton iterations for the modes start from the last pass
-    em_tol = 1e-5    # each M-step costs several passes; the polish converges faster from here
+    # each M-step costs several passes and the mixture EM converges slowly, while the polish
+    # converges fast once the experts are sorted out: on 2,000 binary subjects (K = 2) EM to
+    # 1e-4 with 2 L-BFGS-B iterations per M-step, then the polish, took 2.7 s; to 1e-5 with 5
+    # iterations 9.5 s, to the same log-likelihood
+    em_tol = 1e-4
 
-    def __init__(self, name: str, n_agq: int = 1, m_iter: int = 5) -> None:
+    def __init__(self, name: str, n_agq: int = 1, m_iter: int = 2) -> None:
         if name not in ("binomial", "poisson"):
             raise ValueError(f"GLMM family must be 'binomial' or 'poisson', got {name!r}")
         if int(n_agq) != n_agq or n_agq < 1:
