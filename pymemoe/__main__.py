@@ -17,7 +17,7 @@ from .datasets import load_pbcseq
 from .selection import compare_experts
 
 
-def demo(n_starts: int = 10, random_state: int = 0, max_experts: int = 3) -> None:
+def demo(n_starts: int | None = None, random_state: int = 0, max_experts: int = 3) -> None:
     data = load_pbcseq()
     data = data.assign(year=data["day"] / 365.25)
     print("PBCseq (R package survival): 312 patients with primary biliary cholangitis, 1945 visits")
@@ -34,8 +34,10 @@ def demo(n_starts: int = 10, random_state: int = 0, max_experts: int = 3) -> Non
     with pd.option_context("display.width", 120, "display.precision", 3,
                            "display.max_columns", 20):
         print(comparison.table)
-    print(f"\n(BIC and SABIC use the number of subjects; {n_starts} starts per K, "
-          f"random_state={random_state}; {elapsed:.1f} s in all)")
+    starts = 10 if n_starts is None else n_starts
+    print(f"\n(BIC and SABIC use the number of subjects; starts per K: one per expert of the "
+          f"K - 1 fit, split in two, and {starts} others; n_best of n_finished reached the "
+          f"best llf; random_state={random_state}; {elapsed:.1f} s in all)")
     for w in caught:
         print(f"warning: {w.message}")
     best = comparison.best("BIC")
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="fit the PBCseq case study for K = 1, 2, 3")
-    p_demo.add_argument("--n-starts", type=int, default=10)
+    p_demo.add_argument("--n-starts", type=int, default=None,
+                        help="starts per K besides the split starts (default 10)")
     p_demo.add_argument("--random-state", type=int, default=0)
     p_demo.add_argument("--max-experts", type=int, default=3)
     args = parser.parse_args(argv)

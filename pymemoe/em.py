@@ -44,7 +44,8 @@ from scipy.optimize import minimize
 
 from .blocks import LocalBlocks, as_blocks, tree_sum
 from .boundary import boundary_messages, near_lower_bound
-from .exceptions import BoundaryWarning, ConvergenceWarning, SeparationWarning
+from .exceptions import (BestNotReplicatedWarning, BoundaryWarning, ConvergenceWarning,
+                         SeparationWarning)
 from .families.base import DataSummary
 from .gating import max_logit_spread, newton_update_blocks, SEPARATION_THRESHOLD
 from .likelihood import EStep, chain_sums, e_step, natural_score_sums, score_obs
@@ -71,6 +72,8 @@ class EMOptions:
     n_finish: int = 3
     progress: bool = False
     block_size: int | None = None
+    starts: str = "auto"
+    sample_subjects: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,6 +102,9 @@ class EMFit:
     messages: tuple[str, ...]
     start_llfs: np.ndarray
     best_start: int
+    starts: tuple = ()
+    n_best: int = 1
+    n_finished: int = 1
 
 
 @dataclass(eq=False)
@@ -224,34 +230,107 @@ def _states_with_tau(blocks, params: Params, tau: np.ndarray) -> tuple[list, obj
     return [s for s, _ in out], tree_sum([e for _, e in out])
 
 
-def _start_params(ctx: FitContext, blocks, base: Params, tau0: np.ndarray) -> Params:
+def start_params_from_tau(ctx: FitContext, blocks, base: Params, tau0: np.ndarray) -> Params:
+    """The parameters of one M-step from the soft partition ``tau0`` (N, K), with the family's
+    moments at ``base``: one expert repeated K times, or already K experts (a split start)."""
     K = ctx.structure.n_experts
-    rep = Params(gamma=np.zeros((K, base.gamma.shape[1])), beta=np.repeat(base.beta, K, axis=0),
-                 cov_re=np.repeat(base.cov_re, K, axis=0), scale=np.repeat(base.scale, K))
-    states, e_sums = _states_with_tau(blocks, rep, tau0)
-    return m_step(ctx, blocks, rep, states, e_sums)
+    if base.n_experts != K:
+        base = Params(gamma=np.zeros((K, base.gamma.shape[1])),
+                      beta=np.repeat(base.beta, K, axis=0),
+                      cov_re=np.repeat(base.cov_re, K, axis=0), scale=np.repeat(base.scale, K))
+    states, e_sums = _states_with_tau(blocks, base, tau0)
+    return m_step(ctx, blocks, base, states, e_sums)
+
+
+def one_expert_fit(ctx: FitContext, blocks, accel: bool = True) -> StartResult:
+    """EM for the one-expert model (K = 1, each expert's covariance and variance of its own)
+    on ``blocks``: the base of every start."""
+    structure = ctx.structure
+    base = dataclasses.replace(structure, n_experts=1, cov_re="expert",
+                               scale="expert" if structure.has_scale else "none")
+    base_ctx = ctx.with_structure(base)
+    return run_start(base_ctx, blocks, ctx.family.one_expert_start(blocks, structure, ctx.summary),
+                     ctx.options.maxiter, kind="one expert", accel=accel)
 
 
 # ---------------------------------------------------------------------------------------------
 # One start
 
 
-def _run_start(ctx: FitContext, blocks, params: Params, maxiter: int, kind: str = "") -> StartResult:
+def run_start(ctx: FitContext, blocks, params: Params, maxiter: int, kind: str = "",
+              accel: bool = False) -> StartResult:
+    """EM from ``params`` on ``blocks`` for at most ``maxiter`` M-steps.
+
+    Stops when the log-likelihood gained per M-step falls below ``tol (1 + |llf|)``, or when an
+    expert's posterior size falls below ``min_size`` subjects (``empty``).
+
+    ``accel=True``: SQUAREM (Varadhan & Roland 2008, scheme S3). Each cycle maps
+    x0 -> x1 = F(x0) -> x2 = F(x1) by two M-steps, extrapolates on the internal vector
+    (Cholesky factors, log variances: every point is a valid parameter)::
+
+        r = x1 - x0,  v = x2 - 2 x1 + x0,  alpha = -clip(|r| / |v|, 1, step_max)
+        x' = x0 - 2 alpha r + alpha^2 v,   x'' = F(x')
+
+    and keeps x'' only if its log-likelihood is at least that of x2 (otherwise x2: a plain EM
+    cycle), so the trace never decreases. ``step_max`` starts at 1, is multiplied by 4 after an
+    accepted step that reached it and divided by 4 after a rejected one. On PBCseq (K = 3) it
+    cuts the M-steps of a start by a factor of 2 to 5.
+    """
     options = ctx.options
+    K = ctx.structure.n_experts
     em_converged = empty = False
     n_iter = 0                                   # M-steps done
     states, llf, sizes, e_sums = e_pass(blocks, params, blocks.empty_states())
-    trace = [llf]                                # at the start, then after each M-step
+    trace = [llf]                                # at the start, then after each M-step or cycle
+
+    def emptied(sizes):
+        return K > 1 and sizes.min() < options.min_size
+
+    def step(params, states, e_sums):
+        new = m_step(ctx, blocks, params, states, e_sums)
+        return (new,) + e_pass(blocks, new, states)
+
+    step_max = 1.0
     while n_iter < maxiter:
-        if sizes.min() < options.min_size and ctx.structure.n_experts > 1:
+        if emptied(sizes):
             empty = True
             break
-        params = m_step(ctx, blocks, params, states, e_sums)
         previous = llf
-        states, llf, sizes, e_sums = e_pass(blocks, params, states)
-        n_iter += 1
+        if not accel:
+            params, states, llf, sizes, e_sums = step(params, states, e_sums)
+            n_iter += 1
+            steps = 1
+        else:
+            x0 = to_internal(params, ctx.structure)
+            p1, s1, l1, z1, e1 = step(params, states, e_sums)
+            p2, s2, l2, z2, e2 = step(p1, s1, e1)
+            n_iter += 2
+            params, states, llf, sizes, e_sums, steps = p2, s2, l2, z2, e2, 2
+            x1, x2 = to_internal(p1, ctx.structure), to_internal(p2, ctx.structure)
+            r, v = x1 - x0, x2 - 2.0 * x1 + x0
+            norm_r, norm_v = np.linalg.norm(r), np.linalg.norm(v)
+            if norm_v > 0 and np.isfinite(norm_v) and not emptied(z2) and n_iter < maxiter:
+                alpha = -max(1.0, min(step_max, norm_r / norm_v))
+                accepted = False
+                # an extrapolated point may be extreme (huge variances): judged by its llf
+                with np.errstate(all="ignore"):
+                    try:
+                        pe = from_internal(x0 - 2.0 * alpha * r + alpha ** 2 * v, ctx.structure)
+                        se, le, ze, ee = e_pass(blocks, pe, s2)
+                        if np.isfinite(le) and not emptied(ze):
+                            p3, s3, l3, z3, e3 = step(pe, se, ee)
+                            n_iter += 1
+                            accepted = bool(np.isfinite(l3) and l3 >= l2 and not emptied(z3))
+                    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+                        accepted = False
+                if accepted:
+                    params, states, llf, sizes, e_sums, steps = p3, s3, l3, z3, e3, 3
+                    if -alpha >= step_max:
+                        step_max *= 4.0
+                else:
+                    step_max = max(1.0, step_max / 4.0)
         trace.append(llf)
-        if abs(llf - previous) <= options.tol * (1.0 + abs(llf)):
+        if abs(llf - previous) / steps <= options.tol * (1.0 + abs(llf)):
             em_converged = True
             break
     return StartResult(params=params, llf=llf, llf_trace=np.asarray(trace), n_iter=n_iter,
@@ -389,7 +468,7 @@ def _run_starts(ctx: FitContext, inits: list[Params], kinds: list[str]) -> list[
 
     def run(item, maxiter):
         init, kind = item
-        return _run_start(ctx, blocks, init, maxiter, kind)
+        return run_start(ctx, blocks, init, maxiter, kind)
 
     def pool_map(fn, items, label):
         items = list(items)
@@ -456,29 +535,30 @@ def as_seed_sequence(random_state) -> np.random.SeedSequence:
 
 
 def run_em(data, structure: Structure, options: EMOptions,
-           random_state=None, start_params: Params | None = None) -> EMFit:
+           random_state=None, start_params: Params | None = None,
+           grow_from: Params | None = None) -> EMFit:
     """Fit a MEMoE by EM from several starts and return the best (see the module docstring).
 
     ``data`` is in-memory data (blocks are made of it) or blocks that run passes
     (:func:`pymemoe.blocks.as_blocks`)."""
     ctx = FitContext.build(data, structure, options)
     try:
-        return _run_em(ctx, random_state, start_params)
+        return _run_em(ctx, random_state, start_params, grow_from)
     finally:
         if ctx.blocks is not data:
             ctx.blocks.close()
 
 
-def _run_em(ctx: FitContext, random_state, start_params: Params | None) -> EMFit:
+def _independent_starts(ctx: FitContext, seed: np.random.SeedSequence,
+                        start_params: Params | None):
+    """``fit(starts="independent")`` (the strategy of pymemoe 0.1), a given start, or K = 1:
+    the one-expert fit, then ``n_starts`` k-means / random-centre starts each run to
+    convergence (or screened), the best polished."""
+    from .starts import LLF_TOL, StartSearch, starts_table_row
     structure, options, family = ctx.structure, ctx.options, ctx.family
     K = structure.n_experts
-    seeds = as_seed_sequence(random_state).spawn(max(options.n_starts, 1))
-    base_structure = dataclasses.replace(structure, n_experts=1, cov_re="expert",
-                                         scale="expert" if structure.has_scale else "none")
-    base_ctx = ctx.with_structure(base_structure)
-    one = _run_start(base_ctx, ctx.blocks,
-                     family.one_expert_start(ctx.blocks, structure, ctx.summary),
-                     options.maxiter, kind="one expert")
+    seeds = seed.spawn(max(options.n_starts, 1))
+    one = one_expert_fit(ctx, ctx.blocks, accel=False)
     if start_params is not None:
         inits, kinds = [start_params], ["start_params"]
     elif K == 1:
@@ -489,21 +569,54 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None) -> EMFit
             lambda block, state: family.subject_coefficients(block, structure.k_mix),
             start_blocks.empty_states()))
         inits, kinds = [], []
-        for s, seed in enumerate(seeds):
-            rng = np.random.default_rng(seed)
+        for s, child in enumerate(seeds):
+            rng = np.random.default_rng(child)
             kind = "kmeans" if s % 2 == 0 else "random"
             tau0 = _initial_tau(coefs, K, kind, rng)
-            inits.append(_start_params(ctx, start_blocks, one.params, tau0))
+            inits.append(start_params_from_tau(ctx, start_blocks, one.params, tau0))
             kinds.append(kind)
     results = [one] if K == 1 and start_params is None else _run_starts(ctx, inits, kinds)
-
-    # EM screens the starts; only the best one is polished (polishing is the costly part and
-    # the EM log-likelihoods already rank the local maxima).
+    # EM ranks the starts; only the best one is polished (polishing is the costly part)
     ok = [r for r in results if not r.empty]
     pool = ok if ok else results
     best_index = next(i for i, r in enumerate(results) if r is max(pool, key=lambda r: r.llf))
-    best = _finish_start(ctx, results[best_index])
-    results[best_index] = best
+    results[best_index] = _finish_start(ctx, results[best_index])
+    best = results[best_index]
+    n_subjects = ctx.start_blocks.n_groups
+    rows = [starts_table_row(K, r.kind or "independent", i, n_subjects, r, False, r,
+                             i == best_index and options.polish) for i, r in enumerate(results)]
+    rows[best_index]["subjects"] = ctx.summary.n_groups
+    n_best = sum(1 for r in ok if r.llf >= best.llf - LLF_TOL)
+    for i, row in enumerate(rows):
+        row["reached_best"] = not results[i].empty and results[i].llf >= best.llf - LLF_TOL
+        row["chosen"] = i == best_index
+    return StartSearch(best=best, rows=tuple(rows), n_best=n_best, n_finished=len(ok))
+
+
+def _run_em(ctx: FitContext, random_state, start_params: Params | None,
+            grow_from: Params | None = None) -> EMFit:
+    structure, options, family = ctx.structure, ctx.options, ctx.family
+    K = structure.n_experts
+    seed = as_seed_sequence(random_state)
+    if start_params is not None or K == 1 or options.starts == "independent":
+        search = _independent_starts(ctx, seed, start_params)
+    else:
+        # pymemoe.starts builds on this module's passes, hence the import here
+        from .starts import StartPlan, default_sample_subjects, search_starts
+        sample = (default_sample_subjects(ctx.summary.n_groups) if options.sample_subjects is None
+                  else options.sample_subjects)
+        plan = StartPlan(n_starts=options.n_starts, screen_iter=options.screen_iter,
+                         n_finish=options.n_finish, sample_subjects=sample)
+        search = search_starts(ctx, seed, plan, prev=grow_from)
+        best = search.best
+        if not best.empty:
+            states, llf, _, _ = e_pass(ctx.blocks, best.params, ctx.blocks.empty_states())
+            best = dataclasses.replace(best, llf=llf, grad_max=projected_grad_max(
+                ctx, ctx.blocks, best.params, states))
+        search = dataclasses.replace(search, best=best)
+    from .starts import LLF_TOL  # noqa: F811 (the search modules import this one)
+    best = search.best
+    ok = search.n_finished > 0
     messages: list[tuple[type, str]] = []    # (warning class, text)
     if not ok:
         messages.append((BoundaryWarning,
@@ -531,6 +644,11 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None) -> EMFit
             f"the fit did not converge (largest gradient entry {best.grad_max:.2g} after "
             f"{best.n_iter} EM iterations): increase maxiter, tighten tol, or try more starts "
             f"(n_starts)"))
+    if ok and K > 1 and search.n_best == 1 and search.n_finished >= 2:
+        messages.append((BestNotReplicatedWarning,
+            f"the best log-likelihood ({best.llf:.4f}) was reached by only 1 of the "
+            f"{search.n_finished} finished starts (within {LLF_TOL}): it may not be the global "
+            f"maximum; refit with more starts (n_starts) and look at res.starts"))
     messages += _size_messages(ctx, sizes)
     messages += boundary_messages(structure, params, ctx.summary, family.re_scale(params))
     spread = max(blocks.gather(lambda block, state: max_logit_spread(block.exog_gate, params.gamma),
@@ -543,10 +661,13 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None) -> EMFit
     messages = collapse_messages(messages)
     for category, msg in messages:
         warnings.warn(msg, category, stacklevel=4)
+    rows = search.rows
     return EMFit(params=params, estep=estep, llf=estep.llf, llf_trace=best.llf_trace,
                  n_iter=best.n_iter, converged=converged, grad_max=best.grad_max,
-                 messages=tuple(msg for _, msg in messages), start_llfs=np.array([r.llf for r in results]),
-                 best_start=best_index)
+                 messages=tuple(msg for _, msg in messages),
+                 start_llfs=np.array([r["llf"] for r in rows if r["n_experts"] == K]),
+                 best_start=next((i for i, r in enumerate(rows) if r["chosen"]), 0),
+                 starts=rows, n_best=search.n_best, n_finished=search.n_finished)
 
 
 def _size_messages(ctx: FitContext, sizes: np.ndarray) -> list[tuple[type, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
 
 __all__ = ["ConvergenceWarning", "HessianInversionWarning", "BoundaryWarning",
-           "SeparationWarning", "GLMMNumericalWarning"]
+           "SeparationWarning", "GLMMNumericalWarning", "BestNotReplicatedWarning"]
 
 
 class BoundaryWarning(ConvergenceWarning):
@@ -24,3 +24,9 @@ class SeparationWarning(ConvergenceWarning):
 class GLMMNumericalWarning(RuntimeWarning):
     """A GLMM log-density or gradient is not finite (overflow of the data or the parameters),
     or Newton's method for the random-effect modes did not converge for some subjects."""
+
+
+class BestNotReplicatedWarning(ConvergenceWarning):
+    """The best log-likelihood was reached by a single start (within 0.01): nothing shows it is
+    the global maximum (Mplus: "the best loglikelihood value was not replicated"). Refit with
+    more starts (``fit(n_starts=...)``) and read ``res.starts``."""

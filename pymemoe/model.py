@@ -35,6 +35,7 @@ Liu & Rubin (1994), The ECME algorithm. Biometrika 81(4).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Hashable, Sequence
 
@@ -414,7 +415,7 @@ class MEMoE:
 
     def fit(
         self,
-        n_starts: int = 10,
+        n_starts: int | None = None,
         random_state=None,
         maxiter: int = 1000,
         tol: float | None = None,
@@ -427,15 +428,27 @@ class MEMoE:
         n_finish: int = 3,
         progress: bool = False,
         block_size: int | None = None,
+        starts: str = "auto",
+        grow_from: "MEMoEResults | None" = None,
+        sample_subjects: int | None = None,
     ) -> "MEMoEResults":
         """Fit by EM from several starts, polish by quasi-Newton, return the best fit.
 
+        The default start strategy (``starts="auto"``, :mod:`pymemoe.starts`) grows K experts
+        from a fit with K - 1 (one start per expert of that fit, split in two), adds
+        ``n_starts`` k-means, random-centre and random-partition starts, runs every start by
+        EM with SQUAREM acceleration and polishes the best. ``res.starts`` shows what each
+        start reached and ``res.n_best`` how many reached the best log-likelihood; when only
+        one did, a :class:`~pymemoe.exceptions.BestNotReplicatedWarning` says so.
+
         Parameters
         ----------
-        n_starts : int
-            Number of starts (ignored when ``n_experts=1`` or ``start_params`` is given). Each
-            start has its own child of ``numpy.random.SeedSequence(random_state).spawn``, so a
-            start does not depend on the others.
+        n_starts : int, optional
+            Starts besides the split starts (``starts="auto"``) or in all
+            (``starts="independent"``); None: 10. Ignored when ``n_experts=1`` or
+            ``start_params`` is given. Each start has its own child of
+            ``numpy.random.SeedSequence(random_state).spawn``, so a start does not depend on
+            the others.
         random_state : None, int, numpy.random.Generator or numpy.random.SeedSequence
             Seed of the starts; the same seed gives identical results.
         maxiter : int
@@ -487,6 +500,7 @@ class MEMoE:
         from .results import MEMoEResults
 
         check_cov_type(cov_type, cov_kwds)
+        n_starts = 10 if n_starts is None else n_starts
         if int(n_starts) != n_starts or n_starts < 1:
             raise ValueError(f"n_starts must be a positive integer, got {n_starts!r}")
         if int(maxiter) != maxiter or maxiter < 1:
@@ -504,17 +518,42 @@ class MEMoE:
             raise ValueError(f"n_jobs must be None or a positive integer, got {n_jobs!r}")
         if block_size is not None and (int(block_size) != block_size or block_size < 1):
             raise ValueError(f"block_size must be None or a positive integer, got {block_size!r}")
+        if starts not in ("auto", "independent"):
+            raise ValueError(f"starts must be 'auto' or 'independent', got {starts!r}")
+        if sample_subjects is not None and (int(sample_subjects) != sample_subjects
+                                            or sample_subjects < 0):
+            raise ValueError(f"sample_subjects must be None or a non-negative integer, "
+                             f"got {sample_subjects!r}")
+        prev = None if grow_from is None else self._smaller_fit(grow_from)
         tol = self.data.family.em_tol if tol is None else tol
         options = EMOptions(n_starts=int(n_starts), maxiter=int(maxiter), tol=float(tol),
                             polish=bool(polish), n_jobs=jobs, screen_iter=screen_iter,
                             n_finish=int(n_finish), progress=bool(progress),
-                            block_size=None if block_size is None else int(block_size))
+                            block_size=None if block_size is None else int(block_size),
+                            starts=starts, sample_subjects=None if sample_subjects is None
+                            else int(sample_subjects))
         start = None if start_params is None else self._params(start_params)
         fit = run_em(self.data, self.structure, options, random_state=random_state,
-                     start_params=start)
+                     start_params=start, grow_from=prev)
         cov = DeferredCov(cov_type, self.data, self.structure, fit.params, cov_kwds, n_jobs=jobs,
                           block_size=options.block_size)
         return MEMoEResults(model=self, fit=fit, options=options, cov=cov)
+
+    def _smaller_fit(self, results) -> "Params":
+        """The parameters of ``results`` when it fits this model with one expert fewer."""
+        other = getattr(results, "model", None)
+        mine = self.structure
+        if other is None or not hasattr(results, "state"):
+            raise ValueError("grow_from must be a fitted MEMoEResults")
+        theirs = other.structure
+        if theirs.n_experts != mine.n_experts - 1:
+            raise ValueError(f"grow_from must have {mine.n_experts - 1} experts (one fewer than "
+                             f"this model's {mine.n_experts}); it has {theirs.n_experts}")
+        if dataclasses.replace(theirs, n_experts=mine.n_experts) != mine or \
+                other.data.n_groups != self.data.n_groups:
+            raise ValueError("grow_from must be a fit of the same formulas, options and data "
+                             "with one expert fewer")
+        return results.state
 
 
 def _offset(offset, exposure, n: int, family) -> np.ndarray:

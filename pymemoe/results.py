@@ -186,14 +186,15 @@ class MEMoEResults:
 
     @property
     def n_iter(self) -> int:
-        """EM iterations of the best start."""
+        """EM iterations (M-steps) of the best start."""
         return self._fit.n_iter
 
     @property
     def llf_trace(self) -> np.ndarray:
         """Log-likelihood of the best start at its initial values and after each EM iteration
-        (``n_iter + 1`` values, non-decreasing). The quasi-Newton polish that follows EM is not
-        included, so ``llf`` may be slightly above the last value."""
+        (non-decreasing): a plain M-step, or a SQUAREM cycle of two or three M-steps (so at
+        most ``n_iter + 1`` values). The quasi-Newton polish that follows EM is not included,
+        so ``llf`` may be slightly above the last value."""
         return self._fit.llf_trace.copy()
 
     @property
@@ -203,8 +204,31 @@ class MEMoEResults:
 
     @property
     def start_llfs(self) -> np.ndarray:
-        """Final log-likelihood of each start."""
+        """Final log-likelihood of each start with ``n_experts`` experts (NaN when a start was
+        not finished), in the order of ``starts``."""
         return self._fit.start_llfs.copy()
+
+    @property
+    def starts(self) -> pd.DataFrame:
+        """One row per start: its kind and seed, the subjects it ran on, its log-likelihood at
+        its initial values, after screening and at the end, its EM iterations, whether it
+        converged, reached the best log-likelihood and was chosen (columns documented in
+        :func:`pymemoe.starts.starts_table`). The rows of the smaller fits that grew the
+        split starts come first (``n_experts`` < K)."""
+        from .starts import starts_table
+        return starts_table(self._fit.starts)
+
+    @property
+    def n_best(self) -> int:
+        """Finished starts that reached the best log-likelihood (within
+        :data:`pymemoe.starts.LLF_TOL`; on the subsample when the starts ran on one). One
+        means the best value was not replicated (:class:`~pymemoe.exceptions.BestNotReplicatedWarning`)."""
+        return int(self._fit.n_best)
+
+    @property
+    def n_finished(self) -> int:
+        """Starts with ``n_experts`` experts run to convergence (without an empty expert)."""
+        return int(self._fit.n_finished)
 
     # -- information criteria ------------------------------------------------------------------
 

