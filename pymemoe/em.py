@@ -291,6 +291,12 @@ def run_start(ctx: FitContext, blocks, params: Params, maxiter: int, kind: str =
         return (new,) + e_pass(blocks, new, states)
 
     step_max = 1.0
+    # the extrapolation stays in the box of the polish (variances >= 0, residual variances
+    # >= the M-step's floor): a linear step in log sigma2 can otherwise reach 1e-65 in a few
+    # cycles where the likelihood is flat in sigma2, and the Woodbury terms overflow there
+    lower = np.array([-np.inf if lo is None else lo
+                      for lo, _ in internal_bounds(ctx.structure, ctx.summary.scale_floor)])
+    bound = ctx.family.llf_bound(ctx.summary)
     while n_iter < maxiter:
         if emptied(sizes):
             empty = True
@@ -315,12 +321,14 @@ def run_start(ctx: FitContext, blocks, params: Params, maxiter: int, kind: str =
                 # an extrapolated point may be extreme (huge variances): judged by its llf
                 with np.errstate(all="ignore"):
                     try:
-                        pe = from_internal(x0 - 2.0 * alpha * r + alpha ** 2 * v, ctx.structure)
+                        xe = np.maximum(x0 - 2.0 * alpha * r + alpha ** 2 * v, lower)
+                        pe = from_internal(xe, ctx.structure)
                         se, le, ze, ee = e_pass(blocks, pe, s2)
                         if np.isfinite(le) and not emptied(ze):
                             p3, s3, l3, z3, e3 = step(pe, se, ee)
                             n_iter += 1
-                            accepted = bool(np.isfinite(l3) and l3 >= l2 and not emptied(z3))
+                            accepted = bool(np.isfinite(l3) and l2 <= l3 <= bound
+                                            and not emptied(z3))
                     except (np.linalg.LinAlgError, ValueError, FloatingPointError):
                         accepted = False
                 if accepted:
@@ -362,10 +370,11 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
     curvature = np.sqrt(squares / N)
     unit = np.where(curvature > 1e-8, curvature, 1.0)     # x = theta * unit
     bounds = [(None if lo is None else lo * u, None if hi is None else hi * u)
-              for (lo, hi), u in zip(internal_bounds(structure), unit)]
+              for (lo, hi), u in zip(internal_bounds(structure, ctx.summary.scale_floor), unit)]
     # warm starts for the next evaluation: the best point's block states (only for families
     # that use them; the others would hold two more sets of states in memory for nothing)
     warm = ctx.family.uses_warm_start
+    bound = ctx.family.llf_bound(ctx.summary)
     best = {"f": np.inf, "g": np.inf, "x": theta0 * unit, "stalled": 0,
             "states": states if warm else blocks.empty_states()}
     del states
@@ -381,7 +390,7 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
                 states, (llf, sums) = blocks.map_reduce(_value_score_block, best["states"], par)
             except np.linalg.LinAlgError:
                 return np.inf, np.zeros_like(x)
-            if not np.isfinite(llf):
+            if not np.isfinite(llf) or llf > bound:     # beyond floating range or garbage
                 return np.inf, np.zeros_like(x)
             grad = chain_sums(par, structure, sums, internal=True)
         if not np.all(np.isfinite(grad)):           # e.g. a residual variance whose square underflows
@@ -430,7 +439,7 @@ def projected_grad_max(ctx: FitContext, blocks, params: Params, states: Sequence
     scale = np.sqrt(squares)
     scaled = np.divide(grad, scale, out=np.zeros_like(grad), where=scale > 0)
     near = near_lower_bound(structure, params, ctx.summary, ctx.family.re_scale(params))
-    for j, (low, _) in enumerate(internal_bounds(structure)):
+    for j, (low, _) in enumerate(internal_bounds(structure, ctx.summary.scale_floor)):
         if low is not None and (theta[j] <= low + 1e-12 or near[j]) and grad[j] < 0:
             scaled[j] = 0.0
     return float(np.abs(scaled).max()) if scaled.size else 0.0

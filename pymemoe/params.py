@@ -325,9 +325,14 @@ def from_internal(vector: np.ndarray, structure: Structure) -> Params:
     return _unpack(vector, structure, internal=True)
 
 
-def internal_bounds(structure: Structure) -> list[tuple[float | None, float | None]]:
-    """Box constraints of the internal vector: Cholesky diagonals and SD ratios are >= 0."""
-    return [(0.0, None) if kind.kind in ("var", "ratio") else (None, None)
+def internal_bounds(structure: Structure, scale_floor: float | None = None
+                    ) -> list[tuple[float | None, float | None]]:
+    """Box constraints of the internal vector: Cholesky diagonals and SD ratios are >= 0; with
+    ``scale_floor``, log residual variances are >= log(scale_floor) (the M-step's floor, so
+    that no search reaches a residual variance whose Woodbury terms overflow)."""
+    log_floor = None if scale_floor is None else float(np.log(scale_floor))
+    return [(0.0, None) if kind.kind in ("var", "ratio")
+            else (log_floor, None) if kind.kind == "scale" else (None, None)
             for kind in param_kinds(structure)]
 
 

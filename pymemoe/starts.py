@@ -348,14 +348,16 @@ def search_starts(ctx: FitContext, seed: np.random.SeedSequence, plan: StartPlan
     blocks = ctx.blocks
     n_groups = ctx.summary.n_groups
     options = ctx.options
-    s_sample, s_one, seed = seed.spawn(3)
+    s_sample, seed = seed.spawn(2)
     if plan.sample_subjects and n_groups > 2 * plan.sample_subjects:
         sample = blocks.sample(plan.sample_subjects, np.random.default_rng(s_sample))
         search_blocks = as_blocks(sample, K, options.n_jobs, options.block_size)
     else:                      # all subjects (for distributed data, those gathered to the driver)
         search_blocks = ctx.start_blocks
-    sampled = search_blocks is not blocks
-    if sampled:
+    # a subsample, or (distributed data) all subjects gathered to the driver: the latter is
+    # searched and polished as in memory, its result's llf then taken on the cluster
+    sampled = search_blocks.n_groups < n_groups
+    if search_blocks is not blocks:
         search_ctx = dataclasses.replace(ctx, blocks=search_blocks, start_blocks=search_blocks,
                                          summary=ctx.family.summary(search_blocks))
     else:

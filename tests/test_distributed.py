@@ -107,8 +107,10 @@ def test_fit_on_the_cluster_equals_the_fit_in_memory(on_cluster, in_memory):
               for m, r in ((model, dist), (reference, mem))]
     np.testing.assert_allclose(robust[0], robust[1], rtol=1e-5)
     assert dist.posterior.index.equals(mem.posterior.index)
-    np.testing.assert_allclose(dist.posterior, mem.posterior, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(dist.prior, mem.prior, rtol=0, atol=1e-8)
+    # the same maximum (llf to 1e-8 above); sums in another order move the point where the
+    # polish stops along its flattest direction, and posteriors with it, by a few 1e-8
+    np.testing.assert_allclose(dist.posterior, mem.posterior, rtol=0, atol=2e-7)
+    np.testing.assert_allclose(dist.prior, mem.prior, rtol=0, atol=2e-7)
     np.testing.assert_allclose(dist.random_effects, mem.random_effects, rtol=1e-6, atol=1e-8)
     assert dist.entropy == pytest.approx(mem.entropy, rel=1e-8)
     assert dist.n_groups == mem.n_groups and dist.nobs == mem.nobs

@@ -24,6 +24,7 @@ OUTPUTS = {
     "fe_params": lambda r: r.fe_params, "gate_params": lambda r: r.gate_params,
     "cov_re": lambda r: r.cov_re, "scale": lambda r: r.scale, "posterior": lambda r: r.posterior,
     "prior": lambda r: r.prior, "predicted_class": lambda r: r.predicted_class,
+    "starts": lambda r: r.starts,
     "expert_sizes": lambda r: r.expert_sizes, "random_effects": lambda r: r.random_effects,
     "fittedvalues": lambda r: r.fittedvalues, "resid": lambda r: r.resid,
     "standardized_residuals": lambda r: r.standardized_residuals(),
@@ -47,7 +48,8 @@ OUTPUTS = {
 # text, and the pickling machinery
 NOT_OUTPUTS = {"model", "save", "load", "to_latex", "to_html", "to_markdown", "to_csv",
                "t_test", "wald_test", "llf", "aic", "bic", "icl", "entropy", "nobs", "n_groups",
-               "n_dropped", "df_modelwc", "converged", "n_iter", "n_experts", "cov_type"}
+               "n_dropped", "df_modelwc", "converged", "n_iter", "n_experts", "cov_type",
+               "n_best", "n_finished"}
 COVERED = {"get_prediction_parts": "get_prediction", "predict_expert": "predict",
            "predict_conditional": "predict", "scalars": None}
 

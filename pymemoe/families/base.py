@@ -173,6 +173,14 @@ class ExpertFamily(ABC):
         when the family's law is not summarised by a mean and a variance (discrete outcomes)."""
         return None
 
+    def llf_bound(self, summary: DataSummary) -> float:
+        """An upper bound of the log-likelihood of any parameter value the fit can reach; a
+        computed value above it is rounding garbage (e.g. Woodbury terms at a residual variance
+        far below the random effects' scale) and the searches reject it. Default: +inf (the
+        log-probabilities of discrete outcomes are below 0, but their Laplace approximations
+        need not be)."""
+        return np.inf
+
     def re_scale(self, params) -> np.ndarray:
         """The scale (K,) against which random-effect variances are judged: the residual
         variance for Gaussian experts, 1 (the linear predictor's scale) otherwise."""

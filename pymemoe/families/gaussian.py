@@ -190,6 +190,12 @@ class GaussianFamily(ExpertFamily):
         return DataSummary(n_groups=int(n_groups), nobs=int(nobs),
                            outcome_scale=float(yy / nobs), z_scale=np.asarray(zdiag) / nobs)
 
+    def llf_bound(self, summary: DataSummary) -> float:
+        """-nobs/2 log(2 pi floor): every eigenvalue of V_i = Z D Z' + sigma2 I is at least
+        sigma2, itself at least the floor, so log N(y_i; mu, V_i) <= -n_i/2 log(2 pi floor),
+        and a mixture's log density is at most its largest expert's."""
+        return -0.5 * summary.nobs * float(np.log(2.0 * np.pi * summary.scale_floor))
+
     def one_expert_start(self, blocks, structure: Structure, summary: DataSummary) -> Params:
         """Pooled OLS, half the residual variance to each variance component."""
         xx, xy, yy, nobs, zdiag, _ = blocks.reduce(self.totals_block, blocks.empty_states())
