@@ -6,12 +6,16 @@ Data: ``--subjects`` subjects (default 10,000) with 6-10 visits at times 0..n_i-
 (about 80,000 rows), a binary outcome from a mixture of logistic mixed models with random
 intercept and slope on time and multinomial-logit gating on ``x1`` (normal) and ``x2``
 (binary); the truth is below. For each case, in a fresh ``spawn`` subprocess: wall and CPU
-time of model construction, of ``fit()`` with its defaults (``cov_type="none"``) and of the
-standard errors (``res.bse``, the information computed on first use), EM iterations, llf,
-converged, and the process's peak RSS.
+time of model construction, of ``fit(random_state=0)`` with its other options at their
+defaults (the starts, the tolerance, the polish; the standard errors are deferred) and of the
+standard errors (``res.bse``, the observed information computed on first use), EM iterations,
+llf, converged, the process's peak RSS, and the one-minute load average of the machine when the
+case started (on a loaded machine, read the CPU columns).
 
 Cases: K = 1 (Laplace, and nAGQ = 10 on a random-intercept model: nAGQ > 1 with two random
-effects is a 10 x 10 grid), K = 2 with gating (Laplace and nAGQ = 10).
+effects is a 10 x 10 grid), K = 2 with gating on ``x1 + x2`` (Laplace, and nAGQ = 10 on the
+random intercept and slope: 100 nodes per subject and expert). The K = 2 cases use fit()'s
+default start strategy, so their times follow it.
 
 R (optional): with ``Rscript`` and lme4 installed (Debian: ``r-cran-lme4``), the K = 1 models
 are also fitted by ``glmer`` (Laplace; nAGQ = 10 for the random intercept, which lme4 allows
@@ -79,11 +83,12 @@ CASES = {
 
 def run_case(args) -> dict:
     path, name, threads = args
-    warnings.simplefilter("ignore")
     from pymemoe import MEMoE
+    warnings.simplefilter("ignore")     # after the import: statsmodels' sets "always" filters
     df = pd.read_csv(path)
     kw = dict(CASES[name])
     n_experts = kw.pop("n_experts")
+    load1 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     model = MEMoE.from_formula("y ~ time", df, "id", n_experts=n_experts, family="binomial", **kw)
     t1, c1 = time.perf_counter(), time.process_time()
@@ -94,7 +99,8 @@ def run_case(args) -> dict:
     return {"case": name, "K": n_experts, "nAGQ": kw["nAGQ"], "build_s": t1 - t0, "fit_s": t2 - t1,
             "fit_cpu_s": c2 - c1, "se_s": t3 - t2, "se_cpu_s": c3 - c2, "n_iter": res.n_iter,
             "llf": res.llf, "converged": res.converged,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+            "load1": load1}
 
 
 R_SCRIPT = r"""
@@ -151,7 +157,8 @@ def main() -> None:
             print(f"running {name} ...", flush=True)
             with ctx.Pool(1) as pool:
                 row = pool.map(run_case, [(data[CASES[name]["n_experts"]], name, args.jobs)])[0]
-            print(f"  fit {row['fit_s']:.2f} s, SEs {row['se_s']:.2f} s, llf {row['llf']:.4f}")
+            print(f"  fit {row['fit_s']:.2f} s ({row['fit_cpu_s']:.2f} s CPU), SEs "
+                  f"{row['se_s']:.2f} s ({row['se_cpu_s']:.2f} s CPU), llf {row['llf']:.4f}")
             rows.append(row)
         r = {} if args.skip_r or 1 not in data else run_r(data[1])
     table = pd.DataFrame(rows)

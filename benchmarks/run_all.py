@@ -15,12 +15,16 @@ the cores; a failing or skipped script does not stop the others):
 4. ``bench_chunked.py``: the largest size read from Parquet files in chunks (and, up to 10^5
    subjects, the same fit built in memory); without pyarrow it says so and skips;
 5. ``bench_threads.py``: multi-start fits with one and two threads (its own fixed sizes), the
-   measurement behind ``fit(n_jobs=None)``.
+   measurement behind ``fit(n_jobs=None)``;
+6. ``bench_glmm.py``: binomial experts at ``--glmm-subjects`` subjects (default 10,000; 0 skips
+   it): K = 1 (Laplace, and nAGQ = 10 with a random intercept) beside lme4's ``glmer``, and
+   K = 2 with gating (Laplace and nAGQ = 10); without R the glmer columns are empty and it
+   says so. The K = 2 quadrature case takes minutes.
 
 Run (from the repository root)::
 
     python benchmarks/run_all.py --sizes 1000 10000 100000          # the documented tables
-    python benchmarks/run_all.py --sizes 1000 --max-r 300           # a quick check, minutes
+    python benchmarks/run_all.py --sizes 1000 --max-r 300 --glmm-subjects 1000   # a quick check
     python benchmarks/run_all.py --sizes 1000000 --max-statsmodels 0 --max-r 0   # N = 10^6
 """
 from __future__ import annotations
@@ -43,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="largest N given to the statsmodels comparison (default 10000)")
     parser.add_argument("--max-r", type=int, default=1_000,
                         help="largest N given to the R comparisons (default 1000)")
+    parser.add_argument("--glmm-subjects", type=int, default=10_000,
+                        help="subjects of the binomial-expert benchmark bench_glmm.py "
+                             "(default 10000; 0 skips it)")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads of every fit (default 1, as R's reference BLAS)")
     return parser.parse_args(argv)
@@ -63,6 +70,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     memory = [str(largest)] if largest <= 100_000 else []
     runs.append(("bench_chunked.py", ["--sizes", str(largest), "--memory-sizes", *memory, *threads]))
     runs.append(("bench_threads.py", threads))
+    if args.glmm_subjects > 0:
+        runs.append(("bench_glmm.py", ["--subjects", str(args.glmm_subjects), *threads]))
     return runs
 
 
@@ -75,12 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         code = subprocess.call(command)
         outcomes.append((script, code, time.perf_counter() - start))
-    skipped = {"bench_statsmodels.py", "bench_r.py"} - {script for script, _, _ in outcomes}
+    ran = {script for script, _, _ in outcomes}
+    skipped = {"bench_statsmodels.py", "bench_r.py", "bench_glmm.py"} - ran
     print("\n=== summary")
     for script, code, seconds in outcomes:
         print(f"{script:24s} {'ok' if code == 0 else f'failed (exit {code})':18s} {seconds:8.1f} s")
     for script in sorted(skipped):
-        print(f"{script:24s} not run: every size is above its --max-* limit")
+        why = ("--glmm-subjects 0" if script == "bench_glmm.py"
+               else "every size is above its --max-* limit")
+        print(f"{script:24s} not run: {why}")
     return max((code for _, code, _ in outcomes), default=0)
 
 

@@ -2,7 +2,7 @@
 
 Runs ``python -m sphinx -W --keep-going -b html docs <tmp>`` (warnings are errors), so a page or
 a package docstring that Sphinx or numpydoc cannot parse fails the test suite, and so does a
-figure that a page shows but the stored notebook lacks. The build fits no model and needs no
+figure that a page shows but the stored notebooks lack. The build fits no model and needs no
 network; it takes about ten seconds. Skipped when Sphinx or numpydoc is
 not installed (both are in the ``test`` extra).
 """
@@ -29,7 +29,8 @@ def test_docs_build_without_warnings(tmp_path):
     for page in ("index", "installation", "quickstart", "definitions", "coming_from",
                  "case_study", "simulation_study", "user_guide/model", "user_guide/options",
                  "user_guide/inference", "user_guide/prediction", "user_guide/choosing_k",
-                 "user_guide/model_checking", "user_guide/tables", "api/pymemoe",
+                 "user_guide/model_checking", "user_guide/tables",
+                 "user_guide/binary_and_count", "api/pymemoe",
                  "api/developers"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
     # pictures where people would rather look than read: the case study's figures and the
@@ -38,7 +39,9 @@ def test_docs_build_without_warnings(tmp_path):
                             "figure-fit", "figure-residuals", "figure5", "figure-patient"],
              "user_guide/prediction": ["figure-trajectories", "figure-patient"],
              "user_guide/model_checking": ["figure-residuals", "figure-fit"],
-             "user_guide/choosing_k": ["figure-comparison"]}
+             "user_guide/choosing_k": ["figure-comparison"],
+             "user_guide/binary_and_count": ["glmm-figure-binary", "glmm-figure-posterior",
+                                             "glmm-figure-counts"]}
     for page, figures in shows.items():
         html = (out / f"{page}.html").read_text(encoding="utf-8")
         for figure in figures:

@@ -1,11 +1,13 @@
-"""The notebooks: the PBCseq case study (notebooks/pbcseq.ipynb) is stored executed with the
-analysis' parameters (its cells are those of notebooks/make_pbcseq.py, its figures are there),
-and it executes with small parameters.
+"""The notebooks: the PBCseq case study (notebooks/pbcseq.ipynb) and the worked examples of
+binomial and Poisson experts (notebooks/binary_and_count.ipynb) are stored executed with the
+analysis' parameters (their cells are those of notebooks/make_pbcseq.py and
+notebooks/make_binary_count.py, their figures are there), and they execute with small
+parameters.
 
 The notebook's cell tagged ``parameters`` holds the values a user would run; the test appends
-small ones (few EM starts and folds) to it before executing, so the whole notebook runs in
-well under a minute. The kernel is this interpreter (``sys.executable``), through a kernel
-spec written to a temporary directory, so the test does not depend on which kernels are
+small ones (few EM starts and folds, few quadrature nodes) to it before executing, so each
+notebook runs in about a minute. The kernel is this interpreter (``sys.executable``), through a
+kernel spec written to a temporary directory, so the test does not depend on which kernels are
 installed on the machine.
 
 Needs nbformat, nbclient and ipykernel (and matplotlib); skipped when they are missing.
@@ -28,6 +30,8 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PBCSEQ = NOTEBOOKS / "pbcseq.ipynb"
 KERNEL = "pymemoe-test-python"
 SMALL = {"N_STARTS": 3, "N_FOLDS": 3, "K_MAX": 3}
+GLMM = NOTEBOOKS / "binary_and_count.ipynb"
+GLMM_SMALL = {"N_STARTS": 2, "NAGQ": 3, "K_MAX": 2, "AGQ_GRID": (1, 3)}
 
 
 def _tagged(nb, tag: str) -> list:
@@ -72,11 +76,10 @@ def kernel_env(tmp_path_factory):
     mp.undo()
 
 
-@pytest.fixture(scope="module")
-def pbcseq_executed(kernel_env):
-    nb = nbformat.read(str(PBCSEQ), as_version=4)
+def _execute_small(path: Path, small: dict):
+    nb = nbformat.read(str(path), as_version=4)
     params = _one(nb, "parameters")
-    overrides = "\n".join(f"{k} = {v!r}" for k, v in SMALL.items())
+    overrides = "\n".join(f"{k} = {v!r}" for k, v in small.items())
     params.source += f"\n\n# test suite: small values\n{overrides}\n"
     client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=300,
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
@@ -84,15 +87,29 @@ def pbcseq_executed(kernel_env):
     return nb
 
 
+def _generator(name: str):
+    spec = importlib.util.spec_from_file_location(name, NOTEBOOKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pbcseq_executed(kernel_env):
+    return _execute_small(PBCSEQ, SMALL)
+
+
+@pytest.fixture(scope="module")
+def glmm_executed(kernel_env):
+    return _execute_small(GLMM, GLMM_SMALL)
+
+
 FIGURES = ("figure-comparison", "figure-trajectories", "figure-posterior", "figure-fit",
            "figure-residuals", "figure5", "figure-patient")
 
 
 def test_pbcseq_notebook_matches_its_generator_and_is_stored_executed():
-    spec = importlib.util.spec_from_file_location("make_pbcseq", NOTEBOOKS / "make_pbcseq.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    built = module.build()
+    built = _generator("make_pbcseq").build()
     stored = nbformat.read(str(PBCSEQ), as_version=4)
     assert [(c.cell_type, c.source) for c in stored.cells] == \
         [(c.cell_type, c.source) for c in built.cells], \
@@ -129,3 +146,39 @@ def test_pbcseq_notebook_runs(pbcseq_executed):
     assert "mean_se" in _text(_one(nb, "expert-means"))
     numbers = _text(_one(nb, "summary-numbers"))
     assert "chosen number of experts (BIC)" in numbers and "N_STARTS = 3" in numbers
+
+
+GLMM_FIGURES = ("glmm-figure-binary", "glmm-figure-posterior", "glmm-figure-counts")
+
+
+def test_binary_and_count_notebook_matches_its_generator_and_is_stored_executed():
+    built = _generator("make_binary_count").build()
+    stored = nbformat.read(str(GLMM), as_version=4)
+    assert [(c.cell_type, c.source) for c in stored.cells] == \
+        [(c.cell_type, c.source) for c in built.cells], \
+        "notebooks/binary_and_count.ipynb is stale: run python notebooks/make_binary_count.py --execute"
+    code = [c for c in stored.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), \
+        "store the notebook executed: python notebooks/make_binary_count.py --execute"
+    assert not [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
+    for tag in GLMM_FIGURES:
+        assert _has_png(_one(stored, tag)), f"the stored notebook lacks the figure {tag!r}"
+    assert "N_STARTS = 10, NAGQ = 10, K_MAX = 3" in _text(_one(stored, "glmm-numbers"))
+
+
+def test_binary_and_count_notebook_runs(glmm_executed):
+    nb = glmm_executed
+    errors = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
+              if out["output_type"] == "error"]
+    assert not errors
+    assert "glmer llf" in _text(_one(nb, "glmm-bacteria-glmer"))
+    assert "binomial, logit link, AGQ 3" in _text(_one(nb, "glmm-sim-summary"))
+    assert "poisson, log link, AGQ 3" in _text(_one(nb, "glmm-poisson-summary"))
+    assert "numerical integration" in _text(_one(nb, "glmm-bacteria-laplace"))
+    assert "BIC" in _text(_one(nb, "glmm-bacteria-compare"))
+    assert "mean_ci_lower" in _text(_one(nb, "glmm-sim-predict"))
+    assert "prediction sets are intervals of a density" in _text(_one(nb, "glmm-prediction-sets"))
+    assert "no error" not in _text(_one(nb, "glmm-errors"))
+    for tag in GLMM_FIGURES:
+        assert _has_png(_one(nb, tag)), tag
+    assert "N_STARTS = 2" in _text(_one(nb, "glmm-numbers"))
