@@ -15,7 +15,10 @@ the cores; a failing or skipped script does not stop the others):
 4. ``bench_chunked.py``: the largest size read from Parquet files in chunks (and, up to 10^5
    subjects, the same fit built in memory); without pyarrow it says so and skips;
 5. ``bench_threads.py``: multi-start fits with one and two threads (its own fixed sizes), the
-   measurement behind ``fit(n_jobs=None)``.
+   measurement behind ``fit(n_jobs=None)``;
+6. ``bench_scale.py``: end to end (``from_formula``, ``fit()`` with its defaults, the standard
+   errors) with the peak resident memory, for every size in ``--sizes``, with ``n_jobs=1`` and
+   ``n_jobs=2``, beside issue 15's targets.
 
 Run (from the repository root)::
 
@@ -63,6 +66,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     memory = [str(largest)] if largest <= 100_000 else []
     runs.append(("bench_chunked.py", ["--sizes", str(largest), "--memory-sizes", *memory, *threads]))
     runs.append(("bench_threads.py", threads))
+    runs.append(("bench_scale.py", ["--sizes", *map(str, sizes), "--threads", "1", "2",
+                                    "--blas-threads", str(args.threads)]))
     return runs
 
 
