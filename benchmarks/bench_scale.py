@@ -26,7 +26,10 @@ average before and after (the machine may be shared). Each case runs in a fresh 
 subprocess, so its peak is its own; a case that exceeds ``--timeout`` seconds is stopped and
 reported with the steps it finished. ``--profile DIR`` runs the fit and the standard errors
 under cProfile instead (the timings are then inflated and flagged ``profiled``), writes
-``DIR/N<n>_T<t>_{fit,se}.prof`` and prints the top functions by cumulative time.
+``DIR/N<n>_T<t>_{fit,se}.prof`` and prints the top functions by cumulative time. The profiler
+counts CPU time (``time.process_time``), not wall time, so that the time the process waits for
+a core on a shared machine is not charged to whatever function was running; it follows the
+calling thread only, so profile with ``--threads 1``.
 
 The targets of issue 15 are printed beside the measured values: N = 1e5 (K = 3),
 ``from_formula`` + fit + SEs <= 3 s with the defaults; N = 1e6, <= 30 s end to end and a peak
@@ -132,17 +135,58 @@ def git_commit() -> str:
 
 # -- one case, in a fresh subprocess --------------------------------------------------------
 
-def _profiled(call, path: Path | None, top: int):
+# Functions whose CPU time the profile summary lists, where they exist (a missing one is
+# skipped, so the summary survives changes of the EM driver): the driver whose direct callees
+# are the phases, then the passes over the subjects and the kernels inside them.
+PROFILE_DRIVERS = {"fit": "_run_em", "se": "observed_information"}
+PROFILE_PASSES = ("em.py:e_pass", "em.py:m_step", "gating.py:newton_update_blocks",
+                  "gaussian.py:variance_block", "em.py:polish", "em.py:_value_score_block",
+                  "em.py:score_moments", "em.py:projected_grad_max",
+                  "inference.py:information_terms", "inference.py:_closed_form_columns",
+                  "likelihood.py:e_step", "expert.py:gls_normal_equations",
+                  "expert.py:expert_moments", "gating.py:gating_block",
+                  "likelihood.py:natural_score_sums", "expert_hessian.py:expert_hessian_sums",
+                  "likelihood.py:expert_score_vectors")
+
+
+def profile_summary(stats: pstats.Stats, driver: str, share_min: float = 0.01) -> str:
+    """The direct callees of ``driver`` (the phases) and the passes of PROFILE_PASSES, each
+    with its cumulative CPU seconds, calls and share of the total."""
+    total = max(stats.total_tt, 1e-12)
+    lines = []
+    drivers = [key for key in stats.stats if key[2] == driver]
+    for key in drivers:
+        lines.append(f"  phases (callees of {driver}, {stats.stats[key][3]:.2f} s):")
+        edges = [(callee, callers[key]) for callee, (*_, callers) in stats.stats.items()
+                 if key in callers]
+        for callee, (cc, nc, tt, ct) in sorted(edges, key=lambda e: -e[1][3]):
+            if ct >= share_min * total:
+                lines.append(f"    {callee[2]:32s} {ct:8.2f} s {nc:6d} calls {ct / total:6.1%}")
+    lines.append("  passes and kernels (cumulative over all calls):")
+    for entry in PROFILE_PASSES:
+        module, name = entry.split(":")
+        keys = [key for key in stats.stats
+                if key[2] == name and Path(key[0]).name == module]
+        if keys:
+            ct = sum(stats.stats[k][3] for k in keys)
+            nc = sum(stats.stats[k][1] for k in keys)
+            lines.append(f"    {entry:38s} {ct:8.2f} s {nc:6d} calls {ct / total:6.1%}")
+    return "\n".join(lines)
+
+
+def _profiled(call, path: Path | None, top: int, driver: str = ""):
     """``call()``, under cProfile when ``path`` is given (stats dumped there and printed)."""
     if path is None:
         return call()
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.process_time)      # CPU seconds: see the module docstring
     out = profile.runcall(call)
     profile.dump_stats(path)
     text = io.StringIO()
-    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(top)
-    print(f"\n--- cProfile {path.name}, top {top} by cumulative time\n{text.getvalue()}",
-          flush=True)
+    stats = pstats.Stats(profile, stream=text)
+    stats.sort_stats("cumulative").print_stats(top)
+    print(f"\n--- cProfile {path.name} (CPU seconds), top {top} by cumulative time\n"
+          f"{text.getvalue()}\n--- summary of {path.name} ({stats.total_tt:.2f} CPU s)\n"
+          f"{profile_summary(stats, driver)}", flush=True)
     return out
 
 
@@ -180,12 +224,13 @@ def run_case(case: dict[str, Any], conn) -> None:
             data=data, n_experts=case["n_experts"], **SPEC))
         res = step("fit", lambda: _profiled(
             lambda: model.fit(random_state=0, n_jobs=case["n_jobs"], **case["fit_kwargs"]),
-            None if profile is None else profile / f"{stem}_fit.prof", case["profile_top"]))
+            None if profile is None else profile / f"{stem}_fit.prof", case["profile_top"],
+            PROFILE_DRIVERS["fit"]))
         row.update(n_groups=model.data.n_groups, n_iter=res.n_iter, llf=res.llf,
                    converged=res.converged)
         bse = step("se", lambda: _profiled(
             lambda: res.bse, None if profile is None else profile / f"{stem}_se.prof",
-            case["profile_top"]))
+            case["profile_top"], PROFILE_DRIVERS["se"]))
     options = getattr(res, "_options", None)
     row.update(se_finite=int(np.isfinite(bse).sum()), n_params=len(bse),
                n_starts_used=getattr(options, "n_starts", None),
