@@ -21,7 +21,8 @@ peak resident memory (``VmHWM`` of ``/proc/self/status``) of each step, reset be
 writing 5 to ``/proc/self/clear_refs`` (where allowed; otherwise each step's peak is the peak
 so far), and of the whole process (the largest of them: interpreter, libraries, the data frame
 and every step; ``ru_maxrss`` on systems without ``/proc``); EM iterations of the best start
-(``res.n_iter``), llf, converged, the number of warnings, the EM options used; the 1-minute load
+(``res.n_iter``), llf, converged, the number of warnings, the EM options used (and, where the
+version has them, the start strategy and ``res.n_best``); the 1-minute load
 average before and after (the machine may be shared). Each case runs in a fresh ``spawn``
 subprocess, so its peak is its own; a case that exceeds ``--timeout`` seconds is stopped and
 reported with the steps it finished. ``--profile DIR`` runs the fit and the standard errors
@@ -232,6 +233,12 @@ def run_case(case: dict[str, Any], conn) -> None:
             lambda: res.bse, None if profile is None else profile / f"{stem}_se.prof",
             case["profile_top"], PROFILE_DRIVERS["se"]))
     options = getattr(res, "_options", None)
+    try:                                  # results of versions with a start strategy report
+        n_best = getattr(res, "n_best", None)        # how many starts reached the best llf
+    except Exception:                     # noqa: BLE001 (a figure to record, never a failure)
+        n_best = None
+    row.update(starts=getattr(options, "starts", ""), n_best=n_best,
+               sample_subjects=getattr(options, "sample_subjects", None))
     row.update(se_finite=int(np.isfinite(bse).sum()), n_params=len(bse),
                n_starts_used=getattr(options, "n_starts", None),
                options=repr(options) if options is not None else "",
