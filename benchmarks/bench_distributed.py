@@ -18,10 +18,10 @@ What it does
    ``n_starts=--n-starts``); the default standard errors (``res.bse``: the observed
    information, computed on first use); ``res.posterior`` (the one step that gathers all
    subjects' posteriors into the driver). The starts run in the driver on a sample of at most
-   ``sample_limit`` (100,000) subjects; with ``--fix-finish`` the best start's polish on all
-   subjects is judged against the start's log-likelihood on all subjects (see
-   :func:`finish_on_all_subjects`: the EM driver of this version judges it against the
-   sample's and so always discards it above 100,000 subjects).
+   ``sample_limit`` (100,000) subjects; the best start's polish on all subjects is judged
+   against the start's log-likelihood on all subjects (``em._finish_start`` does so since
+   commit f59f186; before it, ``--fix-finish`` patched that in, and the option is now accepted
+   and ignored so that the documented commands still run).
 
 Reported per N: wall time of each step; the peak resident memory (``VmHWM`` of
 ``/proc/<pid>/status``) of the driver (the scheduler of a LocalCluster runs in it) and of each
@@ -33,7 +33,7 @@ machine slows every step). Timings are figures to read, never asserted.
 
 Run (from the repository root; needs ``dask[dataframe]``, ``distributed``, ``pyarrow``)::
 
-    python benchmarks/bench_distributed.py --n-starts 1 --fix-finish   # N = 1e6, 1e7 (the docs)
+    python benchmarks/bench_distributed.py --n-starts 1                # N = 1e6, 1e7 (the docs)
     python benchmarks/bench_distributed.py --sizes 100000 --n-starts 1      # a quick check
     python benchmarks/bench_distributed.py --sizes 1000000                  # fit()'s defaults
 """
@@ -139,34 +139,6 @@ def write_parquet(folder: Path, n_subjects: int, n_experts: int, seed: int,
     return dict(write_s=time.perf_counter() - t0, disk_gb=disk / GB)
 
 
-# -- the change requested of em.py ----------------------------------------------------------
-
-def finish_on_all_subjects() -> None:
-    """``--fix-finish``: apply, in this process only, the change of ``pymemoe/em.py`` that
-    issue 15's distributed report asks for, until it lands (then delete this function).
-
-    When the starts run on a sample of the subjects (``DaskBlocks.sample`` returns at most
-    ``sample_limit`` of them), ``em._finish_start`` keeps the polished parameters only if
-    their log-likelihood on *all* subjects is at least the start's log-likelihood on the
-    *sample*, which is always far higher (fewer terms), so the polish is always thrown away
-    and the fit ends at the sample's optimum (``converged=False``). The fix compares like with
-    like: the start's log-likelihood on all subjects.
-    """
-    import dataclasses
-
-    import pymemoe.em as em
-
-    original = em._finish_start
-
-    def finish(ctx, start):
-        if start.empty or ctx.start_blocks is ctx.blocks:
-            return original(ctx, start)
-        _, llf, _, _ = em.e_pass(ctx.blocks, start.params, ctx.blocks.empty_states())
-        return original(ctx, dataclasses.replace(start, llf=llf))
-
-    em._finish_start = finish
-
-
 # -- one case ---------------------------------------------------------------------------------
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
@@ -176,8 +148,6 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
     from pymemoe.chunked import from_dask
 
-    if case["fix_finish"]:
-        finish_on_all_subjects()
     row = dict(case)
     row["load1_before"] = os.getloadavg()[0]
     with warnings.catch_warnings():
@@ -272,8 +242,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--n-starts", type=int, default=None,
                         help="fit(n_starts=...); default: fit()'s default")
     parser.add_argument("--fix-finish", action="store_true",
-                        help="apply the requested em.py fix of the finish after sampled starts "
-                             "(see finish_on_all_subjects)")
+                        help="ignored: em.py compares the polish after sampled starts with the "
+                             "start's log-likelihood on all subjects itself since f59f186 (this "
+                             "option patched that in before)")
     parser.add_argument("--batch", type=int, default=250_000, help="subjects per Parquet file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=Path("benchmarks/out/parquet"))

@@ -19,7 +19,10 @@ the cores; a failing or skipped script does not stop the others):
 6. ``bench_glmm.py``: binomial experts at ``--glmm-subjects`` subjects (default 10,000; 0 skips
    it): K = 1 (Laplace, and nAGQ = 10 with a random intercept) beside lme4's ``glmer``, and
    K = 2 with gating (Laplace and nAGQ = 10); without R the glmer columns are empty and it
-   says so. The K = 2 quadrature case takes minutes.
+   says so. The K = 2 quadrature case takes minutes;
+7. ``bench_scale.py``: end to end (``from_formula``, ``fit()`` with its defaults, the standard
+   errors) with the peak resident memory, for every size in ``--sizes``, with ``n_jobs=1`` and
+   ``n_jobs=2``, beside issue 15's targets.
 
 Run (from the repository root)::
 
@@ -72,6 +75,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     runs.append(("bench_threads.py", threads))
     if args.glmm_subjects > 0:
         runs.append(("bench_glmm.py", ["--subjects", str(args.glmm_subjects), *threads]))
+    runs.append(("bench_scale.py", ["--sizes", *map(str, sizes), "--threads", "1", "2",
+                                    "--blas-threads", str(args.threads)]))
     return runs
 
 
