@@ -335,7 +335,7 @@ def test_two_separated_experts_are_found():
     """Power: data from two well-separated experts; the test rejects one expert at 5% (with
     B = 19 the p-value is 0.05 exactly when LR beats every draw)."""
     start = time.perf_counter()
-    p = _rejections(TWO, n_reps=10, n_boot=19, seed=101)
+    p = _rejections(TWO, n_reps=8, n_boot=19, seed=101)
     rate = np.mean(p <= 0.05)
     print(f"\npower: rejection rate at 5% {rate:.2f} over {p.size} data sets "
           f"(p-values {np.round(p, 3).tolist()}; {time.perf_counter() - start:.0f} s)")
