@@ -108,8 +108,9 @@ from .tables import format_pvalue, render_text
 
 __all__ = ["BootstrapLRTResult", "bootstrap_lrt", "stored_fit_options"]
 
-# An LR below -LLF_RTOL (1 + |l_{K-1}|) is a K-expert fit below the K - 1 expert fit (a missed
-# maximum); smaller negative values are rounding of the two optimisers and are set to 0 silently.
+# A K-expert fit whose llf is more than LLF_RTOL (1 + |l_{K-1}|) below the K - 1 expert fit's
+# missed its maximum; a smaller shortfall is the rounding of the two optimisers (LR set to 0
+# silently).
 LLF_RTOL = 1e-6
 # Fit options that each refit sets itself rather than copying from the tested fits.
 _SET_PER_REFIT = ("random_state", "start_params", "cov_type", "cov_kwds", "n_jobs", "progress")
@@ -177,7 +178,7 @@ class BootstrapLRTResult:
     def n_negative(self) -> int:
         """Draws whose K-expert fit ended below their K - 1 expert fit (a missed maximum)."""
         llf = self.draws["llf_restricted"].to_numpy()
-        return int((self.draws["statistic"].to_numpy() < -_tolerance(llf)).sum())
+        return int((self.draws["statistic"].to_numpy() < -_lr_tolerance(llf)).sum())
 
     @property
     def n_not_converged(self) -> tuple[int, int]:
@@ -243,8 +244,9 @@ class BootstrapLRTResult:
                 f"negative={self.n_negative}>")
 
 
-def _tolerance(llf) -> np.ndarray | float:
-    return LLF_RTOL * (1.0 + np.abs(llf))
+def _lr_tolerance(llf) -> np.ndarray | float:
+    """How far below 0 an LR = 2 (l_K - l_{K-1}) may fall by rounding (``llf`` = l_{K-1})."""
+    return 2.0 * LLF_RTOL * (1.0 + np.abs(llf))
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -485,7 +487,7 @@ def bootstrap_lrt(restricted, full, n_boot: int = 99, random_state=None,
 
     llf0, llf1 = float(restricted.llf), float(full.llf)
     statistic = 2.0 * (llf1 - llf0)
-    if statistic < -2.0 * _tolerance(llf0):
+    if statistic < -_lr_tolerance(llf0):
         warnings.warn(f"the fit with {k1} experts has a lower log-likelihood ({llf1:.4f}) than "
                       f"the fit with {k0} ({llf0:.4f}): it missed its maximum, so the statistic "
                       f"is set to 0 and the test is meaningless; refit it with more starts "
