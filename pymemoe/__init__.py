@@ -36,6 +36,7 @@ summary(), to_frame(), expert_table(), postprob()
     tables for papers (:mod:`pymemoe.summary`; ``summary_col`` puts models side by side).
 
 Modules beyond the model: :mod:`pymemoe.selection` (``compare_experts``: choosing K),
+:mod:`pymemoe.blrt` (``bootstrap_lrt``: the bootstrap likelihood ratio test of K - 1 against K),
 :mod:`pymemoe.diagnostics` (residuals and the fit by expert), :mod:`pymemoe.metrics` (adjusted
 Rand index, label matching),
 :mod:`pymemoe.crossval` (``cross_validate``), :mod:`pymemoe.simulate` (``simulate``: data from
@@ -63,6 +64,7 @@ from .exceptions import BoundaryWarning, SeparationWarning
 from .selection import compare_experts
 from .crossval import cross_validate
 from .simulate import simulate
+from .blrt import BootstrapLRTResult, bootstrap_lrt
 
 __all__ = ["MEMoE", "MEMoEResults", "BoundaryWarning", "SeparationWarning", "compare_experts",
-           "cross_validate", "simulate", "load"]
+           "cross_validate", "simulate", "load", "bootstrap_lrt", "BootstrapLRTResult"]
