@@ -219,6 +219,12 @@ class MEMoEResults:
         return starts_table(self._fit.starts)
 
     @property
+    def fit_options(self):
+        """The options of the fit (a frozen :class:`pymemoe.em.EMOptions`): what a refit on
+        other data (a bootstrap draw) repeats."""
+        return self._options
+
+    @property
     def n_best(self) -> int:
         """Finished starts that reached the best log-likelihood (within
         :data:`pymemoe.starts.LLF_TOL`; on the subsample when the starts ran on one). One

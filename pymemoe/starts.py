@@ -171,13 +171,17 @@ def initial_tau(kind: str, K: int, coefs: np.ndarray, rng: np.random.Generator,
     return (1 - smooth) * tau / tau.sum(axis=1, keepdims=True) + smooth / K
 
 
-def split_tau(tau: np.ndarray, coefs: np.ndarray, j: int, smooth: float = 0.05) -> np.ndarray:
+def split_tau(tau: np.ndarray, coefs: np.ndarray, j: int, smooth: float = 0.05,
+              rng: np.random.Generator | None = None) -> np.ndarray:
     """Responsibilities (N, K) from those of a K - 1 fit (N, K - 1) with expert ``j`` split.
 
-    ``coefs`` (N, m) are the subjects' coefficients under expert j. Its subjects go to one
-    half or the other by the sign of their standardised, centred coefficients projected on the
-    first principal axis of the tau_.j-weighted correlation matrix; expert j keeps one half,
-    the new expert K takes the other, the other experts keep their posterior.
+    ``coefs`` (N, m) are the subjects' coefficients under expert j. Without ``rng``, its
+    subjects go to one half or the other by the sign of their standardised, centred
+    coefficients projected on the first principal axis of the tau_.j-weighted correlation
+    matrix; with ``rng``, by 2-means (k-means++ seeding from ``rng``) on the standardised
+    coefficients of the subjects mostly in expert j (tau_ij > 1/2), each subject then going to
+    the nearer centre. Expert j keeps one half, the new expert K takes the other, the other
+    experts keep their posterior.
 
     Examples
     --------
@@ -192,8 +196,20 @@ def split_tau(tau: np.ndarray, coefs: np.ndarray, j: int, smooth: float = 0.05) 
     if coefs.shape[1]:
         cov = (w[:, None] * centred).T @ centred / w.sum()
         sd = np.sqrt(np.maximum(np.diag(cov), 1e-300))
-        _, vecs = np.linalg.eigh(cov / np.outer(sd, sd))
-        side = (centred / sd) @ vecs[:, -1] > 0
+        scaled = centred / sd
+        members = w > 0.5
+        if rng is not None and members.sum() >= 4:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # empty clusters: the axis split below
+                centres, labels = kmeans2(scaled[members], 2, minit="++", seed=rng)
+            if np.bincount(labels, minlength=2).min() > 0:
+                dist = ((scaled[:, None, :] - centres[None]) ** 2).sum(axis=2)
+                side = dist[:, 1] < dist[:, 0]
+            else:
+                rng = None
+        if rng is None or members.sum() < 4:
+            _, vecs = np.linalg.eigh(cov / np.outer(sd, sd))
+            side = scaled @ vecs[:, -1] > 0
     else:
         side = np.arange(N) % 2 == 0
     out = np.zeros((N, Km1 + 1))
@@ -255,7 +271,7 @@ def _search(ctx: FitContext, blocks, one: Params, seed: np.random.SeedSequence, 
     first) and, aligned with the rows of this K, the finished runs (None when not finished)."""
     structure = ctx.structure
     K = structure.n_experts
-    s_chain, s_others = seed.spawn(2)
+    s_chain, s_others, s_split = seed.spawn(3)
     chain_rows: list[dict] = []
     inits: list[tuple[str, object, Params]] = []
     if plan.split:
@@ -274,9 +290,13 @@ def _search(ctx: FitContext, blocks, one: Params, seed: np.random.SeedSequence, 
             states, _, _, _ = e_pass(blocks, prev, blocks.empty_states())
             tau = blocks.concatenate(blocks.map(lambda block, state: state.tau, states))
             coefs = _expert_coefficients(sub_ctx, blocks, prev, states)
+            split_rngs = [np.random.default_rng(c) for c in s_split.spawn(K - 1)]
             for j in range(K - 1):
                 inits.append(("split", j + 1, start_params_from_tau(
                     ctx, blocks, _expand(prev, j), split_tau(tau, coefs[:, j], j))))
+                inits.append(("split 2-means", j + 1, start_params_from_tau(
+                    ctx, blocks, _expand(prev, j),
+                    split_tau(tau, coefs[:, j], j, rng=split_rngs[j]))))
     family = ctx.family
     ols = blocks.concatenate(blocks.map(
         lambda block, state: family.subject_coefficients(block, structure.k_mix),
@@ -300,9 +320,11 @@ def _search(ctx: FitContext, blocks, one: Params, seed: np.random.SeedSequence, 
     if screened:
         first = run_all(lambda item: run_start(ctx, run_blocks, item[2], plan.screen_iter,
                                                item[0], accel=plan.accel), inits, "screening")
-        others = [i for i, (kind, _, _) in enumerate(inits) if kind != "split" and not first[i].empty]
+        others = [i for i, (kind, _, _) in enumerate(inits)
+                  if not kind.startswith("split") and not first[i].empty]
         others.sort(key=lambda i: -first[i].llf)
-        keep = {i for i, (kind, _, _) in enumerate(inits) if kind == "split" and not first[i].empty}
+        keep = {i for i, (kind, _, _) in enumerate(inits)
+                if kind.startswith("split") and not first[i].empty}
         keep |= set(others[: plan.n_finish])
     else:
         first = [None] * len(inits)
@@ -428,7 +450,7 @@ def starts_table(rows) -> "pd.DataFrame":
     smaller fits that grew the split starts), ``kind`` (``split``: expert ``seed`` of the
     K - 1 fit split in two; ``kmeans``/``random``/``partition`` with ``seed`` the index of the
     start's child seed; ``from sample``: the ``seed``-th row's subsample solution run on all
-    subjects; ``independent``: the strategy of ``fit(starts="independent")``), ``subjects``
+    subjects; ``one expert``: the fit of a one-expert model), ``subjects``
     (the subjects it ran on), ``llf_start`` (at its initial values), ``llf_screen`` (after
     screening; NaN without), ``llf`` (final; NaN when not finished), ``n_iter`` (M-steps),
     ``converged`` (EM stopping rule met), ``emptied`` (an expert emptied), ``polished``,

@@ -49,7 +49,7 @@ OUTPUTS = {
 NOT_OUTPUTS = {"model", "save", "load", "to_latex", "to_html", "to_markdown", "to_csv",
                "t_test", "wald_test", "llf", "aic", "bic", "icl", "entropy", "nobs", "n_groups",
                "n_dropped", "df_modelwc", "converged", "n_iter", "n_experts", "cov_type",
-               "n_best", "n_finished"}
+               "n_best", "n_finished", "fit_options"}
 COVERED = {"get_prediction_parts": "get_prediction", "predict_expert": "predict",
            "predict_conditional": "predict", "scalars": None}
 
