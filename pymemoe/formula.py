@@ -623,8 +623,10 @@ def _check_numeric_outcome(formula: str, y_frame: pd.DataFrame, data: pd.DataFra
     raise ValueError(
         f"formula {formula!r}: the outcome {code!r} is not numeric (column {column!r} has dtype "
         f"{dtype}; patsy would treat it as categorical with {len(levels)} levels: {shown}). "
-        f"pymemoe models a continuous outcome: convert the column with pandas.to_numeric "
-        f"(values that are not numbers become NaN and their rows are dropped) or astype(float)"
+        f"pymemoe needs a numeric outcome (a measurement; 0/1 for family='binomial', e.g. "
+        f"(df[{column!r}] == 'y').astype(int); counts for family='poisson'): convert the column "
+        f"with pandas.to_numeric (values that are not numbers become NaN and their rows are "
+        f"dropped) or astype(float)"
     )
 
 
@@ -880,7 +882,9 @@ def typical_frame(spec: DesignSpec, vary: dict, sample: pd.DataFrame | None = No
 
     The typical value of a column is its first level if a formula uses it as a categorical
     factor (the first of the levels learnt in fitting, the reference of the default coding),
-    otherwise its mean over the rows of the analysis sample (a proportion for a boolean).
+    otherwise its mean over the rows of the analysis sample (a proportion for a boolean). The
+    model's offset column, if any, is set to 0 and its exposure column to 1 (means per unit of
+    exposure).
 
     Parameters
     ----------
@@ -926,6 +930,11 @@ def typical_frame(spec: DesignSpec, vary: dict, sample: pd.DataFrame | None = No
             raise ValueError(f"column {column!r} (used in {place}) is not in the data to take "
                              f"its typical value from")
         frame[column] = [_typical_value(sample[column], levels.get(column), place)] * n
+    # an offset / exposure column is set to 0 / 1: means per unit of exposure (a typical
+    # count would mix the rate with the follow-up of the sample)
+    for name, unit in ((spec.offset, 0.0), (spec.exposure, 1.0)):
+        if isinstance(name, str) and name not in frame:
+            frame[name] = [unit] * n
     return pd.DataFrame(frame)
 
 

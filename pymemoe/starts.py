@@ -12,10 +12,11 @@ tried, in less time than ten independent starts::
     prev   <- the K - 1 fit by this same strategy (recursively down to K = 2, whose K - 1
               fit is ``one``), or the fit given as ``grow_from`` (compare_experts passes its
               K - 1 fit)
-    split  <- for each expert j of prev, one start: prev's posterior with expert j's subjects
-              divided by the sign of their empirical-Bayes coefficients (beta_j + b_hat_ij,
-              standardised) projected on the first principal axis of their tau_ij-weighted
-              covariance, then one M-step (what lcmm users do by hand with ``B = m1``)
+    split  <- for each expert j of prev, two starts: prev's posterior with expert j's
+              subjects divided by their empirical-Bayes coefficients (beta_j + b_hat_ij,
+              standardised): by the sign of their projection on the first principal axis of
+              their tau_ij-weighted covariance, and by 2-means; then one M-step (what lcmm
+              users do by hand with ``B = m1``)
     others <- n_starts starts cycling k-means++ on per-subject OLS coefficients, K random
               subjects as soft centres, and uniform random partitions (own child seeds)
     run    every start by EM + SQUAREM (:func:`pymemoe.em.run_start`) to ``tol``; with
@@ -28,7 +29,8 @@ tried, in less time than ten independent starts::
 Why splits: the K - 1 solution already holds K - 2 of the K experts of the optimum in most
 data sets; dividing one of its experts along its main direction of spread puts a start in the
 basin of the K-expert optimum far more often than a partition of all subjects does (PBCseq
-K = 3: 20/20 seeds against 14/20 for ten k-means/random starts).
+K = 3: 20/20 seeds against 14/20 for ten k-means/random starts). The two ways of splitting
+reach the best maximum independently often enough that the best value is replicated.
 
 **Large data.** When there are more than ``2 * sample_subjects`` subjects, everything above
 runs on a random subsample of ``sample_subjects`` subjects (what lcmm's authors advise by hand),

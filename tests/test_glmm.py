@@ -309,3 +309,23 @@ def test_chunked_data_refuse_glmm_families():
     from pymemoe.chunked import from_chunks
     with pytest.raises(ValueError, match="need each subject's rows"):
         from_chunks("y ~ time", [_csv("sim_poisson_k2")], "subject", family="poisson")
+
+
+def test_trajectory_plot_of_a_model_with_exposure_is_per_unit_exposure(poisson_k2):
+    """The grid of plot_trajectories sets the exposure column to 1: each curve is the expert's
+    marginal mean count per unit of exposure, the closed form exp(x'beta_k + z'D_k z / 2) for a
+    random intercept (the Poisson marginal mean)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    from pymemoe.plotting import expert_curves, plot_trajectories
+    _, res = poisson_k2
+    ax = plot_trajectories(res, "time", band=None)
+    assert len(ax.lines) >= 2
+    grid = np.linspace(0.0, 5.0, 7)
+    curves = expert_curves(res, "time", grid, band=None)[0]
+    beta = res.fe_params.to_numpy()                      # (terms, K)
+    var = np.array([res.cov_re[k + 1].iloc[0, 0] for k in range(res.n_experts)])
+    expected = np.exp(beta[0] + np.outer(grid, beta[1]) + var / 2)
+    np.testing.assert_allclose(curves, expected, rtol=1e-6)
+    matplotlib.pyplot.close("all")
