@@ -31,11 +31,11 @@ def demo(n_starts: int | None = None, random_state: int = 0, max_experts: int = 
             re_formula="~ year", gate_formula="~ age + C(sex) + C(trt)",
             n_starts=n_starts, random_state=random_state, fit_kwargs={"cov_type": "robust"})
     elapsed = time.perf_counter() - start
-    with pd.option_context("display.width", 120, "display.precision", 3,
+    with pd.option_context("display.width", 160, "display.precision", 3,
                            "display.max_columns", 20):
         print(comparison.table)
     starts = 10 if n_starts is None else n_starts
-    print(f"\n(BIC and SABIC use the number of subjects; starts per K: one per expert of the "
+    print(f"\n(BIC and SABIC use the number of subjects; starts per K: two per expert of the "
           f"K - 1 fit, split in two, and {starts} others; n_best of n_finished reached the "
           f"best llf; random_state={random_state}; {elapsed:.1f} s in all)")
     for w in caught:
