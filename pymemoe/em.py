@@ -612,7 +612,7 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None,
     else:
         # pymemoe.starts builds on this module's passes, hence the import here
         from .starts import StartPlan, default_sample_subjects, search_starts
-        sample = (default_sample_subjects(ctx.summary.n_groups) if options.sample_subjects is None
+        sample = (default_sample_subjects(ctx.summary.n_groups, family) if options.sample_subjects is None
                   else options.sample_subjects)
         plan = StartPlan(n_starts=options.n_starts, screen_iter=options.screen_iter,
                          n_finish=options.n_finish, sample_subjects=sample)

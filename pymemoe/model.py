@@ -492,6 +492,19 @@ class MEMoE:
             Subjects per block of the passes over the data (:mod:`pymemoe.blocks`); None picks
             a cache-sized block (about 4,000 subjects at 3 experts). Results do not depend on
             it beyond rounding.
+        starts : {"auto", "independent"}
+            ``"auto"``: the strategy above. ``"independent"``: pymemoe 0.1's, ``n_starts``
+            k-means and random-centre starts each run to convergence by plain EM on all
+            subjects (kept for comparison; it stops at a local maximum more often).
+        grow_from : MEMoEResults, optional
+            A fit of the same model with one expert fewer, whose experts the split starts
+            divide (instead of fitting K - 1 experts first); what
+            :func:`~pymemoe.selection.compare_experts` passes from K - 1 to K.
+        sample_subjects : int, optional
+            Search the starts on a random subsample of this many subjects, then run the two
+            best distinct solutions on all subjects; used when there are more than twice as
+            many subjects. None: 5,000 above 10,000 subjects (binomial and Poisson experts:
+            2,000 above 4,000), all subjects below; 0: always all subjects.
 
         Returns
         -------

@@ -109,9 +109,12 @@ class StartPlan:
     n_full: int = 2
 
 
-def default_sample_subjects(n_groups: int) -> int:
-    """Subjects of the start search's subsample: all (0) up to 10,000 subjects, 5,000 above."""
-    return 0 if n_groups <= 10_000 else 5_000
+def default_sample_subjects(n_groups: int, family) -> int:
+    """Subjects of the start search's subsample: the family's ``search_subjects`` (5,000 for
+    Gaussian experts, 2,000 for binomial and Poisson ones) when there are more than twice as
+    many subjects, else all (0)."""
+    size = int(family.search_subjects)
+    return 0 if n_groups <= 2 * size else size
 
 
 @dataclass(frozen=True, eq=False)

@@ -98,6 +98,9 @@ class ExpertFamily(ABC):
     #: its M-step is exact and cheap; with an iterative M-step the quasi-Newton polish finishes
     #: sooner, so EM stops earlier
     em_tol: float = 1e-8
+    #: subjects of the start search's subsample when there are more than twice as many
+    #: (pymemoe.starts); families whose passes cost more per subject search on fewer
+    search_subjects: int = 5_000
 
     @abstractmethod
     def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None,
