@@ -503,7 +503,7 @@ class MEMoE:
         sample_subjects : int, optional
             Search the starts on a random subsample of this many subjects, then run the two
             best distinct solutions on all subjects; used when there are more than twice as
-            many subjects. None: 5,000 above 10,000 subjects (binomial and Poisson experts:
+            many subjects. None: 2,500 above 5,000 subjects (binomial and Poisson experts:
             2,000 above 4,000), all subjects below; 0: always all subjects.
 
         Returns

@@ -240,3 +240,21 @@ def test_simulated_truth_twenty_seeds():
     hits, llfs = _success(model, max(at_truth, -np.inf))
     print("simulated K = 2:", hits, "/ 20", np.round(llfs, 2), "from the truth", at_truth)
     assert hits == 20
+
+
+@pytest.mark.slow
+def test_subsample_search_reaches_the_maximum_of_the_truth():
+    """12,000 subjects (known truth, tests/truth.py): the default search on a 2,500-subject
+    subsample reaches, for every seed, the maximum that EM started at the true parameters
+    reaches on all subjects."""
+    df = simulate_memoe(12_000, seed=41)
+    model = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time",
+                               gate_formula="~ x1 + x2", n_experts=2)
+    from truth import TRUTH_K2
+    from pymemoe.params import Params, to_user
+    truth = Params(**{k: np.asarray(v, float) for k, v in TRUTH_K2.items()})
+    at_truth = quiet_fit(model, start_params=to_user(truth, model.structure)).llf
+    for seed in range(3):
+        res = quiet_fit(model, random_state=seed)
+        assert (res.starts["subjects"] == 2_500).any()      # the search ran on the subsample
+        assert res.llf == pytest.approx(at_truth, abs=1e-4)

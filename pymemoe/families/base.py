@@ -100,7 +100,7 @@ class ExpertFamily(ABC):
     em_tol: float = 1e-8
     #: subjects of the start search's subsample when there are more than twice as many
     #: (pymemoe.starts); families whose passes cost more per subject search on fewer
-    search_subjects: int = 5_000
+    search_subjects: int = 2_500
 
     @abstractmethod
     def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None,

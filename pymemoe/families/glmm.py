@@ -182,7 +182,7 @@ class GLMMFamily(ExpertFamily):
     # iterations 9.5 s, to the same log-likelihood
     em_tol = 1e-4
     # a GLMM pass (Newton for the modes at every row) costs ~20x a Gaussian one per subject:
-    # K = 2, 10,000 binary subjects: 40 s of CPU searching on all subjects
+    # K = 2, 10,000 binary subjects: 40 s of CPU searching on all subjects, 18 s on 2,000
     search_subjects = 2_000
 
     def __init__(self, name: str, n_agq: int = 1, m_iter: int = 2) -> None:
