@@ -591,6 +591,7 @@ def _independent_starts(ctx: FitContext, seed: np.random.SeedSequence,
     best_index = next(i for i, r in enumerate(results) if r is max(pool, key=lambda r: r.llf))
     results[best_index] = _finish_start(ctx, results[best_index])
     best = results[best_index]
+    ok = [r for r in results if not r.empty]           # the best one polished
     n_subjects = ctx.start_blocks.n_groups
     rows = [starts_table_row(K, r.kind or "independent", i, n_subjects, r, False, r,
                              i == best_index and options.polish) for i, r in enumerate(results)]
