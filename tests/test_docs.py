@@ -28,6 +28,7 @@ def test_docs_build_without_warnings(tmp_path):
         f"sphinx-build failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}")
     for page in ("index", "installation", "quickstart", "definitions", "coming_from",
                  "case_study", "simulation_study", "user_guide/model", "user_guide/options",
+                 "user_guide/starts",
                  "user_guide/inference", "user_guide/prediction", "user_guide/choosing_k",
                  "user_guide/model_checking", "user_guide/tables",
                  "user_guide/binary_and_count", "api/pymemoe",
