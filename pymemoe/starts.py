@@ -184,8 +184,8 @@ def split_tau(tau: np.ndarray, coefs: np.ndarray, j: int, smooth: float = 0.05,
 
     ``coefs`` (N, m) are the subjects' coefficients under expert j. Without ``rng``, its
     subjects go to one half or the other by the sign of their standardised, centred
-    coefficients projected on the first principal axis of the tau_.j-weighted correlation
-    matrix; with ``rng``, by 2-means (k-means++ seeding from ``rng``) on the standardised
+    coefficients projected on the first principal axis of their ``tau[:, j]``-weighted
+    correlation matrix; with ``rng``, by 2-means (k-means++ seeding from ``rng``) on the standardised
     coefficients of the subjects mostly in expert j (tau_ij > 1/2), each subject then going to
     the nearer centre. Expert j keeps one half, the new expert K takes the other, the other
     experts keep their posterior.
