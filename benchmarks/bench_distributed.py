@@ -54,34 +54,14 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_threads_and_out, pin_blas_threads, write_table  # noqa: E402
+from _common import add_threads_and_out, pin_blas_threads, write_table, GB, peak_gb, reset_peak  # noqa: E402
 
-GB = 1e9
 MODEL = dict(re_formula="~ time", gate_formula="~ x1 + x2")
 COLUMNS = ["id", "time", "x1", "x2", "y"]
 BYTES_PER_ROW = 44              # at most: five 8-byte columns, uncompressed, plus metadata
 
 
-# -- memory of the processes ------------------------------------------------------------------
-
-def peak_gb() -> float:
-    """Peak resident memory (VmHWM) of this process since the last reset, in GB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / GB
-    return float("nan")
-
-
-def reset_peak() -> bool:
-    """Reset this process's VmHWM to its current RSS (Linux >= 4.0); False if not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
+# -- memory of the processes (peak_gb, reset_peak: _common.py) --------------------------------
 
 class Peaks:
     """Peaks of the driver and of each worker process, per step and over the whole case."""

@@ -55,7 +55,6 @@ import multiprocessing as mp
 import os
 import platform
 import pstats
-import resource
 import subprocess
 import sys
 import time
@@ -67,39 +66,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads, write_table  # noqa: E402
+from _common import pin_blas_threads, write_table, GB, peak_gb, reset_peak  # noqa: E402
 
-GB = 1e9
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = dict(formula="y ~ time", groups="id", re_formula="~ time", gate_formula="~ x1 + x2")
 # issue 15's targets: N -> (seconds of from_formula + fit + SEs, peak GB or None), K = 3
 TARGETS = {100_000: (3.0, None), 1_000_000: (30.0, 4.0)}
 STEPS = ("simulate", "from_formula", "fit", "se")
-
-
-# -- memory of this process ---------------------------------------------------------------
-
-def peak_gb() -> float:
-    """Peak resident memory of this process (VmHWM) since the last reset, in GB."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / GB
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux, bytes on macOS
-    return rss / GB if sys.platform == "darwin" else rss * 1024 / GB
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM to the current resident size (Linux >= 4.0); False if not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # -- options ------------------------------------------------------------------------------
