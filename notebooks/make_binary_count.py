@@ -17,27 +17,15 @@ tagged ``parameters``).
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "binary_and_count.ipynb"
+sys.path.insert(0, str(HERE))
+from notebook_builder import Cells, main as notebook_main  # noqa: E402
 
-_cells: list = []
-
-
-def md(text: str) -> None:
-    _cells.append(new_markdown_cell(textwrap.dedent(text).strip("\n")))
-
-
-def code(text: str, tags: tuple[str, ...] = ()) -> None:
-    cell = new_code_cell(textwrap.dedent(text).strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    _cells.append(cell)
+_cells = Cells("glmm")
+md, code = _cells.md, _cells.code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,32 +620,13 @@ print(f"whole notebook: {time.perf_counter() - _start:.0f} s")
 # ---------------------------------------------------------------------------------------------
 
 
-def build() -> nbformat.NotebookNode:
+def build():
     """The notebook, with stable cell ids and no outputs."""
-    nb = new_notebook(cells=[nbformat.from_dict(c) for c in _cells])
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"glmm-{i:02d}"
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python",
-                                 "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nbformat.validate(nb)
-    return nb
+    return _cells.build()
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(HERE))
-    from make_pbcseq import execute          # the same kernel set-up and output cleaning
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    run = "--execute" in args
-    args = [a for a in args if a != "--execute"]
-    path = Path(args[0]) if args else NOTEBOOK
-    nb = build()
-    if run:
-        nb = execute(nb)
-    nbformat.write(nb, str(path))
-    print(f"wrote {path}" + (" (executed)" if run else ""))
-    return 0
+    return notebook_main(build, NOTEBOOK, argv)
 
 
 if __name__ == "__main__":

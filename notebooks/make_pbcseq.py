@@ -13,27 +13,15 @@ it with small parameters (cell tagged ``parameters``).
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "pbcseq.ipynb"
+sys.path.insert(0, str(HERE))
+from notebook_builder import Cells, main as notebook_main  # noqa: E402
 
-_cells: list = []
-
-
-def md(text: str) -> None:
-    _cells.append(new_markdown_cell(textwrap.dedent(text).strip("\n")))
-
-
-def code(text: str, tags: tuple[str, ...] = ()) -> None:
-    cell = new_code_cell(textwrap.dedent(text).strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    _cells.append(cell)
+_cells = Cells("pbcseq")
+md, code = _cells.md, _cells.code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -907,63 +895,13 @@ Section 1 is the main limitation of any analysis of bilirubin alone.
 
 # ---------------------------------------------------------------------------------------------
 
-def build() -> nbformat.NotebookNode:
+def build():
     """The notebook, with stable cell ids and no outputs."""
-    nb = new_notebook(cells=[nbformat.from_dict(c) for c in _cells])
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"pbcseq-{i:02d}"
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python",
-                                 "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nbformat.validate(nb)
-    return nb
-
-
-def execute(nb: nbformat.NotebookNode, timeout: int = 3600) -> nbformat.NotebookNode:
-    """Run every cell in this interpreter (a kernel spec in a temporary folder) and keep the
-    outputs, without the timing metadata that would change on every run."""
-    import json
-    import os
-    import tempfile
-
-    from nbclient import NotebookClient
-
-    kernel = "pymemoe-build"
-    with tempfile.TemporaryDirectory() as root:
-        spec = Path(root) / "kernels" / kernel
-        spec.mkdir(parents=True)
-        (spec / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "pymemoe", "language": "python"}))
-        saved = os.environ.get("JUPYTER_PATH")
-        os.environ["JUPYTER_PATH"] = root
-        try:
-            NotebookClient(nb, kernel_name=kernel, timeout=timeout,
-                           resources={"metadata": {"path": str(HERE)}}).execute()
-        finally:
-            if saved is None:
-                os.environ.pop("JUPYTER_PATH", None)
-            else:
-                os.environ["JUPYTER_PATH"] = saved
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python",
-                                 "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return _cells.build()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    run = "--execute" in args
-    args = [a for a in args if a != "--execute"]
-    path = Path(args[0]) if args else NOTEBOOK
-    nb = build()
-    if run:
-        nb = execute(nb)
-    nbformat.write(nb, str(path))
-    print(f"wrote {path}" + (" (executed)" if run else ""))
-    return 0
+    return notebook_main(build, NOTEBOOK, argv)
 
 
 if __name__ == "__main__":
