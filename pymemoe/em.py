@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 from scipy.optimize import minimize
 
 from .blocks import LocalBlocks, as_blocks, tree_sum
@@ -52,8 +51,8 @@ from .likelihood import EStep, chain_sums, e_step, natural_score_sums, score_obs
 from .parallel import thread_map
 from .params import Params, Structure, from_internal, internal_bounds, reorder, to_internal
 
-__all__ = ["EMOptions", "EMFit", "FitContext", "run_em", "e_pass", "m_step", "canonical_order",
-           "as_seed_sequence", "collapse_messages"]
+__all__ = ["EMOptions", "EMFit", "FitContext", "run_em", "e_pass", "m_step", "map_starts",
+           "canonical_order", "as_seed_sequence", "collapse_messages"]
 
 
 @dataclass(frozen=True)
@@ -187,35 +186,6 @@ def _value_score_block(data, state, params: Params):
 # Starts
 
 
-def _initial_tau(coefs: np.ndarray, K: int, strategy: str, rng: np.random.Generator) -> np.ndarray:
-    """Initial responsibilities (N, K).
-
-    ``"kmeans"``: k-means (k-means++ seeding) on the standardised per-subject coefficients.
-    ``"random"``: K random subjects' coefficients as centres, subjects softly assigned by
-    distance. Both give experts with different trajectories from the start; a uniform random
-    soft partition would not (all experts start equal and EM stays at that saddle point).
-    """
-    N = coefs.shape[0]
-    sd = coefs.std(axis=0)
-    scaled = coefs / np.where(sd > 0, sd, 1.0)
-    if strategy == "kmeans" and coefs.shape[1] > 0:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # kmeans2 warns on empty clusters; checked below
-            _, labels = kmeans2(scaled, K, minit="++", seed=rng)
-        if np.bincount(labels, minlength=K).min() > 0:
-            smooth = 0.1
-            return (1 - smooth) * np.eye(K)[labels] + smooth / K
-    if coefs.shape[1] == 0:
-        return rng.dirichlet(np.ones(K), size=N)
-    centres = scaled[rng.choice(N, size=K, replace=False)]
-    dist2 = ((scaled[:, None, :] - centres[None]) ** 2).sum(axis=2)
-    logits = -dist2 / 2.0
-    logits -= logits.max(axis=1, keepdims=True)
-    tau = np.exp(logits)
-    tau = 0.9 * tau / tau.sum(axis=1, keepdims=True) + 0.1 / K
-    return tau
-
-
 def _states_with_tau(blocks, params: Params, tau: np.ndarray) -> tuple[list, object]:
     """Block states with given responsibilities ``tau`` (N, K) and the family's moments at
     ``params``, and their summed M-step sums: what an M-step from a soft partition needs."""
@@ -301,9 +271,6 @@ def run_start(ctx: FitContext, blocks, params: Params, maxiter: int, kind: str =
             previous = blocks.empty_states()
         return (new,) + e_pass(blocks, new, previous)
 
-    def boxed(states) -> list:
-        return [states]
-
     step_max = 1.0
     # the extrapolation stays in the box of the polish (variances >= 0, residual variances
     # >= the M-step's floor): a linear step in log sigma2 can otherwise reach 1e-65 in a few
@@ -316,7 +283,7 @@ def run_start(ctx: FitContext, blocks, params: Params, maxiter: int, kind: str =
             empty = True
             break
         previous = llf
-        box, states = boxed(states), None
+        box, states = [states], None
         if not accel:
             params, states, llf, sizes, e_sums = step(params, box, e_sums)
             n_iter += 1
@@ -324,7 +291,7 @@ def run_start(ctx: FitContext, blocks, params: Params, maxiter: int, kind: str =
         else:
             x0 = to_internal(params, ctx.structure)
             p1, s1, l1, z1, e1 = step(params, box, e_sums)
-            box, s1 = boxed(s1), None
+            box, s1 = [s1], None
             p2, s2, l2, z2, e2 = step(p1, box, e1)
             del box
             n_iter += 2
@@ -343,7 +310,7 @@ def run_start(ctx: FitContext, blocks, params: Params, maxiter: int, kind: str =
                         se, le, ze, ee = e_pass(blocks, pe,
                                                 s2 if warm else blocks.empty_states())
                         if np.isfinite(le) and not emptied(ze):
-                            box, se = boxed(se), None
+                            box, se = [se], None
                             p3, s3, l3, z3, e3 = step(pe, box, ee)
                             del box
                             n_iter += 1
@@ -502,9 +469,7 @@ def _run_starts(ctx: FitContext, inits: list[Params], kinds: list[str]) -> list[
         return run_start(ctx, blocks, init, maxiter, kind)
 
     def pool_map(fn, items, label):
-        items = list(items)
-        return list(progress_bar(thread_map(fn, items, options.n_jobs if parallel else 1),
-                                 len(items), label, options.progress))
+        return map_starts(ctx, fn, items, label, parallel)
 
     items = list(zip(inits, kinds))
     if options.screen_iter is None or len(inits) <= options.n_finish:
@@ -521,6 +486,16 @@ def _run_starts(ctx: FitContext, inits: list[Params], kinds: list[str]) -> list[
         return dataclasses.replace(rest, llf_trace=np.r_[first.llf_trace[:-1], rest.llf_trace],
                                    n_iter=first.n_iter + rest.n_iter)
     return pool_map(finish, range(len(screened)), "full fits")
+
+
+def map_starts(ctx: FitContext, fn, items, label: str, parallel: bool) -> list:
+    """``[fn(item) for item in items]``, in ``options.n_jobs`` threads when ``parallel`` (the
+    starts' passes then run serially in each thread), with the progress bar of
+    ``options.progress``; results in input order."""
+    options = ctx.options
+    items = list(items)
+    return list(progress_bar(thread_map(fn, items, options.n_jobs if parallel else 1),
+                             len(items), label, options.progress))
 
 
 def progress_bar(iterable, total: int, label: str, enabled: bool):
@@ -585,7 +560,7 @@ def _independent_starts(ctx: FitContext, seed: np.random.SeedSequence,
     """``fit(starts="independent")`` (the strategy of pymemoe 0.1), a given start, or K = 1:
     the one-expert fit, then ``n_starts`` k-means / random-centre starts each run to
     convergence (or screened), the best polished."""
-    from .starts import LLF_TOL, StartSearch, starts_table_row
+    from .starts import LLF_TOL, StartSearch, initial_tau, starts_table_row
     structure, options, family = ctx.structure, ctx.options, ctx.family
     K = structure.n_experts
     seeds = seed.spawn(max(options.n_starts, 1))
@@ -603,7 +578,7 @@ def _independent_starts(ctx: FitContext, seed: np.random.SeedSequence,
         for s, child in enumerate(seeds):
             rng = np.random.default_rng(child)
             kind = "kmeans" if s % 2 == 0 else "random"
-            tau0 = _initial_tau(coefs, K, kind, rng)
+            tau0 = initial_tau(kind, K, coefs, rng)
             inits.append(start_params_from_tau(ctx, start_blocks, one.params, tau0))
             kinds.append(kind)
     results = [one] if K == 1 and start_params is None else _run_starts(ctx, inits, kinds)
@@ -646,7 +621,7 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None,
             best = dataclasses.replace(best, llf=llf, grad_max=projected_grad_max(
                 ctx, ctx.blocks, best.params, states))
         search = dataclasses.replace(search, best=best)
-    from .starts import LLF_TOL  # noqa: F811 (the search modules import this one)
+    from .starts import LLF_TOL  # noqa: F811 (pymemoe.starts imports this module)
     best = search.best
     ok = search.n_finished > 0
     messages: list[tuple[type, str]] = []    # (warning class, text)

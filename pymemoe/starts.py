@@ -59,9 +59,8 @@ import numpy as np
 from scipy.cluster.vq import kmeans2
 
 from .blocks import as_blocks
-from .em import (FitContext, StartResult, e_pass, one_expert_fit, polish, progress_bar,
+from .em import (FitContext, StartResult, e_pass, map_starts, one_expert_fit, polish,
                  run_start, start_params_from_tau)
-from .parallel import thread_map
 from .params import Params
 
 __all__ = ["StartPlan", "StartSearch", "LLF_TOL", "POLISH_MARGIN", "default_sample_subjects",
@@ -319,9 +318,7 @@ def _search(ctx: FitContext, blocks, one: Params, seed: np.random.SeedSequence, 
     run_blocks = blocks.serial() if parallel else blocks
 
     def run_all(fn, items, label):
-        items = list(items)
-        return list(progress_bar(thread_map(fn, items, options.n_jobs if parallel else 1),
-                                 len(items), f"{label} (K={K})", options.progress))
+        return map_starts(ctx, fn, items, f"{label} (K={K})", parallel)
 
     screened = plan.screen_iter is not None and len(inits) > plan.n_finish
     if screened:
