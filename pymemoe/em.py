@@ -605,7 +605,8 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None,
     structure, options, family = ctx.structure, ctx.options, ctx.family
     K = structure.n_experts
     seed = as_seed_sequence(random_state)
-    if start_params is not None or K == 1 or options.starts == "independent":
+    searched = not (start_params is not None or K == 1 or options.starts == "independent")
+    if not searched:
         search = _independent_starts(ctx, seed, start_params)
     else:
         # pymemoe.starts builds on this module's passes, hence the import here
@@ -615,12 +616,6 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None,
         plan = StartPlan(n_starts=options.n_starts, screen_iter=options.screen_iter,
                          n_finish=options.n_finish, sample_subjects=sample)
         search = search_starts(ctx, seed, plan, prev=grow_from)
-        best = search.best
-        if not best.empty:
-            states, llf, _, _ = e_pass(ctx.blocks, best.params, ctx.blocks.empty_states())
-            best = dataclasses.replace(best, llf=llf, grad_max=projected_grad_max(
-                ctx, ctx.blocks, best.params, states))
-        search = dataclasses.replace(search, best=best)
     from .starts import LLF_TOL  # noqa: F811 (pymemoe.starts imports this module)
     best = search.best
     ok = search.n_finished > 0
@@ -630,7 +625,11 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None,
             f"every start emptied an expert (posterior size < {options.min_size} subjects): "
             f"the data do not support {K} experts; fit fewer experts (n_experts={K - 1})"))
     blocks = ctx.blocks
-    states, _, sizes, _ = e_pass(blocks, best.params, blocks.empty_states())
+    states, llf, sizes, _ = e_pass(blocks, best.params, blocks.empty_states())
+    if searched and not best.empty:
+        # the search's best (pymemoe.starts): its llf and gradient on all subjects
+        best = dataclasses.replace(best, llf=llf, grad_max=projected_grad_max(
+            ctx, blocks, best.params, states))
     params = reorder(best.params, canonical_order(best.params, sizes))
     states, _, sizes, _ = e_pass(blocks, params, states)
     estep = blocks.joined(states)
