@@ -4,6 +4,9 @@ r"""Cross-validation of a MEMoE over subjects.
 and scores the held-out subjects' observations: PMSE = mean (y - prediction)^2 and the
 empirical coverage of the 1 - alpha prediction sets.
 
+For binomial and Poisson experts the predictive law is discrete and has no prediction sets
+(:mod:`pymemoe.prediction_sets`): the folds are scored by PMSE alone (for a 0/1 outcome it is
+the Brier score), and the coverage and set-length columns are missing.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import pandas as pd
 
 from .data import subject_codes
 from .em import as_seed_sequence
+from .families import get_family
 from .formula import build_design
 from .predict import (component_laws, design_rows, laws_of, observed_outcome,
                       subject_posterior)
@@ -28,7 +32,7 @@ __all__ = ["cross_validate", "CrossValidation"]
 
 _FIT_KEYS = ("n_starts", "maxiter", "tol", "polish", "start_params")
 _MODEL_KEYS = ("re_formula", "gate_formula", "n_experts", "shared_formula", "cov_re",
-               "re_structure", "scale", "missing")
+               "re_structure", "scale", "missing", "family", "offset", "exposure", "nAGQ")
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,7 +45,8 @@ class CrossValidation:
         One row per fold (1..n_folds) and ``"overall"`` (pooled over all held-out
         observations): ``n_subjects``, ``n_obs``, ``pmse`` (mean squared error of the marginal
         prediction), ``coverage`` (share of observations in their marginal 1 - alpha set),
-        ``mean_length`` (mean total length of the sets); with ``time``, also ``n_dynamic``,
+        ``mean_length`` (mean total length of the sets; both missing for binomial and Poisson
+        experts, whose discrete predictive laws have no sets); with ``time``, also ``n_dynamic``,
         ``pmse_dynamic`` and ``coverage_dynamic`` for the conditional predictions of each row
         from the subject's earlier rows.
     predictions : pandas.DataFrame
@@ -115,7 +120,16 @@ def _model_options(model) -> tuple[str, dict[str, Any]]:
     options = {"re_formula": spec.re_formula, "gate_formula": spec.gate_formula,
                "shared_formula": spec.shared_formula, "n_experts": structure.n_experts,
                "cov_re": structure.cov_re, "re_structure": structure.re_structure,
-               "scale": structure.scale}
+               "scale": structure.scale, "family": model.family.name,
+               "nAGQ": getattr(model.family, "n_agq", 1)}
+    # from_formula refuses nAGQ for Gaussian experts, and a scale for the others
+    del options["nAGQ" if model.family.has_scale else "scale"]
+    if model.offset is not None and np.any(model.offset != 0) and spec.offset is None \
+            and spec.exposure is None:
+        raise ValueError("cross_validate cannot refit a model whose offset or exposure was "
+                         "given as an array: give it as a column name of the data")
+    options.update({k: getattr(spec, k) for k in ("offset", "exposure")
+                    if getattr(spec, k) is not None})
     return spec.formula, options
 
 
@@ -162,7 +176,8 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
     **model_and_fit_kwargs
         Passed to :meth:`pymemoe.MEMoE.from_formula` (``re_formula``, ``gate_formula``,
         ``n_experts``, ``shared_formula``, ``cov_re``, ``re_structure``, ``scale``,
-        ``missing``) or to :meth:`pymemoe.MEMoE.fit` (``n_starts``, ``maxiter``, ``tol``,
+        ``missing``, ``family``, ``offset``, ``exposure``, ``nAGQ``; ``offset`` and
+        ``exposure`` as column names, so that every held-out row gets its own) or to :meth:`pymemoe.MEMoE.fit` (``n_starts``, ``maxiter``, ``tol``,
         ``polish``, ``start_params``).
 
     Returns
@@ -197,8 +212,16 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
         raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     # Rows every part of the model can use, by position.
     work = data.set_axis(pd.RangeIndex(len(data)), axis=0)
-    design_kwargs = {k: model_kwargs[k] for k in ("re_formula", "gate_formula",
-                                                  "shared_formula") if k in model_kwargs}
+    for name in ("offset", "exposure"):
+        if model_kwargs.get(name) is not None and not isinstance(model_kwargs[name], str):
+            raise ValueError(f"cross_validate takes {name} as a column name of data (each "
+                             f"fold's held-out rows are predicted with theirs), got "
+                             f"{type(model_kwargs[name]).__name__}")
+    family = get_family(model_kwargs.get("family", "gaussian"), n_agq=model_kwargs.get("nAGQ", 1))
+    design_kwargs = {k: model_kwargs[k] for k in ("re_formula", "gate_formula", "shared_formula",
+                                                  "offset", "exposure") if k in model_kwargs}
+    design_kwargs.update(outcome_columns=(1, 2) if family.name == "binomial" else (1,),
+                         check_outcome=family.has_scale)
     kept, labels = _analysis_rows(formula, work, groups, design_kwargs)
     if time is not None and time not in data.columns:
         raise ValueError(f"time={time!r} is not a column of data")
@@ -235,12 +258,13 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
             y = observed_outcome(res, test)
         except ValueError as err:
             raise ValueError(f"fold {f}: the held-out subjects cannot be predicted: {err}") from None
-        rows, lower, upper = set_arrays(laws, alpha, method, 400)
         idx = np.flatnonzero(test_mask)
         out.loc[idx, "observed"] = y
         out.loc[idx, "predicted"] = laws.mean()
-        out.loc[idx, "covered"] = covered_rows(rows, lower, upper, y, y.size).astype(float)
-        out.loc[idx, "set_length"] = np.bincount(rows, upper - lower, minlength=y.size)
+        if laws.continuous:
+            rows, lower, upper = set_arrays(laws, alpha, method, 400)
+            out.loc[idx, "covered"] = covered_rows(rows, lower, upper, y, y.size).astype(float)
+            out.loc[idx, "set_length"] = np.bincount(rows, upper - lower, minlength=y.size)
         if time is not None:
             t = pd.to_numeric(test[time]).to_numpy(dtype=float)
             expanded, pseudo, is_target, target_pos = _dynamic_layout(codes[test_mask], t)
@@ -250,14 +274,16 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
                 history = np.isfinite(dyn_rows.endog) & ~is_target
                 post = subject_posterior(res, dyn_rows, history)
                 laws = component_laws(res, dyn_rows, "conditional", post).subset(is_target)
-                r, lo_d, up_d = set_arrays(laws, alpha, method, 400)
                 out.loc[idx[target_pos], "predicted_dynamic"] = laws.mean()
-                out.loc[idx[target_pos], "covered_dynamic"] = covered_rows(
-                    r, lo_d, up_d, y[target_pos], target_pos.size).astype(float)
+                if laws.continuous:
+                    r, lo_d, up_d = set_arrays(laws, alpha, method, 400)
+                    out.loc[idx[target_pos], "covered_dynamic"] = covered_rows(
+                        r, lo_d, up_d, y[target_pos], target_pos.size).astype(float)
     out.index = data.index[kept]
     out = out[np.isfinite(out["observed"].to_numpy(dtype=float))]
     table = _cv_table(out, n_folds, time is not None)
-    dtypes = {"fold": int, "covered": bool}
+    # missing coverage: a discrete law (no sets), or a subject's first row (no dynamic prediction)
+    dtypes = {"fold": int, "covered": bool if out["covered"].notna().all() else "boolean"}
     if time is not None:
         dtypes["covered_dynamic"] = "boolean"      # missing for a subject's first row
     predictions = out.astype(dtypes)

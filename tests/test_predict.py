@@ -5,6 +5,7 @@ References are computed here independently of pymemoe's kernels: from the labell
 subject, and statsmodels MixedLM for one expert.
 """
 import types
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -436,3 +437,48 @@ def test_cross_validate_accepts_a_model_built_from_formulas():
     array_model = MEMoE(model.endog, model.exog, model.groups, exog_re=model.exog_re, n_experts=1)
     with pytest.raises(ValueError, match="from_formula"):
         cross_validate(array_model, df, "id", n_folds=3)
+
+
+def _glmm_data(name: str, n_subjects: int) -> pd.DataFrame:
+    df = pd.read_csv(Path(__file__).parent / "results" / "glmm" / f"sim_{name}_k2.csv")
+    return df[df["subject"] < n_subjects]
+
+
+@pytest.mark.parametrize("name, options", [
+    ("binary", dict(family="binomial", nAGQ=5, n_experts=1)),
+    ("poisson", dict(family="poisson", exposure="exposure", n_experts=1)),
+])
+def test_cross_validation_of_binomial_and_poisson_experts(name, options):
+    """Discrete predictive laws: PMSE (the Brier score for 0/1) against an independent refit of
+    a fold with the same family, quadrature and exposure; no prediction sets."""
+    data = _glmm_data(name, 150)
+    cv = cross_validate("y ~ time", data, "subject", n_folds=3, random_state=0, time="time",
+                        **options)
+    table = cv.table
+    assert table[["coverage", "mean_length"]].isna().all().all()
+    assert cv.predictions["covered"].isna().all()
+    test_ids = cv.folds.index[cv.folds == 2]
+    held = data[data["subject"].isin(test_ids)]
+    res = MEMoE.from_formula("y ~ time", data[~data["subject"].isin(test_ids)], "subject",
+                             **options).fit()
+    pred = predict(res, held)
+    np.testing.assert_allclose(cv.predictions.loc[held.index, "predicted"], pred, atol=1e-5)
+    assert table.loc[2, "pmse"] == pytest.approx(((held["y"] - pred) ** 2).mean(), rel=1e-6)
+    # a subject's earlier rows carry its random intercept: they improve the prediction
+    assert table.loc["overall", "pmse_dynamic"] < table.loc["overall", "pmse"]
+    assert cv.predictions["covered_dynamic"].isna().all()
+    # a model built by from_formula carries its family, quadrature and exposure to the folds
+    model = MEMoE.from_formula("y ~ time", data, "subject", **options)
+    pd.testing.assert_frame_equal(cross_validate(model, data, "subject", n_folds=3,
+                                                 random_state=0, time="time").table, table)
+
+
+def test_cross_validation_needs_offsets_as_columns():
+    data = _glmm_data("poisson", 60)
+    with pytest.raises(ValueError, match="exposure as a column name"):
+        cross_validate("y ~ time", data, "subject", n_folds=3, family="poisson",
+                       exposure=data["exposure"].to_numpy())
+    model = MEMoE.from_formula("y ~ time", data, "subject", family="poisson",
+                               offset=np.log(data["exposure"].to_numpy()))
+    with pytest.raises(ValueError, match="given as an array"):
+        cross_validate(model, data, "subject", n_folds=3)
