@@ -65,7 +65,7 @@ from typing import Any, Hashable, Iterable
 import numpy as np
 import pandas as pd
 
-from .data import SubjectData, check_constant_within, subject_codes
+from .data import SubjectData, check_constant_within, plain_label, subject_codes
 from .distributed import DEFAULT_SAMPLE_LIMIT, DaskBlocks, active_client
 from .formula import DesignSpec, build_design, build_new_design, build_new_endog, required_variables
 from .model import MEMoE
@@ -231,8 +231,7 @@ def _combine(partials: list[_Partial | None], spec: DesignSpec) -> _Partial | No
         differs = gate != first[sorted_codes]
         if differs.any():
             row, col = np.argwhere(differs)[0]
-            subject = uniques[sorted_codes[row]]
-            subject = subject.item() if hasattr(subject, "item") else subject
+            subject = plain_label(uniques[sorted_codes[row]])
             earlier, later = float(first[sorted_codes[row], col]), float(gate[row, col])
             raise ValueError(
                 f"gate_formula {spec.gate_formula!r}: column {spec.exog_gate_names[col]!r} "

@@ -20,7 +20,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["SubjectData", "subject_codes", "check_constant_within", "check_outcome_varies"]
+__all__ = ["SubjectData", "subject_codes", "check_constant_within", "check_outcome_varies",
+           "plain_label"]
+
+
+def plain_label(value):
+    """A numpy scalar as the Python value it holds (other values unchanged), so that error
+    messages name row 104 or subject 'a', not np.int64(104) or np.str_('a').
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> repr(plain_label(np.int64(104)))
+    '104'
+    """
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def subject_codes(groups: np.ndarray) -> tuple[np.ndarray, pd.Index]:
@@ -49,7 +63,7 @@ def check_constant_within(values: np.ndarray, groups: np.ndarray, names: list[st
     differs = values != values[first_row[codes]]
     if differs.any():
         row, col = np.argwhere(differs)[0]
-        subject = groups[row].item() if hasattr(groups[row], "item") else groups[row]
+        subject = plain_label(groups[row])
         raise ValueError(
             f"{what}: column {names[col]!r} varies within subject {subject!r}; gating "
             f"covariates must be baseline values, constant within each subject (use the "

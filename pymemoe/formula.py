@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from .data import check_constant_within, check_outcome_varies
+from .data import check_constant_within, check_outcome_varies, plain_label
 
 __all__ = ["DesignSpec", "DesignArrays", "Factor", "build_design", "build_new_design",
            "build_new_endog", "required_variables", "formula_factors", "sample_column",
@@ -554,8 +554,8 @@ def new_offset(spec: DesignSpec, data: pd.DataFrame) -> np.ndarray:
         values = pd.to_numeric(data[name], errors="raise").to_numpy(dtype=float)
         if name == spec.exposure and np.any(values <= 0):
             j = int(np.flatnonzero(values <= 0)[0])
-            raise ValueError(f"exposure must be positive: row {data.index[j]!r} of the new data "
-                             f"has {values[j]!r}")
+            raise ValueError(f"the exposure column {name!r} must be positive: row "
+                             f"{plain_label(data.index[j])!r} of the new data has {values[j]:g}")
         out = out + transform(values)
     return out
 

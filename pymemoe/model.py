@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import SubjectData, check_constant_within, check_outcome_varies
+from .data import SubjectData, check_constant_within, check_outcome_varies, plain_label
 from .families import get_family
 from .families.glmm import MAX_AGQ_DIM
 from .em import EMOptions, run_em
@@ -186,7 +186,9 @@ class MEMoE:
         groups_arr = np.asarray(groups)
         if groups_arr.shape != (n,):
             raise ValueError(f"groups must have one label per observation ({n}); got shape {groups_arr.shape}")
-        offset_arr = _offset(offset, exposure, n, family)
+        exposure_name = ("exposure" if spec is None or spec.exposure is None
+                         else f"the exposure column {spec.exposure!r}")
+        offset_arr = _offset(offset, exposure, n, family, row_index, exposure_name)
 
         if spec is not None:
             names = (spec.exog_names, spec.exog_re_names, spec.exog_gate_names, spec.exog_shared_names)
@@ -232,7 +234,9 @@ class MEMoE:
             if scale == "none":
                 raise ValueError("scale='none' is for families without a residual variance")
         else:
-            family.validate_outcome(endog_arr, trials_arr, f"the outcome {endog_name!r}", row_index)
+            outcome = (spec.formula.split("~")[0].strip() if spec is not None and trials_arr is not None
+                       else endog_name)      # "successes + failures": name both columns
+            family.validate_outcome(endog_arr, trials_arr, f"the outcome {outcome!r}", row_index)
             if scale != "expert":
                 raise ValueError(f"scale={scale!r}: residual variances exist for Gaussian experts "
                                  f"only (family={family.name!r} has none); leave scale at its default")
@@ -569,8 +573,11 @@ class MEMoE:
         return results.state
 
 
-def _offset(offset, exposure, n: int, family) -> np.ndarray:
-    """The offset of the linear predictor: ``offset`` plus log(``exposure``) (GLMM families)."""
+def _offset(offset, exposure, n: int, family, rows: pd.Index | None = None,
+            exposure_name: str = "exposure") -> np.ndarray:
+    """The offset of the linear predictor: ``offset`` plus log(``exposure``) (GLMM families).
+    A non-positive exposure is a ValueError naming ``exposure_name`` and the first such row
+    (its label in ``rows``, else its position)."""
     if (offset is not None or exposure is not None) and family.has_scale:
         raise ValueError(f"offset and exposure are for binomial and Poisson experts; "
                          f"family={family.name!r} does not take them")
@@ -580,7 +587,8 @@ def _offset(offset, exposure, n: int, family) -> np.ndarray:
         bad = np.isfinite(exp) & (exp <= 0)
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"exposure must be positive: row {j} has {exp[j]!r}")
+            row = repr(plain_label(rows[j])) if rows is not None else j
+            raise ValueError(f"{exposure_name} must be positive: row {row} has {exp[j]:g}")
         with np.errstate(divide="ignore", invalid="ignore"):
             out = out + np.log(exp)
     return out

@@ -209,6 +209,27 @@ def test_bad_outcomes_are_rejected_naming_the_row(family, y, kw, match):
         MEMoE(np.array(y, dtype=float), X, g, n_experts=1, family=family, **kw)
 
 
+@pytest.mark.parametrize("formula, family, column, value, kw, message", [
+    ("y ~ t", "binomial", "y", 2.0, {}, "the outcome 'y': a binary outcome must be 0 or 1 "
+                                        "for family='binomial' (write 'successes + failures ~ "
+                                        "...' for counts) (row 104 has 2)"),
+    ("y ~ t", "poisson", "e", 0.0, {"exposure": "e"},
+     "the exposure column 'e' must be positive: row 104 has 0"),
+    ("s + f ~ t", "binomial", "f", -1.0, {},
+     "the outcome 's + f': the number of trials (successes + failures) must be an integer >= 1 "
+     "and at least the successes (row 104 has 1 successes and -1 failures)"),
+])
+def test_bad_input_from_formulas_names_the_column_and_the_row_label(formula, family, column,
+                                                                     value, kw, message):
+    df = pd.DataFrame({"id": np.repeat(np.arange(4), 3), "t": np.tile([0.0, 1, 2], 4),
+                       "y": np.tile([0.0, 1, 1], 4), "s": 1.0, "f": 1.0, "e": 1.0},
+                      index=np.arange(12) + 100)
+    df.loc[104, column] = value
+    with pytest.raises(ValueError) as err:
+        MEMoE.from_formula(formula, df, "id", family=family, n_experts=1, **kw)
+    assert str(err.value) == message
+
+
 def test_gaussian_options_that_do_not_apply_are_rejected():
     g = [1, 1, 1, 2, 2, 2]
     X = np.column_stack([np.ones(6), np.arange(6.0)])

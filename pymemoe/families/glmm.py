@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from ..data import plain_label
 from ..glmm_kernel import (GLMMMoments, GLMMRows, chol_grad_to_cov_grad, glmm_conditional_mean,
                            glmm_gradients, glmm_marginal_mean, glmm_moments)
 from ..params import Params, Structure, from_internal, internal_bounds, param_kinds, psd_cholesky, to_internal
@@ -235,12 +236,13 @@ class GLMMFamily(ExpertFamily):
         cannot model: binary outcomes outside {0, 1}, successes above (or trials below) their
         number, negative or non-integer counts; and an outcome that never varies."""
         y = np.asarray(endog, dtype=float)
-        label = (lambda j: f"row {rows[j]!r}") if rows is not None else (lambda j: f"row {j}")
+        label = (lambda j: f"row {plain_label(rows[j])!r}") if rows is not None else (lambda j: f"row {j}")
 
         def fail(mask: np.ndarray, what: str) -> None:
             j = int(np.flatnonzero(mask)[0])
-            raise ValueError(f"{name}: {what} ({label(j)} has {y[j]!r}"
-                             + (f" with {trials[j]!r} trials" if trials is not None else "") + ")")
+            has = (f"{y[j]:g}" if trials is None else
+                   f"{y[j]:g} successes and {trials[j] - y[j]:g} failures")
+            raise ValueError(f"{name}: {what} ({label(j)} has {has})")
 
         bad = (y < 0) | (y != np.round(y))
         if self.name == "poisson":
@@ -259,7 +261,7 @@ class GLMMFamily(ExpertFamily):
                 fail(wrong, "the number of trials (successes + failures) must be an integer >= 1 "
                             "and at least the successes")
         if np.all(y == y[0]) and (trials is None or np.all(y == np.asarray(trials))):
-            raise ValueError(f"{name} is constant ({float(y[0])!r} in all {y.size} rows of the "
+            raise ValueError(f"{name} is constant ({y[0]:g} in all {y.size} rows of the "
                              f"analysis sample): the fixed effects would diverge; check the "
                              f"outcome column and the rows kept")
 
