@@ -3,8 +3,9 @@ r"""The predictive engine: predictions, their uncertainty, predictive laws and r
 Every computation of pymemoe that evaluates the fitted model on rows (predictions, prediction
 sets, cross-validation, plots, residuals, the parametric bootstrap) goes through this module,
 and this module is the only one outside the core that calls the core (the E-step, the gating,
-the per-subject statistics). When expert families other than the Gaussian arrive, this module
-is what adapts; its internal-public API is listed at the end of this docstring.
+the per-subject statistics). What depends on the expert family (Gaussian, binomial, Poisson)
+it asks the family for (:mod:`pymemoe.families`); its internal-public API is listed at the end
+of this docstring.
 
 Notation as in :mod:`pymemoe.model`: a row (visit) j of subject i has fixed-effects design x_j
 (expert-specific then shared columns), random-effects design z_j and the subject's baseline
@@ -42,6 +43,20 @@ predictive law is the Gaussian mixture::
 
 Prediction sets from these laws are in :mod:`pymemoe.prediction_sets`; cross-validation
 over subjects in :mod:`pymemoe.crossval`.
+
+**Binomial and Poisson experts.** With a link g the expert mean of a row is no longer
+x_j' beta_k but an integral over the random effects, on the response scale (a success
+probability, or a count's mean with the row's offset o_j)::
+
+    marginal:     E[y_j | w_i] = sum_k pi_ik  E_{b ~ N(0, D_k)}       g^{-1}(o_j + x_j' beta_k + z_j' b)
+    conditional:  E[y_j | y_i^h] = sum_k tau_ik E_{b ~ p_k(b | y_i^h)} g^{-1}(o_j + x_j' beta_k + z_j' b)
+
+the first a one-dimensional integral over z_j' b ~ N(0, z_j' D_k z_j) (closed form for
+Poisson, the trapezoid rule for binomial: :func:`pymemoe.glmm_kernel.glmm_marginal_mean`), the
+second under the fit's approximate posterior of b
+(its adaptive quadrature nodes, or N(b_hat_ik, Sigma_ik) for Laplace), with tau_ik from the
+same approximate likelihood as ``res.llf``. The component laws are discrete and not normal:
+their variances are reported missing and prediction sets refuse them.
 
 **Standard errors of predicted means** (:func:`get_prediction`). A predicted mean m(theta) is a
 function of the parameter vector theta (``results.params``); its delta-method standard error is
@@ -577,13 +592,13 @@ def _discrete_expert_residuals(results, standardize: bool) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class PredictiveMixture:
-    """Gaussian-mixture predictive law of one observation at each row.
+    """Mixture predictive law of one observation at each row (:func:`predictive_mixture`).
 
     Attributes
     ----------
     weights, means, variances : pandas.DataFrame
         Rows x experts: the mixture weights (tau_ik or pi_ik), the component means and the
-        component variances (see the module docstring).
+        component variances (see the module docstring; NaN for binomial and Poisson experts).
     kind : str
         ``"conditional"`` or ``"marginal"``.
     """
@@ -637,7 +652,14 @@ def laws_of(results, newdata: pd.DataFrame | None, kind: str, *, groups=None,
 def predictive_mixture(results, newdata: pd.DataFrame | None = None, kind: str = "conditional",
                        *, groups=None, landmark: float | None = None,
                        time: Hashable | None = None) -> PredictiveMixture:
-    """The Gaussian-mixture predictive law of one observation at each row.
+    """The mixture predictive law of one observation at each row: its weights and, per
+    expert, the mean and variance of the component.
+
+    For Gaussian experts the components are normal (module docstring). For binomial and
+    Poisson experts the means are on the response scale (a success probability, or a count's
+    mean with the row's offset), averaged over the random effects (``kind="marginal"``) or
+    over their posterior (``"conditional"``), and the variances are missing (NaN): the
+    components are not normal, and the mixture's mean is still the point prediction.
 
     Parameters
     ----------
