@@ -664,6 +664,7 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None,
                          "the gating covariates separate the experts (near) perfectly: gating "
                          "coefficients are not identified; remove the separating covariate from "
                          "gate_formula or use fewer experts"))
+    messages += _expert_separation_messages(ctx, blocks, params, states)
     messages = collapse_messages(messages)
     for category, msg in messages:
         warnings.warn(msg, category, stacklevel=4)
@@ -674,6 +675,30 @@ def _run_em(ctx: FitContext, random_state, start_params: Params | None,
                  start_llfs=np.array([r["llf"] for r in rows if r["n_experts"] == K]),
                  best_start=next((i for i, r in enumerate(rows) if r["chosen"]), 0),
                  starts=rows, n_best=search.n_best, n_finished=search.n_finished)
+
+
+def _expert_separation_messages(ctx: FitContext, blocks, params: Params,
+                                states) -> list[tuple[type, str]]:
+    """A SeparationWarning for each expert whose fixed effects fit some of its rows perfectly
+    (binomial: a probability within e^-25 of 0 or 1; Poisson: a mean below e^-25), where the
+    maximum likelihood coefficients do not exist and the reported ones are where the
+    optimiser stopped (as statsmodels' PerfectSeparationWarning for a GLM)."""
+    per_block = blocks.gather(lambda block, state: ctx.family.extreme_fits(block, params, state.tau),
+                              states)
+    extreme = np.array([e for e, _ in per_block])                    # (blocks, K)
+    worst_block = extreme.argmax(axis=0)
+    out = []
+    for k in np.flatnonzero(extreme.max(axis=0) > SEPARATION_THRESHOLD):
+        term = ctx.structure.exog_names[per_block[worst_block[k]][1][k]]
+        what = ("a fitted probability within e^-25 of 0 or 1" if ctx.family.name == "binomial"
+                else "a fitted mean below e^-25")
+        out.append((SeparationWarning,
+                    f"expert {k + 1}: the fixed effects fit some of its rows perfectly ({what}, "
+                    f"mostly through {term!r}): the outcome is (quasi-)separated, the maximum "
+                    f"likelihood coefficients do not exist and those reported, with their "
+                    f"standard errors, are meaningless; remove or merge the separating term "
+                    f"or category, or use fewer experts"))
+    return out
 
 
 def _size_messages(ctx: FitContext, sizes: np.ndarray) -> list[tuple[type, str]]:

@@ -18,7 +18,8 @@ class BoundaryWarning(ConvergenceWarning):
 
 
 class SeparationWarning(ConvergenceWarning):
-    """The gating covariates separate the experts (near) perfectly."""
+    """The gating covariates separate the experts (near) perfectly, or (binomial and Poisson
+    experts) an expert's fixed effects fit some of its rows perfectly."""
 
 
 class GLMMNumericalWarning(RuntimeWarning):

@@ -350,3 +350,21 @@ def test_trajectory_plot_of_a_model_with_exposure_is_per_unit_exposure(poisson_k
     expected = np.exp(beta[0] + np.outer(grid, beta[1]) + var / 2)
     np.testing.assert_allclose(curves, expected, rtol=1e-6)
     matplotlib.pyplot.close("all")
+
+
+def test_separated_outcomes_warn_naming_the_expert_and_the_term():
+    """Complete separation (y = 1 exactly when x > 0; counts all zero in one category): the
+    maximum likelihood estimates do not exist and the fit says so; the simulated reference
+    data, which are not separated, raise no such warning."""
+    from pymemoe.exceptions import SeparationWarning
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=360)
+    df = pd.DataFrame({"id": np.repeat(np.arange(60), 6), "x": x, "y": (x > 0) * 1.0,
+                       "count": rng.poisson(np.where(x > 0, 3.0, 0.0)), "g": (x > 0) * 1})
+    for formula, family, term in (("y ~ x", "binomial", "'x'"), ("count ~ C(g)", "poisson", "")):
+        model = MEMoE.from_formula(formula, df, "id", n_experts=1, family=family, re_formula="0")
+        with pytest.warns(SeparationWarning, match=f"expert 1: .*perfectly.*{term}"):
+            model.fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeparationWarning)
+        _sim("binary", 2, 2).fit(random_state=0, n_starts=2, cov_type="none")

@@ -26,7 +26,6 @@ import pytest
 
 from pymemoe import MEMoE
 from pymemoe.inference import cov_oim, cov_robust
-from pymemoe.params import Params, to_user
 
 RESULTS = Path(__file__).parent / "results" / "glmm"
 REPS = 200
@@ -49,8 +48,16 @@ def simulate(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"id": ids, "t": t, "x1": x1[ids], "y": y})
 
 
-def one_replication(seed: int) -> dict:
-    df = simulate(300, 50_000 + seed)
+def one_replication(seed: int, n: int = 300) -> dict:
+    """Errors (estimate - truth) and oim / robust standard errors of one fit, keyed by the
+    TRUE expert: fitted experts are matched to the truth by the sign of their slope (+0.5 and
+    -0.4), the gating coefficients re-expressed with true expert 1 as the reference.
+
+    Keying by the fitted labels would not do: pymemoe labels experts by decreasing fitted size,
+    a data-dependent event correlated with the estimation errors, so the coverage of "fitted
+    expert 1" is a conditional coverage (measured 0.875-0.915 for its fixed effects while the
+    true experts' cover 0.92-0.95)."""
+    df = simulate(n, 50_000 + seed)
     model = MEMoE.from_formula("y ~ t", df, "id", gate_formula="~ x1", n_experts=2,
                                family="binomial", nAGQ=7)
     with warnings.catch_warnings():
@@ -58,28 +65,42 @@ def one_replication(seed: int) -> dict:
         res = model.fit(n_starts=3, random_state=seed, cov_type="none")
         covs = {"oim": cov_oim(model.data, model.structure, res.state).cov,
                 "robust": cov_robust(model.data, model.structure, res.state).cov}
-    # match the experts to the truth by the sign of the slope (truth: +0.5 and -0.4)
-    order = np.argsort(-res.fe_params.loc["t"].to_numpy())          # fitted expert of truth 0, 1
-    truth = Params(gamma=GAMMA[np.argsort(order)] - GAMMA[np.argsort(order)][0],
-                   beta=BETA[np.argsort(order)], cov_re=(SD[np.argsort(order)] ** 2)[:, None, None],
-                   scale=np.ones(2))
-    true = to_user(truth, model.structure)
-    est = res.params.to_numpy()
+    slope_rank = np.argsort(np.argsort(-res.fe_params.loc["t"].to_numpy()))   # fitted -> true
+    labels = list(res.fe_params.columns)
+    # the fitted reference expert is true expert 2: the gating coefficients change sign
+    sign = 1.0 if slope_rank[0] == 0 else -1.0
     out = {"seed": seed}
-    for j, (block, expert, term) in enumerate(res.params.index):
-        if block not in ("beta", "gate"):
+    for j, ((block, expert, term), est) in enumerate(res.params.items()):
+        column = 0 if term == "Intercept" else 1
+        if block == "beta":
+            true_k = slope_rank[labels.index(expert)]
+            name, error = f"beta[{true_k + 1}]:{term}", est - BETA[true_k, column]
+        elif block == "gate":
+            name, error = f"gate[2]:{term}", sign * est - GAMMA[1, column]
+        else:
             continue
-        for name, cov in covs.items():
-            se = np.sqrt(cov[j, j])
-            out[f"{name}|{block}[{expert}]:{term}"] = float(abs(est[j] - true[j]) <= 1.959964 * se)
+        out[f"{name}|error"] = error
+        for kind, cov in covs.items():
+            out[f"{name}|se_{kind}"] = np.sqrt(cov[j, j])
     return out
 
 
-def coverage_table(reps: int) -> pd.DataFrame:
+def coverage_table(reps: int, n: int = 300) -> pd.DataFrame:
+    """Per parameter: mean error, its Monte Carlo SE, the empirical SD of the estimates, the
+    mean oim and robust standard errors, and the coverage of both 95% Wald intervals."""
     with ProcessPoolExecutor(max_workers=2) as pool:
-        rows = list(pool.map(one_replication, range(reps)))
-    frame = pd.DataFrame(rows).drop(columns="seed")
-    return frame.mean().rename("coverage").to_frame()
+        frame = pd.DataFrame(list(pool.map(one_replication, range(reps), [n] * reps)))
+    rows = {}
+    for name in dict.fromkeys(c.split("|")[0] for c in frame.columns if "|" in c):
+        error = frame[f"{name}|error"]
+        row = {"bias": error.mean(), "mc_se_bias": error.std() / np.sqrt(reps),
+               "empirical_sd": error.std()}
+        for kind in ("oim", "robust"):
+            se = frame[f"{name}|se_{kind}"]
+            row[f"mean_se_{kind}"] = se.mean()
+            row[f"coverage_{kind}"] = (error.abs() <= 1.959964 * se).mean()
+        rows[name] = row
+    return pd.DataFrame(rows).T
 
 
 @pytest.mark.slow
@@ -101,15 +122,13 @@ def test_binary_mixture_recovers_the_truth_with_quadrature():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "measured 2026-12-02 (python tests/test_glmm_slow.py 200): the gating and expert 2 cover "
-    "0.945-0.980, but expert 1's fixed effects 0.875-0.915 (oim and robust alike, so a bias "
-    "of the estimates rather than of the standard errors); open, see the issue on binary and "
-    "count experts"))
 def test_wald_intervals_of_binary_experts_cover_at_the_nominal_rate():
     table = coverage_table(REPS)
-    assert table["coverage"].between(0.91, 0.985).all(), table
+    coverage = table[["coverage_oim", "coverage_robust"]]
+    assert ((coverage >= 0.91) & (coverage <= 0.985)).all().all(), table
 
 
 if __name__ == "__main__":
-    print(coverage_table(int(sys.argv[1]) if len(sys.argv) > 1 else REPS).round(3).to_string())
+    reps = int(sys.argv[1]) if len(sys.argv) > 1 else REPS
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+    print(coverage_table(reps, n).round(3).to_string())

@@ -184,6 +184,16 @@ class ExpertFamily(ABC):
         need not be)."""
         return np.inf
 
+    def extreme_fits(self, data, params, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How close each expert's fixed effects push its own rows to a degenerate fit, for
+        the separation warning: per expert (K,), the most extreme fixed-effects linear
+        predictor over the rows of the subjects it most likely holds (tau_ik > 1/2), on the
+        scale where beyond 25 the fitted mean is within e^-25 of the edge of its range, and
+        the column of the term that contributes most to it. Default: zeros (a Gaussian
+        expert has no degenerate fit)."""
+        K = params.n_experts
+        return np.zeros(K), np.zeros(K, dtype=int)
+
     def re_scale(self, params) -> np.ndarray:
         """The scale (K,) against which random-effect variances are judged: the residual
         variance for Gaussian experts, 1 (the linear predictor's scale) otherwise."""

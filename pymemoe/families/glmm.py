@@ -283,6 +283,26 @@ class GLMMFamily(ExpertFamily):
                else np.zeros(grads.beta.shape[:2] + (0, 0)))
         return ExpertGradients(beta=grads.beta, cov=cov, scale=None)
 
+    def extreme_fits(self, data: GLMMData, params: Params, tau: np.ndarray):
+        """Per expert, the largest |x' beta_k + offset| (binomial: a fitted probability near 0
+        or 1) or -(x' beta_k + offset) (Poisson: a fitted mean near 0; large means are not
+        degenerate) over the rows of its likely subjects, and the column of the term that
+        contributes most at that row (see :meth:`ExpertFamily.extreme_fits`)."""
+        rows = data.rows
+        K = params.n_experts
+        extreme, term = np.zeros(K), np.zeros(K, dtype=int)
+        if rows.exog.shape[0] == 0:
+            return extreme, term
+        subject = np.repeat(np.arange(rows.n_obs.size), rows.n_obs)
+        contributions = rows.exog[:, None, :] * params.beta[None, :, :]      # (n, K, p)
+        eta = rows.offset[:, None] + contributions.sum(axis=2)
+        score = np.abs(eta) if self.name == "binomial" else -eta
+        score = np.where((tau[subject] > 0.5) & (rows.weights[:, None] > 0), score, -np.inf)
+        worst = score.argmax(axis=0)                                           # (K,)
+        extreme = np.maximum(score[worst, np.arange(K)], 0.0)
+        term = np.abs(contributions[worst, np.arange(K)]).argmax(axis=1)
+        return extreme, term
+
     # -- prediction ----------------------------------------------------------------------------
 
     def expert_means(self, params: Params, exog, exog_re, offset) -> np.ndarray:
