@@ -24,7 +24,17 @@ from pymemoe.params import Params, from_user, to_user
 
 RESULTS = Path(__file__).parent / "results"
 REFS = json.loads((RESULTS / "glmm_refs_used.json").read_text())
-SATURATED = {"pois_k1_int_agq25": -7867.846, "epil_agq25": -382.952}   # lme4's nAGQ > 1 Poisson
+
+
+def _saturated(name: str) -> float:
+    """sum_r log Poisson(y_r; mean y_r): the constant lme4 subtracts from a Poisson
+    log-likelihood with nAGQ > 1 (reference README: -7867.846 and -382.952), computed exactly
+    here so that the comparison is not limited by those three decimals."""
+    y = pd.read_csv(RESULTS / "glmm" / f"{name}.csv")["y"].to_numpy()
+    return float(stats.poisson.logpmf(y, y).sum())
+
+
+SATURATED = {"pois_k1_int_agq25": _saturated("sim_poisson_k2"), "epil_agq25": _saturated("epil")}
 
 
 def _csv(name: str) -> pd.DataFrame:
@@ -74,14 +84,14 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_one_expert_matches_glmer(case):
-    """llf at least glmer's (minus 1e-3) and within 1e-3 of it; fixed effects and the random
-    intercept variance within 1e-3 (glmer's Laplace stops its inner mode search early, so our
-    optimum is up to 4e-4 higher there, as glmmTMB's is)."""
+    """llf at least glmer's (to 1e-6: measured 1e-9 to 4e-4 higher) and within 1e-3 of it;
+    fixed effects and the random intercept variance within 1e-3 (glmer's Laplace stops its
+    inner mode search early, so our optimum is up to 4e-4 higher there, as glmmTMB's is)."""
     ref = REFS[case]
     res = CASES[case]().fit(cov_type="none")
     llf_ref = ref["llf"] + SATURATED.get(case, 0.0)
     assert res.converged
-    assert res.llf >= llf_ref - 1e-3
+    assert res.llf >= llf_ref - 1e-6
     assert res.llf - llf_ref < 1e-3
     np.testing.assert_allclose(res.fe_params[1].to_numpy(), list(ref["fixef"].values()), atol=1e-3)
     D_ref = np.array(next(iter(ref["re_cov"].values())))
@@ -106,16 +116,39 @@ def test_mixture_llf_at_the_truth_equals_the_reference(name, q):
 @pytest.mark.parametrize("name, key", [("binary", "bin_k2_nore_flexmix"), ("poisson", "pois_k2_nore_flexmix")])
 def test_mixture_of_glms_reaches_flexmix(name, key):
     """K = 2 without random effects (re_formula "0"), gating on x1 + x2: flexmix's FLXMRglm with
-    FLXPmultinom, best of 10 starts."""
+    FLXPmultinom, best of 10 starts.
+
+    The Poisson reference is compared without the exposure: flexmix dropped the
+    ``offset(logexp)`` of its formula (``y ~ time + offset(logexp) | subject``, script
+    05_glmm.R). Its coefficients are those of the fit without an offset (to 2e-3; with the
+    exposure the intercepts are 0.19 lower, the mean log exposure), and its llf -16535.917 is
+    that model's; with the exposure pymemoe reaches -14856.802 (checked independently below)."""
     df = _csv(f"sim_{name}_k2")
     X = pd.DataFrame({"Intercept": 1.0, "time": df["time"]})
     gate = pd.DataFrame({"Intercept": 1.0, "x1": df["x1"], "x2": df["x2"]})
     model = MEMoE(df["y"], X, df["subject"], exog_re=np.empty((len(df), 0)), exog_gate=gate,
-                  n_experts=2, family="binomial" if name == "binary" else "poisson",
-                  exposure=df.get("exposure"))
+                  n_experts=2, family="binomial" if name == "binary" else "poisson")
     res = model.fit(random_state=0, cov_type="none")
     assert res.converged
     assert res.llf >= REFS[key]["llf"] - 1e-6
+    flexmix = np.array(REFS[key]["coef"]).reshape(2, 2)
+    fitted = res.fe_params.to_numpy().T
+    np.testing.assert_allclose(fitted[np.argsort(fitted[:, 0])], flexmix[np.argsort(flexmix[:, 0])],
+                               atol=5e-3)
+    if name == "poisson":       # with the exposure: the llf by scipy at pymemoe's estimates
+        model = MEMoE(df["y"], X, df["subject"], exog_re=np.empty((len(df), 0)), exog_gate=gate,
+                      n_experts=2, family="poisson", exposure=df["exposure"])
+        res = model.fit(random_state=0, cov_type="none")
+        state = res.state
+        eta = np.log(df["exposure"].to_numpy())[:, None] + X.to_numpy() @ state.beta.T
+        rows = stats.poisson.logpmf(df["y"].to_numpy()[:, None], np.exp(eta))
+        subject = pd.DataFrame(rows).groupby(df["subject"].to_numpy()).sum().to_numpy()
+        w = gate.groupby(df["subject"].to_numpy()).first().to_numpy()
+        log_prior = w @ state.gamma.T
+        log_prior -= np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
+        assert res.llf == pytest.approx(np.logaddexp.reduce(subject + log_prior, axis=1).sum(),
+                                        abs=1e-6)
+        assert res.llf > REFS[key]["llf"] + 1000
 
 
 def _row_loglik(y, eta, family):
