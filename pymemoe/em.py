@@ -683,8 +683,9 @@ def _expert_separation_messages(ctx: FitContext, blocks, params: Params,
     (binomial: a probability within e^-25 of 0 or 1; Poisson: a mean below e^-25), where the
     maximum likelihood coefficients do not exist and the reported ones are where the
     optimiser stopped (as statsmodels' PerfectSeparationWarning for a GLM)."""
-    per_block = blocks.gather(lambda block, state: ctx.family.extreme_fits(block, params, state.tau),
-                              states)
+    if not ctx.family.may_separate:       # no pass over the (perhaps distributed) blocks
+        return []
+    per_block = blocks.gather(_extreme_fits, states, ctx.family, params)
     extreme = np.array([e for e, _ in per_block])                    # (blocks, K)
     worst_block = extreme.argmax(axis=0)
     out = []
@@ -699,6 +700,11 @@ def _expert_separation_messages(ctx: FitContext, blocks, params: Params,
                     f"standard errors, are meaningless; remove or merge the separating term "
                     f"or category, or use fewer experts"))
     return out
+
+
+def _extreme_fits(block, state, family, params: Params):
+    # module level (not a closure over the fit's context): distributed blocks pickle it
+    return family.extreme_fits(block, params, state.tau)
 
 
 def _size_messages(ctx: FitContext, sizes: np.ndarray) -> list[tuple[type, str]]:

@@ -184,6 +184,9 @@ class ExpertFamily(ABC):
         need not be)."""
         return np.inf
 
+    #: whether the fixed effects can fit rows perfectly (separation; :meth:`extreme_fits`)
+    may_separate: bool = False
+
     def extreme_fits(self, data, params, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How close each expert's fixed effects push its own rows to a degenerate fit, for
         the separation warning: per expert (K,), the most extreme fixed-effects linear

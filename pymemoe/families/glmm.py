@@ -177,6 +177,7 @@ class GLMMFamily(ExpertFamily):
 
     has_scale = False
     uses_warm_start = True       # the Newton iterations for the modes start from the last pass
+    may_separate = True          # separation: fitted probabilities (or Poisson means) of 0 or 1
     # each M-step costs several passes and the mixture EM converges slowly, while the polish
     # converges fast once the experts are sorted out: on 2,000 binary subjects (K = 2) EM to
     # 1e-4 with 2 L-BFGS-B iterations per M-step, then the polish, took 2.7 s; to 1e-5 with 5
