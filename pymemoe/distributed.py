@@ -53,7 +53,8 @@ Gathered to the driver, and when
 * ``sample(n, rng)`` (the EM starts): the data of n random subjects, at most ``sample_limit``
   (default :data:`DEFAULT_SAMPLE_LIMIT`), however many the caller asks;
 * ``gather(fn, ...)``: the per-sub-block outputs of ``fn`` (the EM driver asks only for one
-  number per sub-block: the gating's largest logit spread);
+  number per sub-block: the gating's largest logit spread; for families that can separate,
+  binomial and Poisson, also two numbers per expert: :meth:`ExpertFamily.extreme_fits`);
 * on first use, and then kept: the subject labels (``subjects``), and the arrays of the final
   E-step of a fit (:class:`DistributedEStep`: ``tau``, ``log_prior``, ``llf_obs``,
   ``moments.b_hat``) that ``results.posterior``, ``prior``, ``random_effects``, ``entropy``,
