@@ -288,7 +288,7 @@ class GLMMFamily(ExpertFamily):
         """Per expert, the largest |x' beta_k + offset| (binomial: a fitted probability near 0
         or 1) or -(x' beta_k + offset) (Poisson: a fitted mean near 0; large means are not
         degenerate) over the rows of its likely subjects, and the column of the term that
-        contributes most at that row (see :meth:`ExpertFamily.extreme_fits`)."""
+        contributes most at that row (see :meth:`pymemoe.families.base.ExpertFamily.extreme_fits`)."""
         rows = data.rows
         K = params.n_experts
         extreme, term = np.zeros(K), np.zeros(K, dtype=int)
