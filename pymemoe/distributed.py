@@ -54,7 +54,8 @@ Gathered to the driver, and when
   (default :data:`DEFAULT_SAMPLE_LIMIT`), however many the caller asks;
 * ``gather(fn, ...)``: the per-sub-block outputs of ``fn`` (the EM driver asks only for one
   number per sub-block: the gating's largest logit spread; for families that can separate,
-  binomial and Poisson, also two numbers per expert: :meth:`pymemoe.families.base.ExpertFamily.extreme_fits`);
+  binomial and Poisson, also two numbers per expert:
+  :meth:`pymemoe.families.base.ExpertFamily.extreme_fits`);
 * on first use, and then kept: the subject labels (``subjects``), and the arrays of the final
   E-step of a fit (:class:`DistributedEStep`: ``tau``, ``log_prior``, ``llf_obs``,
   ``moments.b_hat``) that ``results.posterior``, ``prior``, ``random_effects``, ``entropy``,

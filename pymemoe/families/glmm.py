@@ -237,7 +237,8 @@ class GLMMFamily(ExpertFamily):
         cannot model: binary outcomes outside {0, 1}, successes above (or trials below) their
         number, negative or non-integer counts; and an outcome that never varies."""
         y = np.asarray(endog, dtype=float)
-        label = (lambda j: f"row {plain_label(rows[j])!r}") if rows is not None else (lambda j: f"row {j}")
+        label = ((lambda j: f"row {plain_label(rows[j])!r}") if rows is not None
+                 else (lambda j: f"row {j}"))
 
         def fail(mask: np.ndarray, what: str) -> None:
             j = int(np.flatnonzero(mask)[0])
@@ -288,7 +289,8 @@ class GLMMFamily(ExpertFamily):
         """Per expert, the largest |x' beta_k + offset| (binomial: a fitted probability near 0
         or 1) or -(x' beta_k + offset) (Poisson: a fitted mean near 0; large means are not
         degenerate) over the rows of its likely subjects, and the column of the term that
-        contributes most at that row (see :meth:`pymemoe.families.base.ExpertFamily.extreme_fits`)."""
+        contributes most at that row (see
+        :meth:`pymemoe.families.base.ExpertFamily.extreme_fits`)."""
         rows = data.rows
         K = params.n_experts
         extreme, term = np.zeros(K), np.zeros(K, dtype=int)
