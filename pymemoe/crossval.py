@@ -46,7 +46,8 @@ class CrossValidation:
         observations): ``n_subjects``, ``n_obs``, ``pmse`` (mean squared error of the marginal
         prediction), ``coverage`` (share of observations in their marginal 1 - alpha set),
         ``mean_length`` (mean total length of the sets; both missing for binomial and Poisson
-        experts, whose discrete predictive laws have no sets); with ``time``, also ``n_dynamic``,
+        experts, whose discrete predictive laws have no sets); with ``time``, also
+        ``n_dynamic``,
         ``pmse_dynamic`` and ``coverage_dynamic`` for the conditional predictions of each row
         from the subject's earlier rows.
     predictions : pandas.DataFrame
@@ -177,8 +178,9 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
         Passed to :meth:`pymemoe.MEMoE.from_formula` (``re_formula``, ``gate_formula``,
         ``n_experts``, ``shared_formula``, ``cov_re``, ``re_structure``, ``scale``,
         ``missing``, ``family``, ``offset``, ``exposure``, ``nAGQ``; ``offset`` and
-        ``exposure`` as column names, so that every held-out row gets its own) or to :meth:`pymemoe.MEMoE.fit` (``n_starts``, ``maxiter``, ``tol``,
-        ``polish``, ``start_params``).
+        ``exposure`` as column names, so that every held-out row gets its own) or to
+        :meth:`pymemoe.MEMoE.fit` (``n_starts``, ``maxiter``, ``tol``, ``polish``,
+        ``start_params``).
 
     Returns
     -------
@@ -217,7 +219,8 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
             raise ValueError(f"cross_validate takes {name} as a column name of data (each "
                              f"fold's held-out rows are predicted with theirs), got "
                              f"{type(model_kwargs[name]).__name__}")
-    family = get_family(model_kwargs.get("family", "gaussian"), n_agq=model_kwargs.get("nAGQ", 1))
+    family = get_family(model_kwargs.get("family", "gaussian"),
+                        n_agq=model_kwargs.get("nAGQ", 1))
     design_kwargs = {k: model_kwargs[k] for k in ("re_formula", "gate_formula", "shared_formula",
                                                   "offset", "exposure") if k in model_kwargs}
     design_kwargs.update(outcome_columns=(1, 2) if family.name == "binomial" else (1,),

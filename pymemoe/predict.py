@@ -48,8 +48,9 @@ over subjects in :mod:`pymemoe.crossval`.
 x_j' beta_k but an integral over the random effects, on the response scale (a success
 probability, or a count's mean with the row's offset o_j)::
 
-    marginal:     E[y_j | w_i] = sum_k pi_ik  E_{b ~ N(0, D_k)}       g^{-1}(o_j + x_j' beta_k + z_j' b)
-    conditional:  E[y_j | y_i^h] = sum_k tau_ik E_{b ~ p_k(b | y_i^h)} g^{-1}(o_j + x_j' beta_k + z_j' b)
+    mu_jk(b) = g^{-1}(o_j + x_j' beta_k + z_j' b)
+    marginal:     E[y_j | w_i]   = sum_k pi_ik  E_{b ~ N(0, D_k)}       mu_jk(b)
+    conditional:  E[y_j | y_i^h] = sum_k tau_ik E_{b ~ p_k(b | y_i^h)} mu_jk(b)
 
 the first a one-dimensional integral over z_j' b ~ N(0, z_j' D_k z_j) (closed form for
 Poisson, the trapezoid rule for binomial: :func:`pymemoe.glmm_kernel.glmm_marginal_mean`), the
