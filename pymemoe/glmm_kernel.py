@@ -1409,8 +1409,10 @@ def chol_grad_to_cov_grad(grad_chol, chol) -> np.ndarray:
 # Predictive means
 # ----------------------------------------------------------------------------------------------
 
-def glmm_marginal_mean(family, beta, chol, exog, exog_re=None, offset=None) -> np.ndarray:
-    """Marginal mean of the response, E[mu(eta)] over b ~ N(0, D_k), for new rows.
+def glmm_marginal_mean(family, beta, chol, exog, exog_re=None, offset=None,
+                       power: int = 1) -> np.ndarray:
+    """Marginal mean of the response, E[mu(eta)] over b ~ N(0, D_k), for new rows (with
+    ``power=2`` the second moment E[mu(eta)^2], for the predictive variances).
 
     With eta = offset + x'beta_k + z'b and b ~ N(0, D_k), z'b ~ N(0, z'D_k z) is one-dimensional
     whatever q, so a one-dimensional integral in s = sqrt(z'D_k z) is the q-dimensional one
@@ -1418,7 +1420,8 @@ def glmm_marginal_mean(family, beta, chol, exog, exog_re=None, offset=None) -> n
     integral E[expit(eta0 + s Z)] is taken by the trapezoid rule on z in [-9, 9] with step
     h = min(1/2, pi / (8 s)): expit has poles at distance pi / s from the real z-axis, so the
     error is about exp(-2 pi (pi / s) / h) <= exp(-16 pi) ~ 1e-22 whatever s (Gauss-Hermite, by
-    contrast, loses digits as s grows: 40 nodes give only 1e-4 at s = 4).
+    contrast, loses digits as s grows: 40 nodes give only 1e-4 at s = 4). The same holds for
+    expit^2, with the same poles; Poisson's E[mu^r] is exp(r eta0 + r^2 s^2 / 2).
 
     Parameters
     ----------
@@ -1428,12 +1431,14 @@ def glmm_marginal_mean(family, beta, chol, exog, exog_re=None, offset=None) -> n
     exog : array (n, p)
     exog_re : array (n, q), optional
     offset : array (n,), optional
+    power : {1, 2}
+        The moment of mu.
 
     Returns
     -------
     ndarray (n, K)
-        E[mu] per row and expert: the success probability (multiply by the trials for the
-        expected count) or the Poisson mean (including the exposure in the offset).
+        E[mu^power] per row and expert: mu the success probability (multiply by the trials
+        for the expected count) or the Poisson mean (including the exposure in the offset).
 
     Examples
     --------
@@ -1455,15 +1460,23 @@ def glmm_marginal_mean(family, beta, chol, exog, exog_re=None, offset=None) -> n
     eta0 = exog @ beta.T + (0.0 if offset is None else np.asarray(offset, float)[:, None])
     D = chol @ np.swapaxes(chol, 1, 2)
     var = np.einsum("na,kab,nb->nk", Z, D, Z)
-    return _mean_gaussian_eta(fam, eta0, var)
+    return _mean_gaussian_eta(fam, eta0, var, power)
 
 
-def _mean_gaussian_eta(fam, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """E[mu(eta)] for eta ~ N(mean, var), elementwise (see :func:`glmm_marginal_mean`)."""
+def _check_power(power: int) -> int:
+    if power not in (1, 2):
+        raise ValueError(f"power must be 1 or 2, got {power!r}")
+    return power
+
+
+def _mean_gaussian_eta(fam, mean: np.ndarray, var: np.ndarray, power: int = 1) -> np.ndarray:
+    """E[mu(eta)^power] for eta ~ N(mean, var), elementwise (see :func:`glmm_marginal_mean`)."""
+    power = _check_power(power)
     mean, var = np.broadcast_arrays(np.asarray(mean, float), np.maximum(var, 0.0))
     with np.errstate(over="ignore", under="ignore"):
         if fam.name == "poisson":
-            return np.exp(np.minimum(mean + 0.5 * var, POISSON_ETA_MAX))
+            return np.exp(np.minimum(power * mean + 0.5 * power ** 2 * var,
+                                     power * POISSON_ETA_MAX))
         s = np.sqrt(var).ravel()
         m = mean.ravel()
         out = np.empty(m.shape)
@@ -1479,15 +1492,15 @@ def _mean_gaussian_eta(fam, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
             acc = np.zeros(idx.size)
             mi, si = m[idx], s[idx]
             for zj, wj in zip(z, w):
-                acc += wj * expit(mi + si * zj)
+                acc += wj * expit(mi + si * zj) ** power
             out[idx] = acc
     return out.reshape(mean.shape)
 
 
 def glmm_conditional_mean(rows: GLMMRows, moments: GLMMMoments, exog, exog_re, subject,
-                          offset=None) -> np.ndarray:
+                          offset=None, power: int = 1) -> np.ndarray:
     """Conditional mean of the response given a subject's data and its class,
-    E[mu(eta_new) | y_i, class k], for new rows.
+    E[mu(eta_new) | y_i, class k], for new rows (``power=2``: E[mu(eta_new)^2 | y_i, k]).
 
     For n_agq > 1 the posterior expectation is the ratio of two adaptive quadratures on the
     nodes of ``moments`` (the same nodes and weights as the log-density):
@@ -1505,11 +1518,14 @@ def glmm_conditional_mean(rows: GLMMRows, moments: GLMMMoments, exog, exog_re, s
     subject : array (n_new,) of int
         Subject index (0..N-1, in the order of ``rows``) of each new row.
     offset : array (n_new,), optional
+    power : {1, 2}
+        The moment of mu.
 
     Returns
     -------
     ndarray (n_new, K)
-        Posterior mean of mu (probability, or Poisson mean including the offset's exposure).
+        Posterior mean of mu^power (mu the probability, or the Poisson mean including the
+        offset's exposure).
 
     Examples
     --------
@@ -1522,6 +1538,7 @@ def glmm_conditional_mean(rows: GLMMRows, moments: GLMMMoments, exog, exog_re, s
     (20, 1)
     """
     fam = _family(moments.family)
+    power = _check_power(power)
     exog = np.atleast_2d(np.asarray(exog, dtype=float))
     n_new = exog.shape[0]
     q = rows.k_re
@@ -1531,12 +1548,12 @@ def glmm_conditional_mean(rows: GLMMRows, moments: GLMMMoments, exog, exog_re, s
         raise ValueError("subject must give a subject index in 0..N-1 for every new row")
     eta0 = exog @ moments.beta.T + (0.0 if offset is None else np.asarray(offset, float)[:, None])
     if q == 0:
-        return fam.mean(eta0)
+        return fam.mean(eta0) ** power
     bh = moments.b_hat[subject]                                      # (n_new, K, q)
     mean = eta0 + np.einsum("na,nka->nk", Z, bh)
     if moments.n_agq == 1:
         var = np.einsum("na,nkab,nb->nk", Z, moments.b_cov[subject], Z)
-        return _mean_gaussian_eta(fam, mean, var)
+        return _mean_gaussian_eta(fam, mean, var, power)
     # AGQ: recompute the node weights, accumulate mu at the new rows
     ctx = _Context(rows, moments.family, moments.beta, moments.chol)
     u = _internal(moments.u_hat, 1)
@@ -1557,7 +1574,7 @@ def glmm_conditional_mean(rows: GLMMRows, moments: GLMMMoments, exog, exog_re, s
             idx = order[lo:hi]
             eta = mean[idx][:, :, None] + np.einsum("nkl,jl->nkj", ZLR[idx], z)
             om = np.moveaxis(omega[:, subject[idx] - subjects.start], 0, 1)   # (rows, K, J)
-            acc[idx] += (om * fam.mean(eta)).sum(axis=2)
+            acc[idx] += (om * fam.mean(eta) ** power).sum(axis=2)
 
         logsum, _ = _adaptive_pass(ctx, u, R, ev, moments.n_agq, gradient=False, extra=extra)
     return acc / np.exp(_pub(logsum, 0))[subject]

@@ -9,10 +9,9 @@ N(m_jk, v_jk) with m_jk = x_j' beta_k (+ z_j' b_hat_ik) and v_jk = z_j' D_k z_j 
 mixture's density, its derivative and its distribution function for every row at once, which
 is what the prediction sets need (:mod:`pymemoe.prediction_sets`).
 
-An expert family with another law (a binary or count outcome) keeps the weights, the
-predictive means and variances, and supplies its own ``pdf``/``cdf`` (a probability mass
-function for a discrete law); ``continuous`` tells the prediction sets whether intervals of a
-density apply.
+An expert family with another law (a binary or count outcome) keeps the weights and the
+predictive means and variances; its law is not normal, ``continuous`` is False, and ``pdf``,
+``dpdf`` and ``cdf`` (Gaussian) refuse it, as the prediction sets do.
 """
 from __future__ import annotations
 
@@ -32,14 +31,14 @@ class ComponentLaws:
     """The law of one observation at each row given each expert, with the mixture weights.
 
     For the Gaussian family each component is N(means, variances). A family with a discrete
-    or skewed law keeps ``weights``, ``means`` and ``variances`` (the predictive moments) and
-    supplies its own ``pdf``/``cdf``.
+    law (binomial, Poisson) keeps ``weights``, ``means`` and ``variances`` (the predictive
+    moments); its ``pdf``, ``dpdf`` and ``cdf`` raise a ValueError.
 
     Attributes
     ----------
     weights, means, variances : ndarray (n, K)
     family : str
-        ``"gaussian"``.
+        The experts' family: ``"gaussian"``, ``"binomial"`` or ``"poisson"``.
     """
 
     weights: np.ndarray
@@ -70,6 +69,9 @@ class ComponentLaws:
                              self.family)
 
     def _component(self, k: int, rows: np.ndarray | None):
+        if not self.continuous:     # the Gaussian formulas below would silently be wrong
+            raise ValueError(f"the {self.family!r} predictive law is discrete: it has no "
+                             f"Gaussian density or distribution function here")
         if rows is None:              # y of shape (n, G)
             return self.weights[:, k, None], self.means[:, k, None], self.sd[:, k, None]
         return self.weights[rows, k], self.means[rows, k], self.sd[rows, k]

@@ -56,8 +56,15 @@ the first a one-dimensional integral over z_j' b ~ N(0, z_j' D_k z_j) (closed fo
 Poisson, the trapezoid rule for binomial: :func:`pymemoe.glmm_kernel.glmm_marginal_mean`), the
 second under the fit's approximate posterior of b
 (its adaptive quadrature nodes, or N(b_hat_ik, Sigma_ik) for Laplace), with tau_ik from the
-same approximate likelihood as ``res.llf``. The component laws are discrete and not normal:
-their variances are reported missing and prediction sets refuse them.
+same approximate likelihood as ``res.llf``. The component variances follow from the first two
+moments of mu over the same law of b (E[mu^2] by the same integrals)::
+
+    Poisson counts:               Var[y_j | k] = E[mu] + Var[mu]
+    binomial proportions y / m:   Var[y_j / m_j | k] = (E[mu] - E[mu^2]) / m_j + Var[mu]
+
+(m_j = 1: the Bernoulli variance E[mu] (1 - E[mu]); NaN for rows of a ``successes +
+failures`` model whose number of trials is not given). The component laws are discrete and
+not normal, so prediction sets refuse them.
 
 **Standard errors of predicted means** (:func:`get_prediction`). A predicted mean m(theta) is a
 function of the parameter vector theta (``results.params``); its delta-method standard error is
@@ -392,23 +399,21 @@ def component_laws(results, rows: DesignRows, kind: str, posterior: SubjectPoste
                    state: Params | None = None) -> ComponentLaws:
     """Weights, means and variances of the predictive law at each row (module docstring):
     ``kind="marginal"`` from the gating, ``"conditional"`` from ``posterior``. Families with a
-    discrete law (binomial, Poisson) give means and no variances (NaN): their laws are not
+    discrete law (binomial, Poisson) give its means and variances, but their laws are not
     continuous, and prediction sets refuse them."""
     state = results.state if state is None else state
     family = results.model.family
-    z = rows.exog_re
     if kind == "marginal":
         weights = gating_probabilities(rows.exog_gate, state.gamma)
         means = expert_means(results, rows, state)
-        var = family.predictive_variances(state, z)
+        posterior = None
     elif kind == "conditional":
-        c = posterior.codes
-        weights = posterior.tau[c]
-        means = family.conditional_means(posterior.data, posterior.moments, state, rows.exog, z,
-                                         rows.row_offset, c)
-        var = family.predictive_variances(state, z, posterior.b_cov[c])
+        weights = posterior.tau[posterior.codes]
+        means = family.conditional_means(posterior.data, posterior.moments, state, rows.exog,
+                                         rows.exog_re, rows.row_offset, posterior.codes)
     else:
         raise ValueError(f"kind must be one of {MIXTURE_KINDS}, got {kind!r}")
+    var = family.predictive_variances(state, rows, means, posterior, _row_trials(results, rows))
     if var is None:
         var = np.full(means.shape, np.nan)
     return ComponentLaws(weights=weights, means=means, variances=var, family=family.name)
@@ -588,6 +593,19 @@ def _discrete_expert_residuals(results, standardize: bool) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+def _row_trials(results, rows: DesignRows) -> np.ndarray | None:
+    """Binomial trials of each row for the predictive variances: None (one trial) for a 0/1
+    outcome; for a ``successes + failures`` outcome the rows' own, NaN where the outcome (and
+    so the number of trials) is not given."""
+    if getattr(results.model, "trials", None) is None:
+        return None
+    if rows.trials is None:                     # new rows read without their outcome
+        return np.full(rows.n_rows, np.nan)
+    if rows.endog is None:                      # the fitting rows: their trials are known
+        return rows.trials
+    return np.where(np.isfinite(rows.endog), rows.trials, np.nan)
+
+
 # User-facing predictions
 
 
@@ -599,7 +617,8 @@ class PredictiveMixture:
     ----------
     weights, means, variances : pandas.DataFrame
         Rows x experts: the mixture weights (tau_ik or pi_ik), the component means and the
-        component variances (see the module docstring; NaN for binomial and Poisson experts).
+        component variances (see the module docstring; for binomial experts, of the
+        proportion of successes).
     kind : str
         ``"conditional"`` or ``"marginal"``.
     """
@@ -659,8 +678,8 @@ def predictive_mixture(results, newdata: pd.DataFrame | None = None, kind: str =
     For Gaussian experts the components are normal (module docstring). For binomial and
     Poisson experts the means are on the response scale (a success probability, or a count's
     mean with the row's offset), averaged over the random effects (``kind="marginal"``) or
-    over their posterior (``"conditional"``), and the variances are missing (NaN): the
-    components are not normal, and the mixture's mean is still the point prediction.
+    over their posterior (``"conditional"``), and so are the variances (of the count, or of
+    the proportion of successes; module docstring); the components are not normal.
 
     Parameters
     ----------

@@ -401,3 +401,51 @@ def test_separated_outcomes_warn_naming_the_expert_and_the_term():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SeparationWarning)
         _sim("binary", 2, 2).fit(random_state=0, n_starts=2, cov_type="none")
+
+
+def test_predictive_variances_match_simulation(poisson_k2):
+    """Var[y | expert k] of predictive_mixture against Monte Carlo draws from the fitted model
+    (b ~ N(0, D_k), then y): Poisson counts with exposure; binomial proportions y / m of a
+    'successes + failures' model; 0/1 outcomes have the Bernoulli variance; rows whose trials
+    are not known get NaN."""
+    from pymemoe.predict import predictive_mixture
+    rng = np.random.default_rng(12)
+    df, res = poisson_k2
+    rows = df.iloc[[0, 7, 40]]
+    mix = predictive_mixture(res, rows, kind="marginal")
+    state = res.state
+    X = np.column_stack([np.ones(3), rows["time"]])
+    for k in range(2):
+        b = rng.normal(size=1_000_000) * np.sqrt(state.cov_re[k, 0, 0])
+        for r in range(3):
+            mu = rows["exposure"].iloc[r] * np.exp(X[r] @ state.beta[k] + b)
+            y = rng.poisson(mu)
+            assert mix.means.iloc[r, k] == pytest.approx(y.mean(), rel=5e-3)
+            assert mix.variances.iloc[r, k] == pytest.approx(y.var(), rel=2e-2)
+
+    n_sub, visits = 200, 4
+    g = np.repeat(np.arange(n_sub), visits)
+    t = np.tile(np.arange(visits, dtype=float), n_sub)
+    trials = rng.integers(1, 6, size=g.size)
+    succ = rng.binomial(trials, expit(0.3 * t - 0.5 + np.repeat(1.2 * rng.normal(size=n_sub), visits)))
+    counts = pd.DataFrame({"id": g, "t": t, "s": succ, "f": trials - succ})
+    fit = MEMoE.from_formula("s + f ~ t", counts, "id", n_experts=1, family="binomial").fit()
+    mix = predictive_mixture(fit, kind="marginal")                    # the fitting rows
+    beta, sd = fit.state.beta[0], np.sqrt(fit.state.cov_re[0, 0, 0])
+    b = rng.normal(size=1_000_000) * sd
+    for r in (0, 3, 17):
+        p = expit(beta[0] + beta[1] * t[r] + b)
+        prop = rng.binomial(trials[r], p) / trials[r]
+        assert mix.variances.iloc[r, 0] == pytest.approx(prop.var(), rel=2e-2)
+    new = counts.iloc[:4].assign(s=np.nan)                 # no outcome: trials unknown
+    assert predictive_mixture(fit, new, kind="conditional").variances.iloc[:, 0].isna().all()
+    binary = MEMoE.from_formula("y ~ t", counts.assign(y=(counts["s"] > 0) * 1.0), "id",
+                                n_experts=1, family="binomial").fit()
+    for kind in ("marginal", "conditional"):
+        mix = predictive_mixture(binary, kind=kind)
+        m = mix.means.iloc[:, 0]
+        np.testing.assert_allclose(mix.variances.iloc[:, 0], m * (1 - m), rtol=1e-10)
+    from pymemoe.predict import laws_of
+    _, laws = laws_of(binary, None, "marginal")      # the Gaussian formulas do not apply
+    with pytest.raises(ValueError, match="'binomial' predictive law is discrete"):
+        laws.cdf(np.zeros((laws.weights.shape[0], 1)))

@@ -475,6 +475,8 @@ def test_marginal_mean_against_quad_and_product_rule():
     chol = np.array([[[1.2, 0.0], [-0.3, 0.5]], [[0.4, 0.0], [0.2, 2.5]]])   # s up to ~7
     mb = glmm_marginal_mean("binomial", beta, chol, X, Z)
     mp = glmm_marginal_mean("poisson", beta, chol, X, Z, offset=np.full(5, 0.2))
+    mb2 = glmm_marginal_mean("binomial", beta, chol, X, Z, power=2)
+    mp2 = glmm_marginal_mean("poisson", beta, chol, X, Z, offset=np.full(5, 0.2), power=2)
     z, lw, _ = gauss_hermite_normal(40, 2)                    # q-dimensional product rule
     for k in range(2):
         D = chol[k] @ chol[k].T
@@ -489,6 +491,14 @@ def test_marginal_mean_against_quad_and_product_rule():
                 assert mb[r, k] == pytest.approx(prod, abs=1e-10)
             fp = lambda e: np.exp(0.2 + eta0 + s * e) * stats.norm.pdf(e)
             assert mp[r, k] == pytest.approx(integrate.quad(fp, -40, 40, epsabs=0, epsrel=1e-12)[0], rel=1e-10)
+            # second moments, for the predictive variances
+            f2 = lambda e: expit(eta0 + s * e) ** 2 * stats.norm.pdf(e)
+            exact2 = integrate.quad(f2, -40, 40, epsabs=1e-15, epsrel=1e-13, limit=500, points=[-eta0 / s])[0]
+            assert mb2[r, k] == pytest.approx(exact2, abs=1e-13)
+            fp2 = lambda e: np.exp(2 * (0.2 + eta0 + s * e)) * stats.norm.pdf(e)
+            lim = 2 * s + 40                                   # the integrand peaks at e = 2 s
+            assert mp2[r, k] == pytest.approx(integrate.quad(fp2, -lim, lim, epsabs=0, epsrel=1e-12,
+                                                             limit=500, points=[2 * s])[0], rel=1e-9)
 
 
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
@@ -504,6 +514,8 @@ def test_conditional_mean_against_brute_force(family):
     cm = glmm_conditional_mean(rows, m25, xnew, znew, subject)
     m1 = glmm_moments(rows, family, beta, chol)
     cm1 = glmm_conditional_mean(rows, m1, xnew, znew, subject)
+    cm_2 = glmm_conditional_mean(rows, m25, xnew, znew, subject, power=2)
+    cm1_2 = glmm_conditional_mean(rows, m1, xnew, znew, subject, power=2)
     mean_fn = expit if family == "binomial" else np.exp
     for k in range(2):                                       # two experts, different parameters
         L = chol[k, 0, 0]
@@ -516,10 +528,15 @@ def test_conditional_mean_against_brute_force(family):
             num = integrate.quad(lambda b: mean_fn(xnew[r] @ beta[k] + b) * post(b), *lim, epsrel=1e-12)[0]
             den = integrate.quad(post, *lim, epsrel=1e-12)[0]
             assert cm[r, k] == pytest.approx(num / den, rel=1e-7)
+            num2 = integrate.quad(lambda b: mean_fn(xnew[r] @ beta[k] + b) ** 2 * post(b), *lim,
+                                  epsrel=1e-12)[0]
+            assert cm_2[r, k] == pytest.approx(num2 / den, rel=1e-7)
             bh, bv = m1.b_hat[i, k, 0], m1.b_cov[i, k, 0, 0]
-            gauss = integrate.quad(lambda b: mean_fn(xnew[r] @ beta[k] + b) * stats.norm.pdf(b, bh, np.sqrt(bv)),
-                                   bh - 14 * np.sqrt(bv), bh + 14 * np.sqrt(bv), epsrel=1e-12)[0]
-            assert cm1[r, k] == pytest.approx(gauss, rel=1e-9)
+            for power, value in ((1, cm1), (2, cm1_2)):
+                gauss = integrate.quad(
+                    lambda b: mean_fn(xnew[r] @ beta[k] + b) ** power * stats.norm.pdf(b, bh, np.sqrt(bv)),
+                    bh - 14 * np.sqrt(bv), bh + 14 * np.sqrt(bv), epsrel=1e-12)[0]
+                assert value[r, k] == pytest.approx(gauss, rel=1e-9)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -169,11 +169,15 @@ class ExpertFamily(ABC):
         """E[y | y_i, expert k] at new rows (n, K) of the subjects ``subject`` (positions in
         ``data``), given each subject's data (``moments``: this family's moments of ``data``)."""
 
-    def predictive_variances(self, params, exog_re: np.ndarray,
-                             re_cov: np.ndarray | None = None) -> np.ndarray | None:
-        """Var[y | expert k] at each row, (n, K), with the random effects' covariance D_k
-        (``re_cov=None``) or a subject's conditional covariance (``re_cov`` (n, K, q, q)); None
-        when the family's law is not summarised by a mean and a variance (discrete outcomes)."""
+    def predictive_variances(self, params, rows, means: np.ndarray, posterior=None,
+                             trials: np.ndarray | None = None) -> np.ndarray | None:
+        """Var[y | expert k] at each row, (n, K), on the scale of ``means`` (the component
+        means of the same rows): over b ~ N(0, D_k) for a new subject (``posterior=None``), or
+        over the posterior of b given the subject's history (``posterior``: the rows'
+        :class:`pymemoe.predict.SubjectPosterior`, with ``codes``, ``b_cov``, ``data`` and
+        ``moments``). ``rows`` are :class:`pymemoe.predict.DesignRows`; ``trials`` (n,) the
+        binomial trials of each row (None: 1; NaN where unknown). None when the family has no
+        predictive variance."""
         return None
 
     def llf_bound(self, summary: DataSummary) -> float:

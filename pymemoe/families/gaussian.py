@@ -130,11 +130,14 @@ class GaussianFamily(ExpertFamily):
                           subject) -> np.ndarray:
         return exog @ params.beta.T + np.einsum("nq,nkq->nk", exog_re, np.asarray(moments.b_hat)[subject])
 
-    def predictive_variances(self, params: Params, exog_re, re_cov=None) -> np.ndarray:
-        if re_cov is None:
-            var = np.einsum("nq,kqr,nr->nk", exog_re, params.cov_re, exog_re)
+    def predictive_variances(self, params: Params, rows, means, posterior=None,
+                             trials=None) -> np.ndarray:
+        """z' D_k z + sigma2_k (a new subject) or z' Sigma_ik z + sigma2_k (given a history)."""
+        z = rows.exog_re
+        if posterior is None:
+            var = np.einsum("nq,kqr,nr->nk", z, params.cov_re, z)
         else:
-            var = np.einsum("nq,nkqr,nr->nk", exog_re, re_cov, exog_re)
+            var = np.einsum("nq,nkqr,nr->nk", z, posterior.b_cov[posterior.codes], z)
         return np.maximum(var + params.scale, 0.0)
 
     def moments(self, data, params: Params, warm=None) -> ExpertMoments:

@@ -314,14 +314,34 @@ class GLMMFamily(ExpertFamily):
                                   exog_re if exog_re.shape[1] else None, offset)
 
     def conditional_means(self, data: GLMMData, moments: GLMMExpertMoments, params: Params,
-                          exog, exog_re, offset, subject) -> np.ndarray:
+                          exog, exog_re, offset, subject, power: int = 1) -> np.ndarray:
         """E[mu | y_i, expert k] under the approximate posterior of b (the quadrature nodes, or
-        the Gaussian approximation N(b_hat, b_cov) for Laplace)."""
+        the Gaussian approximation N(b_hat, b_cov) for Laplace); ``power=2``: E[mu^2 | ...]."""
         kernel = moments.kernel
         if kernel is None:                   # joined blocks keep no kernel state: recompute
             kernel = self.moments(data, params).kernel
         return glmm_conditional_mean(data.rows, kernel, exog, exog_re if exog_re.shape[1] else None,
-                                     np.asarray(subject), offset)
+                                     np.asarray(subject), offset, power=power)
+
+    def predictive_variances(self, params: Params, rows, means, posterior=None,
+                             trials=None) -> np.ndarray:
+        """Var[y | expert k] from the first two moments of mu over the law of b (module
+        docstring of :mod:`pymemoe.predict`): E[mu] + Var[mu] for Poisson counts; for a
+        binomial proportion y / m, (E[mu] - E[mu^2]) / m + Var[mu] (m = 1: E[mu] (1 - E[mu]),
+        the Bernoulli variance). NaN where the trials are unknown."""
+        if posterior is None:
+            second = glmm_marginal_mean(self.name, params.beta, cholesky_factors(params.cov_re),
+                                        rows.exog, rows.exog_re if rows.exog_re.shape[1] else None,
+                                        rows.row_offset, power=2)
+        else:
+            second = self.conditional_means(posterior.data, posterior.moments, params, rows.exog,
+                                            rows.exog_re, rows.row_offset, posterior.codes,
+                                            power=2)
+        spread = np.maximum(second - means ** 2, 0.0)           # Var[mu]; rounding below 0
+        if self.name == "poisson":
+            return means + spread
+        m = np.ones(means.shape[0]) if trials is None else np.asarray(trials, dtype=float)
+        return np.maximum(means - second, 0.0) / m[:, None] + spread
 
     def sample(self, eta: np.ndarray, trials: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Outcomes drawn at linear predictors ``eta``: successes out of ``trials`` (binomial)
