@@ -395,6 +395,19 @@ def expert_means(results, rows: DesignRows, state: Params | None = None) -> np.n
     return results.model.family.expert_means(state, rows.exog, rows.exog_re, rows.row_offset)
 
 
+def _weights_and_means(results, rows: DesignRows, kind: str, posterior, state: Params):
+    """The mixture weights and the component means (n, K) of ``kind``."""
+    if kind == "marginal":
+        return (gating_probabilities(rows.exog_gate, state.gamma),
+                expert_means(results, rows, state))
+    if kind == "conditional":
+        means = results.model.family.conditional_means(
+            posterior.data, posterior.moments, state, rows.exog, rows.exog_re, rows.row_offset,
+            posterior.codes)
+        return posterior.tau[posterior.codes], means
+    raise ValueError(f"kind must be one of {MIXTURE_KINDS}, got {kind!r}")
+
+
 def component_laws(results, rows: DesignRows, kind: str, posterior: SubjectPosterior | None = None,
                    state: Params | None = None) -> ComponentLaws:
     """Weights, means and variances of the predictive law at each row (module docstring):
@@ -403,17 +416,10 @@ def component_laws(results, rows: DesignRows, kind: str, posterior: SubjectPoste
     continuous, and prediction sets refuse them."""
     state = results.state if state is None else state
     family = results.model.family
-    if kind == "marginal":
-        weights = gating_probabilities(rows.exog_gate, state.gamma)
-        means = expert_means(results, rows, state)
-        posterior = None
-    elif kind == "conditional":
-        weights = posterior.tau[posterior.codes]
-        means = family.conditional_means(posterior.data, posterior.moments, state, rows.exog,
-                                         rows.exog_re, rows.row_offset, posterior.codes)
-    else:
-        raise ValueError(f"kind must be one of {MIXTURE_KINDS}, got {kind!r}")
-    var = family.predictive_variances(state, rows, means, posterior, _row_trials(results, rows))
+    weights, means = _weights_and_means(results, rows, kind, posterior, state)
+    var = family.predictive_variances(state, rows, means,
+                                      posterior if kind == "conditional" else None,
+                                      _row_trials(results, rows))
     if var is None:
         var = np.full(means.shape, np.nan)
     return ComponentLaws(weights=weights, means=means, variances=var, family=family.name)
@@ -423,10 +429,13 @@ def point_prediction(results, rows: DesignRows, kind: str,
                      posterior: SubjectPosterior | None = None,
                      state: Params | None = None) -> np.ndarray:
     """The predicted mean at each row: (n,) for ``"marginal"`` and ``"conditional"``, (n, K)
-    for ``"expert"``."""
+    for ``"expert"``. Only the means: no predictive variances (a second integral over the
+    random effects for binomial and Poisson experts) are computed."""
+    state = results.state if state is None else state
     if kind == "expert":
         return expert_means(results, rows, state)
-    return component_laws(results, rows, kind, posterior, state).mean()
+    weights, means = _weights_and_means(results, rows, kind, posterior, state)
+    return (weights * means).sum(axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,8 +492,8 @@ def prediction_jacobian(results, rows: DesignRows, kind: str,
 
         def at(vector: np.ndarray) -> np.ndarray:
             post = _posterior_of(data, from_user(vector, structure))
-            return component_laws(results, rows, "conditional", post,
-                                  from_user(vector, structure)).mean()
+            return point_prediction(results, rows, "conditional", post,
+                                    from_user(vector, structure))
     else:       # binomial and Poisson experts: the means are integrals over b, differenced
         def at(vector: np.ndarray) -> np.ndarray:
             return point_prediction(results, rows, kind, state=from_user(vector, structure))
