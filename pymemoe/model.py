@@ -234,8 +234,8 @@ class MEMoE:
             if scale == "none":
                 raise ValueError("scale='none' is for families without a residual variance")
         else:
-            outcome = (spec.formula.split("~")[0].strip() if spec is not None and trials_arr is not None
-                       else endog_name)      # "successes + failures": name both columns
+            outcome = (" + ".join(spec.endog_info.column_names)       # successes + failures
+                       if spec is not None and trials_arr is not None else endog_name)
             family.validate_outcome(endog_arr, trials_arr, f"the outcome {outcome!r}", row_index)
             if scale != "expert":
                 raise ValueError(f"scale={scale!r}: residual variances exist for Gaussian experts "
