@@ -308,10 +308,11 @@ class GLMMFamily(ExpertFamily):
 
     # -- prediction ----------------------------------------------------------------------------
 
-    def expert_means(self, params: Params, exog, exog_re, offset) -> np.ndarray:
-        """E[mu | expert k] over b ~ N(0, D_k): the success probability or the count's mean."""
+    def expert_means(self, params: Params, exog, exog_re, offset, power: int = 1) -> np.ndarray:
+        """E[mu | expert k] over b ~ N(0, D_k): the success probability or the count's mean
+        (``power=2``: E[mu^2 | expert k])."""
         return glmm_marginal_mean(self.name, params.beta, cholesky_factors(params.cov_re), exog,
-                                  exog_re if exog_re.shape[1] else None, offset)
+                                  exog_re if exog_re.shape[1] else None, offset, power=power)
 
     def conditional_means(self, data: GLMMData, moments: GLMMExpertMoments, params: Params,
                           exog, exog_re, offset, subject, power: int = 1) -> np.ndarray:
@@ -330,9 +331,7 @@ class GLMMFamily(ExpertFamily):
         binomial proportion y / m, (E[mu] - E[mu^2]) / m + Var[mu] (m = 1: E[mu] (1 - E[mu]),
         the Bernoulli variance). NaN where the trials are unknown."""
         if posterior is None:
-            second = glmm_marginal_mean(self.name, params.beta, cholesky_factors(params.cov_re),
-                                        rows.exog, rows.exog_re if rows.exog_re.shape[1] else None,
-                                        rows.row_offset, power=2)
+            second = self.expert_means(params, rows.exog, rows.exog_re, rows.row_offset, power=2)
         else:
             second = self.conditional_means(posterior.data, posterior.moments, params, rows.exog,
                                             rows.exog_re, rows.row_offset, posterior.codes,
