@@ -54,7 +54,14 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_threads_and_out, pin_blas_threads, write_table, GB, peak_gb, reset_peak  # noqa: E402
+from _common import (  # noqa: E402
+    GB,
+    add_threads_and_out,
+    peak_gb,
+    pin_blas_threads,
+    reset_peak,
+    write_table,
+)
 
 MODEL = dict(re_formula="~ time", gate_formula="~ x1 + x2")
 COLUMNS = ["id", "time", "x1", "x2", "y"]

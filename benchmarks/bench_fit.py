@@ -140,7 +140,7 @@ def maxrss_mb() -> float:
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """Build the data, construct and fit the model; runs in a fresh subprocess."""
     from pymemoe import MEMoE
-    from pymemoe.inference import estimate_cov
+    from pymemoe._estimation.inference import estimate_cov
 
     if case["suite"] == "simulated":
         data = simulate(case["n_subjects"], case["n_experts"], seed=case["seed"])

@@ -1,4 +1,4 @@
-"""The GLMM kernel (``pymemoe.glmm_kernel``) on 10,000 subjects: one evaluation of the
+"""The GLMM kernel (``pymemoe.families._glmm_kernel``) on 10,000 subjects: one evaluation of the
 log-densities and their gradients, and a full K = 1 fit by L-BFGS-B with the analytic gradient.
 
 What it runs
@@ -64,7 +64,7 @@ def simulate(n_subjects: int, seed: int):
     import numpy as np
     from scipy.special import expit
 
-    from pymemoe.glmm_kernel import GLMMRows
+    from pymemoe.families._glmm_kernel import GLMMRows
 
     rng = np.random.default_rng(seed)
     n_obs = rng.integers(6, 11, n_subjects)
@@ -94,7 +94,7 @@ def _timed(f, reps: int):
 
 
 def evaluations(rows, beta, chol, reps: int, agq: bool):
-    from pymemoe.glmm_kernel import glmm_gradients, glmm_moments
+    from pymemoe.families._glmm_kernel import glmm_gradients, glmm_moments
 
     records = []
     for K in (1, 2):
@@ -126,7 +126,7 @@ def fit_k1(rows, n_agq: int = 1):
     import numpy as np
     from scipy.optimize import minimize
 
-    from pymemoe.glmm_kernel import GLMMRows, glmm_gradients, glmm_moments
+    from pymemoe.families._glmm_kernel import GLMMRows, glmm_gradients, glmm_moments
 
     p, q = rows.k_fe, rows.k_re
     il = np.tril_indices(q)

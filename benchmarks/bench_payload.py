@@ -76,6 +76,7 @@ GATE_BY_R = {1: "~ 1", 2: "~ x1", 3: "~ x1 + x2", 4: "~ x1 + x2 + x1:x2"}
 
 def model_for(K: int, p: int, q: int, r: int, n_subjects: int):
     from bench_fit import simulate
+
     from pymemoe import MEMoE
 
     formula = {1: "y ~ 1", 2: "y ~ time", 3: "y ~ time + x2", 4: "y ~ time + x1 + x2"}[p]
@@ -97,9 +98,9 @@ def raw_bytes(obj) -> int:
 
 def measure(K: int, p: int, q: int, r: int, n_subjects: int) -> list[dict]:
     from pymemoe import em, gating, inference
+    from pymemoe._model.likelihood import e_step
     from pymemoe.distributed import _function_size, _pickled_size
     from pymemoe.families.gaussian import GaussianFamily
-    from pymemoe.likelihood import e_step
 
     model = model_for(K, p, q, r, n_subjects)
     with warnings.catch_warnings():

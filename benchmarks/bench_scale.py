@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_blas_threads, write_table, GB, peak_gb, reset_peak  # noqa: E402
+from _common import GB, peak_gb, pin_blas_threads, reset_peak, write_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = dict(formula="y ~ time", groups="id", re_formula="~ time", gate_formula="~ x1 + x2")
@@ -189,7 +189,7 @@ def run_case(case: dict[str, Any], conn) -> None:
     data = step("simulate", lambda: simulate(case["n_subjects"], case["n_experts"],
                                              seed=case["seed"]))
     row["nobs"] = len(data)
-    from pymemoe import MEMoE                       # imported before the timed steps
+    from pymemoe import MEMoE  # imported before the timed steps
     profile = None if case["profile"] is None else Path(case["profile"])
     stem = f"N{case['n_subjects']}_T{case['n_jobs']}"
     with warnings.catch_warnings(record=True) as caught:

@@ -26,7 +26,7 @@ Strategies (``--strategies``):
 
 * ``today``: pymemoe 0.1's default, ``fit(starts="independent")``: 10 k-means / random-centre
   starts, each plain EM to tol 1e-8 on all subjects, the best polished.
-* ``default``: ``fit()`` (the strategy of :mod:`pymemoe.starts`: split starts grown from the
+* ``default``: ``fit()`` (the strategy of :mod:`pymemoe._estimation.starts`: split starts grown from the
   K - 1 fit, 10 k-means / random / partition starts, SQUAREM, the best three polished; on a
   5,000-subject subsample above 10,000 subjects).
 * ``default6``, ``default20``: ``fit(n_starts=6 / 20)``.
@@ -91,7 +91,7 @@ def pbcseq() -> pd.DataFrame:
 
 def simulate_pbc(n: int, seed: int = 3) -> pd.DataFrame:
     """n subjects from the PBCseq K = 3 optimum (see the module docstring)."""
-    from pymemoe.params import Params
+    from pymemoe._model.params import Params
     from pymemoe.simulate import simulate
     subj = pbcseq().groupby("id").first()[["sex", "age", "trt"]]
     rng = np.random.default_rng(seed)

@@ -68,7 +68,7 @@ training set; the others are held out.
     The linear mixed model (``n_experts=1``): no latent classes.
 
 Every fit uses ``n_starts`` EM starts; both standard errors come from the same fit
-(:func:`pymemoe.inference.cov_oim` and :func:`~pymemoe.inference.cov_robust`).
+(:func:`pymemoe._estimation.inference.cov_oim` and :func:`~pymemoe._estimation.inference.cov_robust`).
 
 **Metrics.**
 
@@ -110,7 +110,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from pymemoe.params import Params
+from pymemoe._model.params import Params
 from pymemoe.simulate import paper_settings
 
 __all__ = ["Setting", "ModelSpec", "StudyConfig", "SETTINGS", "MODELS", "Z95", "MODEL_COLUMNS",

@@ -104,7 +104,7 @@ from pymemoe import MEMoE, compare_experts, cross_validate
 from pymemoe.datasets import load_pbcseq
 from pymemoe.plotting import (plot_fit, plot_posterior, plot_prediction_sets, plot_residuals,
                               plot_trajectories)
-from pymemoe.prediction_sets import coverage
+from pymemoe.prediction import coverage
 from pymemoe.summary import summary_col
 
 %matplotlib inline

@@ -1,9 +1,11 @@
 """pymemoe: mixed effects mixture of experts for longitudinal data.
 
-A MEMoE has K latent subpopulations ("experts"), each a linear mixed model with its own fixed
-effects, random-effects covariance and residual variance, and a multinomial-logit gating model
-that assigns each subject to the experts from its baseline covariates. It is fitted by EM on
-per-subject sufficient statistics (the Laplace step is exact for Gaussian experts).
+A MEMoE has K latent subpopulations ("experts"), each a full mixed model with its own fixed
+effects and random-effects covariance (a linear mixed model with its own residual variance, or
+a generalised linear mixed model for binary and count outcomes), and a multinomial-logit gating
+model that assigns each subject to the experts from its baseline covariates. It is fitted by
+(Laplace) EM; for Gaussian experts on per-subject sufficient statistics, where the Laplace step
+is exact.
 
 Glossary of names (statsmodels' where they exist)
 -------------------------------------------------
@@ -35,14 +37,18 @@ fittedvalues, resid, standardized_residuals()
 summary(), to_frame(), expert_table(), postprob()
     tables for papers (:mod:`pymemoe.summary`; ``summary_col`` puts models side by side).
 
-Modules beyond the model: :mod:`pymemoe.selection` (``compare_experts``: choosing K),
+Public modules beyond the model: :mod:`pymemoe.selection` (``compare_experts``: choosing K),
 :mod:`pymemoe.blrt` (``bootstrap_lrt``: the bootstrap likelihood ratio test of K - 1 against K),
-:mod:`pymemoe.diagnostics` (residuals and the fit by expert), :mod:`pymemoe.metrics` (adjusted
-Rand index, label matching),
-:mod:`pymemoe.crossval` (``cross_validate``), :mod:`pymemoe.simulate` (``simulate``: data from
-known truth), :mod:`pymemoe.plotting` (matplotlib figures; ``pip install pymemoe[plot]``),
-:mod:`pymemoe.datasets` (``load_pbcseq``), :mod:`pymemoe.chunked` (``from_chunks``,
-``from_dask``: data larger than memory; ``pip install pymemoe[chunked]``).
+:mod:`pymemoe.prediction` (predictions, their standard errors, prediction sets),
+:mod:`pymemoe.diagnostics` (residuals and the fit by expert), :mod:`pymemoe.summary` (tables),
+:mod:`pymemoe.metrics` (adjusted Rand index, label matching), :mod:`pymemoe.crossval`
+(``cross_validate``), :mod:`pymemoe.simulate` (``simulate``: data from known truth),
+:mod:`pymemoe.families` (what an expert is; add your own), :mod:`pymemoe.plotting` (matplotlib
+figures; ``pip install pymemoe[plot]``), :mod:`pymemoe.datasets` (``load_pbcseq``),
+:mod:`pymemoe.chunked` and :mod:`pymemoe.distributed` (``from_chunks``, ``from_dask``: data
+larger than memory, fits on Dask workers; ``pip install pymemoe[chunked]``),
+:mod:`pymemoe.exceptions` (every warning). A path with an underscore (``pymemoe._estimation``,
+``pymemoe.families._glmm_kernel``) is internal: it may change between releases.
 
 Examples
 --------
@@ -57,14 +63,18 @@ Examples
 >>> res.posterior.shape
 (312, 2)
 """
-from .version import __version__
+from ._model.params import Params
+from ._version import __version__
+from .blrt import BootstrapLRTResult, bootstrap_lrt
+from .crossval import CrossValidation, cross_validate
+from .exceptions import (BestNotReplicatedWarning, BoundaryWarning, GLMMNumericalWarning,
+                         SeparationWarning)
 from .model import MEMoE
 from .results import MEMoEResults, load
-from .exceptions import BoundaryWarning, SeparationWarning
-from .selection import compare_experts
-from .crossval import cross_validate
-from .simulate import simulate
-from .blrt import BootstrapLRTResult, bootstrap_lrt
+from .selection import ExpertComparison, compare_experts
+from .simulate import SimulatedData, simulate
 
-__all__ = ["MEMoE", "MEMoEResults", "BoundaryWarning", "SeparationWarning", "compare_experts",
-           "cross_validate", "simulate", "load", "bootstrap_lrt", "BootstrapLRTResult"]
+__all__ = ["MEMoE", "MEMoEResults", "load", "Params", "compare_experts", "ExpertComparison",
+           "bootstrap_lrt", "BootstrapLRTResult", "cross_validate", "CrossValidation",
+           "simulate", "SimulatedData", "BoundaryWarning", "SeparationWarning",
+           "BestNotReplicatedWarning", "GLMMNumericalWarning", "__version__"]

@@ -66,7 +66,7 @@ sqrt(p (1 - p) / B): 0.022 at p = 0.05 with B = 99.
 
 **Cost.** B x (one fit with K - 1 experts + one fit with K experts) on data of the original
 size, plus B simulations (cheap), with the fit options of the tested fits: B = 99 costs about
-200 fits. The draws run in ``n_jobs`` threads (:func:`pymemoe.parallel.thread_map`), each fit
+200 fits. The draws run in ``n_jobs`` threads (:func:`pymemoe._execution.threads.thread_map`), each fit
 in its own thread (``n_jobs=1`` inside), so the threads do not nest.
 
 References
@@ -99,12 +99,12 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .em import as_seed_sequence, progress_bar
+from ._estimation.seeds import as_seed_sequence
+from ._execution.threads import progress_bar, thread_map
+from ._tables import format_pvalue, render_text
 from .exceptions import ConvergenceWarning
 from .model import PARALLEL_MIN_PAIRS, MEMoE
-from .parallel import thread_map
 from .simulate import simulate
-from .tables import format_pvalue, render_text
 
 __all__ = ["BootstrapLRTResult", "bootstrap_lrt", "stored_fit_options"]
 
@@ -279,24 +279,13 @@ def _same_array(a, b) -> bool:
 def _differences(restricted, full) -> list[str]:
     """What differs between the two fitted models besides the number of experts."""
     m0, m1 = restricted.model, full.model
-    s0, s1 = m0.spec, m1.spec
     out = []
-    for attr in ("formula", "re_formula", "gate_formula", "shared_formula", "groups",
-                 "offset", "exposure"):
-        v0, v1 = getattr(s0, attr, None), getattr(s1, attr, None)
-        if v0 != v1:
-            out.append(f"{attr} ({v0!r} vs {v1!r})")
-    t0 = dataclasses.replace(m0.structure, n_experts=1)
-    t1 = dataclasses.replace(m1.structure, n_experts=1)
-    for field in dataclasses.fields(t0):
-        v0, v1 = getattr(t0, field.name), getattr(t1, field.name)
-        if v0 != v1:
-            out.append(f"{field.name} ({v0!r} vs {v1!r})")
-    f0, f1 = m0.family, m1.family
-    for attr in ("name", "n_agq"):
-        v0, v1 = getattr(f0, attr, None), getattr(f1, attr, None)
-        if v0 != v1:
-            out.append(f"family {attr} ({v0!r} vs {v1!r})")
+    o0, o1 = ({"formula": m.spec.formula, "groups": m.spec.groups, **m.formula_options(),
+               "family": m.family} for m in (m0, m1))
+    for key in dict.fromkeys([*o0, *o1]):
+        v0, v1 = o0.get(key), o1.get(key)
+        if key != "n_experts" and v0 != v1:
+            out.append(f"{key} ({v0!r} vs {v1!r})")
     for attr in ("endog", "exog", "exog_re", "exog_gate", "groups", "offset", "trials"):
         if not _same_array(getattr(m0, attr, None), getattr(m1, attr, None)):
             out.append(f"the data ({attr} differs)")
@@ -324,7 +313,7 @@ def stored_fit_options(results) -> dict[str, Any]:
     ``cov_type``, left out).
 
     The options are read from the results' stored fit options (``options``; today the
-    :class:`pymemoe.em.EMOptions` kept by :class:`~pymemoe.results.MEMoEResults`), keeping
+    :class:`pymemoe._estimation.context.EMOptions` kept by :class:`~pymemoe.results.MEMoEResults`), keeping
     the fields that are also parameters of ``fit``, so an option added to both carries over.
     Empty when the results hold none.
 
@@ -446,7 +435,7 @@ def bootstrap_lrt(restricted, full, n_boot: int = 99, random_state=None,
 
     >>> import numpy as np
     >>> from pymemoe import MEMoE, simulate
-    >>> from pymemoe.params import Params
+    >>> from pymemoe._model.params import Params
     >>> truth = Params(gamma=np.zeros((2, 1)), beta=[[0.0, 0.1], [2.0, 0.6]],
     ...                cov_re=np.zeros((2, 2, 2)), scale=[0.1, 0.1])
     >>> sim = simulate(truth, 40, visits=4, random_state=0)

@@ -1,7 +1,7 @@
 """Sufficient statistics by chunks: data larger than memory, and Dask DataFrames.
 
 The fit needs each subject's data only through the cross-products of ``[X_i  Z_i  y_i]``, its
-number of observations and its row of gating covariates (:mod:`pymemoe.data`). These are sums
+number of observations and its row of gating covariates (:mod:`pymemoe.families.gaussian`). These are sums
 over rows, so they can be built from the rows a piece at a time: per-subject partial sums of each
 chunk (one vectorised :meth:`SubjectData.from_arrays` per chunk), summed across chunks for the
 subjects that appear in several of them. Only the per-subject partials are kept, never the rows,
@@ -14,7 +14,7 @@ arrays exactly as in memory.
   ``distributed`` client, a tree reduction of the per-partition partials inside the Dask graph
   brings all subjects' statistics into memory. Under a client, the partials are shuffled on
   the workers into partitions of whole subjects (ranges of sorted labels) that stay there, and
-  the model's data are :class:`pymemoe.distributed.DaskBlocks`: the fit runs on the workers
+  the model's data are :class:`pymemoe.distributed.DistributedData`: the fit runs on the workers
   (see that module). Dask is optional: ``pip install "dask[dataframe]" distributed``.
 
 Both return a :class:`~pymemoe.model.MEMoE` built by :meth:`MEMoE.from_subject_data`. Its
@@ -25,7 +25,7 @@ summation, about 1e-16 relative), so the fit is the same (on a cluster too, to r
 **The design is learnt once.** The formulas' patsy design information (categorical levels,
 the parameters of stateful transforms such as ``center()`` and ``standardize()``) is learnt
 from ``spec_data`` when given, otherwise from the first non-empty chunk, and then applied
-unchanged to every chunk (:func:`pymemoe.formula.build_new_design`). Consequences when it is
+unchanged to every chunk (:func:`pymemoe._design.new_data.build_new_design`). Consequences when it is
 learnt from the first chunk:
 
 * a categorical level absent from the first chunk cannot be coded in a later one: a
@@ -37,14 +37,14 @@ learnt from the first chunk:
   rows: the model is the same reparameterised, but coefficients differ from an in-memory fit.
   Pass ``spec_data=`` (e.g. the full columns the transforms read, or a random sample) or write
   the centring constant into the formula (``I(age - 50)``) to control it;
-* the input checks that :func:`pymemoe.formula.build_design` runs on the analysis sample (a
+* the input checks that :func:`pymemoe._design.formula.build_design` runs on the analysis sample (a
   numeric, non-constant outcome, gating covariates constant within subject) run on that sample;
   the checks that need all rows run on the statistics: gating covariates are checked within
   every chunk and across chunks (a subject whose gating covariates differ between two chunks
   raises a ``ValueError`` naming the column and the subject), and the fixed-effects design's
   rank on the pooled X'X.
 
-**Missing values.** As in :func:`~pymemoe.formula.build_design`, a row with a missing value in
+**Missing values.** As in :func:`~pymemoe._design.formula.build_design`, a row with a missing value in
 a column that a formula reads or in the subject identifier, or with a non-finite design or
 outcome value (``np.log(0)``), is dropped and counted in ``model.n_dropped``
 (``missing="drop"``), or raises (``missing="raise"``). A non-numeric NaN produced by a
@@ -65,11 +65,16 @@ from typing import Any, Hashable, Iterable
 import numpy as np
 import pandas as pd
 
-from .data import SubjectData, check_constant_within, plain_label, subject_codes
-from .distributed import DEFAULT_SAMPLE_LIMIT, DaskBlocks, active_client
-from .formula import DesignSpec, build_design, build_new_design, build_new_endog, required_variables
+from ._design.checks import check_constant_within, finite_rows, plain_label
+from ._design.formula import DesignSpec, build_design
+from ._design.new_data import build_new_design, build_new_endog
+from ._design.questions import required_variables
+from ._design.subjects import subject_codes
+from ._model.params import Structure
+from .distributed import DEFAULT_SAMPLE_LIMIT, DaskBlocks, DistributedData, active_client
+from .families import get_family
+from .families.gaussian import GAUSSIAN, SubjectData
 from .model import MEMoE
-from .params import Structure
 
 __all__ = ["from_chunks", "from_dask"]
 
@@ -111,12 +116,11 @@ class _Context:
 
 def check_family(family) -> None:
     """A ValueError for a family whose data cannot be reduced to per-subject statistics."""
-    from .families import get_family
-    if not get_family(family).has_scale:
+    if not get_family(family).sufficient_statistics:
         raise ValueError(f"family={get_family(family).name!r}: data read in chunks are reduced to "
                          f"per-subject sufficient statistics, which exist for Gaussian experts "
-                         f"only; binomial and Poisson experts need each subject's rows: build "
-                         f"the model with MEMoE.from_formula on the rows")
+                         f"only; these experts need each subject's rows: build the model with "
+                         f"MEMoE.from_formula on the rows")
 
 
 def _context(spec: DesignSpec, groups: Hashable, missing: str, source: str) -> _Context:
@@ -144,8 +148,11 @@ def _learn_spec(sample: pd.DataFrame, source: str, formula: str, groups: Hashabl
     # spec_data may come without the subject column: then every row is its own subject there.
     labels = groups if groups in sample.columns else np.arange(len(sample))
     try:
-        spec, _ = build_design(formula, sample, labels, missing=missing,
-                               eval_depth=eval_depth + 1, **formulas)
+        spec, arrays = build_design(formula, sample, labels, missing=missing,
+                                    eval_depth=eval_depth + 1, **formulas)
+        GAUSSIAN.check_outcome(arrays.endog, None,
+                               np.column_stack([arrays.exog, arrays.exog_shared]),
+                               spec.endog_name, formula)
     except ValueError as err:
         raise ValueError(f"learning the designs from {source}: {err}") from None
     return spec if spec.groups == groups else replace(spec, groups=groups)
@@ -173,9 +180,8 @@ def _chunk_partial(chunk: Any, ctx: _Context, number: int) -> tuple[_Partial | N
         except ValueError as err:
             raise ValueError(_design_error(err, ctx, number)) from None
         parts["endog"] = build_new_endog(ctx.spec, kept)
-        finite = np.isfinite(parts["endog"])
-        for key in ("exog", "exog_re", "exog_gate", "exog_shared"):
-            finite &= np.isfinite(parts[key]).all(axis=1)
+        finite = finite_rows(parts["endog"], parts["exog"], parts["exog_re"], parts["exog_gate"],
+                             parts["exog_shared"])
         n_dropped += int((~finite).sum())
     if n_dropped and ctx.missing == "raise":
         raise ValueError(
@@ -272,7 +278,7 @@ class _Accumulator:
 
 
 def _subject_data(total: _Partial | None) -> SubjectData:
-    """The final SubjectData: subjects sorted as :func:`pymemoe.data.subject_codes` sorts them."""
+    """The final SubjectData: subjects sorted as :func:`pymemoe._design.subjects.subject_codes` sorts them."""
     if total is None:
         raise ValueError("no rows left after dropping rows with missing or non-finite values")
     codes, subjects = subject_codes(total.labels.to_numpy())
@@ -293,16 +299,10 @@ def _statistics(pieces: list[_Partial], ctx: _Context) -> SubjectData | None:
 def _model(data, spec: DesignSpec, n_dropped: int, n_experts: int, cov_re: str,
            re_structure: str, scale: str) -> MEMoE:
     """The model, with its Structure built as ``MEMoE.__init__`` builds it."""
-    structure = Structure(
-        n_experts=n_experts,
-        exog_names=tuple(spec.exog_names) + tuple(spec.exog_shared_names),
-        exog_re_names=tuple(spec.exog_re_names),
-        exog_gate_names=tuple(spec.exog_gate_names),
-        k_shared=len(spec.exog_shared_names),
-        cov_re=cov_re,
-        re_structure=re_structure,
-        scale=scale,
-    )
+    structure = Structure.of_designs(n_experts, spec.exog_names, spec.exog_re_names,
+                                     spec.exog_gate_names, spec.exog_shared_names,
+                                     cov_re=cov_re, re_structure=re_structure,
+                                     scale=GAUSSIAN.scale_structure(scale))
     return MEMoE.from_subject_data(data, structure, spec=spec, n_dropped=n_dropped)
 
 
@@ -440,7 +440,7 @@ def from_dask(
       :doc:`/beyond_one_machine`);
     * **otherwise**: the partials are summed by subject in a tree reduction inside the Dask
       graph (``split_every`` partials per step) and ``model.data`` is the in-memory
-      :class:`pymemoe.data.SubjectData` of all subjects.
+      :class:`pymemoe.families.gaussian.SubjectData` of all subjects.
 
     Parameters
     ----------
@@ -480,7 +480,7 @@ def from_dask(
     >>> model = from_dask("np.log(bili) ~ year", ddf, "id", re_formula="~ year",
     ...                   gate_formula="~ age + C(sex)")     # doctest: +SKIP
     >>> model.data                                           # doctest: +SKIP
-    <DaskBlocks: 312 subjects in 2 partitions on 2 workers>
+    <DistributedData: <DaskBlocks: 312 subjects in 2 partitions on 2 workers>>
     >>> res = model.fit(n_starts=5, random_state=0)          # doctest: +SKIP
     """
     check_family(family)
@@ -536,7 +536,7 @@ def from_dask(
 
 def _distributed_statistics(client: Any, ddf: Any, ctx: _Context, chunk_task: Any,
                             npartitions: int | None, block_size: int | None,
-                            sample_limit: int | None) -> tuple[DaskBlocks, int]:
+                            sample_limit: int | None) -> tuple[DistributedData, int]:
     """The per-subject statistics as partitions of whole subjects on the workers, and the
     number of rows dropped: each input partition's partial sums stay on its worker, and the
     shuffle of :meth:`DaskBlocks.from_partials` brings each subject's pieces together."""
@@ -547,9 +547,9 @@ def _distributed_statistics(client: Any, ddf: Any, ctx: _Context, chunk_task: An
     results = client.compute(tasks)                      # (partial, n_dropped) per partition
     partials = [client.submit(_first, r, pure=False) for r in results]
     dropped = [client.submit(_second, r, pure=False) for r in results]
-    data = DaskBlocks.from_partials(client, partials, _statistics, build_args=(shared,),
-                                    npartitions=npartitions, block_size=block_size,
-                                    sample_limit=sample_limit)
+    data = DistributedData(DaskBlocks.from_partials(
+        client, partials, _statistics, build_args=(shared,), npartitions=npartitions,
+        block_size=block_size, sample_limit=sample_limit))
     n_dropped = int(sum(client.gather(dropped)))
     if data.n_groups == 0:
         raise ValueError("no rows left after dropping rows with missing or non-finite values")

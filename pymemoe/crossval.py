@@ -5,25 +5,27 @@ and scores the held-out subjects' observations: PMSE = mean (y - prediction)^2 a
 empirical coverage of the 1 - alpha prediction sets.
 
 For binomial and Poisson experts the predictive law is discrete and has no prediction sets
-(:mod:`pymemoe.prediction_sets`): the folds are scored by PMSE alone (for a 0/1 outcome it is
+(:mod:`pymemoe.prediction`): the folds are scored by PMSE alone (for a 0/1 outcome it is
 the Brier score), and the coverage and set-length columns are missing.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .data import subject_codes
-from .em import as_seed_sequence
+from ._design.formula import build_design
+from ._design.subjects import subject_codes
+from ._estimation.seeds import as_seed_sequence
+from ._execution.threads import progress_bar
+from ._predictive.laws import component_laws, laws_of
+from ._predictive.posterior import subject_posterior
+from ._predictive.rows import design_rows, observed_outcome
+from ._predictive.sets import SET_METHODS, check_alpha, covered_rows, set_arrays
 from .families import get_family
-from .formula import build_design
-from .predict import (component_laws, design_rows, laws_of, observed_outcome,
-                      subject_posterior)
-from .prediction_sets import SET_METHODS, check_alpha, covered_rows, set_arrays
+from .model import MEMoE
 
 __all__ = ["cross_validate", "CrossValidation"]
 
@@ -70,25 +72,6 @@ class CrossValidation:
     method: str
 
 
-def _progress(iterable: Sequence, enabled: bool):
-    if not enabled:
-        yield from iterable
-        return
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        yield from tqdm(iterable, desc="cross-validation")
-        return
-    total = len(iterable)
-    for done, item in enumerate(iterable):
-        bar = "#" * done + "-" * (total - done)
-        print(f"\rcross-validation [{bar}] {done}/{total}", end="", file=sys.stderr, flush=True)
-        yield item
-    print(f"\rcross-validation [{'#' * total}] {total}/{total}", file=sys.stderr, flush=True)
-
-
 def _dynamic_layout(codes: np.ndarray, t: np.ndarray):
     """For each row with an earlier row of its subject (ordered by time, ties by row order),
     the rows of a pseudo-subject made of that row and all earlier ones.
@@ -109,29 +92,6 @@ def _dynamic_layout(codes: np.ndarray, t: np.ndarray):
     pseudo = np.repeat(np.arange(targets.size), length)
     is_target = within == np.repeat(length - 1, length)
     return order[expanded_sorted], pseudo, is_target, order[targets]
-
-
-def _model_options(model) -> tuple[str, dict[str, Any]]:
-    """The formula and the from_formula options of a model built by ``MEMoE.from_formula``."""
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        raise ValueError("cross_validate needs a formula, or a MEMoE built by from_formula "
-                         "(an array-built model has no formulas to refit)")
-    structure = model.structure
-    options = {"re_formula": spec.re_formula, "gate_formula": spec.gate_formula,
-               "shared_formula": spec.shared_formula, "n_experts": structure.n_experts,
-               "cov_re": structure.cov_re, "re_structure": structure.re_structure,
-               "scale": structure.scale, "family": model.family.name,
-               "nAGQ": getattr(model.family, "n_agq", 1)}
-    # from_formula refuses nAGQ for Gaussian experts, and a scale for the others
-    del options["nAGQ" if model.family.has_scale else "scale"]
-    if model.offset is not None and np.any(model.offset != 0) and spec.offset is None \
-            and spec.exposure is None:
-        raise ValueError("cross_validate cannot refit a model whose offset or exposure was "
-                         "given as an array: give it as a column name of the data")
-    options.update({k: getattr(spec, k) for k in ("offset", "exposure")
-                    if getattr(spec, k) is not None})
-    return spec.formula, options
 
 
 def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence,
@@ -199,8 +159,16 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
     1.71
     """
     if not isinstance(formula, str):
-        formula, options = _model_options(formula)
-        model_and_fit_kwargs = {**options, **model_and_fit_kwargs}
+        model = formula
+        if getattr(model, "spec", None) is None:
+            raise ValueError("cross_validate needs a formula, or a MEMoE built by from_formula "
+                             "(an array-built model has no formulas to refit)")
+        if (model.offset is not None and np.any(model.offset != 0) and model.spec.offset is None
+                and model.spec.exposure is None):
+            raise ValueError("cross_validate cannot refit a model whose offset or exposure was "
+                             "given as an array: give it as a column name of the data")
+        formula = model.spec.formula
+        model_and_fit_kwargs = {**model.formula_options(), **model_and_fit_kwargs}
     alpha = check_alpha(alpha)
     if method not in SET_METHODS:
         raise ValueError(f"method must be one of {SET_METHODS}, got {method!r}")
@@ -223,8 +191,7 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
                         n_agq=model_kwargs.get("nAGQ", 1))
     design_kwargs = {k: model_kwargs[k] for k in ("re_formula", "gate_formula", "shared_formula",
                                                   "offset", "exposure") if k in model_kwargs}
-    design_kwargs.update(outcome_columns=(1, 2) if family.name == "binomial" else (1,),
-                         check_outcome=family.has_scale)
+    design_kwargs.update(outcome_columns=family.outcome_columns)
     kept, labels = _analysis_rows(formula, work, groups, design_kwargs)
     if time is not None and time not in data.columns:
         raise ValueError(f"time={time!r} is not a column of data")
@@ -249,7 +216,7 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
     out["fold"] = fold_of_row
     out["subject"] = labels
     train_subjects: dict[int, pd.Index] = {}
-    for f in _progress(range(1, n_folds + 1), progress):
+    for f in progress_bar(range(1, n_folds + 1), n_folds, "cross-validation", progress):
         test_mask = fold_of_row == f
         train_pos, test_pos = kept[~test_mask], kept[test_mask]
         train, test = work.iloc[train_pos], work.iloc[test_pos].reset_index(drop=True)
@@ -304,7 +271,6 @@ def _analysis_rows(formula, data, groups, design_kwargs):
 
 
 def _fit_fold(formula, data, groups, model_kwargs, fit_kwargs, seed):
-    from .model import MEMoE   # here: model imports the results, which may import this module
     return MEMoE.from_formula(formula, data, groups, **model_kwargs).fit(random_state=seed,
                                                                          **fit_kwargs)
 

@@ -3,7 +3,7 @@ r"""Model checking of a fitted MEMoE: standardised residuals and observed-versus
 **Standardised residuals.** For subject i and expert k, the within-subject whitened residuals
 e_ik = L_ik^-1 (y_i - X_i beta_k), V_ik = Z_i D_k Z_i' + sigma2_k I = L_ik L_ik', are
 independent N(0, 1) when subject i belongs to expert k and the expert is correctly specified
-(:func:`pymemoe.predict.expert_residuals`). The expert is unknown, so they are combined:
+(:func:`pymemoe._predictive.residuals.expert_residuals`). The expert is unknown, so they are combined:
 
 * ``by="posterior"``: sum_k tau_ik e_ijk, the posterior-weighted residual; when the experts
   are well separated (tau near 0 or 1) it is N(0, 1), and its variance is below 1 for subjects
@@ -37,8 +37,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .formula import sample_column
-from .predict import component_laws, design_rows, expert_means, expert_residuals, subject_posterior
+from ._design.questions import sample_column
+from ._predictive.laws import component_laws, expert_means
+from ._predictive.posterior import subject_posterior
+from ._predictive.residuals import expert_residuals
+from ._predictive.rows import design_rows
 
 __all__ = ["standardized_residuals", "fitted_means", "fit_table", "RESIDUAL_KINDS"]
 

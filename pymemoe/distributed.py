@@ -1,16 +1,23 @@
 r"""Blocks of subjects held by ``dask.distributed`` workers: the fit beyond one machine.
 
-:class:`DaskBlocks` implements the contract of :mod:`pymemoe.blocks` (the one the EM driver,
-the gating Newton, the polish and the inference use) on a ``distributed.Client``. It is at the
-same time the data of the model (``model.data`` of a model built by
-:func:`pymemoe.chunked.from_dask` under a client): it answers what the results ask of the data
-(``n_groups``, ``nobs``, ``subjects``, ``family``, ``k_fe``, ``k_re``, ``k_gate``, and each
-per-subject array as a :class:`DistributedArray`).
+Two objects with two jobs:
+
+* :class:`DaskBlocks`, the *executor*: partitions of whole subjects held by the workers, and
+  the passes over them. It implements the contract of :mod:`pymemoe._execution.blocks` (the
+  one the EM driver, the gating Newton, the polish and the inference use) on a
+  ``distributed.Client``.
+* :class:`DistributedData`, the *data* of a model whose subjects stay on the workers
+  (``model.data`` of a model built by :func:`pymemoe.chunked.from_dask` under a client, or by
+  :meth:`pymemoe.MEMoE.from_subject_data` with it): it answers what the results ask of the
+  data (``n_groups``, ``nobs``, ``subjects``, ``family``, ``k_fe``, ``k_re``, ``k_gate``), and
+  hands out a per-subject array only when asked by name (:meth:`DistributedData.array`, a
+  :class:`DistributedArray` that stays on the workers). Its passes run through its executor
+  (:meth:`DistributedData.as_blocks`).
 
 Layout
 ------
 The per-subject data are cut into P *partitions* of whole subjects, each one in-memory data
-object (:class:`pymemoe.data.SubjectData` for Gaussian experts) held by one worker as a Dask
+object (:class:`pymemoe.families.gaussian.SubjectData` for Gaussian experts) held by one worker as a Dask
 future, computed ("persisted") once. Partition p holds the subjects at global positions
 ``offsets[p] <= i < offsets[p + 1]``; when the subject labels can be ordered, the partitions
 are ranges of sorted labels, so the global order is the sorted order of an in-memory model and
@@ -27,17 +34,17 @@ driver receives only the label samples.
 One pass
 --------
 A pass of the EM, of the gating Newton, of the polish or of the inference is one call
-``fn(block, state, *args)`` per *sub-block* of cache-sized consecutive subjects and the sum of
-the partial results (:func:`pymemoe.blocks.tree_sum`). On the cluster one pass is::
+``fn(block, cache, *args)`` per *sub-block* of cache-sized consecutive subjects and the sum of
+the partial results (:func:`pymemoe._execution.blocks.tree_sum`). On the cluster one pass is::
 
     driver  -> worker p : fn (by reference; a closure by value) and args (the parameters, and
                           for the inference the structure and the difference steps), with the
-                          keys of partition p's data and state
+                          keys of partition p's data and cache
     worker p            : LocalBlocks(partition_p, block_size).map_reduce(fn, states_p, *args);
                           the new states_p stay there (a future)
     worker p -> driver  : the partial sum of partition p (llf, expert sizes, the family's
                           M-step sums, a gradient, a Hessian, ...), fetched by a second, tiny
-                          task (a task has one result, and the states must not travel)
+                          task (a task has one result, and the caches must not travel)
     driver              : tree_sum of the P partials in partition order
 
 so the result does not depend on which worker ran which task, nor when: a distributed fit
@@ -67,9 +74,9 @@ Memory per worker
 -----------------
 The data of its partitions (Gaussian experts with p fixed and q random effects and r gating
 columns: 1 + p^2 + pq + q^2 + p + q + 1 + r doubles and a label per subject, 176 bytes for
-p = q = 2, r = 3) and the states of the passes in flight: an E-step keeps 5 + 2q + q^2 doubles
+p = q = 2, r = 3) and the caches of the passes in flight: an E-step keeps 5 + 2q + q^2 doubles
 per subject and expert (posterior, log prior, log density, log|M|, r'r, b_hat, Z'r, M^-1) and
-one per subject, 320 bytes for K = 3, q = 2; the EM driver holds up to three sets of states at
+one per subject, 320 bytes for K = 3, q = 2; the EM driver holds up to three sets of caches at
 once (during the polish). With the work arrays of a sub-block and the allocator's slack, a
 worker measured 1.3 kB per subject at 5 million subjects (``benchmarks/bench_distributed.py``).
 """
@@ -85,11 +92,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .blocks import DEFAULT_BLOCK_SUBJECTS, LocalBlocks, tree_sum
-from .likelihood import e_step
+from ._execution.blocks import DEFAULT_BLOCK_SUBJECTS, LocalBlocks, tree_sum
+from ._model.likelihood import EStep, e_step
+from .families.gaussian import SubjectData
 
 __all__ = ["DEFAULT_SAMPLE_LIMIT", "LABEL_SAMPLE", "active_client", "concatenate_subjects",
-           "DaskBlocks", "DistributedArray", "DistributedEStep", "Traffic"]
+           "DaskBlocks", "DistributedData", "DistributedArray", "DistributedEStep", "Traffic"]
 
 # The most subjects sample() brings to the driver: the EM starts run there, on this many
 # subjects at most (about 17 MB of Gaussian statistics; the starts' E-steps some 50 MB more).
@@ -104,10 +112,10 @@ LABEL_SAMPLE = 2_000
 
 @dataclasses.dataclass(eq=False)
 class _Held:
-    """What a map_reduce task leaves on its worker: the new states of the partition's
+    """What a map_reduce task leaves on its worker: the new caches of the partition's
     sub-blocks and their summed partial (fetched by a second, tiny task)."""
 
-    states: list
+    caches: list
     partial: Any
 
 
@@ -127,12 +135,12 @@ def _pass_task(kind: str, data, held: _Held | None, fn: Callable, args: tuple,
     """One pass over one partition, in cache-sized sub-blocks (one thread: the cluster's
     threads run the partitions side by side)."""
     local = LocalBlocks(data, block_size=block_size)
-    states = local.empty_states() if held is None else held.states
+    caches = local.empty_caches() if held is None else held.caches
     if kind == "map_reduce":
-        return _Held(*local.map_reduce(fn, states, *args))
+        return _Held(*local.map_reduce(fn, caches, *args))
     if kind == "reduce":
-        return local.reduce(fn, states, *args)
-    return local.gather(fn, states, *args)
+        return local.reduce(fn, caches, *args)
+    return local.gather(fn, caches, *args)
 
 
 def _partial_of(held: _Held) -> Any:
@@ -140,15 +148,15 @@ def _partial_of(held: _Held) -> Any:
 
 
 def _keep(held: _Held) -> _Kept:
-    states = held.states
-    if not states:
+    caches = held.caches
+    if not caches:
         empty = np.empty((0, 0))
         return _Kept(llf=0.0, llf_obs=np.empty(0), tau=empty, log_prior=empty,
                      b_hat=np.empty((0, 0, 0)))
-    joined = {name: np.concatenate([getattr(s, name) for s in states])
+    joined = {name: np.concatenate([getattr(s, name) for s in caches])
               for name in ("llf_obs", "tau", "log_prior")}
-    b_hat = np.concatenate([np.asarray(s.moments.b_hat) for s in states])
-    return _Kept(llf=float(sum(s.llf for s in states)), b_hat=b_hat, **joined)
+    b_hat = np.concatenate([np.asarray(s.moments.b_hat) for s in caches])
+    return _Kept(llf=float(sum(s.llf for s in caches)), b_hat=b_hat, **joined)
 
 
 def _kept_info(kept: _Kept) -> tuple[float, tuple, tuple]:
@@ -169,7 +177,7 @@ def _take(data, index: np.ndarray):
     return data.take(index)
 
 
-def _field_sum(block, state, name: str) -> np.ndarray:
+def _field_sum(block, cache, name: str) -> np.ndarray:
     return np.asarray(getattr(block, name)).sum(axis=0)
 
 
@@ -253,8 +261,6 @@ def _register_sizeof() -> None:
         from dask.sizeof import sizeof
     except ImportError:                         # dask is optional; without it nothing to tell
         return
-    from .data import SubjectData
-    from .likelihood import EStep
     for cls in (_Held, _Kept, SubjectData, EStep):
         sizeof.register(cls)(_nbytes)
 
@@ -291,7 +297,7 @@ def concatenate_subjects(parts: Sequence):
     Examples
     --------
     >>> import numpy as np
-    >>> from pymemoe.data import SubjectData
+    >>> from pymemoe.families.gaussian import SubjectData
     >>> y = np.arange(6.0); x = np.ones((6, 1)); g = np.repeat([1, 2, 3], 2)
     >>> data = SubjectData.from_arrays(y, x, x, x, g)
     >>> whole = concatenate_subjects([data.subject_slice(0, 1), data.subject_slice(1, 3)])
@@ -386,10 +392,10 @@ class DaskBlocks:
     client : distributed.Client
     parts : list of distributed.Future
         One future per partition, each in-memory data of whole subjects (e.g.
-        :class:`pymemoe.data.SubjectData`), in the global order of the subjects.
+        :class:`pymemoe.families.gaussian.SubjectData`), in the global order of the subjects.
     block_size : int, optional
         Subjects per sub-block inside a partition (default
-        :data:`pymemoe.blocks.DEFAULT_BLOCK_SUBJECTS`; cache-sized).
+        :data:`pymemoe._execution.blocks.DEFAULT_BLOCK_SUBJECTS`; cache-sized).
     sample_limit : int or None
         The most subjects :meth:`sample` brings to the driver (None: as many as asked).
 
@@ -409,13 +415,13 @@ class DaskBlocks:
     >>> with distributed.Client(processes=False, n_workers=1, dashboard_address=None) as client:
     ...     blocks = DaskBlocks.from_subject_data(client, model.data, npartitions=3)
     ...     print(blocks.npartitions, blocks.n_groups, blocks.nobs, blocks.partition_sizes)
-    ...     print(blocks.xx.sum(axis=0).round(1))       # summed on the worker
+    ...     print(blocks.array("xx").sum(axis=0).round(1))       # summed on the workers
     3 312 1945 [104 104 104]
     [[ 1945.   6099.1]
      [ 6099.1 37744.3]]
 
-    ``MEMoE.from_subject_data(blocks, model.structure).fit()`` then fits on the workers (see
-    :doc:`/beyond_one_machine`).
+    ``MEMoE.from_subject_data(DistributedData(blocks), model.structure).fit()`` then fits on the
+    workers (see :doc:`/beyond_one_machine`).
     """
 
     def __init__(self, client, parts: Sequence, *, block_size: int | None = None,
@@ -555,14 +561,15 @@ class DaskBlocks:
                                 for p, part in enumerate(self._parts)], passes=1)
         return labels[0].append(labels[1:]) if len(labels) > 1 else labels[0]
 
-    def __getattr__(self, name: str):
-        # The per-subject arrays of the data (xx, xy, n_obs, exog_gate, ...) as distributed
-        # arrays: only called for names that are not attributes of the class.
-        meta = self.__dict__.get("_meta")
-        if meta and name in meta[0]["arrays"]:
-            shape, dtype = meta[0]["arrays"][name]
-            return DistributedArray(self, name, (self.n_groups,) + tuple(shape), dtype)
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+    def array(self, name: str) -> "DistributedArray":
+        """The per-subject array ``name`` of the partitions' data (``"xx"``, ``"xy"``,
+        ``"n_obs"``, ``"exog_gate"``, ...), left on the workers."""
+        if not self._meta or name not in self._meta[0]["arrays"]:
+            known = sorted(self._meta[0]["arrays"]) if self._meta else []
+            raise ValueError(f"the distributed data have no per-subject array {name!r}; "
+                             f"they have {known}")
+        shape, dtype = self._meta[0]["arrays"][name]
+        return DistributedArray(self, name, (self.n_groups,) + tuple(shape), dtype)
 
     def to_subject_data(self):
         """All subjects' data gathered into the driver as one in-memory object (for a model
@@ -594,39 +601,39 @@ class DaskBlocks:
 
     # -- the blocks contract ---------------------------------------------------------------
 
-    def empty_states(self) -> list:
-        """One state per partition before the first pass."""
+    def empty_caches(self) -> list:
+        """One cache per partition before the first pass."""
         return [None] * self.npartitions
 
     def serial(self) -> "DaskBlocks":
         """The same blocks: the passes run on the workers whatever the driver's threads."""
         return self
 
-    def map_reduce(self, fn: Callable, states: Sequence, *args) -> tuple[list, Any]:
-        """For ``fn(block, state, *args) -> (new_state, partial)``: the new states (futures,
+    def map_reduce(self, fn: Callable, caches: Sequence, *args) -> tuple[list, Any]:
+        """For ``fn(block, cache, *args) -> (new_cache, partial)``: the new caches (futures,
         left on the workers) and the sum of the partials in partition order."""
-        held = self._run("map_reduce", fn, states, args)
+        held = self._run("map_reduce", fn, caches, args)
         partials = self._collect([self._submit(_partial_of, h, part=p, label="partial")
                                   for p, h in enumerate(held)])
         return held, tree_sum(partials)
 
-    def reduce(self, fn: Callable, states: Sequence, *args) -> Any:
-        """The sum over all sub-blocks of ``fn(block, state, *args)`` (partition order)."""
-        return tree_sum(self._collect(self._run("reduce", fn, states, args)))
+    def reduce(self, fn: Callable, caches: Sequence, *args) -> Any:
+        """The sum over all sub-blocks of ``fn(block, cache, *args)`` (partition order)."""
+        return tree_sum(self._collect(self._run("reduce", fn, caches, args)))
 
-    def gather(self, fn: Callable, states: Sequence, *args) -> list:
-        """``fn(block, state, *args)`` of every sub-block, brought to the driver, in order."""
-        return [out for part in self._collect(self._run("gather", fn, states, args))
+    def gather(self, fn: Callable, caches: Sequence, *args) -> list:
+        """``fn(block, cache, *args)`` of every sub-block, brought to the driver, in order."""
+        return [out for part in self._collect(self._run("gather", fn, caches, args))
                 for out in part]
 
-    def map(self, fn: Callable, states: Sequence, *args) -> list:
+    def map(self, fn: Callable, caches: Sequence, *args) -> list:
         """As :meth:`gather` (the outputs of in-memory blocks are the caller's too)."""
-        return self.gather(fn, states, *args)
+        return self.gather(fn, caches, *args)
 
-    def joined(self, states: Sequence) -> "DistributedEStep":
-        """The states of all partitions as one E-step over all subjects, kept on the workers
+    def joined(self, caches: Sequence) -> "DistributedEStep":
+        """The caches of all partitions as one E-step over all subjects, kept on the workers
         (:class:`DistributedEStep`); only the log-likelihood is computed now."""
-        kept = [self._submit(_keep, h, part=p, label="keep") for p, h in enumerate(states)]
+        kept = [self._submit(_keep, h, part=p, label="keep") for p, h in enumerate(caches)]
         info = self._collect([self._submit(_kept_info, k, part=p, label="keep-info")
                               for p, k in enumerate(kept)])
         return DistributedEStep(self, kept, llf=float(tree_sum([i[0] for i in info]) or 0.0),
@@ -636,8 +643,8 @@ class DaskBlocks:
     def e_step(self, params) -> "DistributedEStep":
         """The E-step at ``params`` (e.g. ``results.state``) on the workers: a
         :class:`DistributedEStep` whose arrays stay there until asked for."""
-        states, _ = self.map_reduce(_estep_block, self.empty_states(), params)
-        return self.joined(states)
+        caches, _ = self.map_reduce(_estep_block, self.empty_caches(), params)
+        return self.joined(caches)
 
     def concatenate(self, values: Sequence[np.ndarray]) -> np.ndarray:
         """Per-sub-block arrays (subjects on the first axis, from :meth:`gather`) as one."""
@@ -647,7 +654,7 @@ class DaskBlocks:
         """The data of ``min(n_subjects, sample_limit)`` subjects drawn at random without
         replacement (kept in their order), gathered into the driver as in-memory data; all
         subjects when that is at least ``n_groups`` (the same draw as
-        :meth:`pymemoe.blocks.LocalBlocks.sample` on the same subjects)."""
+        :meth:`pymemoe._execution.blocks.LocalBlocks.sample` on the same subjects)."""
         n = n_subjects if self.sample_limit is None else min(n_subjects, self.sample_limit)
         if n >= self.n_groups:
             return self.to_subject_data()
@@ -676,14 +683,14 @@ class DaskBlocks:
                                   workers=None if worker is None else [worker],
                                   allow_other_workers=True)
 
-    def _run(self, kind: str, fn: Callable, states: Sequence, args: tuple) -> list:
-        if len(states) != self.npartitions:
-            raise ValueError(f"expected one state per partition ({self.npartitions}), got "
-                             f"{len(states)}")
+    def _run(self, kind: str, fn: Callable, caches: Sequence, args: tuple) -> list:
+        if len(caches) != self.npartitions:
+            raise ValueError(f"expected one cache per partition ({self.npartitions}), got "
+                             f"{len(caches)}")
         name = getattr(fn, "__name__", "block").strip("<>")
-        futures = [self._submit(_pass_task, kind, part, state, fn, args, self.block_size,
+        futures = [self._submit(_pass_task, kind, part, cache, fn, args, self.block_size,
                                 part=p, label=name)
-                   for p, (part, state) in enumerate(zip(self._parts, states))]
+                   for p, (part, cache) in enumerate(zip(self._parts, caches))]
         self.traffic.bytes_out += _function_size(fn, args) * len(futures)
         return futures
 
@@ -701,7 +708,7 @@ class DaskBlocks:
         return results
 
 
-def _estep_block(data, state, params):
+def _estep_block(data, cache, params):
     estep = e_step(data, params)
     return estep, estep.llf
 
@@ -740,8 +747,105 @@ def _worker_cycle(client) -> list[str]:
     return cycle
 
 
+class DistributedData:
+    """The data of a model whose subjects are held by Dask workers (see the module docstring).
+
+    Parameters
+    ----------
+    blocks : DaskBlocks
+        The partitions and their passes.
+
+    Examples
+    --------
+    >>> import pytest; distributed = pytest.importorskip("distributed")
+    >>> from pymemoe import MEMoE
+    >>> from pymemoe.datasets import load_pbcseq
+    >>> df = load_pbcseq().assign(year=lambda d: d["day"] / 365.25)
+    >>> local = MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
+    ...                            n_experts=1)
+    >>> with distributed.Client(processes=False, n_workers=1, dashboard_address=None) as client:
+    ...     data = DistributedData(DaskBlocks.from_subject_data(client, local.data, npartitions=2))
+    ...     res = MEMoE.from_subject_data(data, local.structure).fit()
+    ...     print(data.n_groups, round(res.llf, 2))
+    312 -1525.93
+    """
+
+    def __init__(self, blocks: DaskBlocks) -> None:
+        self.blocks = blocks
+
+    def as_blocks(self) -> DaskBlocks:
+        """The executor that runs this data's passes (:func:`pymemoe._execution.blocks.as_blocks`)."""
+        return self.blocks
+
+    @property
+    def n_groups(self) -> int:
+        return self.blocks.n_groups
+
+    @property
+    def nobs(self) -> int:
+        return self.blocks.nobs
+
+    @property
+    def family(self):
+        return self.blocks.family
+
+    @property
+    def k_fe(self) -> int:
+        return self.blocks.k_fe
+
+    @property
+    def k_re(self) -> int:
+        return self.blocks.k_re
+
+    @property
+    def k_gate(self) -> int:
+        return self.blocks.k_gate
+
+    @property
+    def row_codes(self) -> np.ndarray:
+        """Empty: the rows are not kept (as for every model built from chunks)."""
+        return self.blocks.row_codes
+
+    @property
+    def subjects(self) -> pd.Index:
+        """The subject labels in the global order, gathered on first use (then kept)."""
+        return self.blocks.subjects
+
+    @property
+    def npartitions(self) -> int:
+        return self.blocks.npartitions
+
+    @property
+    def traffic(self) -> Traffic:
+        """What travelled between the driver and the workers (:class:`Traffic`)."""
+        return self.blocks.traffic
+
+    def array(self, name: str) -> "DistributedArray":
+        """The per-subject array ``name`` (``"xx"``, ``"xy"``, ``"n_obs"``, ...), left on the
+        workers (:class:`DistributedArray`: ``.sum(axis=0)`` there, ``.compute()`` here)."""
+        return self.blocks.array(name)
+
+    def e_step(self, params) -> "DistributedEStep":
+        """The E-step at ``params`` (e.g. ``results.state``) on the workers."""
+        return self.blocks.e_step(params)
+
+    def to_subject_data(self):
+        """All subjects' data gathered into the driver as one in-memory object."""
+        return self.blocks.to_subject_data()
+
+    def __reduce__(self):
+        raise TypeError(
+            "distributed data do not pickle: they are a handle on partitions held by the "
+            "cluster's workers. Gather them first: MEMoE.from_subject_data("
+            "model.data.to_subject_data(), model.structure, spec=model.spec)")
+
+    def __repr__(self) -> str:
+        return f"<DistributedData: {self.blocks!r}>"
+
+
 class DistributedArray:
-    """One per-subject array of distributed data (e.g. ``model.data.xx``), left on the workers.
+    """One per-subject array of distributed data (``model.data.array("xx")``), left on the
+    workers.
 
     ``sum(axis=0)`` is a reduction on the workers; ``compute()`` (and ``numpy.asarray``,
     indexing) gathers the whole array into the driver; :meth:`to_dask` gives a Dask array.
@@ -763,7 +867,7 @@ class DistributedArray:
             raise ValueError(f"{self.name}: only the sum over subjects (axis=0) runs on the "
                              f"workers; use {self.name}.compute().sum(axis={axis!r})")
         blocks = self._blocks
-        return np.asarray(blocks.reduce(_field_sum, blocks.empty_states(), self.name))
+        return np.asarray(blocks.reduce(_field_sum, blocks.empty_caches(), self.name))
 
     def compute(self) -> np.ndarray:
         """The whole array, gathered into the driver."""
@@ -802,13 +906,13 @@ class _Moments:
 
     @cached_property
     def b_hat(self) -> np.ndarray:
-        return self._estep.gathered("b_hat")
+        return self._estep._kept_array("b_hat")
 
 
 class DistributedEStep:
     """The final E-step of a distributed fit, left on the workers until asked for.
 
-    Has the attributes of :class:`pymemoe.likelihood.EStep` that results read: ``llf`` (known
+    Has the attributes of :class:`pymemoe._model.likelihood.EStep` that results read: ``llf`` (known
     at once), and ``llf_obs`` (N,), ``tau`` (N, K), ``log_prior`` (N, K), ``moments.b_hat``
     (N, K, q), each gathered into the driver on first use and then kept (so
     ``results.posterior`` is a pandas DataFrame as for an in-memory fit). Without gathering:
@@ -831,17 +935,22 @@ class DistributedEStep:
                                   for p, k in enumerate(self._kept)])
         return np.concatenate(values, axis=0)
 
+    def _kept_array(self, name: str) -> np.ndarray:
+        values = self.gathered(name)
+        values.setflags(write=False)          # kept by the results: nothing may change it
+        return values
+
     @cached_property
     def tau(self) -> np.ndarray:
-        return self.gathered("tau")
+        return self._kept_array("tau")
 
     @cached_property
     def log_prior(self) -> np.ndarray:
-        return self.gathered("log_prior")
+        return self._kept_array("log_prior")
 
     @cached_property
     def llf_obs(self) -> np.ndarray:
-        return self.gathered("llf_obs")
+        return self._kept_array("llf_obs")
 
     def to_dask(self, name: str = "tau"):
         """The array ``name`` as a Dask array, one chunk per partition (not computed)."""

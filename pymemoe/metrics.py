@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .params import Params, Structure, param_labels
+from ._model.params import Params, Structure, param_labels
 
 __all__ = ["contingency_table", "adjusted_rand_index", "match_labels", "relabel_matrix",
            "relabelled_variances", "truth_vector"]
@@ -144,7 +144,7 @@ def relabel_matrix(labels: pd.MultiIndex, order: Sequence[int]) -> np.ndarray:
     """Linear map of a user parameter vector to the experts in a new order.
 
     New expert k (1-based) is old expert ``order[k - 1]`` (1-based), as
-    :func:`pymemoe.params.reorder` with ``perm = order - 1``. Fixed effects, covariances and
+    :func:`pymemoe._model.params.reorder` with ``perm = order - 1``. Fixed effects, covariances and
     residual variances are permuted; the gating coefficients are re-expressed against the new
     reference expert, gamma'_k = gamma_{order[k]} - gamma_{order[1]} (gamma_1 = 0): also
     linear, so the covariance of the relabelled vector is T Cov T'. Parameters shared by all

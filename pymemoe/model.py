@@ -37,46 +37,31 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Hashable, Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .data import SubjectData, check_constant_within, check_outcome_varies, plain_label
+from ._design.checks import (
+    check_rank,
+)
+from ._design.formula import DesignSpec, build_design
+from ._design.inputs import model_inputs
+from ._estimation.context import EMOptions
+from ._estimation.driver import run_em
+from ._estimation.inference import DeferredCov, check_cov_type
+from ._execution.blocks import as_blocks
+from ._model.likelihood import chain_sums, e_step, natural_score_sums, score_obs
+from ._model.params import Params, Structure, from_user, param_labels
 from .families import get_family
-from .families.glmm import MAX_AGQ_DIM
-from .em import EMOptions, run_em
-from .formula import DesignSpec, build_design, check_random_effects_estimable
-from .inference import DeferredCov, check_cov_type
-from .blocks import as_blocks
-from .likelihood import chain_sums, e_step, natural_score_sums, score_obs
-from .params import Params, Structure, from_user, param_labels
-
-if TYPE_CHECKING:
-    from .results import MEMoEResults
+from .families.gaussian import SubjectData
+from .results import MEMoEResults
 
 __all__ = ["MEMoE"]
 
 # Below this many subject-expert pairs, threads slow a multi-start fit down: the Python overhead
 # of small arrays keeps the interpreter lock busy (benchmarks/bench_threads.py).
 PARALLEL_MIN_PAIRS = 20_000
-
-
-def _names(value, default_prefix: str, width: int) -> list[str]:
-    if isinstance(value, pd.DataFrame):
-        return [str(c) for c in value.columns]
-    if isinstance(value, pd.Series) and value.name is not None:
-        return [str(value.name)]
-    return [f"{default_prefix}{j}" for j in range(width)]
-
-
-def _as_2d(value, n: int, name: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] != n:
-        raise ValueError(f"{name} must have one row per observation ({n}); got shape {arr.shape}")
-    return arr
 
 
 class MEMoE:
@@ -118,11 +103,11 @@ class MEMoE:
 
     Attributes
     ----------
-    structure : pymemoe.params.Structure
+    structure : pymemoe._model.params.Structure
         Dimensions, names and constraints.
-    data : pymemoe.data.SubjectData
+    data : pymemoe.families.gaussian.SubjectData
         Per-subject sufficient statistics.
-    spec : pymemoe.formula.DesignSpec or None
+    spec : pymemoe._design.formula.DesignSpec or None
         The formulas' design information (``from_formula`` only).
     n_dropped : int
         Rows dropped for missing values.
@@ -164,114 +149,31 @@ class MEMoE:
         row_index: pd.Index | None = None,
     ) -> None:
         family = get_family(family, n_agq=nAGQ)
-        if row_index is None and isinstance(endog, (pd.Series, pd.DataFrame)):
-            row_index = endog.index       # predictions are labelled like the user's rows
-        endog_arr = np.asarray(endog, dtype=float)
-        if endog_arr.ndim == 2 and endog_arr.shape[1] == 1:
-            endog_arr = endog_arr[:, 0]
-        trials_arr = None
-        if endog_arr.ndim == 2 and endog_arr.shape[1] == 2 and family.name == "binomial":
-            trials_arr = endog_arr.sum(axis=1)         # (successes, failures), as statsmodels' GLM
-            endog_arr = endog_arr[:, 0]
-        if endog_arr.ndim != 1:
-            raise ValueError(f"endog must be one-dimensional (or two columns, successes and "
-                             f"failures, for family='binomial'), got shape {endog_arr.shape}")
-        n = endog_arr.shape[0]
-        if n == 0:
-            raise ValueError("endog has no observations")
-        exog_arr = _as_2d(exog, n, "exog")
-        exog_re_arr = np.ones((n, 1)) if exog_re is None else _as_2d(exog_re, n, "exog_re")
-        exog_gate_arr = np.ones((n, 1)) if exog_gate is None else _as_2d(exog_gate, n, "exog_gate")
-        exog_shared_arr = np.empty((n, 0)) if exog_shared is None else _as_2d(exog_shared, n, "exog_shared")
-        groups_arr = np.asarray(groups)
-        if groups_arr.shape != (n,):
-            raise ValueError(f"groups must have one label per observation ({n}); got shape {groups_arr.shape}")
-        exposure_name = ("exposure" if spec is None or spec.exposure is None
-                         else f"the exposure column {spec.exposure!r}")
-        offset_arr = _offset(offset, exposure, n, family, row_index, exposure_name)
-
-        if spec is not None:
-            names = (spec.exog_names, spec.exog_re_names, spec.exog_gate_names, spec.exog_shared_names)
-            endog_name = spec.endog_name
-        else:
-            names = (_names(exog, "x", exog_arr.shape[1]),
-                     ["Intercept"] if exog_re is None else _names(exog_re, "z", exog_re_arr.shape[1]),
-                     ["Intercept"] if exog_gate is None else _names(exog_gate, "w", exog_gate_arr.shape[1]),
-                     [] if exog_shared is None else _names(exog_shared, "s", exog_shared_arr.shape[1]))
-            endog_name = str(endog.name) if isinstance(endog, pd.Series) and endog.name is not None else "y"
-
-        if missing not in ("drop", "raise"):
-            raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
-        finite = np.isfinite(endog_arr) & pd.notna(pd.Series(groups_arr)).to_numpy()
-        for arr in (exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr, offset_arr[:, None]):
-            finite &= np.isfinite(arr).all(axis=1)
-        if trials_arr is not None:
-            finite &= np.isfinite(trials_arr)
-        if not finite.all():
-            if missing == "raise":
-                raise ValueError(f"{int((~finite).sum())} rows have missing or non-finite values "
-                                 f"(missing='raise')")
-            n_dropped += int((~finite).sum())
-            endog_arr, exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr, groups_arr, offset_arr = (
-                a[finite] for a in (endog_arr, exog_arr, exog_re_arr, exog_gate_arr,
-                                    exog_shared_arr, groups_arr, offset_arr))
-            if trials_arr is not None:
-                trials_arr = trials_arr[finite]
-            if row_index is not None:
-                row_index = row_index[finite]
-            if endog_arr.shape[0] == 0:
-                raise ValueError("no rows left after dropping rows with missing values")
-        if row_index is None:
-            row_index = pd.RangeIndex(endog_arr.shape[0])
-
-        check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
-        check_random_effects_estimable(groups_arr, names[1], "exog_re" if spec is None else
-                                       f"re_formula {spec.re_formula!r}")
-        full_exog = np.column_stack([exog_arr, exog_shared_arr])
-        if family.has_scale:
-            if spec is None:  # from_formula has checked it with the formula's names
-                check_outcome_varies(endog_arr, full_exog, f"the outcome {endog_name!r}")
-            if scale == "none":
-                raise ValueError("scale='none' is for families without a residual variance")
-        else:
-            outcome = (" + ".join(spec.endog_info.column_names)       # successes + failures
-                       if spec is not None and trials_arr is not None else endog_name)
-            family.validate_outcome(endog_arr, trials_arr, f"the outcome {outcome!r}", row_index)
-            if scale != "expert":
-                raise ValueError(f"scale={scale!r}: residual variances exist for Gaussian experts "
-                                 f"only (family={family.name!r} has none); leave scale at its default")
-            scale = "none"
-            if exog_re_arr.shape[1] > MAX_AGQ_DIM and family.n_agq > 1:
-                raise ValueError(f"nAGQ={family.n_agq} uses a product grid of nAGQ**q nodes, for "
-                                 f"at most {MAX_AGQ_DIM} random effects (re_formula has "
-                                 f"{exog_re_arr.shape[1]}); use nAGQ=1 (Laplace) or fewer random effects")
-        self.structure = Structure(
-            n_experts=n_experts,
-            exog_names=tuple(names[0]) + tuple(names[3]),
-            exog_re_names=tuple(names[1]),
-            exog_gate_names=tuple(names[2]),
-            k_shared=exog_shared_arr.shape[1],
-            cov_re=cov_re,
-            re_structure=re_structure,
-            scale=scale,
-        )
-        self.data = family.make_data(endog_arr, full_exog, exog_re_arr, exog_gate_arr, groups_arr,
-                                     trials=trials_arr, offset=offset_arr)
+        inputs = model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared,
+                              family=family, scale=scale, missing=missing, offset=offset,
+                              exposure=exposure, spec=spec, n_dropped=n_dropped,
+                              row_index=row_index)
+        self.structure = Structure.of_designs(n_experts, *inputs.names, cov_re=cov_re,
+                                              re_structure=re_structure, scale=inputs.scale)
+        self.data = family.make_data(inputs.endog, inputs.exog, inputs.exog_re,
+                                     inputs.exog_gate, inputs.groups, trials=inputs.trials,
+                                     offset=inputs.offset)
         if n_experts > self.data.n_groups:
             raise ValueError(f"n_experts={n_experts} exceeds the number of subjects "
                              f"({self.data.n_groups})")
-        _check_rank(full_exog.T @ full_exog, self.structure.exog_names, "fixed-effects design")
-        self.endog = endog_arr
-        self.trials = trials_arr
-        self.offset = offset_arr
-        self.exog = full_exog
-        self.exog_re = exog_re_arr
-        self.exog_gate = exog_gate_arr
-        self.groups = groups_arr
-        self.endog_name = endog_name
+        check_rank(inputs.exog.T @ inputs.exog, self.structure.exog_names,
+                   "fixed-effects design")
+        self.endog = inputs.endog
+        self.trials = inputs.trials
+        self.offset = inputs.offset
+        self.exog = inputs.exog
+        self.exog_re = inputs.exog_re
+        self.exog_gate = inputs.exog_gate
+        self.groups = inputs.groups
+        self.endog_name = inputs.endog_name
         self.spec = spec
-        self.n_dropped = n_dropped
-        self.row_index = row_index
+        self.n_dropped = inputs.n_dropped
+        self.row_index = inputs.row_index
 
     @classmethod
     def from_formula(
@@ -332,8 +234,8 @@ class MEMoE:
         spec, arrays = build_design(formula, data, groups, re_formula=re_formula,
                                     gate_formula=gate_formula, shared_formula=shared_formula,
                                     missing=missing, eval_depth=1,
-                                    outcome_columns=(1, 2) if fam.name == "binomial" else (1,),
-                                    check_outcome=fam.has_scale, offset=offset, exposure=exposure)
+                                    outcome_columns=fam.outcome_columns, offset=offset,
+                                    exposure=exposure)
         return cls(arrays.endog, arrays.exog, arrays.groups, exog_re=arrays.exog_re,
                    exog_gate=arrays.exog_gate, n_experts=n_experts, exog_shared=arrays.exog_shared,
                    cov_re=cov_re, re_structure=re_structure, scale=scale, missing=missing,
@@ -347,14 +249,17 @@ class MEMoE:
         """A model from per-subject sufficient statistics alone (no row-level arrays).
 
         This is how data larger than memory are fitted (:mod:`pymemoe.chunked`): the fit needs
-        only ``data``. Row-level outputs of the fitting data (``fittedvalues``, in-sample
-        ``predict``) are then unavailable; predictions on ``newdata`` work when ``spec`` is
-        given.
+        only ``data``, in memory (:class:`pymemoe.families.gaussian.SubjectData`) or held by
+        Dask workers (:class:`pymemoe.distributed.DistributedData`). Row-level outputs of the
+        fitting data (``fittedvalues``, in-sample ``predict``) are then unavailable;
+        predictions on ``newdata`` work when ``spec`` is given.
         """
         if structure.n_experts > data.n_groups:
             raise ValueError(f"n_experts={structure.n_experts} exceeds the number of subjects "
                              f"({data.n_groups})")
-        _check_rank(data.xx.sum(axis=0), structure.exog_names, "fixed-effects design")
+        blocks = as_blocks(data, structure.n_experts)   # data on Dask workers: summed there
+        check_rank(blocks.reduce(_gram_of_fixed_effects, blocks.empty_caches()),
+                   structure.exog_names, "fixed-effects design")
         model = cls.__new__(cls)
         model.structure, model.data, model.spec = structure, data, spec
         model.endog = model.exog = model.exog_re = model.exog_gate = model.groups = None
@@ -375,6 +280,49 @@ class MEMoE:
         """The experts' family (:mod:`pymemoe.families`)."""
         return self.data.family
 
+    def structure_options(self) -> dict:
+        """The keywords of :meth:`from_formula` (and of ``MEMoE(...)``) that fix the model's
+        structure: ``n_experts``, ``cov_re``, ``re_structure`` and what the family needs
+        (``scale`` for Gaussian experts, the family object otherwise)."""
+        structure = self.structure
+        return {"n_experts": structure.n_experts, "cov_re": structure.cov_re,
+                "re_structure": structure.re_structure,
+                **self.family.structure_options(structure)}
+
+    def formula_options(self) -> dict:
+        """The keywords of :meth:`from_formula`, beside the formula, the data and ``groups``,
+        that build this model again on other data: ``re_formula``, ``gate_formula``,
+        ``shared_formula``, the :meth:`structure_options` and the ``offset`` and ``exposure``
+        columns (an offset given as an array is not among them: other data need their own).
+        Every path that refits a model uses it (the folds of :func:`~pymemoe.cross_validate`,
+        the parametric bootstrap of :func:`~pymemoe.simulate` and the check of
+        :func:`~pymemoe.bootstrap_lrt` that two fits are of one model), as statsmodels'
+        ``_get_init_kwds`` does.
+
+        Raises
+        ------
+        ValueError
+            For a model built from arrays: it has no formulas.
+
+        Examples
+        --------
+        >>> from pymemoe import MEMoE
+        >>> from pymemoe.datasets import load_pbcseq
+        >>> df = load_pbcseq().assign(year=lambda d: d["day"] / 365.25)
+        >>> MEMoE.from_formula("np.log(bili) ~ year", df, "id", re_formula="~ year",
+        ...                    n_experts=2, scale="shared").formula_options()["scale"]
+        'shared'
+        """
+        spec = self.spec
+        if spec is None:
+            raise ValueError("this model was built from arrays (MEMoE(endog, exog, ...)), so "
+                             "there are no formulas to refit; build it with MEMoE.from_formula")
+        options = {"re_formula": spec.re_formula, "gate_formula": spec.gate_formula,
+                   "shared_formula": spec.shared_formula, **self.structure_options()}
+        options.update({name: getattr(spec, name) for name in ("offset", "exposure")
+                        if getattr(spec, name) is not None})
+        return options
+
     @property
     def param_names(self) -> pd.MultiIndex:
         """(block, expert, term) labels of the user parameter vector."""
@@ -388,31 +336,31 @@ class MEMoE:
         return from_user(np.asarray(params, dtype=float), self.structure)
 
     def _blocks(self):
-        """The passes over the data (in memory or on a cluster; :mod:`pymemoe.blocks`)."""
+        """The passes over the data (in memory or on a cluster; :mod:`pymemoe._execution.blocks`)."""
         return as_blocks(self.data, self.structure.n_experts)
 
     def loglike(self, params) -> float:
         """Observed-data log-likelihood at a user-scale parameter vector (``results.params``)."""
         blocks, par = self._blocks(), self._params(params)
-        return float(blocks.reduce(lambda block, state: e_step(block, par).llf, blocks.empty_states()))
+        return float(blocks.reduce(lambda block, cache: e_step(block, par).llf, blocks.empty_caches()))
 
     def loglikeobs(self, params) -> np.ndarray:
         """Per-subject log-likelihood contributions, shape (N,)."""
         blocks, par = self._blocks(), self._params(params)
-        return blocks.concatenate(blocks.gather(lambda block, state: e_step(block, par).llf_obs,
-                                                blocks.empty_states()))
+        return blocks.concatenate(blocks.gather(lambda block, cache: e_step(block, par).llf_obs,
+                                                blocks.empty_caches()))
 
     def score_obs(self, params) -> np.ndarray:
         """Per-subject scores of the user-scale parameter vector, shape (N, n_params)."""
         blocks, par, structure = self._blocks(), self._params(params), self.structure
         return blocks.concatenate(blocks.gather(
-            lambda block, state: score_obs(block, structure, par), blocks.empty_states()))
+            lambda block, cache: score_obs(block, structure, par), blocks.empty_caches()))
 
     def score(self, params) -> np.ndarray:
         """Gradient of :meth:`loglike` with respect to the user-scale parameter vector."""
         blocks, par = self._blocks(), self._params(params)
-        sums = blocks.reduce(lambda block, state: natural_score_sums(block, par, e_step(block, par)),
-                             blocks.empty_states())
+        sums = blocks.reduce(lambda block, cache: natural_score_sums(block, par, e_step(block, par)),
+                             blocks.empty_caches())
         return chain_sums(par, self.structure, sums)
 
     # -- fitting -----------------------------------------------------------------------------
@@ -438,7 +386,7 @@ class MEMoE:
     ) -> "MEMoEResults":
         """Fit by EM from several starts, polish by quasi-Newton, return the best fit.
 
-        The default start strategy (``starts="auto"``, :mod:`pymemoe.starts`) grows K experts
+        The default start strategy (``starts="auto"``, :mod:`pymemoe._estimation.starts`) grows K experts
         from a fit with K - 1 (one start per expert of that fit, split in two), adds
         ``n_starts`` k-means, random-centre and random-partition starts, runs every start by
         EM with SQUAREM acceleration and polishes the best. ``res.starts`` shows what each
@@ -470,7 +418,7 @@ class MEMoE:
         cov_type : {"oim", "robust", "none"}
             Covariance of the estimates: inverse observed information, the subject-level
             sandwich (robust to misspecification of the within-subject distribution), or none.
-            See :mod:`pymemoe.inference`. The standard errors are computed on first use
+            See :mod:`pymemoe._estimation.inference`. The standard errors are computed on first use
             (``bse``, ``cov_params()``, ``summary()``, ``messages``), with their warnings then.
         cov_kwds : dict, optional
             Options of the covariance estimator (none of the current ones takes any).
@@ -493,7 +441,7 @@ class MEMoE:
             Show progress over the starts: a tqdm bar if tqdm is installed, plain lines on
             stderr otherwise.
         block_size : int, optional
-            Subjects per block of the passes over the data (:mod:`pymemoe.blocks`); None picks
+            Subjects per block of the passes over the data (:mod:`pymemoe._execution.blocks`); None picks
             a cache-sized block (about 4,000 subjects at 3 experts). Results do not depend on
             it beyond rounding.
         starts : {"auto", "independent"}
@@ -514,8 +462,6 @@ class MEMoE:
         -------
         MEMoEResults
         """
-        from .results import MEMoEResults
-
         check_cov_type(cov_type, cov_kwds)
         n_starts = 10 if n_starts is None else n_starts
         if int(n_starts) != n_starts or n_starts < 1:
@@ -573,34 +519,7 @@ class MEMoE:
         return results.state
 
 
-def _offset(offset, exposure, n: int, family, rows: pd.Index | None = None,
-            exposure_name: str = "exposure") -> np.ndarray:
-    """The offset of the linear predictor: ``offset`` plus log(``exposure``) (GLMM families).
-    A non-positive exposure is a ValueError naming ``exposure_name`` and the first such row
-    (its label in ``rows``, else its position)."""
-    if (offset is not None or exposure is not None) and family.has_scale:
-        raise ValueError(f"offset and exposure are for binomial and Poisson experts; "
-                         f"family={family.name!r} does not take them")
-    out = np.zeros(n) if offset is None else _as_2d(offset, n, "offset")[:, 0].copy()
-    if exposure is not None:
-        exp = _as_2d(exposure, n, "exposure")[:, 0]
-        bad = np.isfinite(exp) & (exp <= 0)
-        if bad.any():
-            j = int(np.flatnonzero(bad)[0])
-            row = repr(plain_label(rows[j])) if rows is not None else j
-            raise ValueError(f"{exposure_name} must be positive: row {row} has {exp[j]:g}")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = out + np.log(exp)
-    return out
-
-
-def _check_rank(gram: np.ndarray, names: Sequence[str], what: str) -> None:
-    if gram.shape[0] == 0:
-        return
-    vals, vecs = np.linalg.eigh(gram)
-    tol = vals.max() * gram.shape[0] * 1e-12
-    null = vecs[:, vals <= tol]
-    if null.shape[1]:
-        involved = [names[j] for j in np.flatnonzero(np.abs(null).max(axis=1) > 1e-6)]
-        raise ValueError(f"the {what} is rank deficient: columns {involved} are collinear "
-                         f"(or constant zero); remove one of them from the formula")
+def _gram_of_fixed_effects(block, cache) -> np.ndarray:
+    """X'X of the subjects of a block of sufficient statistics (a block function at module
+    level, so that Dask workers receive it by reference)."""
+    return block.xx.sum(axis=0)

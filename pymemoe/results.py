@@ -7,7 +7,7 @@ user does with an output changes the results, whatever the pandas version and it
 setting.
 
 The module keeps the results' attributes and their inference; the summary and the paper
-tables are built in :mod:`pymemoe.summary`, the predictions in :mod:`pymemoe.predict` and the
+tables are built in :mod:`pymemoe.summary`, the predictions in :mod:`pymemoe.prediction` and the
 model-checking quantities in :mod:`pymemoe.diagnostics`.
 
 Definitions (where packages differ)
@@ -23,7 +23,7 @@ Definitions (where packages differ)
 Saving and loading
 ------------------
 Results pickle (with the model, its data and, for formula models, what is needed to rebuild
-the designs for new data; see :mod:`pymemoe.formula`), so ``pickle.dumps(results)`` and
+the designs for new data; see :mod:`pymemoe._design.formula`), so ``pickle.dumps(results)`` and
 :meth:`MEMoEResults.save` / :meth:`MEMoEResults.load` (or :func:`load`) round-trip: the
 unpickled results have identical parameters, log-likelihood, posteriors, standard errors and
 predictions. Cached derived values are not stored; they are recomputed on demand. As with any
@@ -42,16 +42,18 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.contrast import ContrastResults
 
-from . import diagnostics
-from . import predict as _predict
-from . import prediction_sets as _sets
+from . import diagnostics, prediction
 from . import summary as _summary
-from .em import EMFit, EMOptions
-from .formula import linear_constraint
-from .inference import CovEstimate
-from .params import param_labels, to_user
-from .tables import Table, format_frame, render_latex, render_markdown, tidy_table
-from .version import __version__
+from ._design.hypotheses import linear_constraint
+from ._estimation.context import EMOptions
+from ._estimation.driver import EMFit
+from ._estimation.inference import CovEstimate
+from ._estimation.starts import starts_table
+from ._model.params import param_labels, to_user
+from ._predictive.residuals import observed_response
+from ._predictive.rows import require_rows
+from ._tables import Table, format_frame, render_latex, render_markdown, tidy_table
+from ._version import __version__
 
 __all__ = ["MEMoEResults", "load"]
 
@@ -147,9 +149,18 @@ class MEMoEResults:
 
     @property
     def state(self):
-        """The estimates as a frozen :class:`pymemoe.params.Params` (gamma, beta, cov_re, scale
+        """The estimates as a frozen :class:`pymemoe._model.params.Params` (gamma, beta, cov_re, scale
         as arrays), for code that computes with them (prediction, simulation)."""
         return self._fit.params
+
+    @property
+    def estep(self):
+        """The final E-step of the fit at :attr:`state`: posterior probabilities ``tau``
+        (N, K), log gating probabilities ``log_prior``, per-subject log-likelihoods
+        ``llf_obs`` and the family's random-effect ``moments`` (``b_hat``, ``b_cov``); what
+        the predictive engine reads (:mod:`pymemoe._predictive`). The labelled views are
+        :attr:`posterior`, :attr:`prior` and :attr:`random_effects`."""
+        return self._fit.estep
 
     @property
     def n_experts(self) -> int:
@@ -213,21 +224,20 @@ class MEMoEResults:
         """One row per start: its kind and seed, the subjects it ran on, its log-likelihood at
         its initial values, after screening and at the end, its EM iterations, whether it
         converged, reached the best log-likelihood and was chosen (columns documented in
-        :func:`pymemoe.starts.starts_table`). The rows of the smaller fits that grew the
+        :func:`pymemoe._estimation.starts.starts_table`). The rows of the smaller fits that grew the
         split starts come first (``n_experts`` < K)."""
-        from .starts import starts_table
         return starts_table(self._fit.starts)
 
     @property
     def fit_options(self):
-        """The options of the fit (a frozen :class:`pymemoe.em.EMOptions`): what a refit on
+        """The options of the fit (a frozen :class:`pymemoe._estimation.context.EMOptions`): what a refit on
         other data (a bootstrap draw) repeats."""
         return self._options
 
     @property
     def n_best(self) -> int:
         """Finished starts that reached the best log-likelihood (within
-        :data:`pymemoe.starts.LLF_TOL`; on the subsample when the starts ran on one). One
+        :data:`pymemoe._estimation.starts.LLF_TOL`; on the subsample when the starts ran on one). One
         means the best value was not replicated (:class:`~pymemoe.exceptions.BestNotReplicatedWarning`)."""
         return int(self._fit.n_best)
 
@@ -505,20 +515,20 @@ class MEMoEResults:
         """Predictions: ``"marginal"`` (gating-weighted, from baseline covariates), ``"expert"``
         (one column per expert) or ``"conditional"`` (posterior-weighted, subject-specific,
         from the subject's observed outcomes; rows with a missing outcome are predicted from
-        the others: dynamic prediction). See :func:`pymemoe.predict.predict`."""
-        return _predict.predict(self, newdata, kind, **kwargs)
+        the others: dynamic prediction). See :func:`pymemoe.prediction.predict`."""
+        return prediction.predict(self, newdata, kind, **kwargs)
 
     def get_prediction(self, newdata: pd.DataFrame | None = None, kind: str = "marginal",
                        **kwargs):
         """Predictions with delta-method standard errors and confidence intervals:
         ``get_prediction(...).summary_frame(alpha)`` has statsmodels' columns ``mean``,
         ``mean_se``, ``mean_ci_lower``, ``mean_ci_upper``. See
-        :func:`pymemoe.predict.get_prediction`."""
-        return _predict.get_prediction(self, newdata, kind, **kwargs)
+        :func:`pymemoe.prediction.get_prediction`."""
+        return prediction.get_prediction(self, newdata, kind, **kwargs)
 
     @cached_property
     def _fittedvalues(self) -> np.ndarray:
-        values = _predict.predict(self, kind="conditional").to_numpy()
+        values = prediction.predict(self, kind="conditional").to_numpy()
         values.setflags(write=False)
         return values
 
@@ -534,8 +544,8 @@ class MEMoEResults:
         include the predicted random effects; for binomial experts the outcome is the
         proportion of successes, as statsmodels' GLM). See :meth:`standardized_residuals` for
         model checking."""
-        _predict.require_rows(self, "residuals")
-        return pd.Series(_predict.observed_response(self._model) - self._fittedvalues,
+        require_rows(self, "residuals")
+        return pd.Series(observed_response(self._model) - self._fittedvalues,
                          index=self._model.row_index, name="resid")
 
     def standardized_residuals(self, by: str = "posterior") -> pd.Series | pd.DataFrame:
@@ -549,20 +559,20 @@ class MEMoEResults:
 
     def predict_class(self, newdata: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
         """Posterior expert probabilities of (new) subjects from their outcomes and covariates
-        (lcmm's ``predictClass``). See :func:`pymemoe.predict.predict_class`."""
-        return _predict.predict_class(self, newdata, **kwargs)
+        (lcmm's ``predictClass``). See :func:`pymemoe.prediction.predict_class`."""
+        return prediction.predict_class(self, newdata, **kwargs)
 
     def prior_class(self, newdata: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
         """Gating probabilities of (new) subjects from their baseline covariates alone."""
-        return _predict.prior_class(self, newdata, **kwargs)
+        return prediction.prior_class(self, newdata, **kwargs)
 
     def prediction_set(self, newdata: pd.DataFrame | None = None, alpha: float = 0.05,
                        kind: str = "conditional", method: str = "hdr", **kwargs) -> pd.DataFrame:
         """1 - alpha prediction sets for single observations: the highest-density region of the
         Gaussian-mixture predictive law (``"hdr"``, possibly several intervals) or its
         equal-tail interval. A tidy frame: row, interval, lower, upper, mass. See
-        :func:`pymemoe.prediction_sets.prediction_set`."""
-        return _sets.prediction_set(self, newdata, alpha, kind, method, **kwargs)
+        :func:`pymemoe.prediction.prediction_set`."""
+        return prediction.prediction_set(self, newdata, alpha, kind, method, **kwargs)
 
     # -- summary and tables --------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .model import MEMoE
+from .plotting import plot_comparison
 
 __all__ = ["ExpertComparison", "compare_experts", "comparison_table"]
 
@@ -25,7 +26,7 @@ __all__ = ["ExpertComparison", "compare_experts", "comparison_table"]
 def comparison_table(results: dict) -> pd.DataFrame:
     """One row per fitted model: K, llf, df, AIC, BIC, SABIC, ICL, entropy, expert %,
     converged, and the starts: ``n_best`` of ``n_finished`` finished starts reached the best
-    log-likelihood (within :data:`pymemoe.starts.LLF_TOL`; 1 of several: not replicated).
+    log-likelihood (within :data:`pymemoe._estimation.starts.LLF_TOL`; 1 of several: not replicated).
 
     ``results`` maps K to a fitted :class:`pymemoe.MEMoEResults`.
     """
@@ -65,7 +66,6 @@ class ExpertComparison:
 
     def plot(self, criteria=("AIC", "BIC", "ICL"), ax=None):
         """Criteria against K (matplotlib; see :func:`pymemoe.plotting.plot_comparison`)."""
-        from .plotting import plot_comparison   # one way only: plotting never imports this module
         return plot_comparison(self.table, criteria=criteria, ax=ax)
 
     def best(self, criterion: str = "BIC"):

@@ -69,10 +69,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .data import subject_codes
-from .formula import build_new_design, replace_outcome, required_variables
-from .params import Params, psd_cholesky
-from .predict import design_rows, expert_means, gating_probabilities, require_rows
+from ._design.new_data import build_new_design
+from ._design.questions import replace_outcome, required_variables
+from ._design.subjects import first_rows, subject_codes
+from ._model.params import Params, psd_cholesky
+from ._predictive.laws import gating_probabilities
+from ._predictive.rows import design_rows, require_rows
 
 __all__ = ["SimulatedData", "simulate", "paper_settings", "heteroscedastic_variance"]
 
@@ -93,7 +95,7 @@ class SimulatedData:
         (subject, 1..N), the time variable (``time``), the gating covariates (``x1, x2, ...``;
         constant within subject), the outcome (``y``) and ``expert`` (the true expert c_i,
         1-based).
-    truth : pymemoe.params.Params
+    truth : pymemoe._model.params.Params
         The parameters used (gamma, beta, cov_re, scale).
     expert : pandas.Series
         True expert of each subject (1-based), indexed by ``id``.
@@ -402,7 +404,7 @@ def simulate(
 
     Parameters
     ----------
-    params_or_results : pymemoe.params.Params, mapping or MEMoEResults
+    params_or_results : pymemoe._model.params.Params, mapping or MEMoEResults
         The truth. A ``Params`` (or a mapping with keys ``gamma, beta, cov_re, scale``) with
         ``beta`` (K, 2) on (Intercept, time), ``cov_re`` (K, 2, 2) of the random intercept and
         slope, ``scale`` (K,) and ``gamma`` (K, r) on (Intercept, x1, ..., x_{r-1}) with
@@ -458,7 +460,7 @@ def simulate(
     Examples
     --------
     >>> import numpy as np
-    >>> from pymemoe.params import Params
+    >>> from pymemoe._model.params import Params
     >>> truth = Params(gamma=np.zeros((1, 1)), beta=[[1.0, 0.5]],
     ...                cov_re=[[[0.25, 0.0], [0.0, 0.01]]], scale=[0.1])
     >>> sim = simulate(truth, 3, visits=(2, 4), dropout=0.3, random_state=1)
@@ -572,42 +574,18 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
     rows = design_rows(results, what="a parametric bootstrap")
     codes, subjects = subject_codes(rows.groups)
     n, K = len(subjects), truth.n_experts
-    first = np.empty(n, dtype=int)
-    first[codes[::-1]] = np.arange(codes.size)[::-1]
     rng = np.random.default_rng(random_state)
-    prob = gating_probabilities(rows.exog_gate[first], truth.gamma)
+    prob = gating_probabilities(rows.exog_gate[first_rows(codes, n)], truth.gamma)
     u = rng.random(n)
     expert = (u[:, None] >= np.cumsum(prob, axis=1)[:, :-1]).sum(axis=1)   # 0-based
     q = rows.exog_re.shape[1]
     chol = psd_cholesky(truth.cov_re) if q else np.zeros((K, 0, 0))
     b = np.einsum("nij,nj->ni", chol[expert], rng.standard_normal((n, q)))
     k_row = expert[codes]
-    family = model.family
-    trials = None
-    if family.has_scale:
-        sd = np.sqrt(truth.scale[k_row])
-        if errors == "normal":
-            e = sd * rng.standard_normal(codes.size)
-        else:
-            e = sd * np.sqrt((df - 2.0) / df) * rng.standard_t(df, size=codes.size)
-        mean = expert_means(results, rows)[np.arange(codes.size), k_row]
-        y = mean + np.einsum("nq,nq->n", rows.exog_re, b[codes]) + e
-    else:
-        if errors != "normal":
-            raise ValueError(f"errors={errors!r} is for Gaussian experts; binomial and Poisson "
-                             f"outcomes are drawn from their own law")
-        eta = (rows.row_offset + np.einsum("np,np->n", rows.exog, truth.beta[k_row])
-               + np.einsum("nq,nq->n", rows.exog_re, b[codes]))
-        trials = rows.row_trials
-        y = family.sample(eta, trials, rng)
-
+    y = model.family.simulate_outcome(rows, truth, k_row, b[codes], rng, errors, df)
+    trials = rows.row_trials
     structure = model.structure
-    model_kwargs = {"n_experts": K, "cov_re": structure.cov_re,
-                    "re_structure": structure.re_structure, "scale": structure.scale}
-    if not family.has_scale:
-        model_kwargs = {"n_experts": K, "cov_re": structure.cov_re,
-                        "re_structure": structure.re_structure, "family": family.name,
-                        "nAGQ": family.n_agq}
+    model_kwargs = model.structure_options()
     spec = model.spec
     if spec is None:               # arrays: the outcome, the subjects and the true expert
         data = pd.DataFrame({"id": rows.groups, "y": y, "expert": k_row + 1})
@@ -641,7 +619,7 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
         data[_unused_name("expert", data.columns)] = k_row + 1
         formula_kwargs = {"formula": formula, "groups": group_col, "re_formula": spec.re_formula,
                           "gate_formula": spec.gate_formula}
-        if not family.has_scale and np.any(rows.row_offset != 0):
+        if np.any(rows.row_offset != 0):
             # the fitted offset (log exposure included) as one column of the simulated data
             name = _unused_name("offset", data.columns)
             data[name] = rows.row_offset

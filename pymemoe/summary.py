@@ -40,9 +40,10 @@ import pandas as pd
 from scipy import stats
 from statsmodels.iolib import summary2
 
-from .inference import delta_method
-from .params import from_user
-from .tables import Table, format_frame, format_number, latex_escape, render_latex
+from ._estimation.inference import delta_method
+from ._estimation.starts import LLF_TOL
+from ._model.params import from_user
+from ._tables import Table, format_frame, format_number, latex_escape, render_latex
 
 __all__ = ["parameter_frame", "variance_components", "postprob_table", "build_summary",
            "expert_table", "summary_col", "MEMoESummary"]
@@ -274,8 +275,7 @@ def _header(results, float_format: str) -> dict[str, str]:
 
 def starts_note(results) -> str:
     """The footer line on the starts: how many finished starts reached the best log-likelihood
-    (``results.n_best`` of ``results.n_finished``, within :data:`pymemoe.starts.LLF_TOL`)."""
-    from .starts import LLF_TOL
+    (``results.n_best`` of ``results.n_finished``, within :data:`pymemoe._estimation.starts.LLF_TOL`)."""
     n, of = results.n_best, results.n_finished
     where = " of the subsample" if (results.starts["kind"] == "from sample").any() else ""
     return (f"Starts: {n} of {of} finished starts{where} reached the best log-likelihood "
@@ -296,7 +296,7 @@ def _header_latex(header: dict[str, str]) -> str:
 
 def build_summary(results, alpha: float = 0.05, float_format: str = "%.4f") -> MEMoESummary:
     """The summary of :meth:`~pymemoe.MEMoEResults.summary` (every number in ``float_format``,
-    p-values by :func:`pymemoe.tables.format_pvalue`)."""
+    p-values by :func:`pymemoe._tables.format_pvalue`)."""
     smry = MEMoESummary()
     smry.add_title("Mixed effects mixture of experts")
     header = _header(results, float_format)
@@ -440,7 +440,7 @@ def summary_col(results, model_names=None, float_format: str = "%.3f", stars: bo
 
     Returns
     -------
-    pymemoe.tables.Table
+    pymemoe._tables.Table
 
     Examples
     --------

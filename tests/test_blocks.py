@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 
 from pymemoe import MEMoE
-from pymemoe.blocks import LocalBlocks, block_bounds, tree_sum
-from pymemoe.data import SubjectData
-from pymemoe.inference import boundary_parameters, observed_information, observed_information_numeric
+from pymemoe._estimation.inference import (
+    boundary_parameters,
+    observed_information,
+    observed_information_numeric,
+)
+from pymemoe._execution.blocks import LocalBlocks, block_bounds, tree_sum
+from pymemoe.families.gaussian import SubjectData
 
 FORMULA = dict(formula="y ~ time", groups="id", re_formula="~ time", gate_formula="~ x1 + x2")
 
@@ -38,9 +42,9 @@ def test_blocks_see_every_subject_with_its_own_statistics():
     data = SubjectData.from_arrays(y, x, x[:, :1], x[:, :1], groups)
     for n_jobs in (1, 2):
         blocks = LocalBlocks(data, block_size=5, n_jobs=n_jobs)
-        yy = blocks.concatenate(blocks.map(lambda block, state: block.yy, blocks.empty_states()))
+        yy = blocks.concatenate(blocks.map(lambda block, cache: block.yy, blocks.empty_caches()))
         assert np.array_equal(yy, data.yy)
-        assert blocks.reduce(lambda block, state: block.n_groups, blocks.empty_states()) == data.n_groups
+        assert blocks.reduce(lambda block, cache: block.n_groups, blocks.empty_caches()) == data.n_groups
         blocks.close()
 
 
@@ -74,7 +78,7 @@ def test_fit_is_identical_in_any_number_of_threads_and_close_for_any_block_size(
 def test_three_term_information_equals_the_jacobian_of_the_whole_score(sim500, options):
     """Independent check: the direct central-difference Jacobian of the summed analytic score
     (observed_information_numeric) against Louis' decomposition (observed_information), with
-    the experts' term in closed form (pymemoe.expert_hessian) and by differencing gradients."""
+    the experts' term in closed form (pymemoe.families._lmm_hessian) and by differencing gradients."""
     kw = {**FORMULA, "n_experts": 2, **options}
     model = MEMoE.from_formula(data=sim500, **kw)
     with warnings.catch_warnings():

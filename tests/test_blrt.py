@@ -15,9 +15,9 @@ import pytest
 
 import pymemoe.blrt as blrt
 from pymemoe import BootstrapLRTResult, MEMoE, bootstrap_lrt, simulate
+from pymemoe._model.params import Params
 from pymemoe.datasets import load_pbcseq
 from pymemoe.exceptions import ConvergenceWarning
-from pymemoe.params import Params
 
 ONE = Params(gamma=np.zeros((1, 2)), beta=[[1.0, 0.3]], cov_re=np.zeros((1, 2, 2)), scale=[0.1])
 TWO = Params(gamma=np.zeros((2, 2)), beta=[[0.0, 0.1], [1.5, 0.5]], cov_re=np.zeros((2, 2, 2)),

@@ -17,15 +17,14 @@ import pytest
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
 import dask  # noqa: E402
-
 from truth import simulate_memoe  # noqa: E402
 
 from pymemoe import MEMoE  # noqa: E402
-from pymemoe.blocks import LocalBlocks  # noqa: E402
+from pymemoe._estimation.inference import cov_robust
+from pymemoe._execution.blocks import LocalBlocks
 from pymemoe.chunked import from_dask  # noqa: E402
-from pymemoe.data import SubjectData  # noqa: E402
-from pymemoe.distributed import DaskBlocks, DistributedEStep  # noqa: E402
-from pymemoe.inference import cov_robust  # noqa: E402
+from pymemoe.distributed import DaskBlocks, DistributedData, DistributedEStep  # noqa: E402
+from pymemoe.families.gaussian import SubjectData
 
 MODEL = dict(re_formula="~ time", gate_formula="~ x1 + x2", n_experts=2)
 STATISTICS = ("n_obs", "xx", "xz", "zz", "xy", "zy", "yy", "exog_gate")
@@ -87,7 +86,8 @@ def test_subjects_spanning_partitions_are_whole_in_one_partition(on_cluster, in_
     spans = pd.concat([p.compute()[["id"]].assign(part=j) for j, p in enumerate(parts)])
     assert (spans.groupby("id")["part"].nunique() > 1).mean() > 0.9   # the test's premise
     data = model.data
-    assert isinstance(data, DaskBlocks) and data.npartitions == 3
+    assert isinstance(data, DistributedData) and isinstance(data.as_blocks(), DaskBlocks)
+    assert data.npartitions == 3
     assert data.n_groups == reference.data.n_groups and data.nobs == reference.data.nobs
     assert data.subjects.is_unique and data.subjects.equals(reference.data.subjects)
     gathered = data.to_subject_data()
@@ -95,7 +95,8 @@ def test_subjects_spanning_partitions_are_whole_in_one_partition(on_cluster, in_
     for name in STATISTICS:
         np.testing.assert_allclose(getattr(gathered, name), getattr(reference.data, name),
                                    rtol=1e-13, atol=1e-11, err_msg=name)
-    np.testing.assert_allclose(data.xx.sum(axis=0), reference.data.xx.sum(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(data.array("xx").sum(axis=0), reference.data.xx.sum(axis=0),
+                               rtol=1e-13)
 
 
 def test_fit_on_the_cluster_equals_the_fit_in_memory(on_cluster, in_memory):
@@ -137,7 +138,7 @@ def test_fit_brings_no_per_subject_statistics_to_the_driver(client, on_cluster, 
     subjects; then check that the record does see all subjects once the posterior is asked."""
     model, _ = on_cluster
     limit = 150
-    monkeypatch.setattr(model.data, "sample_limit", limit)
+    monkeypatch.setattr(model.data.as_blocks(), "sample_limit", limit)
     calls = []                                    # per gather call: (rows, any SubjectData)
     gather = client.gather
 
@@ -164,15 +165,16 @@ def test_fit_brings_no_per_subject_statistics_to_the_driver(client, on_cluster, 
 
 def test_sample_draws_the_subjects_an_in_memory_sample_draws(on_cluster, in_memory):
     (model, _), (reference, _) = on_cluster, in_memory
-    ours = model.data.sample(25, np.random.default_rng(7))
+    ours = model.data.as_blocks().sample(25, np.random.default_rng(7))
     theirs = LocalBlocks(reference.data).sample(25, np.random.default_rng(7))
     assert ours.subjects.equals(theirs.subjects)
     np.testing.assert_allclose(ours.xx, theirs.xx, rtol=1e-13)
-    model.data.sample_limit, limit = 10, model.data.sample_limit
+    blocks = model.data.as_blocks()
+    blocks.sample_limit, limit = 10, blocks.sample_limit
     try:
-        assert model.data.sample(10 ** 9, np.random.default_rng(0)).n_groups == 10
+        assert blocks.sample(10 ** 9, np.random.default_rng(0)).n_groups == 10
     finally:
-        model.data.sample_limit = limit
+        blocks.sample_limit = limit
 
 
 def test_gathering_is_explicit(on_cluster):
@@ -180,8 +182,12 @@ def test_gathering_is_explicit(on_cluster):
     with pytest.raises(TypeError, match="do not pickle.*to_subject_data"):
         pickle.dumps(model.data)
     with pytest.raises(ValueError, match="axis=0"):
-        model.data.xx.sum(axis=1)
-    assert np.asarray(model.data.yy).shape == (model.data.n_groups,)
+        model.data.array("xx").sum(axis=1)
+    assert np.asarray(model.data.array("yy")).shape == (model.data.n_groups,)
+    with pytest.raises(AttributeError):          # a per-subject array only when asked by name
+        model.data.yy
+    with pytest.raises(ValueError, match="no per-subject array 'zzz'"):
+        model.data.array("zzz")
 
 
 def test_without_the_client_the_statistics_are_gathered(client, shuffled, in_memory):

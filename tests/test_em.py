@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
 from truth import TRUTH_K2, simulate_memoe
+
 from pymemoe import BoundaryWarning, MEMoE
-from pymemoe.likelihood import e_step
+from pymemoe._model.likelihood import e_step
 
 FORMULA = dict(formula="y ~ time", groups="id", re_formula="~ time", gate_formula="~ x1 + x2")
 
@@ -138,16 +138,18 @@ def test_polish_from_an_optimum_stops_within_a_few_evaluations(monkeypatch):
     """At an optimum the changes of the objective are below rounding: the polish must stop
     after its patience (5 evaluations at the best value) instead of letting L-BFGS-B's line
     search run on (it took ~20 evaluations there), and must not lose log-likelihood."""
-    import pymemoe.em as em
+    import pymemoe._estimation.passes as passes
+    from pymemoe._estimation.context import EMOptions, FitContext
+    from pymemoe._estimation.polish import polish
 
     # on these data L-BFGS-B alone spends 40 evaluations after the optimum (9 with the rule)
     model, res = _fit(simulate_memoe(2000, seed=2026), n_starts=1, random_state=0, cov_type="none")
     calls = []
-    original = em.e_step
-    monkeypatch.setattr(em, "e_step",
+    original = passes.e_step
+    monkeypatch.setattr(passes, "e_step",
                         lambda data, params, warm=None: calls.append(1) or original(data, params, warm))
-    ctx = em.FitContext.build(model.data, model.structure, em.EMOptions())
-    params, llf = em.polish(ctx, ctx.blocks, res.state, gtol=1e-12, maxiter=500)
+    ctx = FitContext.build(model.data, model.structure, EMOptions())
+    params, llf = polish(ctx, ctx.blocks, res.state, gtol=1e-12, maxiter=500)
     assert len(calls) <= 12
     assert llf >= res.llf - 1e-12 * abs(res.llf)
     assert e_step(model.data, params).llf == pytest.approx(llf, rel=1e-12)

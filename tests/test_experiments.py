@@ -12,9 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pymemoe.metrics import (adjusted_rand_index, contingency_table, match_labels,
-                             relabel_matrix, relabelled_variances, truth_vector)
-from pymemoe.params import Params, Structure, param_labels, reorder, to_user
+from pymemoe._model.params import Params, Structure, param_labels, reorder, to_user
+from pymemoe.metrics import (
+    adjusted_rand_index,
+    contingency_table,
+    match_labels,
+    relabel_matrix,
+    relabelled_variances,
+    truth_vector,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import sim_design  # noqa: E402
@@ -22,7 +28,6 @@ import sim_report  # noqa: E402
 import simulation as sim  # noqa: E402
 from sim_design import MODELS, SETTINGS, StudyConfig  # noqa: E402
 from sim_replication import run_replication  # noqa: E402
-
 
 # -- adjusted Rand index ------------------------------------------------------------------------
 

@@ -1,13 +1,13 @@
-"""The closed-form Hessian of a linear mixed model expert (pymemoe.expert_hessian) against
-central differences of the analytic gradients (pymemoe.expert.expert_gradients), in the natural
+"""The closed-form Hessian of a linear mixed model expert (pymemoe.families._lmm_hessian) against
+central differences of the analytic gradients (pymemoe.families._lmm.expert_gradients), in the natural
 coordinates (beta, lower triangle of D, sigma2), for q = 0..3 random effects."""
 import numpy as np
 import pytest
 
-from pymemoe.data import SubjectData
-from pymemoe.expert import expert_gradients, expert_moments
-from pymemoe.expert_hessian import expert_hessian_sums, natural_index, natural_vector
-from pymemoe.params import Params
+from pymemoe._model.params import Params, natural_index, natural_vector
+from pymemoe.families._lmm import expert_gradients, expert_moments
+from pymemoe.families._lmm_hessian import expert_hessian_sums
+from pymemoe.families.gaussian import SubjectData
 
 
 def _data(q: int, seed: int = 0) -> SubjectData:

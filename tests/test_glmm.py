@@ -20,7 +20,7 @@ from scipy import integrate, stats
 from scipy.special import expit, gammaln
 
 from pymemoe import MEMoE
-from pymemoe.params import Params, from_user, to_user
+from pymemoe._model.params import Params, from_user, to_user
 
 RESULTS = Path(__file__).parent / "results"
 REFS = json.loads((RESULTS / "glmm_refs_used.json").read_text())
@@ -372,7 +372,8 @@ def test_trajectory_plot_of_a_model_with_exposure_is_per_unit_exposure(poisson_k
     pytest.importorskip("matplotlib")
     import matplotlib
     matplotlib.use("Agg")
-    from pymemoe.plotting import expert_curves, plot_trajectories
+    from pymemoe.plotting import plot_trajectories
+    from pymemoe.plotting._trajectories import expert_curves
     _, res = poisson_k2
     ax = plot_trajectories(res, "time", band=None)
     assert len(ax.lines) >= 2
@@ -408,7 +409,7 @@ def test_predictive_variances_match_simulation(poisson_k2):
     (b ~ N(0, D_k), then y): Poisson counts with exposure; binomial proportions y / m of a
     'successes + failures' model; 0/1 outcomes have the Bernoulli variance; rows whose trials
     are not known get NaN."""
-    from pymemoe.predict import predictive_mixture
+    from pymemoe.prediction import predictive_mixture
     rng = np.random.default_rng(12)
     df, res = poisson_k2
     rows = df.iloc[[0, 7, 40]]
@@ -445,7 +446,7 @@ def test_predictive_variances_match_simulation(poisson_k2):
         mix = predictive_mixture(binary, kind=kind)
         m = mix.means.iloc[:, 0]
         np.testing.assert_allclose(mix.variances.iloc[:, 0], m * (1 - m), rtol=1e-10)
-    from pymemoe.predict import laws_of
+    from pymemoe._predictive.laws import laws_of
     _, laws = laws_of(binary, None, "marginal")      # the Gaussian formulas do not apply
     with pytest.raises(ValueError, match="'binomial' predictive law is discrete"):
         laws.cdf(np.zeros((laws.weights.shape[0], 1)))

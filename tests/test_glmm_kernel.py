@@ -1,4 +1,4 @@
-"""The GLMM kernel (pymemoe.glmm_kernel): gradients against finite differences, values against
+"""The GLMM kernel (pymemoe.families._glmm_kernel): gradients against finite differences, values against
 brute-force integrals computed independently with scipy (scipy.stats log-pmfs, quad, dblquad),
 modes, robustness, predictive means, and lme4/glmmTMB references.
 
@@ -13,14 +13,24 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import RESULTS
 from scipy import integrate, optimize, stats
 from scipy.special import expit
 
-from conftest import RESULTS
-from pymemoe.glmm_kernel import (GLMMNumericalWarning, GLMMRows, _adaptive_pass, _Context, _evaluate,
-                                 _internal, chol_grad_to_cov_grad, glmm_conditional_mean,
-                                 glmm_gradients, glmm_marginal_mean, glmm_moments)
-from pymemoe.quadrature import gauss_hermite_normal
+from pymemoe._linalg.quadrature import gauss_hermite_normal
+from pymemoe.families._glmm_kernel import (
+    GLMMNumericalWarning,
+    GLMMRows,
+    _adaptive_pass,
+    _Context,
+    _evaluate,
+    _internal,
+    chol_grad_to_cov_grad,
+    glmm_conditional_mean,
+    glmm_gradients,
+    glmm_marginal_mean,
+    glmm_moments,
+)
 
 GLMM = RESULTS / "glmm"
 
@@ -663,7 +673,7 @@ def test_fit_reaches_glmer(name):
 def test_blocks_and_compaction_leave_results_unchanged(monkeypatch, n_agq):
     """Tiny blocks (many blocks, subjects longer than a block) with Newton compacting to the
     active subjects at every step, against one block and no compaction."""
-    import pymemoe.glmm_kernel as gk
+    import pymemoe.families._glmm_kernel as gk
     beta, chol = _params(2, seed=110)
 
     def run():

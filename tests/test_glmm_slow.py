@@ -33,7 +33,7 @@ import pandas as pd
 import pytest
 
 from pymemoe import MEMoE
-from pymemoe.inference import cov_oim, cov_robust
+from pymemoe._estimation.inference import cov_oim, cov_robust
 
 RESULTS = Path(__file__).parent / "results" / "glmm"
 REPS = 200

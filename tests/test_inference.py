@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from conftest import GATE_R, RESULTS
 from scipy import stats
 from statsmodels.tools.numdiff import approx_hess
 from statsmodels.tools.sm_exceptions import HessianInversionWarning
 
-from conftest import GATE_R, RESULTS
 from pymemoe import MEMoE
-from pymemoe.inference import observed_information
+from pymemoe._estimation.inference import observed_information
 
 
 def _ref(name):

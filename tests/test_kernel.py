@@ -7,9 +7,9 @@ from statsmodels.tools.numdiff import approx_fprime
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from pymemoe import MEMoE
-from pymemoe.data import SubjectData
-from pymemoe.expert import expert_moments
-from pymemoe.params import Params, from_user, to_user
+from pymemoe._model.params import Params, from_user, to_user
+from pymemoe.families._lmm import expert_moments
+from pymemoe.families.gaussian import SubjectData
 
 
 def _random_problem(rng, n_subjects=7, p=3, q=2, K=3, singular=False):

@@ -11,8 +11,8 @@ import statsmodels.formula.api as smf
 from scipy import linalg, stats
 
 from pymemoe import MEMoE, plotting
+from pymemoe._model.params import Params
 from pymemoe.diagnostics import fit_table, fitted_means
-from pymemoe.params import Params
 from pymemoe.simulate import simulate
 
 matplotlib = pytest.importorskip("matplotlib")

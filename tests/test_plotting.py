@@ -12,8 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from pymemoe import MEMoE  # noqa: E402
-from pymemoe import plotting  # noqa: E402
+from pymemoe import (
+    MEMoE,  # noqa: E402
+    plotting,  # noqa: E402
+)
 from pymemoe.datasets import load_pbcseq  # noqa: E402
 from pymemoe.selection import ExpertComparison, comparison_table  # noqa: E402
 

@@ -5,8 +5,8 @@ References are computed here independently of pymemoe's kernels: from the labell
 subject, and statsmodels MixedLM for one expert.
 """
 import types
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,11 +16,17 @@ from scipy.special import softmax
 from scipy.stats import multivariate_normal, norm
 
 from pymemoe import MEMoE
-from pymemoe.datasets import load_pbcseq
-from pymemoe.params import Params
+from pymemoe._model.params import Params
 from pymemoe.crossval import cross_validate
-from pymemoe.predict import predict, predict_class, predictive_mixture, prior_class
-from pymemoe.prediction_sets import coverage, prediction_set
+from pymemoe.datasets import load_pbcseq
+from pymemoe.prediction import (
+    coverage,
+    predict,
+    predict_class,
+    prediction_set,
+    predictive_mixture,
+    prior_class,
+)
 
 TRUTH = {
     "gamma": np.array([[0.0, 0.0, 0.0], [-0.3, 1.0, -0.8]]),   # gating on (1, x1, x2)

@@ -36,7 +36,7 @@ def new_patients():
 
 def _unpack(theta, labels):
     """gamma (K, r), beta (K, 2), D (K, 2, 2), sigma2 (K,) from a labelled user vector of the
-    fixture's model (written from the labels, not with pymemoe.params)."""
+    fixture's model (written from the labels, not with pymemoe._model.params)."""
     p = pd.Series(theta, index=labels)
     K = 2
     gamma = np.zeros((K, 3))

@@ -8,7 +8,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
 from pymemoe import MEMoE
-from pymemoe.gating import newton_update
+from pymemoe._model.gating import newton_update
 
 
 def _mixedlm(formula, data, groups, re_formula):

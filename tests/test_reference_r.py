@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import GATE_R, RESULTS
 from truth import dense_loglike_results
+
 from pymemoe import MEMoE
 
 

@@ -87,8 +87,9 @@ import pytest
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
 
 from pymemoe import MEMoE, MEMoEResults
+from pymemoe._design.new_data import build_new_design
+from pymemoe._design.questions import required_variables
 from pymemoe.exceptions import BoundaryWarning, SeparationWarning
-from pymemoe.formula import build_new_design, required_variables
 from pymemoe.results import load
 
 STATSMODELS_WARNINGS = (ConvergenceWarning, HessianInversionWarning)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-
 from conftest import GATE_R, RESULTS
+
 from pymemoe import MEMoE
 
 

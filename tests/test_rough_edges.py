@@ -10,7 +10,7 @@ import pytest
 
 from pymemoe import MEMoE, compare_experts, simulate
 from pymemoe.chunked import from_chunks
-from pymemoe.predict import predictive_mixture
+from pymemoe.prediction import predictive_mixture
 
 
 @pytest.fixture(scope="module")

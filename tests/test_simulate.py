@@ -10,8 +10,13 @@ import pytest
 from scipy import stats
 
 from pymemoe import MEMoE
-from pymemoe.params import Params
-from pymemoe.simulate import SimulatedData, heteroscedastic_variance, paper_settings, simulate
+from pymemoe._model.params import Params
+from pymemoe.simulate import (
+    SimulatedData,
+    heteroscedastic_variance,
+    paper_settings,
+    simulate,
+)
 
 SETTINGS = paper_settings()
 EX1, EX2 = SETTINGS["example1"], SETTINGS["example2"]

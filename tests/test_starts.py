@@ -1,4 +1,4 @@
-"""The default start strategy (pymemoe.starts): it reaches the best known maximum where
+"""The default start strategy (pymemoe._estimation.starts): it reaches the best known maximum where
 pymemoe 0.1's independent starts stop at local maxima, and ``res.starts`` / ``res.n_best``
 report the evidence.
 
@@ -14,12 +14,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from truth import dense_loglike_results, simulate_memoe
+
 from pymemoe import MEMoE
+from pymemoe._estimation.starts import LLF_TOL, initial_tau, split_tau
 from pymemoe.exceptions import BestNotReplicatedWarning
 from pymemoe.selection import compare_experts
-from pymemoe.starts import LLF_TOL, initial_tau, split_tau
 
 GATE = "~ C(sex) + age + C(trt)"
 BEST_PBC3 = -1281.445089
@@ -113,10 +113,12 @@ def test_warning_when_a_single_start_reaches_the_best(pbc3):
 
 
 def test_squarem_and_plain_em_reach_the_same_maximum(pbc):
-    from pymemoe.em import EMOptions, FitContext, run_start, start_params_from_tau
+    from pymemoe._estimation.context import EMOptions, FitContext
+    from pymemoe._estimation.em import run_start
+    from pymemoe._estimation.passes import start_params_from_tau
     model = pbc_model(pbc, 2)
     ctx = FitContext.build(model.data, model.structure, EMOptions(tol=1e-10))
-    from pymemoe.em import one_expert_fit
+    from pymemoe._estimation.em import one_expert_fit
     one = one_expert_fit(ctx, ctx.blocks).params
     coefs = model.data.family.subject_coefficients(model.data, 2)
     tau = initial_tau("kmeans", 2, coefs, np.random.default_rng(4))
@@ -234,7 +236,8 @@ def test_simulated_truth_twenty_seeds():
     model = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time",
                                gate_formula="~ x1 + x2", n_experts=2)
     from truth import TRUTH_K2
-    from pymemoe.params import Params, to_user
+
+    from pymemoe._model.params import Params, to_user
     truth = Params(**{k: np.asarray(v, float) for k, v in TRUTH_K2.items()})
     at_truth = quiet_fit(model, start_params=to_user(truth, model.structure)).llf
     hits, llfs = _success(model, max(at_truth, -np.inf))
@@ -251,7 +254,8 @@ def test_subsample_search_reaches_the_maximum_of_the_truth():
     model = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time",
                                gate_formula="~ x1 + x2", n_experts=2)
     from truth import TRUTH_K2
-    from pymemoe.params import Params, to_user
+
+    from pymemoe._model.params import Params, to_user
     truth = Params(**{k: np.asarray(v, float) for k, v in TRUTH_K2.items()})
     at_truth = quiet_fit(model, start_params=to_user(truth, model.structure)).llf
     for seed in range(3):

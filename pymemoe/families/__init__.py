@@ -1,17 +1,29 @@
-"""Expert families: what an expert is (Gaussian linear mixed models; binomial and Poisson
-generalised linear mixed models), behind one interface (:mod:`pymemoe.families.base`).
+"""Expert families: what an expert is, behind one contract (:mod:`pymemoe.families.base`).
+
+* :class:`GaussianFamily` (``family="gaussian"``): linear mixed models, fitted on per-subject
+  sufficient statistics (:class:`SubjectData`);
+* :class:`GLMMFamily` (``family="binomial"``, ``"poisson"``): generalised linear mixed
+  models, integrated by Laplace or adaptive Gauss-Hermite quadrature; the law of a row is a
+  :class:`Distribution` (:class:`Binomial`, :class:`Poisson`, or one of your own, with its
+  :class:`Link`).
 
 :func:`get_family` turns what a user writes (``family="gaussian"``, a statsmodels family
-instance) into the family object the fit uses.
+instance, a family object) into the family object the fit uses. A new kind of outcome model is
+added by writing a family to the contract (or a :class:`Distribution` for a GLMM expert with
+another link) and passing the object as ``family=``; nothing outside this subpackage changes.
 """
 from __future__ import annotations
 
-from .base import DataSummary, ExpertFamily, ExpertGradients
-from .gaussian import GAUSSIAN, GaussianFamily
+from .._model.scales import DataSummary
+from .base import ExpertFamily, ExpertGradients
+from .gaussian import GAUSSIAN, GaussianFamily, SubjectData
+from .distributions import Binomial, Distribution, Poisson
 from .glmm import GLMMFamily
+from .links import Identity, Link, Log, Logit
 
-__all__ = ["ExpertFamily", "DataSummary", "ExpertGradients", "GaussianFamily", "GAUSSIAN",
-           "GLMMFamily", "get_family"]
+__all__ = ["ExpertFamily", "ExpertGradients", "GaussianFamily", "GAUSSIAN", "SubjectData",
+           "GLMMFamily", "Distribution", "Binomial", "Poisson", "Link", "Identity", "Logit",
+           "Log", "get_family", "DataSummary"]
 
 CANONICAL_LINKS = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
 

@@ -1,29 +1,51 @@
-r"""The expert-family interface: what the EM driver and the inference code know of an expert.
+r"""The expert-family contract: everything pymemoe knows of what an expert is.
 
-An *expert family* is one object with one job: for its experts, vectorised over the subjects of
-a block, it gives
+An *expert family* is one object per kind of outcome model (Gaussian linear mixed models;
+binomial and Poisson generalised linear mixed models; any other written to this contract).
+Code outside ``pymemoe.families`` never tests a family by name: it asks the family. The
+contract has four parts.
 
-* the log-density of each subject's data under each expert, log f(y_i | class k)
-  (:meth:`ExpertFamily.moments`; exact for Gaussian experts, Laplace or adaptive Gauss-Hermite
-  for generalised linear mixed experts), with the conditional modes b_hat_ik and covariances of
-  the random effects;
-* the gradients of log f(y_i | k) with respect to its natural parameters beta_k, D_k (a
-  symmetric matrix gradient G with d log f = tr(G dD_k)) and sigma2_k
-  (:meth:`ExpertFamily.gradients`); the EM driver maps them to the user and internal vectors by
-  :func:`pymemoe.params.chain_gradient`;
-* the posterior-weighted M-step for its parameters (:meth:`ExpertFamily.m_step`), which runs
+**The fit.** Vectorised over the subjects of a *block* (see :mod:`pymemoe._execution.blocks`),
+the family gives
+
+* its data from row arrays (:meth:`ExpertFamily.make_data`), with the block interface
+  (``n_groups``, ``exog_gate``, ``subjects``, ``row_codes``, ``subject_slice``, ``take``,
+  ``family``);
+* the log-density of each subject's data under each expert, log f(y_i | k), with the
+  conditional modes and covariances of the random effects (:meth:`ExpertFamily.moments`;
+  exact for Gaussian experts, Laplace or adaptive Gauss-Hermite for GLMMs);
+* the gradients of log f(y_i | k) with respect to beta_k, D_k (a symmetric matrix gradient G
+  with d log f = tr(G dD_k)) and sigma2_k (:meth:`ExpertFamily.gradients`), which the
+  likelihood maps to the parameter vectors (:func:`pymemoe._model.params.chain_gradient`),
+  and optionally their closed-form second derivatives (:meth:`ExpertFamily.hessian_sums`);
+* the posterior-weighted M-step of its parameters (:meth:`ExpertFamily.m_step`), which runs
   its own passes over the blocks and must not decrease sum_ik tau_ik log f(y_i | k);
-* a one-expert start (:meth:`ExpertFamily.one_expert_start`), per-subject coefficients for the
-  k-means starts (:meth:`ExpertFamily.subject_coefficients`), and the scale against which a
-  random-effect variance counts as 0 (:meth:`ExpertFamily.re_scale`, used by
-  :func:`pymemoe.boundary.boundary_mask`).
+* starts (:meth:`ExpertFamily.one_expert_start`, :meth:`ExpertFamily.subject_coefficients`),
+  the data's scales (:meth:`ExpertFamily.summary`), a bound on the log-likelihood and the
+  scale against which a random-effect variance counts as 0 (:meth:`ExpertFamily.re_scale`).
 
-The gating (multinomial logit, :mod:`pymemoe.gating`) is common to all families. Nothing outside
-``pymemoe.families`` contains family-specific code.
+**The model's options and input.** The outcome's values (:meth:`ExpertFamily.check_outcome`),
+how many outcome columns a formula may have (``outcome_columns``), whether an offset is taken
+(``takes_offset``), how the ``scale`` option maps onto the model's structure
+(:meth:`ExpertFamily.scale_structure`, :meth:`ExpertFamily.structure_options`), and limits on
+the random effects (:meth:`ExpertFamily.check_random_effects`).
 
-Every method that takes ``data`` receives one *block* of subjects (see :mod:`pymemoe.blocks`):
-the family's data restricted to consecutive subjects; methods that take ``blocks`` run passes
-over all of them through ``blocks.reduce``.
+**Prediction, model checking and simulation.** Expert means of a new subject and of a subject
+with a history, predictive variances, the link (:attr:`ExpertFamily.link`: the transform of
+confidence intervals of predicted means), residuals under each expert
+(:meth:`ExpertFamily.expert_residuals`), draws of new outcomes
+(:meth:`ExpertFamily.simulate_outcome`), and the words and labels of figures and warnings
+(:meth:`ExpertFamily.response_label`, ``expert_mean_text``, ``separation_text``,
+``description``).
+
+**Flags of what it supports**: ``continuous`` (the predictive law has a density: prediction
+sets and prediction bands), ``sufficient_statistics`` (the data reduce to per-subject sums:
+data read in chunks and on Dask workers), ``mean_is_linear`` (expert means are x' beta_k:
+analytic gradients of predictions), ``may_separate``, ``uses_warm_start``,
+``observed_lines`` (observed trajectories are worth drawing), and the EM tolerance and
+start-search size that suit its cost.
+
+The gating (multinomial logit, :mod:`pymemoe._model.gating`) is common to all families.
 """
 from __future__ import annotations
 
@@ -33,39 +55,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["ExpertFamily", "DataSummary", "ExpertGradients"]
+from .._model.scales import DataSummary
+from .links import Link
 
-
-@dataclass(frozen=True)
-class DataSummary:
-    """Scalars of the whole data that the fit's tolerances and boundary rules use.
-
-    Attributes
-    ----------
-    n_groups, nobs : int
-        Subjects and observations (rows).
-    outcome_scale : float
-        A typical squared size of the outcome (Gaussian: mean of y^2), the unit of the residual
-        variance's floor; 1 for families without a residual variance.
-    z_scale : ndarray (q,)
-        Mean of each random-effect column's square over the rows: a random-effect variance d
-        is "about 0" when d * z_scale is negligible against the family's ``re_scale``.
-    """
-
-    n_groups: int
-    nobs: int
-    outcome_scale: float
-    z_scale: np.ndarray
-
-    @property
-    def scale_floor(self) -> float:
-        """Lower bound of a residual variance (1e-10 of the outcome's scale)."""
-        return 1e-10 * self.outcome_scale + 1e-300
-
-    @property
-    def scale_boundary(self) -> float:
-        """A residual variance at or below this is reported at the boundary."""
-        return 1e-8 * self.outcome_scale
+__all__ = ["ExpertFamily", "ExpertGradients"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,27 +82,72 @@ class ExpertFamily(ABC):
 
     #: name used in summaries and by :func:`pymemoe.families.get_family`
     name: str = ""
-    #: whether the experts have residual variances sigma2_k (the ``scale`` block)
-    has_scale: bool = True
+    #: the link between an expert's mean and its linear predictor
+    link: Link = Link()
+    #: whether the predictive law of an observation has a density (prediction sets, bands)
+    continuous: bool = False
+    #: whether the data reduce to per-subject sums (data read in chunks, Dask workers)
+    sufficient_statistics: bool = False
+    #: whether the expert means are x' beta_k (so predictions have analytic gradients)
+    mean_is_linear: bool = False
+    #: numbers of outcome columns a formula may have (2: ``successes + failures``)
+    outcome_columns: tuple[int, ...] = (1,)
+    #: whether the linear predictor takes an offset (and an exposure)
+    takes_offset: bool = False
+    #: whether observed trajectories are worth drawing under the expert means
+    observed_lines: bool = True
+    #: the expert means, as the title of the fit plot names them
+    expert_mean_text: str = "expert means E[y | expert k]"
+    #: what a degenerate fit of an expert's rows is, for the separation warning
+    separation_text: str = "a fitted mean at the edge of its range"
     #: whether :meth:`moments` uses ``warm`` (the previous moments of the block): passes that
-    #: do not need the new states otherwise then keep none (memory on the workers)
+    #: do not need the new caches otherwise then keep none (memory on the workers)
     uses_warm_start: bool = False
     #: default EM tolerance (relative change of the log-likelihood): EM runs to convergence when
     #: its M-step is exact and cheap; with an iterative M-step the quasi-Newton polish finishes
     #: sooner, so EM stops earlier
     em_tol: float = 1e-8
     #: subjects of the start search's subsample when there are more than twice as many
-    #: (pymemoe.starts); families whose passes cost more per subject search on fewer
+    #: (pymemoe._estimation.starts); families whose passes cost more per subject search on fewer
     search_subjects: int = 2_500
+    #: whether the fixed effects can fit rows perfectly (separation; :meth:`extreme_fits`)
+    may_separate: bool = False
+
+    # -- the model's options and input ---------------------------------------------------------
+
+    def scale_structure(self, scale: str) -> str:
+        """The model structure's ``scale`` for the user's ``scale`` option (Gaussian experts:
+        ``"expert"`` or ``"shared"``; a family without residual variances: ``"none"``), or a
+        ValueError."""
+        if scale != "expert":
+            raise ValueError(f"scale={scale!r}: residual variances exist for Gaussian experts "
+                             f"only (family={self.name!r} has none); leave scale at its default")
+        return "none"
+
+    def structure_options(self, structure) -> dict:
+        """The ``from_formula`` keywords that rebuild ``structure``'s family-specific part
+        (the inverse of :meth:`scale_structure`)."""
+        return {}
+
+    def check_outcome(self, endog: np.ndarray, trials: np.ndarray | None, exog: np.ndarray,
+                      outcome: str, formula: str | None = None, rows=None) -> None:
+        """A ValueError naming the outcome (``outcome``; ``formula`` when the model has one)
+        and the first offending row (its label in ``rows``) for outcomes this family cannot
+        model. ``exog`` is the full fixed-effects design."""
+
+    def check_random_effects(self, n_random_effects: int) -> None:
+        """A ValueError when the family cannot integrate this many random effects."""
+
+    # -- the fit ---------------------------------------------------------------------------------
 
     @abstractmethod
     def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None,
                   weights=None):
-        """The family's data from row arrays (sorted by subject as
-        :func:`pymemoe.data.subject_codes` sorts them), with the interface of
-        :class:`pymemoe.data.SubjectData` (``n_groups``, ``exog_gate``, ``subjects``,
-        ``row_codes``, ``subject_slice``, ``take``, ``family``). Rows with ``weights`` 0 do not
-        enter the likelihood (future rows of a dynamic prediction); only 0/1 weights occur."""
+        """The family's data from row arrays (subjects sorted as
+        :func:`pymemoe._design.subjects.subject_codes` sorts them), with the block interface
+        (``n_groups``, ``exog_gate``, ``subjects``, ``row_codes``, ``subject_slice``, ``take``,
+        ``family``). Rows with ``weights`` 0 do not enter the likelihood (future rows of a
+        dynamic prediction); only 0/1 weights occur."""
 
     @abstractmethod
     def moments(self, data, params, warm=None):
@@ -130,19 +168,20 @@ class ExpertFamily(ABC):
         return None
 
     @abstractmethod
-    def m_step(self, blocks, states: Sequence, structure, params, e_sums: Any,
+    def m_step(self, blocks, caches: Sequence, structure, params, e_sums: Any,
                summary: DataSummary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """New (beta, cov_re, scale) from the E-step ``states`` at ``params``; must not
+        """New (beta, cov_re, scale) from the E-step ``caches`` at ``params``; must not
         decrease sum_ik tau_ik log f(y_i | k)."""
 
     @abstractmethod
     def summary(self, blocks) -> DataSummary:
-        """The :class:`DataSummary` of the data (one reduction over the blocks)."""
+        """The :class:`~pymemoe._model.scales.DataSummary` of the data (one reduction over
+        the blocks)."""
 
     @abstractmethod
     def one_expert_start(self, blocks, structure, summary: DataSummary):
-        """Crude one-expert parameters (:class:`pymemoe.params.Params` with K = 1) to start
-        the one-expert fit from."""
+        """Crude one-expert parameters (:class:`~pymemoe._model.params.Params` with K = 1)
+        to start the one-expert fit from."""
 
     @abstractmethod
     def subject_coefficients(self, data, k_mix: int) -> np.ndarray:
@@ -151,11 +190,39 @@ class ExpertFamily(ABC):
 
     def hessian_sums(self, data, params, moments, tau: np.ndarray) -> np.ndarray | None:
         """sum_i tau_ik d2 log f(y_i | k) / dnu dnu' per expert, (K, n_nu, n_nu), in the natural
-        coordinates of :func:`pymemoe.expert_hessian.natural_index`; None (the default) when the
-        family has no closed form, and the inference then differences :meth:`gradients`."""
+        coordinates of :func:`pymemoe._model.params.natural_index`; None (the default) when
+        the family has no closed form, and the inference then differences :meth:`gradients`."""
         return None
 
-    # -- prediction (used by pymemoe.predict, the predictive engine) ---------------------------
+    @property
+    def has_hessian_sums(self) -> bool:
+        """Whether the family overrides :meth:`hessian_sums` (closed-form expert Hessians)."""
+        return type(self).hessian_sums is not ExpertFamily.hessian_sums
+
+    def llf_bound(self, summary: DataSummary) -> float:
+        """An upper bound of the log-likelihood of any parameter value the fit can reach; a
+        computed value above it is rounding garbage (e.g. Woodbury terms at a residual variance
+        far below the random effects' scale) and the searches reject it. Default: +inf (the
+        log-probabilities of discrete outcomes are below 0, but their Laplace approximations
+        need not be)."""
+        return np.inf
+
+    def extreme_fits(self, data, params, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How close each expert's fixed effects push its own rows to a degenerate fit, for
+        the separation warning: per expert (K,), the most extreme fixed-effects linear
+        predictor over the rows of the subjects it most likely holds (tau_ik > 1/2), on the
+        scale where beyond 25 the fitted mean is within e^-25 of the edge of its range, and
+        the column of the term that contributes most to it. Default: zeros (no degenerate
+        fit)."""
+        K = params.n_experts
+        return np.zeros(K), np.zeros(K, dtype=int)
+
+    def re_scale(self, params) -> np.ndarray:
+        """The scale (K,) against which random-effect variances are judged (default: 1, the
+        linear predictor's scale; Gaussian experts: the residual variance)."""
+        return np.ones(params.n_experts)
+
+    # -- prediction, model checking, simulation --------------------------------------------------
 
     @abstractmethod
     def expert_means(self, params, exog: np.ndarray, exog_re: np.ndarray,
@@ -174,37 +241,35 @@ class ExpertFamily(ABC):
         """Var[y | expert k] at each row, (n, K), on the scale of ``means`` (the component
         means of the same rows): over b ~ N(0, D_k) for a new subject (``posterior=None``), or
         over the posterior of b given the subject's history (``posterior``: the rows'
-        :class:`pymemoe.predict.SubjectPosterior`, with ``codes``, ``b_cov``, ``data`` and
-        ``moments``). ``rows`` are :class:`pymemoe.predict.DesignRows`; ``trials`` (n,) the
-        binomial trials of each row (None: 1; NaN where unknown). None when the family has no
-        predictive variance."""
+        :class:`~pymemoe._predictive.posterior.SubjectPosterior`, with ``codes``, ``b_cov``,
+        ``data`` and ``moments``). ``rows`` are
+        :class:`~pymemoe._predictive.rows.DesignRows`; ``trials`` (n,) the binomial trials of
+        each row (None: 1; NaN where unknown). None when the family has no predictive
+        variance."""
         return None
 
-    def llf_bound(self, summary: DataSummary) -> float:
-        """An upper bound of the log-likelihood of any parameter value the fit can reach; a
-        computed value above it is rounding garbage (e.g. Woodbury terms at a residual variance
-        far below the random effects' scale) and the searches reject it. Default: +inf (the
-        log-probabilities of discrete outcomes are below 0, but their Laplace approximations
-        need not be)."""
-        return np.inf
+    @abstractmethod
+    def expert_residuals(self, rows, endog: np.ndarray, params, b_hat: np.ndarray,
+                         codes: np.ndarray, standardize: bool) -> np.ndarray:
+        """Residuals of each fitting row under each expert, (n, K): raw, y minus the expert
+        mean of a new subject (on the scale of the predictions), or ``standardize``d: N(0, 1)
+        under a correct expert. ``rows`` are the fitting rows' designs, ``endog`` their
+        outcome, ``b_hat`` (N, K, q) the subjects' random-effect modes and ``codes`` the
+        subject of each row."""
 
-    #: whether the fixed effects can fit rows perfectly (separation; :meth:`extreme_fits`)
-    may_separate: bool = False
+    @abstractmethod
+    def simulate_outcome(self, rows, params, expert: np.ndarray, b: np.ndarray,
+                         rng: np.random.Generator, errors: str = "normal",
+                         df: float = 3.0) -> np.ndarray:
+        """Outcomes drawn at the rows ``rows`` given each row's expert (``expert``, 0-based)
+        and its subject's random effects (``b``, one row per row), from ``rng``; ``errors``
+        other than ``"normal"`` (``"t"`` with ``df`` degrees of freedom) misspecify the
+        residual law of families that have one, and raise otherwise."""
 
-    def extreme_fits(self, data, params, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """How close each expert's fixed effects push its own rows to a degenerate fit, for
-        the separation warning: per expert (K,), the most extreme fixed-effects linear
-        predictor over the rows of the subjects it most likely holds (tau_ik > 1/2), on the
-        scale where beyond 25 the fitted mean is within e^-25 of the edge of its range, and
-        the column of the term that contributes most to it. Default: zeros (a Gaussian
-        expert has no degenerate fit)."""
-        K = params.n_experts
-        return np.zeros(K), np.zeros(K, dtype=int)
-
-    def re_scale(self, params) -> np.ndarray:
-        """The scale (K,) against which random-effect variances are judged: the residual
-        variance for Gaussian experts, 1 (the linear predictor's scale) otherwise."""
-        return params.scale if self.has_scale else np.ones(params.n_experts)
+    def response_label(self, name: str, two_columns: bool = False) -> str:
+        """The axis label of predicted means of the outcome ``name`` (``two_columns``: the
+        outcome was given as successes + failures)."""
+        return name
 
     @property
     def description(self) -> str:

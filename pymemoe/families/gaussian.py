@@ -1,7 +1,21 @@
 r"""Gaussian experts: linear mixed models on per-subject sufficient statistics.
 
-The kernel (Woodbury log-densities, the exact Laplace step, GLS normal equations, the sums of
-the variance update, scores) is :mod:`pymemoe.expert`; this module is the family object that
+**The data** (:class:`SubjectData`). Every quantity of the EM algorithm and of the scores
+depends on subject i's data only through the cross-products of the stacked row block
+``[X_i  Z_i  y_i]``::
+
+    X'X (p x p),  X'Z (p x q),  Z'Z (q x q),  X'y (p),  Z'y (q),  y'y,  n_i
+
+plus the subject's row of gating covariates ``w_i``. They are computed once, in one vectorised
+pass of grouped sums over the rows sorted by subject (``numpy.add.reduceat`` on each of the
+m(m+1)/2 column products, m = p + q + 1), and stored as stacked arrays with the subject on the
+first axis. The EM iterations then cost O(N K (p + q)^3) whatever the number of rows. ``X`` is
+the full fixed-effects design: the expert-specific columns followed by the shared columns
+(``shared_formula``). These sums can also be built a chunk of rows at a time
+(:mod:`pymemoe.chunked`).
+
+**The kernel** (Woodbury log-densities, the exact Laplace step, GLS normal equations, the sums of
+the variance update, scores) is :mod:`pymemoe.families._lmm`; this module is the family object that
 serves it to the EM driver: the posterior-weighted M-step (ECME)::
 
     beta          GLS given V_ik:  (sum_i tau_ik X'V^-1 X) beta_k = sum_i tau_ik X'V^-1 y,
@@ -26,16 +40,193 @@ exactly at the current variances, and the variance step is the EM step with b mi
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
-from ..expert import ExpertMoments, expert_gradients, expert_moments, gls_normal_equations, variance_sums
-from ..expert_hessian import expert_hessian_sums
-from ..params import Params, Structure
-from .base import DataSummary, ExpertFamily, ExpertGradients
+from .._design.checks import check_outcome_varies
+from .._design.subjects import subject_codes
+from .._model.params import Params, Structure
+from .._model.scales import DataSummary
+from ._lmm import (
+    ExpertMoments,
+    expert_gradients,
+    expert_moments,
+    gls_normal_equations,
+    variance_sums,
+)
+from ._lmm_hessian import expert_hessian_sums
+from .base import ExpertFamily, ExpertGradients
+from .links import Identity
 
-__all__ = ["GaussianFamily", "GAUSSIAN", "COV_RE_UPDATERS", "SCALE_UPDATERS", "solve_fixed_effects"]
+__all__ = ["SubjectData", "GaussianFamily", "GAUSSIAN", "COV_RE_UPDATERS", "SCALE_UPDATERS",
+           "solve_fixed_effects"]
+
+#: entries of the (subjects, K, n_i, n_i) stacks whitened at once (memory of the residuals)
+WHITEN_BLOCK = 2_000_000
+
+
+@dataclass(frozen=True)
+class SubjectData:
+    """Sufficient statistics of each subject (first axis: subject, N of them).
+
+    Attributes
+    ----------
+    n_obs : ndarray (N,)
+        Number of observations n_i.
+    xx, xz, zz : ndarray (N, p, p), (N, p, q), (N, q, q)
+        X'X, X'Z and Z'Z.
+    xy, zy : ndarray (N, p), (N, q)
+        X'y and Z'y.
+    yy : ndarray (N,)
+        y'y.
+    exog_gate : ndarray (N, r)
+        The gating covariates w_i (one row per subject).
+    subjects : pandas.Index
+        Subject labels, in the order of the first axis.
+    row_codes : ndarray (n,)
+        Subject position of every row, in the row order of the input.
+    """
+
+    n_obs: np.ndarray
+    xx: np.ndarray
+    xz: np.ndarray
+    zz: np.ndarray
+    xy: np.ndarray
+    zy: np.ndarray
+    yy: np.ndarray
+    exog_gate: np.ndarray
+    subjects: pd.Index
+    row_codes: np.ndarray
+
+    @property
+    def n_groups(self) -> int:
+        return self.n_obs.shape[0]
+
+    @property
+    def k_fe(self) -> int:
+        return self.xx.shape[1]
+
+    @property
+    def k_re(self) -> int:
+        return self.zz.shape[1]
+
+    @property
+    def k_gate(self) -> int:
+        return self.exog_gate.shape[1]
+
+    @property
+    def nobs(self) -> int:
+        return int(self.n_obs.sum())
+
+    @property
+    def family(self) -> "GaussianFamily":
+        """The expert family these statistics serve: Gaussian (linear mixed model) experts."""
+        return GAUSSIAN
+
+    def subject_slice(self, start: int, stop: int) -> "SubjectData":
+        """The statistics of subjects ``start:stop`` (views, no copy): a block of
+        :mod:`pymemoe._execution.blocks`. Its ``row_codes`` are empty (rows belong to the whole data)."""
+        sl = slice(start, stop)
+        return SubjectData(n_obs=self.n_obs[sl], xx=self.xx[sl], xz=self.xz[sl], zz=self.zz[sl],
+                           xy=self.xy[sl], zy=self.zy[sl], yy=self.yy[sl],
+                           exog_gate=self.exog_gate[sl], subjects=self.subjects[sl],
+                           row_codes=np.empty(0, dtype=np.intp))
+
+    @classmethod
+    def concatenate(cls, parts: "list[SubjectData]") -> "SubjectData":
+        """The statistics of consecutive groups of subjects as one object (subjects in order;
+        ``row_codes`` empty)."""
+        if len(parts) == 1:
+            return parts[0]
+        join = {name: np.concatenate([getattr(p, name) for p in parts], axis=0)
+                for name in ("n_obs", "xx", "xz", "zz", "xy", "zy", "yy", "exog_gate")}
+        return cls(**join, subjects=parts[0].subjects.append([p.subjects for p in parts[1:]]),
+                   row_codes=np.empty(0, dtype=np.intp))
+
+    def take(self, index: np.ndarray) -> "SubjectData":
+        """The statistics of the subjects at positions ``index`` (a copy; e.g. a random
+        subsample of subjects to screen starts on). ``row_codes`` are empty."""
+        index = np.asarray(index)
+        return SubjectData(n_obs=self.n_obs[index], xx=self.xx[index], xz=self.xz[index],
+                           zz=self.zz[index], xy=self.xy[index], zy=self.zy[index],
+                           yy=self.yy[index], exog_gate=self.exog_gate[index],
+                           subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp))
+
+    @classmethod
+    def from_arrays(
+        cls,
+        endog: np.ndarray,
+        exog: np.ndarray,
+        exog_re: np.ndarray,
+        exog_gate: np.ndarray,
+        groups: np.ndarray,
+    ) -> "SubjectData":
+        """Compute the per-subject cross-products by grouped sums over the rows.
+
+        Parameters
+        ----------
+        endog : ndarray (n,)
+        exog : ndarray (n, p)
+        exog_re : ndarray (n, q); q may be 0
+        exog_gate : ndarray (n, r); constant within subject (the first row of each is used)
+        groups : ndarray (n,) of hashable labels
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> y = np.array([1.0, 2.0, 3.0]); x = np.ones((3, 1)); g = np.array(["a", "b", "a"])
+        >>> sd = SubjectData.from_arrays(y, x, x, x, g)
+        >>> sd.n_obs.tolist(), sd.xy[:, 0].tolist(), sd.yy.tolist()
+        ([2.0, 1.0], [4.0, 2.0], [10.0, 4.0])
+        """
+        endog = np.asarray(endog, dtype=float)
+        n = endog.shape[0]
+        blocks = {"exog": exog, "exog_re": exog_re, "exog_gate": exog_gate}
+        arrays = {}
+        for name, value in blocks.items():
+            value = np.asarray(value, dtype=float)
+            if value.ndim == 1:
+                value = value[:, None]
+            if value.ndim != 2 or value.shape[0] != n:
+                raise ValueError(f"{name} must have one row per observation ({n}); got shape {value.shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} contains missing or non-finite values")
+            arrays[name] = value
+        if not np.isfinite(endog).all():
+            raise ValueError("endog contains missing or non-finite values")
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"groups must have one label per observation ({n}); got shape {groups.shape}")
+
+        codes, labels = subject_codes(groups)
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        x, z = arrays["exog"], arrays["exog_re"]
+        p, q = x.shape[1], z.shape[1]
+        block = np.column_stack([x, z, endog])[order]
+        m = p + q + 1
+        cross = np.empty((len(starts), m, m))
+        for a in range(m):  # m(m+1)/2 grouped sums over rows; never a loop over subjects
+            for b in range(a, m):
+                cross[:, a, b] = cross[:, b, a] = np.add.reduceat(block[:, a] * block[:, b], starts)
+        n_obs = np.diff(np.r_[starts, n]).astype(float)
+        xs, zs, ys = slice(0, p), slice(p, p + q), p + q
+        return cls(
+            n_obs=n_obs,
+            xx=cross[:, xs, xs].copy(),
+            xz=cross[:, xs, zs].copy(),
+            zz=cross[:, zs, zs].copy(),
+            xy=cross[:, xs, ys].copy(),
+            zy=cross[:, zs, ys].copy(),
+            yy=cross[:, ys, ys].copy(),
+            exog_gate=arrays["exog_gate"][order][starts],
+            subjects=labels,
+            row_codes=codes,
+        )
 
 
 def solve_fixed_effects(structure: Structure, gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -102,19 +293,44 @@ SCALE_UPDATERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 class GaussianFamily(ExpertFamily):
     """Linear mixed model experts (identity link, normal errors, residual variance sigma2_k).
 
-    Its data are :class:`pymemoe.data.SubjectData` (per-subject sufficient statistics); its
-    moments :class:`pymemoe.expert.ExpertMoments`.
+    Its data are :class:`SubjectData` (per-subject sufficient statistics); its moments
+    :class:`pymemoe.families._lmm.ExpertMoments`.
     """
 
     name = "gaussian"
-    has_scale = True
+    link = Identity()
     description = "Gaussian (identity link)"
+    continuous = True
+    sufficient_statistics = True
+    mean_is_linear = True
+    expert_mean_text = r"expert means $x^\top\beta_k$"
+
+    # -- the model's options and input -----------------------------------------------------
+
+    def scale_structure(self, scale: str) -> str:
+        """``"expert"`` or ``"shared"`` residual variances, as asked."""
+        if scale == "none":
+            raise ValueError("scale='none' is for families without a residual variance")
+        return scale
+
+    def structure_options(self, structure) -> dict:
+        return {"scale": structure.scale}
+
+    def check_outcome(self, endog, trials, exog, outcome, formula=None, rows=None) -> None:
+        """The outcome must vary, and not be an exact linear function of the fixed effects
+        (the residual variances would be 0 and the likelihood unbounded)."""
+        what = (f"formula {formula!r}: the outcome {outcome!r}" if formula is not None
+                else f"the outcome {outcome!r}")
+        check_outcome_varies(np.asarray(endog, dtype=float), exog, what)
+
+    def re_scale(self, params: Params) -> np.ndarray:
+        """The residual variances: a random-effect variance is judged against sigma2_k."""
+        return params.scale
 
     def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None,
                   weights=None):
-        """Per-subject sufficient statistics (:class:`pymemoe.data.SubjectData`); a row of
+        """Per-subject sufficient statistics (:class:`pymemoe.families.gaussian.SubjectData`); a row of
         weight 0 enters no cross-product and no count n_i."""
-        from ..data import SubjectData
         if weights is None:
             return SubjectData.from_arrays(endog, exog, exog_re, exog_gate, groups)
         w = np.asarray(weights, dtype=float)
@@ -140,6 +356,49 @@ class GaussianFamily(ExpertFamily):
             var = np.einsum("nq,nkqr,nr->nk", z, posterior.b_cov[posterior.codes], z)
         return np.maximum(var + params.scale, 0.0)
 
+    def expert_residuals(self, rows, endog, params: Params, b_hat, codes,
+                         standardize: bool) -> np.ndarray:
+        """Raw: y_j - x_j' beta_k. Standardised: the within-subject whitened residuals
+        L_ik^-1 (y_i - X_i beta_k), V_ik = L_ik L_ik' (Cholesky), with the subject's rows in the
+        order of the data: its standardised one-step-ahead prediction errors, independent
+        N(0, 1) given a correct expert k. One batched Cholesky per distinct n_i, never a loop
+        over subjects."""
+        raw = endog[:, None] - rows.exog @ params.beta.T
+        if not standardize:
+            return raw
+        if rows.exog_re.shape[1] == 0:
+            return raw / np.sqrt(params.scale)
+        order = np.argsort(codes, kind="stable")     # each subject's rows in the order of the data
+        sizes = np.bincount(codes)
+        starts = np.r_[0, np.cumsum(sizes)[:-1]]
+        K = params.n_experts
+        out = np.empty_like(raw)
+        for size in np.unique(sizes):  # one batch per subject size, never a loop over subjects
+            subjects = np.flatnonzero(sizes == size)
+            n_blocks = max(1, int(np.ceil(subjects.size * K * size * size / WHITEN_BLOCK)))
+            for block in np.array_split(subjects, n_blocks):
+                idx = order[starts[block][:, None] + np.arange(size)]            # (S, m)
+                z = rows.exog_re[idx]                                            # (S, m, q)
+                V = np.einsum("smq,kqr,snr->skmn", z, params.cov_re, z)
+                V += params.scale[None, :, None, None] * np.eye(size)
+                resid = np.swapaxes(raw[idx], 1, 2)[..., None]                   # (S, K, m, 1)
+                white = np.linalg.solve(np.linalg.cholesky(V), resid)[..., 0]
+                out[idx] = np.swapaxes(white, 1, 2)
+        return out
+
+    def simulate_outcome(self, rows, params: Params, expert, b, rng, errors="normal",
+                         df=3.0) -> np.ndarray:
+        """x' beta_k + z' b + e with e ~ N(0, sigma2_k), or Student t with ``df`` degrees of
+        freedom scaled to variance sigma2_k (``errors="t"``)."""
+        n = expert.size
+        sd = np.sqrt(params.scale[expert])
+        if errors == "normal":
+            e = sd * rng.standard_normal(n)
+        else:
+            e = sd * np.sqrt((df - 2.0) / df) * rng.standard_t(df, size=n)
+        mean = self.expert_means(params, rows.exog, rows.exog_re, rows.row_offset)[np.arange(n), expert]
+        return mean + np.einsum("nq,nq->n", rows.exog_re, b) + e
+
     def moments(self, data, params: Params, warm=None) -> ExpertMoments:
         return expert_moments(data, params)
 
@@ -148,7 +407,7 @@ class GaussianFamily(ExpertFamily):
         return ExpertGradients(beta=beta, cov=cov, scale=scale)
 
     def hessian_sums(self, data, params: Params, moments: ExpertMoments, tau: np.ndarray) -> np.ndarray:
-        """Closed-form weighted Hessians of the experts (:mod:`pymemoe.expert_hessian`)."""
+        """Closed-form weighted Hessians of the experts (:mod:`pymemoe.families._lmm_hessian`)."""
         return expert_hessian_sums(data, params, moments, tau)
 
     def e_sums(self, data, params: Params, moments: ExpertMoments, tau: np.ndarray):
@@ -156,21 +415,21 @@ class GaussianFamily(ExpertFamily):
         return gls_normal_equations(data, params, moments, tau)
 
     @staticmethod
-    def variance_block(data, state, params: Params):
+    def variance_block(data, cache, params: Params):
         """Sums of the variance update on one block, at ``params`` (new beta, the E-step's
-        D_k and sigma2_k, whose covariance factor the block's state holds): R_k, S_k, the
+        D_k and sigma2_k, whose covariance factor the block's cache holds): R_k, S_k, the
         posterior sizes and the posterior numbers of observations."""
-        old = state.moments
+        old = cache.moments
         moments = expert_moments(data, params, factor=(old.lam, old.m_inv, old.logdet_m))
-        re_sum, rss_sum = variance_sums(data, moments, state.tau)
-        return re_sum, rss_sum, state.tau.sum(axis=0), state.tau.T @ data.n_obs
+        re_sum, rss_sum = variance_sums(data, moments, cache.tau)
+        return re_sum, rss_sum, cache.tau.sum(axis=0), cache.tau.T @ data.n_obs
 
-    def m_step(self, blocks, states: Sequence, structure: Structure, params: Params, e_sums,
+    def m_step(self, blocks, caches: Sequence, structure: Structure, params: Params, e_sums,
                summary: DataSummary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         gram, rhs = e_sums
         beta = solve_fixed_effects(structure, gram, rhs)
         at_new_beta = dataclasses.replace(params, beta=beta)
-        re_sum, rss_sum, sizes, obs_sizes = blocks.reduce(self.variance_block, states, at_new_beta)
+        re_sum, rss_sum, sizes, obs_sizes = blocks.reduce(self.variance_block, caches, at_new_beta)
         scale = np.maximum(SCALE_UPDATERS[structure.scale](rss_sum, obs_sizes), summary.scale_floor)
         K, q = structure.n_experts, structure.k_re
         if q == 0:
@@ -182,14 +441,14 @@ class GaussianFamily(ExpertFamily):
         return beta, cov, scale
 
     @staticmethod
-    def totals_block(data, state=None):
+    def totals_block(data, cache=None):
         """Whole-data sums of one block: X'X, X'y, y'y, observations, diag(Z'Z), subjects."""
         zdiag = np.diagonal(data.zz, axis1=1, axis2=2).sum(axis=0)
         return (data.xx.sum(axis=0), data.xy.sum(axis=0), float(data.yy.sum()), float(data.nobs),
                 zdiag, data.n_groups)
 
     def summary(self, blocks) -> DataSummary:
-        _, _, yy, nobs, zdiag, n_groups = blocks.reduce(self.totals_block, blocks.empty_states())
+        _, _, yy, nobs, zdiag, n_groups = blocks.reduce(self.totals_block, blocks.empty_caches())
         return DataSummary(n_groups=int(n_groups), nobs=int(nobs),
                            outcome_scale=float(yy / nobs), z_scale=np.asarray(zdiag) / nobs)
 
@@ -201,7 +460,7 @@ class GaussianFamily(ExpertFamily):
 
     def one_expert_start(self, blocks, structure: Structure, summary: DataSummary) -> Params:
         """Pooled OLS, half the residual variance to each variance component."""
-        xx, xy, yy, nobs, zdiag, _ = blocks.reduce(self.totals_block, blocks.empty_states())
+        xx, xy, yy, nobs, zdiag, _ = blocks.reduce(self.totals_block, blocks.empty_caches())
         p, q = xx.shape[0], structure.k_re
         beta = np.linalg.lstsq(xx, xy, rcond=None)[0]
         rss = yy - 2 * beta @ xy + beta @ xx @ beta

@@ -1,4 +1,5 @@
-r"""Binomial and Poisson experts: generalised linear mixed models (canonical links).
+r"""Generalised linear mixed model experts: binomial (logit) and Poisson (log), or any row
+law written as a :class:`~pymemoe.families.distributions.Distribution`.
 
 Expert k of subject i (rows r; offset o_r, log exposure included)::
 
@@ -6,10 +7,13 @@ Expert k of subject i (rows r; offset o_r, log exposure included)::
     binomial (logit):  y_r | b_i ~ Binomial(m_r, expit(eta_r))     (m_r = 1: binary outcomes)
     Poisson (log):     y_r | b_i ~ Poisson(exp(eta_r))
 
+:class:`GLMMFamily` is the family object; what depends on the row law (its derivatives, draws,
+predictive variances, the wording of its warnings) it asks its distribution.
+
 The random effects are integrated out per (subject, expert) by the Laplace approximation
 (``nAGQ=1``) or adaptive Gauss-Hermite quadrature with a product grid (``nAGQ > 1``,
 q <= 3), around modes found by a vectorised Newton iteration warm-started from the previous
-pass (:mod:`pymemoe.glmm_kernel`). ``res.llf`` is this approximate log-likelihood, and so is the
+pass (:mod:`pymemoe.families._glmm_kernel`). ``res.llf`` is this approximate log-likelihood, and so is the
 objective of the EM, of the quasi-Newton polish and of the standard errors, whose gradients are
 the exact gradients of the approximation (including the dependence of the modes and of the node
 placement on the parameters).
@@ -35,14 +39,34 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from scipy.optimize import minimize
 
-from ..data import plain_label
-from ..glmm_kernel import (GLMMMoments, GLMMRows, chol_grad_to_cov_grad, glmm_conditional_mean,
-                           glmm_gradients, glmm_marginal_mean, glmm_moments)
-from ..params import Params, Structure, from_internal, internal_bounds, param_kinds, psd_cholesky, to_internal
-from ..smallmat import weighted_sum
-from .base import DataSummary, ExpertFamily, ExpertGradients
+from .._design.checks import plain_label
+from .._design.subjects import subject_codes
+from .._linalg.smallmat import weighted_sum
+from .._model.likelihood import chain_sums
+from .._model.params import (
+    Params,
+    Structure,
+    from_internal,
+    internal_bounds,
+    param_kinds,
+    psd_cholesky,
+    to_internal,
+)
+from .._model.scales import DataSummary
+from ._glmm_kernel import (
+    GLMMMoments,
+    GLMMRows,
+    chol_grad_to_cov_grad,
+    glmm_conditional_mean,
+    glmm_gradients,
+    glmm_marginal_mean,
+    glmm_moments,
+)
+from .base import ExpertFamily, ExpertGradients
+from .distributions import DISTRIBUTIONS, Distribution, get_distribution
 from .gaussian import solve_fixed_effects
 
 __all__ = ["GLMMFamily", "GLMMData", "GLMMExpertMoments", "MAX_AGQ_DIM"]
@@ -52,9 +76,11 @@ MAX_AGQ_DIM = 3   # the product grid has nAGQ**q nodes: beyond q = 3 it is too l
 
 @dataclass(frozen=True, eq=False)
 class GLMMData:
-    """Rows of the subjects as contiguous segments (:class:`pymemoe.glmm_kernel.GLMMRows`), with
-    one row of gating covariates per subject: the data of a GLMM family, in the interface of
-    :class:`pymemoe.data.SubjectData` (``n_groups``, ``exog_gate``, ``subjects``, blocks).
+    """Rows of the subjects as contiguous segments
+    (:class:`pymemoe.families._glmm_kernel.GLMMRows`), with one row of gating covariates per
+    subject: the data of a GLMM family, in the block interface of
+    :class:`pymemoe.families.gaussian.SubjectData` (``n_groups``, ``exog_gate``, ``subjects``,
+    blocks).
 
     Attributes
     ----------
@@ -107,7 +133,7 @@ class GLMMData:
                         groups=None if rows.groups is None else rows.groups[subjects])
 
     def subject_slice(self, start: int, stop: int) -> "GLMMData":
-        """The rows of subjects ``start:stop`` (a block of :mod:`pymemoe.blocks`)."""
+        """The rows of subjects ``start:stop`` (a block of :mod:`pymemoe._execution.blocks`)."""
         rows = self.rows
         first = int(rows.starts[start])
         last = int(rows.starts[stop - 1] + rows.n_obs[stop - 1])
@@ -163,11 +189,14 @@ def cholesky_factors(cov_re: np.ndarray) -> np.ndarray:
 
 
 class GLMMFamily(ExpertFamily):
-    """Binomial (logit) or Poisson (log) experts with Gaussian random effects.
+    """Generalised linear mixed model experts: a row law (binomial with the logit link,
+    Poisson with the log link, or any :class:`~pymemoe.families.distributions.Distribution`)
+    and Gaussian random effects on the linear predictor.
 
     Parameters
     ----------
-    name : {"binomial", "poisson"}
+    distribution : {"binomial", "poisson"} or Distribution
+        The law of one row's outcome given its linear predictor.
     n_agq : int
         1: the Laplace approximation; > 1: adaptive Gauss-Hermite quadrature with ``n_agq``
         nodes per random-effect dimension (a product grid; random effects of dimension <= 3).
@@ -175,9 +204,9 @@ class GLMMFamily(ExpertFamily):
         L-BFGS-B iterations of each M-step (see the module docstring).
     """
 
-    has_scale = False
     uses_warm_start = True       # the Newton iterations for the modes start from the last pass
     may_separate = True          # separation: fitted probabilities (or Poisson means) of 0 or 1
+    takes_offset = True
     # each M-step costs several passes and the mixture EM converges slowly, while the polish
     # converges fast once the experts are sorted out: on 2,000 binary subjects (K = 2) EM to
     # 1e-4 with 2 L-BFGS-B iterations per M-step, then the polish, took 2.7 s; to 1e-5 with 5
@@ -187,17 +216,26 @@ class GLMMFamily(ExpertFamily):
     # K = 2, 10,000 binary subjects: 40 s of CPU searching on all subjects, 18 s on 2,000
     search_subjects = 2_000
 
-    def __init__(self, name: str, n_agq: int = 1, m_iter: int = 2) -> None:
-        if name not in ("binomial", "poisson"):
-            raise ValueError(f"GLMM family must be 'binomial' or 'poisson', got {name!r}")
+    def __init__(self, distribution: str | Distribution, n_agq: int = 1, m_iter: int = 2) -> None:
+        try:
+            self.distribution = get_distribution(distribution)
+        except (ValueError, TypeError):
+            raise ValueError(f"GLMM family must be 'binomial', 'poisson' or a Distribution, "
+                             f"got {distribution!r}") from None
         if int(n_agq) != n_agq or n_agq < 1:
             raise ValueError(f"nAGQ must be a positive integer, got {n_agq!r}")
-        self.name = name
+        self.name = self.distribution.name
         self.n_agq = int(n_agq)
         self.m_iter = int(m_iter)
+        self.link = self.distribution.link
+        self.outcome_columns = self.distribution.outcome_columns
+        self.separation_text = self.distribution.separation_text
+        self.observed_lines = self.distribution.observed_lines
 
     def __repr__(self) -> str:
-        return f"GLMMFamily({self.name!r}, n_agq={self.n_agq})"
+        what = (repr(self.name) if self.distribution is DISTRIBUTIONS.get(self.name)
+                else repr(self.distribution))
+        return f"GLMMFamily({what}, n_agq={self.n_agq})"
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, GLMMFamily) and (self.name, self.n_agq, self.m_iter)
@@ -207,21 +245,29 @@ class GLMMFamily(ExpertFamily):
         return hash((self.name, self.n_agq, self.m_iter))
 
     @property
-    def link(self) -> str:
-        return "logit" if self.name == "binomial" else "log"
-
-    @property
     def description(self) -> str:
         method = "Laplace" if self.n_agq == 1 else f"AGQ {self.n_agq}"
-        return f"{self.name}, {self.link} link, {method}"
+        return f"{self.name}, {self.link.name} link, {method}"
+
+    def structure_options(self, structure) -> dict:
+        return {"family": self}
+
+    def check_random_effects(self, n_random_effects: int) -> None:
+        if n_random_effects > MAX_AGQ_DIM and self.n_agq > 1:
+            raise ValueError(f"nAGQ={self.n_agq} uses a product grid of nAGQ**q nodes, for "
+                             f"at most {MAX_AGQ_DIM} random effects (re_formula has "
+                             f"{n_random_effects}); use nAGQ=1 (Laplace) or fewer random effects")
+
+    def response_label(self, name: str, two_columns: bool = False) -> str:
+        return self.distribution.response_label(name, two_columns)
 
     # -- data ----------------------------------------------------------------------------------
 
     def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None,
                   offset=None, weights=None) -> GLMMData:
-        """Rows sorted by subject (subjects in the order of :func:`pymemoe.data.subject_codes`)
-        and the first row of gating covariates of each subject."""
-        from ..data import subject_codes
+        """Rows sorted by subject (subjects in the order of
+        :func:`pymemoe._design.subjects.subject_codes`) and the first row of gating covariates
+        of each subject."""
         codes, labels = subject_codes(np.asarray(groups))
         endog = np.asarray(endog, dtype=float)
         if weights is not None:                 # rows out of the likelihood may lack an outcome
@@ -231,37 +277,23 @@ class GLMMFamily(ExpertFamily):
         gate = np.asarray(exog_gate, dtype=float)[rows.order][rows.starts]
         return GLMMData(rows=rows, exog_gate=gate, subjects=labels, row_codes=codes, family=self)
 
-    def validate_outcome(self, endog: np.ndarray, trials: np.ndarray | None, name: str,
-                         rows: pd.Index | None = None) -> None:
-        """A ValueError naming the outcome and the first offending row for outcomes this family
-        cannot model: binary outcomes outside {0, 1}, successes above (or trials below) their
-        number, negative or non-integer counts; and an outcome that never varies."""
+    def check_outcome(self, endog, trials, exog, outcome, formula=None,
+                      rows: pd.Index | None = None) -> None:
+        """A ValueError naming the outcome and the first offending row for outcomes the
+        distribution cannot model (binary outcomes outside {0, 1}, successes above, or trials
+        below, their number, negative or non-integer counts), and for an outcome that never
+        varies."""
+        name = f"the outcome {outcome!r}"
         y = np.asarray(endog, dtype=float)
         label = ((lambda j: f"row {plain_label(rows[j])!r}") if rows is not None
                  else (lambda j: f"row {j}"))
-
-        def fail(mask: np.ndarray, what: str) -> None:
+        problem = self.distribution.invalid_outcome(y, trials)
+        if problem is not None:
+            mask, what = problem
             j = int(np.flatnonzero(mask)[0])
             has = (f"{y[j]:g}" if trials is None else
                    f"{y[j]:g} successes and {trials[j] - y[j]:g} failures")
             raise ValueError(f"{name}: {what} ({label(j)} has {has})")
-
-        bad = (y < 0) | (y != np.round(y))
-        if self.name == "poisson":
-            if bad.any():
-                fail(bad, "counts must be non-negative integers for family='poisson'")
-        elif trials is None:
-            if ((y != 0) & (y != 1)).any():
-                fail((y != 0) & (y != 1), "a binary outcome must be 0 or 1 for family='binomial' "
-                                          "(write 'successes + failures ~ ...' for counts)")
-        else:
-            t = np.asarray(trials, dtype=float)
-            if bad.any():
-                fail(bad, "successes must be non-negative integers")
-            wrong = (t != np.round(t)) | (t < 1) | (y > t)
-            if wrong.any():
-                fail(wrong, "the number of trials (successes + failures) must be an integer >= 1 "
-                            "and at least the successes")
         if np.all(y == y[0]) and (trials is None or np.all(y == np.asarray(trials))):
             raise ValueError(f"{name} is constant ({y[0]:g} in all {y.size} rows of the "
                              f"analysis sample): the fixed effects would diverge; check the "
@@ -273,7 +305,7 @@ class GLMMFamily(ExpertFamily):
         previous = None
         if warm is not None and warm.kernel is not None and warm.logdens.shape == (data.n_groups, params.n_experts):
             previous = warm.kernel
-        kernel = glmm_moments(data.rows, self.name, params.beta, cholesky_factors(params.cov_re),
+        kernel = glmm_moments(data.rows, self.distribution, params.beta, cholesky_factors(params.cov_re),
                               n_agq=self.n_agq, previous=previous)
         return GLMMExpertMoments(logdens=kernel.logdens, b_hat=kernel.b_hat, b_cov=kernel.b_cov,
                                  kernel=kernel)
@@ -286,10 +318,10 @@ class GLMMFamily(ExpertFamily):
         return ExpertGradients(beta=grads.beta, cov=cov, scale=None)
 
     def extreme_fits(self, data: GLMMData, params: Params, tau: np.ndarray):
-        """Per expert, the largest |x' beta_k + offset| (binomial: a fitted probability near 0
-        or 1) or -(x' beta_k + offset) (Poisson: a fitted mean near 0; large means are not
-        degenerate) over the rows of its likely subjects, and the column of the term that
-        contributes most at that row (see
+        """Per expert, the most degenerate fixed-effects linear predictor x' beta_k + offset
+        (the distribution's ``degeneracy``: |eta| for binomial experts, a fitted probability
+        near 0 or 1; -eta for Poisson experts, a fitted mean near 0) over the rows of its
+        likely subjects, and the column of the term that contributes most at that row (see
         :meth:`pymemoe.families.base.ExpertFamily.extreme_fits`)."""
         rows = data.rows
         K = params.n_experts
@@ -299,7 +331,7 @@ class GLMMFamily(ExpertFamily):
         subject = np.repeat(np.arange(rows.n_obs.size), rows.n_obs)
         contributions = rows.exog[:, None, :] * params.beta[None, :, :]      # (n, K, p)
         eta = rows.offset[:, None] + contributions.sum(axis=2)
-        score = np.abs(eta) if self.name == "binomial" else -eta
+        score = self.distribution.degeneracy(eta)
         score = np.where((tau[subject] > 0.5) & (rows.weights[:, None] > 0), score, -np.inf)
         worst = score.argmax(axis=0)                                           # (K,)
         extreme = np.maximum(score[worst, np.arange(K)], 0.0)
@@ -311,7 +343,7 @@ class GLMMFamily(ExpertFamily):
     def expert_means(self, params: Params, exog, exog_re, offset, power: int = 1) -> np.ndarray:
         """E[mu | expert k] over b ~ N(0, D_k): the success probability or the count's mean
         (``power=2``: E[mu^2 | expert k])."""
-        return glmm_marginal_mean(self.name, params.beta, cholesky_factors(params.cov_re), exog,
+        return glmm_marginal_mean(self.distribution, params.beta, cholesky_factors(params.cov_re), exog,
                                   exog_re if exog_re.shape[1] else None, offset, power=power)
 
     def conditional_means(self, data: GLMMData, moments: GLMMExpertMoments, params: Params,
@@ -319,7 +351,7 @@ class GLMMFamily(ExpertFamily):
         """E[mu | y_i, expert k] under the approximate posterior of b (the quadrature nodes, or
         the Gaussian approximation N(b_hat, b_cov) for Laplace); ``power=2``: E[mu^2 | ...]."""
         kernel = moments.kernel
-        if kernel is None:                   # joined blocks keep no kernel state: recompute
+        if kernel is None:                   # joined blocks keep no kernel cache: recompute
             kernel = self.moments(data, params).kernel
         return glmm_conditional_mean(data.rows, kernel, exog, exog_re if exog_re.shape[1] else None,
                                      np.asarray(subject), offset, power=power)
@@ -327,72 +359,85 @@ class GLMMFamily(ExpertFamily):
     def predictive_variances(self, params: Params, rows, means, posterior=None,
                              trials=None) -> np.ndarray:
         """Var[y | expert k] from the first two moments of mu over the law of b (module
-        docstring of :mod:`pymemoe.predict`): E[mu] + Var[mu] for Poisson counts; for a
-        binomial proportion y / m, (E[mu] - E[mu^2]) / m + Var[mu] (m = 1: E[mu] (1 - E[mu]),
-        the Bernoulli variance). NaN where the trials are unknown."""
+        docstring of :mod:`pymemoe._predictive`; the distribution's ``predictive_variance``):
+        E[mu] + Var[mu] for Poisson counts; for a binomial proportion y / m,
+        (E[mu] - E[mu^2]) / m + Var[mu] (m = 1: E[mu] (1 - E[mu]), the Bernoulli variance).
+        NaN where the trials are unknown."""
         if posterior is None:
             second = self.expert_means(params, rows.exog, rows.exog_re, rows.row_offset, power=2)
         else:
             second = self.conditional_means(posterior.data, posterior.moments, params, rows.exog,
                                             rows.exog_re, rows.row_offset, posterior.codes,
                                             power=2)
-        spread = np.maximum(second - means ** 2, 0.0)           # Var[mu]; rounding below 0
-        if self.name == "poisson":
-            return means + spread
-        m = np.ones(means.shape[0]) if trials is None else np.asarray(trials, dtype=float)
-        return np.maximum(means - second, 0.0) / m[:, None] + spread
+        return self.distribution.predictive_variance(means, second, trials)
 
-    def sample(self, eta: np.ndarray, trials: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Outcomes drawn at linear predictors ``eta``: successes out of ``trials`` (binomial)
-        or counts (Poisson)."""
-        if self.name == "binomial":
-            return rng.binomial(trials.astype(np.int64), 0.5 * (1.0 + np.tanh(0.5 * eta))).astype(float)
-        return rng.poisson(np.exp(np.minimum(eta, 700.0))).astype(float)
+    def expert_residuals(self, rows, endog, params: Params, b_hat, codes,
+                         standardize: bool) -> np.ndarray:
+        """Raw: y - E[y | expert k] (proportions for binomial experts). Standardised:
+        randomised quantile residuals (Dunn & Smyth 1996) given the subject's predicted random
+        effects under expert k, r = Phi^-1(u) with u uniform between F(y - 1) and F(y), F the
+        conditional distribution function of the row: N(0, 1) when the expert is right. The
+        uniforms come from a fixed seed, so the residuals are reproducible and the same draw
+        serves every expert."""
+        if not standardize:
+            y = endog if rows.trials is None else endog / rows.trials
+            return y[:, None] - self.expert_means(params, rows.exog, rows.exog_re, rows.row_offset)
+        b = np.asarray(b_hat)[codes]                                          # (n, K, q)
+        eta = (rows.row_offset[:, None] + rows.exog @ params.beta.T
+               + np.einsum("nq,nkq->nk", rows.exog_re, b))
+        counts = endog[:, None]
+        law = self.distribution.row_law(eta, rows.row_trials[:, None])
+        low, high = law.cdf(counts - 1), law.cdf(counts)
+        u = np.random.default_rng(20260101).random(counts.shape)
+        return stats.norm.ppf(np.clip(low + u * (high - low), 1e-300, 1 - 1e-16))
+
+    def simulate_outcome(self, rows, params: Params, expert, b, rng, errors="normal",
+                         df=3.0) -> np.ndarray:
+        """Draws of the distribution at eta = offset + x' beta_k + z' b."""
+        if errors != "normal":
+            raise ValueError(f"errors={errors!r} is for Gaussian experts; binomial and Poisson "
+                             f"outcomes are drawn from their own law")
+        eta = (rows.row_offset + np.einsum("np,np->n", rows.exog, params.beta[expert])
+               + np.einsum("nq,nq->n", rows.exog_re, b))
+        return self.distribution.sample(eta, rows.row_trials, rng)
 
     # -- M-step --------------------------------------------------------------------------------
 
-    def q_block(self, data: GLMMData, state, params: Params):
+    def q_block(self, data: GLMMData, cache, params: Params):
         """Q_E = sum_ik tau_ik log f(y_i | k) on one block, its natural gradient sums and the
         posterior-weighted squares of the per-subject internal gradients' natural pieces."""
-        moments = self.moments(data, params, warm=state.moments)
+        moments = self.moments(data, params, warm=cache.moments)
         grads = self.gradients(data, params, moments)
-        tau = state.tau
+        tau = cache.tau
         value = float(np.einsum("nk,nk->", tau, moments.logdens))
         return value, (weighted_sum(tau, grads.beta), weighted_sum(tau, grads.cov))
 
-    def glm_block(self, data: GLMMData, state, beta: np.ndarray):
+    def glm_block(self, data: GLMMData, cache, beta: np.ndarray):
         """Without random effects: Q_E per expert and its Newton (IRLS) normal equations on one
         block, sum_i tau_ik X_i'W X_i (K, p, p) and sum_i tau_ik X_i'(y_i - mu_i) (K, p)."""
         rows = data.rows
-        tau_rows = rows.gather(state.tau)                               # (n, K)
+        tau_rows = rows.gather(cache.tau)                               # (n, K)
         eta = rows.offset[:, None] + rows.exog @ beta.T                 # (n, K)
-        mu, var = self._mean_variance(eta, rows.trials[:, None])
+        loglik, score, weight = self.distribution.glm_terms(rows.endog[:, None],
+                                                            rows.trials[:, None], eta)
         w = rows.weights[:, None] * tau_rows
-        loglik = self._row_loglik(rows, eta)
         value = np.einsum("nk,nk->k", w, loglik)
-        gram = np.einsum("nk,np,nq->kpq", w * var, rows.exog, rows.exog)
-        rhs = np.einsum("nk,np->kp", w * (rows.endog[:, None] - mu), rows.exog)
+        gram = np.einsum("nk,np,nq->kpq", w * weight, rows.exog, rows.exog)
+        rhs = np.einsum("nk,np->kp", w * score, rows.exog)
         return value, gram, rhs
 
-    def _row_loglik(self, rows: GLMMRows, eta: np.ndarray) -> np.ndarray:
-        """Row log-likelihoods without their constant (n, K)."""
-        y = rows.endog[:, None]
-        if self.name == "binomial":
-            return y * eta - rows.trials[:, None] * np.logaddexp(0.0, eta)
-        return y * eta - np.exp(np.minimum(eta, 709.0))
-
-    def _glm_m_step(self, blocks, states: Sequence, structure: Structure, beta: np.ndarray,
+    def _glm_m_step(self, blocks, caches: Sequence, structure: Structure, beta: np.ndarray,
                     max_steps: int = 25) -> np.ndarray:
         """Without random effects each expert is a posterior-weighted GLM: Newton (IRLS) steps,
         solved jointly when ``shared_formula`` ties columns across experts, with step halving
         (Q_E is concave), to convergence: the exact M-step of the mixture of GLMs."""
-        value, gram, rhs = blocks.reduce(self.glm_block, states, beta)
+        value, gram, rhs = blocks.reduce(self.glm_block, caches, beta)
         current = value.sum()
         for _ in range(max_steps):
             step = solve_fixed_effects(structure, gram, rhs)
             for _ in range(30):
                 trial = beta + step
-                t_value, t_gram, t_rhs = blocks.reduce(self.glm_block, states, trial)
+                t_value, t_gram, t_rhs = blocks.reduce(self.glm_block, caches, trial)
                 if t_value.sum() >= current:
                     break
                 step = step / 2.0
@@ -404,12 +449,11 @@ class GLMMFamily(ExpertFamily):
                 break
         return beta
 
-    def m_step(self, blocks, states: Sequence, structure: Structure, params: Params, e_sums,
+    def m_step(self, blocks, caches: Sequence, structure: Structure, params: Params, e_sums,
                summary: DataSummary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if structure.k_re == 0:
-            beta = self._glm_m_step(blocks, states, structure, params.beta)
+            beta = self._glm_m_step(blocks, caches, structure, params.beta)
             return beta, params.cov_re, np.ones(params.n_experts)
-        from ..likelihood import chain_sums
         kinds = param_kinds(structure)
         free = np.array([kind.kind != "gate" for kind in kinds], dtype=bool)
         theta0 = to_internal(params, structure)
@@ -425,7 +469,7 @@ class GLMMFamily(ExpertFamily):
             par = from_internal(theta, structure)
             if not np.all(np.isfinite(par.cov_re)):
                 return np.inf, np.zeros_like(x)
-            value, (g_beta, g_cov) = blocks.reduce(self.q_block, states, par)
+            value, (g_beta, g_cov) = blocks.reduce(self.q_block, caches, par)
             grad = chain_sums(par, structure, (zero_gate, g_beta, g_cov, zero_scale),
                               internal=True)[free]
             if not (np.isfinite(value) and np.all(np.isfinite(grad))):
@@ -446,12 +490,12 @@ class GLMMFamily(ExpertFamily):
     # -- summary and starts ----------------------------------------------------------------------
 
     @staticmethod
-    def totals_block(data: GLMMData, state=None):
+    def totals_block(data: GLMMData, cache=None):
         rows = data.rows
         return (float(rows.n_rows), (rows.exog_re ** 2).sum(axis=0), data.n_groups)
 
     def summary(self, blocks) -> DataSummary:
-        nobs, zsq, n_groups = blocks.reduce(self.totals_block, blocks.empty_states())
+        nobs, zsq, n_groups = blocks.reduce(self.totals_block, blocks.empty_caches())
         return DataSummary(n_groups=int(n_groups), nobs=int(nobs), outcome_scale=1.0,
                            z_scale=np.asarray(zsq, dtype=float) / nobs)
 
@@ -460,7 +504,7 @@ class GLMMFamily(ExpertFamily):
         (a random-intercept SD of about 0.7 on the linear predictor's scale)."""
         beta = np.zeros(structure.k_fe)
         for _ in range(25):
-            xwx, xa = blocks.reduce(self._irls_block, blocks.empty_states(), beta)
+            xwx, xa = blocks.reduce(self._irls_block, blocks.empty_caches(), beta)
             step = np.linalg.lstsq(xwx, xa, rcond=None)[0]
             beta = beta + step
             if np.abs(step).max() < 1e-10 * (1.0 + np.abs(beta).max()):
@@ -470,19 +514,12 @@ class GLMMFamily(ExpertFamily):
         return Params(gamma=np.zeros((1, structure.k_gate)), beta=beta[None], cov_re=cov[None],
                       scale=np.ones(1))
 
-    def _irls_block(self, data: GLMMData, state, beta: np.ndarray):
+    def _irls_block(self, data: GLMMData, cache, beta: np.ndarray):
         rows = data.rows
         eta = rows.offset + rows.exog @ beta
-        mu, var = self._mean_variance(eta, rows.trials)
-        w = rows.weights * var
-        return (rows.exog * w[:, None]).T @ rows.exog, rows.exog.T @ (rows.weights * (rows.endog - mu))
-
-    def _mean_variance(self, eta: np.ndarray, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.name == "binomial":
-            p = 0.5 * (1.0 + np.tanh(0.5 * eta))           # expit without overflow
-            return trials * p, trials * p * (1.0 - p)
-        mu = np.exp(np.minimum(eta, 709.0))
-        return mu, mu
+        _, score, weight = self.distribution.glm_terms(rows.endog, rows.trials, eta)
+        w = rows.weights * weight
+        return (rows.exog * w[:, None]).T @ rows.exog, rows.exog.T @ (rows.weights * score)
 
     def subject_coefficients(self, data: GLMMData, k_mix: int) -> np.ndarray:
         """One ridge-penalised Newton step per subject from the pooled GLM of the block: shrunken
@@ -496,12 +533,12 @@ class GLMMFamily(ExpertFamily):
             xwx, xa = self._irls_block(data, None, beta0)
             beta0 = beta0 + np.linalg.lstsq(xwx, xa, rcond=None)[0]
         eta = rows.offset + X @ beta0
-        mu, var = self._mean_variance(eta, rows.trials)
+        _, row_score, weight = self.distribution.glm_terms(rows.endog, rows.trials, eta)
         Xm = X[:, :k_mix]
-        w = rows.weights * var
+        w = rows.weights * weight
         outer = (Xm[:, :, None] * Xm[:, None, :] * w[:, None, None]).reshape(len(w), -1)
         gram = rows.segment_sum(outer).reshape(-1, k_mix, k_mix)
-        score = rows.segment_sum(Xm * (rows.weights * (rows.endog - mu))[:, None])
+        score = rows.segment_sum(Xm * (rows.weights * row_score)[:, None])
         ridge = 1.0 + 0.1 * np.trace(gram, axis1=1, axis2=2) / max(k_mix, 1)
         step = np.linalg.solve(gram + ridge[:, None, None] * np.eye(k_mix), score[..., None])[..., 0]
         return beta0[:k_mix] + step

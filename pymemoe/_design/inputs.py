@@ -1,0 +1,188 @@
+"""The row arrays of a model, from what a user passes to ``MEMoE(...)``: coercion to arrays,
+names of the columns, the offset, rows dropped for missing values, and the checks that name
+the column, subject or row at fault.
+
+:func:`model_inputs` is the whole of it; ``MEMoE.__init__`` calls it and builds the model's
+structure and data from its :class:`ModelInputs`. What depends on the expert family (the
+outcome's values, the number of outcome columns, whether an offset is taken, the ``scale``
+option, limits on the random effects) the family says (:mod:`pymemoe.families.base`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .checks import (check_constant_within, check_random_effects_estimable, finite_rows,
+                     plain_label)
+from .formula import DesignSpec
+
+__all__ = ["ModelInputs", "model_inputs", "as_columns"]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInputs:
+    """The checked row arrays of a model (rows with missing values dropped).
+
+    Attributes
+    ----------
+    endog, trials, offset : ndarray (n,)
+        Outcome (successes for a two-column binomial outcome), trials (None unless the
+        outcome has two columns) and offset of the linear predictor (zeros without one).
+    exog, exog_re, exog_gate : ndarray (n, p), (n, q), (n, r)
+        The full fixed-effects design (expert-specific then shared columns), the
+        random-effects and the gating designs.
+    groups : ndarray (n,)
+        Subject labels.
+    names : tuple of tuple of str
+        Column names of the expert-specific, random-effects, gating and shared designs.
+    endog_name : str
+    row_index : pandas.Index
+        Labels of the kept rows (the user's, or positions).
+    n_dropped : int
+        Rows dropped for missing or non-finite values (with those dropped before).
+    scale : str
+        The model structure's ``scale`` (the family's reading of the ``scale`` option).
+    """
+
+    endog: np.ndarray
+    trials: np.ndarray | None
+    offset: np.ndarray
+    exog: np.ndarray
+    exog_re: np.ndarray
+    exog_gate: np.ndarray
+    groups: np.ndarray
+    names: tuple
+    endog_name: str
+    row_index: pd.Index
+    n_dropped: int
+    scale: str
+
+    @property
+    def k_shared(self) -> int:
+        return len(self.names[3])
+
+
+def as_columns(value, n: int, name: str) -> np.ndarray:
+    """``value`` as a float array with one row per observation, (n, m); a ValueError naming
+    ``name`` otherwise."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have one row per observation ({n}); got shape {arr.shape}")
+    return arr
+
+
+def _names(value, default_prefix: str, width: int) -> list[str]:
+    if isinstance(value, pd.DataFrame):
+        return [str(c) for c in value.columns]
+    if isinstance(value, pd.Series) and value.name is not None:
+        return [str(value.name)]
+    return [f"{default_prefix}{j}" for j in range(width)]
+
+
+def _offset(offset, exposure, n: int, family, rows: pd.Index | None = None,
+            exposure_name: str = "exposure") -> np.ndarray:
+    """The offset of the linear predictor: ``offset`` plus log(``exposure``). A non-positive
+    exposure is a ValueError naming ``exposure_name`` and the first such row (its label in
+    ``rows``, else its position)."""
+    if (offset is not None or exposure is not None) and not family.takes_offset:
+        raise ValueError(f"offset and exposure are for binomial and Poisson experts; "
+                         f"family={family.name!r} does not take them")
+    out = np.zeros(n) if offset is None else as_columns(offset, n, "offset")[:, 0].copy()
+    if exposure is not None:
+        exp = as_columns(exposure, n, "exposure")[:, 0]
+        bad = np.isfinite(exp) & (exp <= 0)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            row = repr(plain_label(rows[j])) if rows is not None else j
+            raise ValueError(f"{exposure_name} must be positive: row {row} has {exp[j]:g}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = out + np.log(exp)
+    return out
+
+
+def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family, scale: str,
+                 missing: str, offset=None, exposure=None, spec: DesignSpec | None = None,
+                 n_dropped: int = 0, row_index: pd.Index | None = None) -> ModelInputs:
+    """The arguments of ``MEMoE(...)`` as checked row arrays (see :class:`ModelInputs`);
+    ``spec`` names the columns when the arrays come from formulas."""
+    if row_index is None and isinstance(endog, (pd.Series, pd.DataFrame)):
+        row_index = endog.index       # predictions are labelled like the user's rows
+    endog_arr = np.asarray(endog, dtype=float)
+    if endog_arr.ndim == 2 and endog_arr.shape[1] == 1:
+        endog_arr = endog_arr[:, 0]
+    trials_arr = None
+    if endog_arr.ndim == 2 and endog_arr.shape[1] == 2 and 2 in family.outcome_columns:
+        trials_arr = endog_arr.sum(axis=1)         # (successes, failures), as statsmodels' GLM
+        endog_arr = endog_arr[:, 0]
+    if endog_arr.ndim != 1:
+        raise ValueError(f"endog must be one-dimensional (or two columns, successes and "
+                         f"failures, for family='binomial'), got shape {endog_arr.shape}")
+    n = endog_arr.shape[0]
+    if n == 0:
+        raise ValueError("endog has no observations")
+    exog_arr = as_columns(exog, n, "exog")
+    exog_re_arr = np.ones((n, 1)) if exog_re is None else as_columns(exog_re, n, "exog_re")
+    exog_gate_arr = np.ones((n, 1)) if exog_gate is None else as_columns(exog_gate, n, "exog_gate")
+    exog_shared_arr = (np.empty((n, 0)) if exog_shared is None
+                       else as_columns(exog_shared, n, "exog_shared"))
+    groups_arr = np.asarray(groups)
+    if groups_arr.shape != (n,):
+        raise ValueError(f"groups must have one label per observation ({n}); got shape "
+                         f"{groups_arr.shape}")
+    exposure_name = ("exposure" if spec is None or spec.exposure is None
+                     else f"the exposure column {spec.exposure!r}")
+    offset_arr = _offset(offset, exposure, n, family, row_index, exposure_name)
+
+    if spec is not None:
+        names = (spec.exog_names, spec.exog_re_names, spec.exog_gate_names,
+                 spec.exog_shared_names)
+        endog_name = spec.endog_name
+    else:
+        names = (_names(exog, "x", exog_arr.shape[1]),
+                 ["Intercept"] if exog_re is None else _names(exog_re, "z", exog_re_arr.shape[1]),
+                 ["Intercept"] if exog_gate is None else _names(exog_gate, "w",
+                                                                 exog_gate_arr.shape[1]),
+                 [] if exog_shared is None else _names(exog_shared, "s", exog_shared_arr.shape[1]))
+        endog_name = (str(endog.name) if isinstance(endog, pd.Series) and endog.name is not None
+                      else "y")
+
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    finite = (finite_rows(endog_arr, exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr,
+                          offset_arr, *(() if trials_arr is None else (trials_arr,)))
+              & pd.notna(pd.Series(groups_arr)).to_numpy())
+    if not finite.all():
+        if missing == "raise":
+            raise ValueError(f"{int((~finite).sum())} rows have missing or non-finite values "
+                             f"(missing='raise')")
+        n_dropped += int((~finite).sum())
+        endog_arr, exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr, groups_arr, offset_arr = (
+            a[finite] for a in (endog_arr, exog_arr, exog_re_arr, exog_gate_arr,
+                                exog_shared_arr, groups_arr, offset_arr))
+        if trials_arr is not None:
+            trials_arr = trials_arr[finite]
+        if row_index is not None:
+            row_index = row_index[finite]
+        if endog_arr.shape[0] == 0:
+            raise ValueError("no rows left after dropping rows with missing values")
+    if row_index is None:
+        row_index = pd.RangeIndex(endog_arr.shape[0])
+
+    check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
+    check_random_effects_estimable(groups_arr, names[1], "exog_re" if spec is None else
+                                   f"re_formula {spec.re_formula!r}")
+    full_exog = np.column_stack([exog_arr, exog_shared_arr])
+    outcome = (" + ".join(spec.endog_info.column_names)       # successes + failures
+               if spec is not None and trials_arr is not None else endog_name)
+    family.check_outcome(endog_arr, trials_arr, full_exog, outcome,
+                         None if spec is None else spec.formula, row_index)
+    structure_scale = family.scale_structure(scale)
+    family.check_random_effects(exog_re_arr.shape[1])
+    return ModelInputs(endog=endog_arr, trials=trials_arr, offset=offset_arr, exog=full_exog,
+                       exog_re=exog_re_arr, exog_gate=exog_gate_arr, groups=groups_arr,
+                       names=tuple(tuple(part) for part in names), endog_name=endog_name,
+                       row_index=row_index, n_dropped=n_dropped, scale=structure_scale)

@@ -1,0 +1,146 @@
+r"""The observed-data log-likelihood of a MEMoE, its E-step and its scores, per block of subjects.
+
+    loglik(theta) = sum_i log sum_k pi_ik(gamma) f(y_i | k; beta_k, D_k, sigma2_k)
+
+The E-step evaluates log pi_ik + log f(y_i | k) for every (subject, expert) pair (the expert
+family's :meth:`~pymemoe.families.base.ExpertFamily.moments`), normalises in log space
+(logsumexp) into the posterior expert probabilities tau_ik, and keeps the conditional moments
+of the random effects.
+
+By Fisher's identity the gradient of subject i's log-likelihood is the posterior-weighted sum
+of the per-expert gradients::
+
+    s_i = sum_k tau_ik u_ik,      u_ik = d/dtheta [log pi_ik + log f(y_i | k)]
+
+(``gating.gating_gradients`` and the family's ``gradients``), mapped to the user or the
+internal parameter vector by :func:`pymemoe._model.params.chain_gradient`. Every function here works on
+any block of subjects (:mod:`pymemoe._execution.blocks`) as well as on the whole data; the summed versions
+return the small sums a reduction adds up.
+
+This module is shared by the EM driver (:mod:`pymemoe._estimation.driver`), the quasi-Newton polish, the
+inference code and prediction; it is a separate module (not in the design's layout) so that
+none of those owns the likelihood.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._linalg.smallmat import max_last, sum_last, weighted_sum
+from .gating import gating_gradients, gating_score, log_prior
+from .params import Params, Structure, chain_gradient
+
+__all__ = ["EStep", "e_step", "natural_score_sums", "chain_sums", "score_obs", "score",
+           "expert_score_vectors"]
+
+
+@dataclass(frozen=True, eq=False)
+class EStep:
+    """Everything the E-step computes at one parameter value, for a block or all subjects.
+
+    Attributes
+    ----------
+    llf : float                 observed-data log-likelihood (of these subjects)
+    llf_obs : ndarray (N,)      per-subject log-likelihood
+    tau : ndarray (N, K)        posterior expert probabilities
+    log_prior : ndarray (N, K)  log gating probabilities
+    moments                     the family's per-expert densities and random-effect moments
+    """
+
+    llf: float
+    llf_obs: np.ndarray
+    tau: np.ndarray
+    log_prior: np.ndarray
+    moments: object
+
+    @classmethod
+    def concatenate(cls, parts: "list[EStep]") -> "EStep":
+        """The E-steps of consecutive blocks as one (subjects in order)."""
+        if len(parts) == 1:
+            return parts[0]
+        moments = type(parts[0].moments).concatenate([p.moments for p in parts])
+        return cls(llf=float(sum(p.llf for p in parts)),
+                   llf_obs=np.concatenate([p.llf_obs for p in parts]),
+                   tau=np.concatenate([p.tau for p in parts]),
+                   log_prior=np.concatenate([p.log_prior for p in parts]), moments=moments)
+
+
+def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
+    """Log-space E-step at ``params`` on ``data`` (a block or all subjects); ``warm`` is the
+    previous E-step of the same subjects (a warm start for families that iterate)."""
+    moments = data.family.moments(data, params, None if warm is None else warm.moments)
+    lp = log_prior(data.exog_gate, params.gamma)
+    joint = lp + moments.logdens
+    top = max_last(joint)[:, None]
+    with np.errstate(under="ignore"):
+        shifted = np.exp(joint - top)
+        total = sum_last(shifted)[:, None]
+        tau = shifted / total
+    llf_obs = (top + np.log(total))[:, 0]
+    return EStep(llf=float(llf_obs.sum()), llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments)
+
+
+def natural_score_sums(data, params: Params, estep: EStep) -> tuple[np.ndarray, ...]:
+    """The summed score in natural pieces: sum_i of (tau_ik - pi_ik) w_i (K, r), and the
+    posterior-weighted gradients of the experts, beta (K, p), D (K, q, q), sigma2 (K,).
+
+    These are sums over subjects, so blocks add up; :func:`chain_sums` maps the total to a
+    parameter vector (the chain rule is linear)."""
+    tau = estep.tau
+    grads = data.family.gradients(data, params, estep.moments)
+    g_gamma = gating_score(data.exog_gate, tau, np.exp(estep.log_prior))
+    g_scale = (np.einsum("nk,nk->k", tau, grads.scale) if grads.scale is not None
+               else np.zeros(tau.shape[1]))
+    return g_gamma, weighted_sum(tau, grads.beta), weighted_sum(tau, grads.cov), g_scale
+
+
+def chain_sums(params: Params, structure: Structure, sums: tuple[np.ndarray, ...],
+               internal: bool = False) -> np.ndarray:
+    """The summed score of the user (or internal) vector from :func:`natural_score_sums`."""
+    return chain_gradient(params, structure, *(piece[None] for piece in sums), internal=internal)[0]
+
+
+def score(data, structure: Structure, params: Params, estep: EStep | None = None,
+          internal: bool = False) -> np.ndarray:
+    """The summed score, shape (n_params,), of all subjects of ``data``."""
+    if estep is None:
+        estep = e_step(data, params)
+    return chain_sums(params, structure, natural_score_sums(data, params, estep), internal)
+
+
+def score_obs(data, structure: Structure, params: Params, estep: EStep | None = None,
+              internal: bool = False) -> np.ndarray:
+    """Per-subject scores, shape (N, n_params), of the user (or internal) parameter vector."""
+    if estep is None:
+        estep = e_step(data, params)
+    tau = estep.tau
+    grads = data.family.gradients(data, params, estep.moments)
+    g_gamma = gating_gradients(data.exog_gate, params.gamma, tau, prior=np.exp(estep.log_prior))
+    g_scale = None if grads.scale is None else tau * grads.scale
+    return chain_gradient(params, structure, grad_gamma=g_gamma, grad_beta=tau[:, :, None] * grads.beta,
+                          grad_cov_re=tau[:, :, None, None] * grads.cov, grad_scale=g_scale,
+                          internal=internal)
+
+
+def expert_score_vectors(data, structure: Structure, params: Params,
+                         estep: EStep) -> list[np.ndarray]:
+    """u_ik for each expert k: the gradient of log pi_ik + log f(y_i | k) on the user vector,
+    a list of K arrays (N, n_params). The score is s_i = sum_k tau_ik u_ik and the posterior
+    covariance of the u_ik gives the missing-information term of the observed information
+    (:mod:`pymemoe._estimation.inference`)."""
+    grads = data.family.gradients(data, params, estep.moments)
+    prior = np.exp(estep.log_prior)
+    N, K = prior.shape
+    w = data.exog_gate
+    out = []
+    for k in range(K):          # loops over experts, not subjects
+        onehot = np.zeros((1, K))
+        onehot[0, k] = 1.0
+        mask = onehot[:, :, None]
+        g_scale = None if grads.scale is None else grads.scale * onehot
+        out.append(chain_gradient(
+            params, structure, grad_gamma=(onehot - prior)[:, :, None] * w[:, None, :],
+            grad_beta=grads.beta * mask, grad_cov_re=grads.cov * mask[..., None],
+            grad_scale=g_scale, internal=False))
+    return out
