@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_fit import simulate  # noqa: E402  (the generator of bench_fit.py, unchanged)
+from truth import dense_loglike  # noqa: E402  (the tests' dense reference log-likelihood)
 
 __all__ = ["simulate", "write_csv", "Estimates", "dense_loglik", "from_pymemoe"]
 
@@ -104,29 +106,11 @@ def from_pymemoe(params: pd.Series, n_experts: int) -> Estimates:
 
 
 def dense_loglik(data: pd.DataFrame, est: Estimates) -> float:
-    """sum_i log sum_k pi_ik N(y_i; X_i beta_k, Z_i D_k Z_i' + sigma2_k I), on dense V_ik.
-
-    ``data`` must be sorted by ``id`` (as :func:`simulate` returns it); X_i = Z_i = [1, time].
-    """
-    ids = data["id"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    sizes = np.diff(np.r_[starts, ids.size])
-    t, y = data["time"].to_numpy(float), data["y"].to_numpy(float)
-    w = np.column_stack([np.ones(starts.size), data["x1"].to_numpy(float)[starts],
-                         data["x2"].to_numpy(float)[starts]])
-    eta = w @ est.gamma.T
-    log_prior = eta - np.logaddexp.reduce(eta, axis=1, keepdims=True)
-    K = est.beta.shape[0]
-    log_dens = np.empty((starts.size, K))
-    for n in np.unique(sizes):
-        rows = np.flatnonzero(sizes == n)
-        index = starts[rows][:, None] + np.arange(n)
-        Z = np.stack([np.ones_like(t[index]), t[index]], axis=2)           # (m, n, 2)
-        for k in range(K):
-            V = Z @ est.D[k] @ Z.transpose(0, 2, 1) + est.sigma2[k] * np.eye(n)
-            L = np.linalg.cholesky(V)
-            r = y[index] - Z @ est.beta[k]
-            u = np.linalg.solve(L, r[..., None])[..., 0]
-            logdet = 2 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-            log_dens[rows, k] = -0.5 * (n * np.log(2 * np.pi) + logdet + (u ** 2).sum(axis=1))
-    return float(np.logaddexp.reduce(log_prior + log_dens, axis=1).sum())
+    """sum_i log sum_k pi_ik N(y_i; X_i beta_k, Z_i D_k Z_i' + sigma2_k I), on dense V_ik, with
+    X_i = Z_i = [1, time] and the gating on (1, x1, x2): the tests' dense reference
+    (``tests/truth.py``), so that the tests and the benchmarks check with one piece of code."""
+    t = data["time"].to_numpy(float)
+    X = np.column_stack([np.ones_like(t), t])
+    W = np.column_stack([np.ones_like(t), data["x1"].to_numpy(float), data["x2"].to_numpy(float)])
+    return dense_loglike(data["y"].to_numpy(float), X, X, W, data["id"].to_numpy(), est.gamma,
+                         est.beta, est.D, est.sigma2)

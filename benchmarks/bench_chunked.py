@@ -77,6 +77,7 @@ def write_parquet(args: dict[str, Any]) -> dict[str, Any]:
     """Simulate N subjects block by block and write one Parquet file per block."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from bench_fit import simulate
 
     folder = Path(args["folder"])

@@ -54,14 +54,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
-    GB,
-    add_threads_and_out,
-    peak_gb,
-    pin_blas_threads,
-    reset_peak,
-    write_table,
-)
+from _common import GB, add_threads_and_out, peak_gb, pin_blas_threads, reset_peak, write_table  # noqa: E402
 
 MODEL = dict(re_formula="~ time", gate_formula="~ x1 + x2")
 COLUMNS = ["id", "time", "x1", "x2", "y"]
@@ -101,6 +94,7 @@ def write_parquet(folder: Path, n_subjects: int, n_experts: int, seed: int,
     """Simulate ``n_subjects`` in batches of ``batch`` and write one Parquet file per batch."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from bench_fit import simulate
 
     folder.mkdir(parents=True, exist_ok=True)

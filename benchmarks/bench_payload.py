@@ -75,9 +75,9 @@ GATE_BY_R = {1: "~ 1", 2: "~ x1", 3: "~ x1 + x2", 4: "~ x1 + x2 + x1:x2"}
 
 
 def model_for(K: int, p: int, q: int, r: int, n_subjects: int):
-    from bench_fit import simulate
-
     from pymemoe import MEMoE
+
+    from bench_fit import simulate
 
     formula = {1: "y ~ 1", 2: "y ~ time", 3: "y ~ time + x2", 4: "y ~ time + x1 + x2"}[p]
     data = simulate(n_subjects, min(K, 3), seed=K * 1000 + p * 100 + q * 10 + r)

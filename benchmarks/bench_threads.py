@@ -27,10 +27,10 @@ from _common import add_threads_and_out, pin_blas_threads, write_table  # noqa: 
 
 
 def cases(sizes: list[int]):
-    from bench_fit import simulate
-
     from pymemoe import MEMoE
     from pymemoe.datasets import load_pbcseq
+
+    from bench_fit import simulate
 
     pbc = load_pbcseq().assign(year=lambda d: d["day"] / 365.25)
     yield ("PBCseq nwg K=2, 20 screened starts", 312 * 2,

@@ -32,7 +32,7 @@ from pymemoe import MEMoE, simulate
 from pymemoe.datasets import load_pbcseq
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "tests" / "results"
+RESULTS = ROOT / "tests" / "reference" / "results"
 GATE_R = "~ C(sex, Treatment('m')) + age + C(trt)"
 
 

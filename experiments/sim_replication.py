@@ -7,19 +7,15 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sim_design import MODELS, SETTINGS, ModelSpec, StudyConfig, replication_seed
 
 from pymemoe._estimation.inference import cov_oim, cov_robust
 from pymemoe._model.params import Params
-from pymemoe.metrics import (
-    adjusted_rand_index,
-    match_labels,
-    relabel_matrix,
-    relabelled_variances,
-    truth_vector,
-)
+from pymemoe.metrics import (adjusted_rand_index, match_labels, relabel_matrix,
+                             relabelled_variances, truth_vector)
 from pymemoe.model import MEMoE
 from pymemoe.simulate import simulate
+
+from sim_design import MODELS, SETTINGS, ModelSpec, StudyConfig, replication_seed
 
 __all__ = ["run_replication", "run_job"]
 

@@ -9,18 +9,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from sim_design import (
-    MODEL_COLUMNS,
-    MODELS,
-    PARAM_COLUMNS,
-    SETTINGS,
-    Z95,
-    StudyConfig,
-    raw_paths,
-    sorted_raw,
-)
 
 from pymemoe._tables import render_markdown
+
+from sim_design import (MODEL_COLUMNS, MODELS, PARAM_COLUMNS, SETTINGS, Z95, StudyConfig,
+                        raw_paths, sorted_raw)
 
 __all__ = ["summarise_models", "summarise_parameters", "models_markdown",
            "parameters_markdown", "plot_pmse", "write_outputs"]

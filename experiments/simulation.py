@@ -24,14 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the sibling sim_* modules
 
-from sim_design import (  # noqa: E402
-    MODEL_COLUMNS,
-    MODELS,
-    PARAM_COLUMNS,
-    SETTINGS,
-    StudyConfig,
-    raw_paths,
-)
+from sim_design import MODEL_COLUMNS, MODELS, PARAM_COLUMNS, SETTINGS, StudyConfig, raw_paths  # noqa: E402
 from sim_replication import run_job, run_replication  # noqa: E402,F401
 from sim_report import write_outputs  # noqa: E402
 

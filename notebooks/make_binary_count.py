@@ -8,9 +8,9 @@ and regenerate and execute it with::
     python notebooks/make_binary_count.py --execute   # a few minutes: the parameters below
     python notebooks/make_binary_count.py             # the cells only, outputs cleared
 
-The data are the GLMM reference sets of the test suite (``tests/results/glmm``: MASS's
+The data are the GLMM reference sets of the test suite (``tests/reference/results/glmm``: MASS's
 ``bacteria`` and ``epil`` and two simulated mixtures with known truth), and the lme4 fits they
-are compared with are ``tests/results/glmm_refs_used.json``. ``tests/test_notebooks.py`` checks
+are compared with are ``tests/reference/results/glmm_refs_used.json``. ``tests/test_notebooks.py`` checks
 that the .ipynb is the one this script writes and executes it with small parameters (cell
 tagged ``parameters``).
 """
@@ -88,7 +88,7 @@ from pymemoe.plotting import plot_fit, plot_posterior, plot_trajectories
 %matplotlib inline
 pd.set_option("display.width", 120)
 pd.set_option("display.max_columns", 30)
-DATA = Path("..") / "tests" / "results" / "glmm"
+DATA = Path("..") / "tests" / "reference" / "results" / "glmm"
 GLMER = json.loads((DATA.parent / "glmm_refs_used.json").read_text())   # lme4 1.1-31 fits
 _start = time.perf_counter()
 print(f"pymemoe {pymemoe.__version__}, numpy {np.__version__}, pandas {pd.__version__}")

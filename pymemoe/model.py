@@ -42,9 +42,7 @@ from typing import Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from ._design.checks import (
-    check_rank,
-)
+from ._design.checks import check_rank
 from ._design.formula import DesignSpec, build_design
 from ._design.inputs import model_inputs
 from ._estimation.context import EMOptions

@@ -5,12 +5,11 @@ The predictions are in :mod:`pymemoe.prediction` (``predict``, ``get_prediction`
 :mod:`pymemoe._predictive` (internal). New code should import from :mod:`pymemoe.prediction`.
 """
 from ._predictive.jacobian import delta_se, prediction_jacobian
-from ._predictive.laws import (ComponentLaws, component_laws, expert_means,
-                               gating_probabilities, laws_of, point_prediction)
+from ._predictive.laws import (ComponentLaws, component_laws, expert_means, gating_probabilities,
+                               laws_of, point_prediction)
 from ._predictive.posterior import SubjectPosterior, subject_posterior
 from ._predictive.residuals import expert_residuals
-from ._predictive.rows import (DesignRows, design_rows, history_mask, observed_outcome,
-                               require_rows)
+from ._predictive.rows import DesignRows, design_rows, history_mask, observed_outcome, require_rows
 from .prediction import (PredictiveMixture, get_prediction, predict, predict_class,
                          predictive_mixture, prior_class)
 

@@ -7,12 +7,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from truth import simulate_memoe  # noqa: E402
-
+from pymemoe import MEMoE  # noqa: E402
 from pymemoe.datasets import load_pbcseq  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
-GATE_R = "~ C(sex, Treatment('m')) + age + C(trt)"  # the R fits' coding (reference m, 0)
+from helpers import FORMULA, GATE  # noqa: E402
+from truth import simulate_memoe  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +23,11 @@ def pbc() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def sim500() -> pd.DataFrame:
     return simulate_memoe(500, seed=2026)
+
+
+@pytest.fixture(scope="session")
+def pbc_fit(pbc):
+    """K = 2 on PBCseq with log, categorical and stateful-transform terms."""
+    model = MEMoE.from_formula(FORMULA, pbc, "id", re_formula="~ year", gate_formula=GATE,
+                               n_experts=2)
+    return model.fit(n_starts=2, random_state=0)

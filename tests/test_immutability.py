@@ -13,9 +13,12 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import pandas.testing as pdt
 import pytest
 
 from pymemoe import MEMoE, MEMoEResults
+
+from helpers import GATE, new_subjects
 
 OUTPUTS = {
     "params": lambda r: r.params, "bse": lambda r: r.bse, "zvalues": lambda r: r.zvalues,
@@ -153,3 +156,26 @@ def test_summary_and_tables_do_not_change_with_the_pandas_version_guarded_output
     assert res.posterior is not res.posterior
     assert not np.shares_memory(res.posterior.to_numpy(), res.posterior.to_numpy())
     assert not np.shares_memory(res.cov_params().to_numpy(), res.cov_params().to_numpy())
+
+
+def test_predictions_do_not_modify_newdata(pbc, pbc_fit):
+    new = new_subjects(pbc).sample(frac=1, random_state=5)
+    new["sex"] = pd.Categorical(new["sex"])
+    before = copy.deepcopy(new)
+    for kind in ("marginal", "expert", "conditional"):
+        pbc_fit.predict(new, kind=kind)
+    pbc_fit.predict_class(new)
+    pbc_fit.prior_class(new)
+    pbc_fit.prediction_set(new)
+    pdt.assert_frame_equal(new, before, check_exact=True)
+
+
+def test_fitting_with_transforms_does_not_modify_data(pbc):
+    data = pbc.copy()
+    data["sex"] = pd.Categorical(data["sex"])
+    before = copy.deepcopy(data)
+    model = MEMoE.from_formula("np.log(bili) ~ year + standardize(chol)", data, "id",
+                               re_formula="~ year", gate_formula=GATE, n_experts=2)
+    res = model.fit(n_starts=2, random_state=0)
+    pickle.loads(pickle.dumps(res))
+    pdt.assert_frame_equal(data, before, check_exact=True)

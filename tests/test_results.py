@@ -1,15 +1,13 @@
 """The results object: definitions of the criteria, labelled outputs, BLUPs against statsmodels,
 immutability and the summary."""
-import json
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.formula.api as smf
-from conftest import GATE_R, RESULTS
 
 from pymemoe import MEMoE
+
+from helpers import GATE_R
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +26,6 @@ def test_information_criteria_definitions(full):
     assert full.icl == pytest.approx(full.bic + 2 * E)
     assert full.entropy == pytest.approx(1 - E / (n_subjects * np.log(2)))
     assert 0 < full.entropy < 1
-
-
-def test_bic_matches_lcmm_convention(pbc):
-    ref = json.loads((RESULTS / "hlme_default_ng2_gridsearch.json").read_text())
-    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=2,
-                             cov_re="shared", scale="shared").fit(n_starts=4, random_state=0)
-    assert res.df_modelwc == ref["npm"]
-    assert res.bic == pytest.approx(ref["BIC"], abs=2e-3)
-    assert res.aic == pytest.approx(ref["AIC"], abs=2e-3)
 
 
 def test_labelled_outputs(full):
@@ -64,18 +53,6 @@ def test_prior_is_the_softmax_of_the_gating(full, pbc):
     np.testing.assert_allclose(full.prior.to_numpy(), prior, rtol=1e-10)
 
 
-def test_one_expert_random_effects_equal_statsmodels_blups(pbc):
-    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=1).fit()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sm_res = smf.mixedlm("logbili ~ year", pbc, groups=pbc["id"], re_formula="~ year").fit(
-            reml=False, method=["lbfgs"], tol=1e-12)
-    theirs = pd.DataFrame(sm_res.random_effects).T.sort_index()
-    ours = res.random_effects["mixture"]
-    np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), atol=2e-4)
-    np.testing.assert_allclose(res.random_effects[1].to_numpy(), ours.to_numpy())
-
-
 def test_results_are_read_only(full):
     with pytest.raises(AttributeError):
         full.llf = 0.0
@@ -101,3 +78,42 @@ def test_summary_renders_every_section(full):
     assert "\\begin{tabular}" in smry.as_latex()
     assert "<table" in smry.as_html()
     assert str(full) == text
+
+
+@pytest.fixture(scope="module")
+def quad(pbc):
+    return MEMoE.from_formula("logbili ~ year + I(year**2)", pbc, "id", re_formula="~ 1",
+                              gate_formula="~ C(sex)", n_experts=2).fit(n_starts=2,
+                                                                        random_state=0)
+
+
+def test_tests_take_names_as_in_the_formula_labels_and_flat_names(quad):
+    label = ("beta", 1, "I(year ** 2)")
+    z = quad.zvalues[label]
+    for hypothesis in ("beta[1]:I(year**2)", "beta[1]:I(year ** 2) = 0", label, [label]):
+        assert float(quad.t_test(hypothesis).statistic[0]) == pytest.approx(z)
+    # a contrast as a Series indexed like params
+    contrast = pd.Series({("beta", 1, "year"): 1.0, ("beta", 2, "year"): -1.0})
+    by_name = quad.t_test("beta[1]:year = beta[2]:year")
+    assert float(quad.t_test(contrast).effect[0]) == pytest.approx(float(by_name.effect[0]))
+    # names with brackets of their own (categorical levels) work in joint tests
+    wald = quad.wald_test(["gate[2]:C(sex)[T.m]", "gate[2]:Intercept"])
+    assert wald.df_denom == 2
+    # the names of to_frame() are the names the tests take
+    named = quad.to_frame().query("name != ''")
+    for name, coef in zip(named["name"], named["coef"]):
+        assert float(quad.t_test(name).effect[0]) == pytest.approx(coef)
+
+
+def test_unknown_parameter_names_list_the_valid_ones(quad):
+    with pytest.raises(ValueError, match=r"unknown parameter name 'beta\[1\]:yeer'.*valid names "
+                                         r"are .*beta\[1\]:year"):
+        quad.wald_test("beta[1]:yeer = 0")
+    with pytest.raises(ValueError, match="unknown parameter name 'beta\\[3\\]:year'"):
+        quad.t_test("beta[3]:year")
+    with pytest.raises(ValueError, match="unknown parameter label"):
+        quad.t_test(("beta", 3, "year"))
+    with pytest.raises(ValueError, match="not a linear equation"):
+        quad.t_test("beta[1]:year = = 0")
+    with pytest.raises(ValueError, match="not parameters"):
+        quad.t_test(pd.Series({("beta", 9, "year"): 1.0}))

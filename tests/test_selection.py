@@ -50,3 +50,17 @@ def test_fittedvalues_are_the_in_sample_conditional_predictions(comparison):
     b = np.stack([res.random_effects[k].to_numpy() for k in (1, 2)], axis=1)[model.data.row_codes]
     by_expert = model.exog @ res.fe_params.to_numpy() + np.einsum("nq,nkq->nk", model.exog_re, b)
     np.testing.assert_allclose(res.fittedvalues.to_numpy(), (tau * by_expert).sum(axis=1))
+
+
+def test_compare_experts_forwards_fit_options_and_rejects_unknown_ones(pbc):
+    comp = compare_experts("logbili ~ year", pbc, "id", n_experts=[1, 2], n_starts=1,
+                           random_state=0, fit_kwargs={"cov_type": "robust", "maxiter": 50})
+    assert {r.cov_type for r in comp.results.values()} == {"robust"}
+    with pytest.raises(ValueError, match=r"unknown options \['cov'\].*cov_type"):
+        compare_experts("logbili ~ year", pbc, "id", n_experts=[1], fit_kwargs={"cov": "oim"})
+    with pytest.raises(ValueError, match="to compare_experts itself"):
+        compare_experts("logbili ~ year", pbc, "id", n_experts=[1], fit_kwargs={"n_starts": 2})
+    with pytest.raises(ValueError, match="must be a dict"):
+        compare_experts("logbili ~ year", pbc, "id", n_experts=[1], fit_kwargs=["robust"])
+    with pytest.raises(ValueError, match=r"unknown model options \['cov_type'\].*fit_kwargs"):
+        compare_experts("logbili ~ year", pbc, "id", n_experts=[1], cov_type="robust")

@@ -11,12 +11,8 @@ from scipy import stats
 
 from pymemoe import MEMoE
 from pymemoe._model.params import Params
-from pymemoe.simulate import (
-    SimulatedData,
-    heteroscedastic_variance,
-    paper_settings,
-    simulate,
-)
+from pymemoe.prediction import predictive_mixture
+from pymemoe.simulate import SimulatedData, heteroscedastic_variance, paper_settings, simulate
 
 SETTINGS = paper_settings()
 EX1, EX2 = SETTINGS["example1"], SETTINGS["example2"]
@@ -382,3 +378,41 @@ def test_paper_settings_are_valid_and_as_documented():
     assert s["example2"].scale[0] != s["example2"].scale[1]
     var = [s[f"example3_case{c}"].cov_re[0].diagonal() for c in (1, 2, 3)]
     assert np.all(np.diff(var, axis=0) > 0)
+
+
+@pytest.mark.parametrize("options", [
+    dict(formula="np.log(bili) ~ year + I(year**2)", re_formula="~ year",
+         gate_formula="~ C(sex) + age", cov_re="shared", scale="shared"),
+    dict(formula="logbili ~ year", re_formula="~ 1", shared_formula="~ albumin",
+         gate_formula="~ C(trt)", cov_re="proportional"),
+])
+def test_simulate_bootstraps_any_fitted_model(pbc, options):
+    options = dict(options)
+    formula = options.pop("formula")
+    data = pbc.dropna(subset=["albumin"])
+    res = MEMoE.from_formula(formula, data, "id", n_experts=2, **options).fit(n_starts=1,
+                                                                             random_state=0)
+    boot = simulate(res, random_state=3)
+    assert len(boot.data) == res.nobs
+    assert boot.model_kwargs["cov_re"] == options["cov_re"]
+    refit = MEMoE.from_formula(data=boot.data, **boot.formula_kwargs, **boot.model_kwargs)
+    assert refit.structure == res.model.structure
+    np.testing.assert_allclose(refit.exog, res.model.exog)
+    # the simulated outcome has the model's law: over many draws, its mean is the marginal
+    # prediction and its variance the marginal mixture variance (closed forms)
+    outcome = boot.formula_kwargs["formula"].split("~")[0].strip()
+    draws = np.column_stack([simulate(res, random_state=seed).data[outcome].to_numpy()
+                             for seed in range(200)])
+    mix = predictive_mixture(res, data.iloc[:40], kind="marginal")
+    mean, var = mix.mean().to_numpy(), mix.variance().to_numpy()
+    z = (draws[:40].mean(axis=1) - mean) / np.sqrt(var / draws.shape[1])
+    assert np.abs(z).max() < 4.5
+    assert np.median(draws[:40].var(axis=1) / var) == pytest.approx(1.0, abs=0.1)
+
+
+def test_bootstrap_refuses_schedule_options(pbc):
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", n_experts=1).fit()
+    with pytest.raises(ValueError, match="keeps the fitted rows"):
+        simulate(res, visits=5)
+    with pytest.raises(ValueError, match="n_subjects is needed"):
+        simulate(res.state)

@@ -1,11 +1,10 @@
 """Test helpers independent of pymemoe's fitting code: a simulator with known truth and a dense
-(row-level, one subject at a time) log-likelihood built on scipy.stats.multivariate_normal."""
+(row-level) log-likelihood on dense per-subject covariance matrices."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
 
 TRUTH_K2 = {
     "gamma": np.array([[0.0, 0.0, 0.0], [-0.3, 1.0, -0.8]]),   # gating on (1, x1, x2)
@@ -56,19 +55,31 @@ def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
 
 
 def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale) -> float:
-    """sum_i log sum_k pi_ik N(y_i; X_i beta_k, Z_i D_k Z_i' + sigma2_k I), one subject at a time."""
-    total = 0.0
-    for g in pd.unique(groups):
-        rows = groups == g
-        yi, Xi, Zi = y[rows], X[rows], Z[rows]
-        eta = W[rows][0] @ gamma.T
-        log_pi = eta - logsumexp(eta)
-        terms = []
+    """sum_i log sum_k pi_ik N(y_i; X_i beta_k, Z_i D_k Z_i' + sigma2_k I) on dense V_ik (row
+    arrays; W's first row of each subject is its gating row): a batched Cholesky over the
+    subjects with the same number of rows, independent of pymemoe's Woodbury and
+    sufficient-statistics code. The tests and the benchmarks (``benchmarks/_simdata.py``)
+    check pymemoe's log-likelihoods with it."""
+    y, X, Z, W = (np.asarray(a, dtype=float) for a in (y, X, Z, W))
+    labels, codes = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    eta = W[order][starts] @ np.asarray(gamma, dtype=float).T
+    log_prior = eta - logsumexp(eta, axis=1, keepdims=True)
+    beta, cov_re, scale = (np.asarray(a, dtype=float) for a in (beta, cov_re, scale))
+    log_dens = np.empty((labels.size, beta.shape[0]))
+    for n in np.unique(sizes):
+        subjects = np.flatnonzero(sizes == n)
+        index = order[starts[subjects][:, None] + np.arange(n)]              # (m, n)
+        Zi, Xi, yi = Z[index], X[index], y[index]
         for k in range(beta.shape[0]):
-            V = Zi @ cov_re[k] @ Zi.T + scale[k] * np.eye(len(yi))
-            terms.append(log_pi[k] + multivariate_normal.logpdf(yi, Xi @ beta[k], V))
-        total += logsumexp(terms)
-    return float(total)
+            V = Zi @ cov_re[k] @ np.swapaxes(Zi, 1, 2) + scale[k] * np.eye(n)
+            L = np.linalg.cholesky(V)
+            u = np.linalg.solve(L, (yi - Xi @ beta[k])[..., None])[..., 0]
+            logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+            log_dens[subjects, k] = -0.5 * (n * np.log(2 * np.pi) + logdet + (u ** 2).sum(axis=1))
+    return float(logsumexp(log_prior + log_dens, axis=1).sum())
 
 
 def dense_loglike_results(res, data: pd.DataFrame, y, X, Z, W, groups) -> float:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .checks import (check_constant_within, check_random_effects_estimable, finite_rows,
-                     plain_label)
+from .checks import check_constant_within, check_random_effects_estimable, finite_rows, plain_label
 from .formula import DesignSpec
 
 __all__ = ["ModelInputs", "model_inputs", "as_columns"]

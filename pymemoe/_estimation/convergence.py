@@ -24,12 +24,8 @@ import numpy as np
 from .._model.boundary import boundary_messages
 from .._model.gating import SEPARATION_THRESHOLD, max_logit_spread
 from .._model.params import Params
-from ..exceptions import (
-    BestNotReplicatedWarning,
-    BoundaryWarning,
-    ConvergenceWarning,
-    SeparationWarning,
-)
+from ..exceptions import (BestNotReplicatedWarning, BoundaryWarning, ConvergenceWarning,
+                          SeparationWarning)
 from .context import FitContext
 
 __all__ = ["check_fit", "collapse_messages"]

@@ -30,13 +30,7 @@ from .convergence import check_fit
 from .passes import e_pass
 from .polish import projected_grad_max
 from .seeds import as_seed_sequence
-from .starts import (
-    LLF_TOL,
-    StartPlan,
-    default_sample_subjects,
-    independent_starts,
-    search_starts,
-)
+from .starts import LLF_TOL, StartPlan, default_sample_subjects, independent_starts, search_starts
 
 __all__ = ["EMFit", "run_em", "canonical_order"]
 

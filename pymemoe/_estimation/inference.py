@@ -58,22 +58,9 @@ from .._execution.threads import thread_map
 from .._linalg.smallmat import weighted_sum
 from .._model.boundary import boundary_mask
 from .._model.gating import gating_hessian
-from .._model.likelihood import (
-    chain_sums,
-    e_step,
-    expert_score_vectors,
-    score,
-    score_obs,
-)
-from .._model.params import (
-    Params,
-    Structure,
-    from_user,
-    natural_vector,
-    param_kinds,
-    param_labels,
-    to_user,
-)
+from .._model.likelihood import chain_sums, e_step, expert_score_vectors, score, score_obs
+from .._model.params import (Params, Structure, from_user, natural_vector, param_kinds,
+                             param_labels, to_user)
 from ..exceptions import HessianInversionWarning
 
 __all__ = ["CovEstimate", "DeferredCov", "COV_TYPES", "check_cov_type", "estimate_cov", "observed_information",

@@ -26,14 +26,7 @@ from scipy.special import ndtr
 from .._model.gating import log_prior
 from .._model.params import Params
 from .posterior import SubjectPosterior, subject_posterior
-from .rows import (
-    KINDS,
-    DesignRows,
-    check_landmark,
-    design_rows,
-    forbid_landmark,
-    history_mask,
-)
+from .rows import KINDS, DesignRows, check_landmark, design_rows, forbid_landmark, history_mask
 
 __all__ = ["ComponentLaws", "MIXTURE_KINDS", "gating_probabilities", "expert_means",
            "weights_and_means", "component_laws", "point_prediction", "row_trials",

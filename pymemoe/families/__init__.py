@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from .._model.scales import DataSummary
 from .base import ExpertFamily, ExpertGradients
-from .gaussian import GAUSSIAN, GaussianFamily, SubjectData
 from .distributions import Binomial, Distribution, Poisson
+from .gaussian import GAUSSIAN, GaussianFamily, SubjectData
 from .glmm import GLMMFamily
 from .links import Identity, Link, Log, Logit
 

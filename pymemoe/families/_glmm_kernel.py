@@ -142,15 +142,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._linalg.quadrature import gauss_hermite_normal
-from .distributions import Distribution, check_power, get_distribution
-from .._linalg.smallmat import (
-    lead_inverse_factor,
-    lead_matmul,
-    lead_matvec,
-    lead_sym_phi,
-    lead_transpose,
-)
+from .._linalg.smallmat import (lead_inverse_factor, lead_matmul, lead_matvec, lead_sym_phi,
+                                lead_transpose)
 from ..exceptions import GLMMNumericalWarning
+from .distributions import Distribution, check_power, get_distribution
 
 __all__ = ["GLMMRows", "GLMMMoments", "GLMMGradients", "glmm_moments", "glmm_gradients", "chol_grad_to_cov_grad", "glmm_marginal_mean",
            "glmm_conditional_mean"]

@@ -64,19 +64,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._linalg.smallmat import (
-    as_stack,
-    cholesky_inverse_logdet,
-    dot,
-    empty_stack,
-    matmul,
-    matvec,
-    outer,
-    sandwich,
-    trace,
-    trace_product,
-    weighted_sum,
-)
+from .._linalg.smallmat import (as_stack, cholesky_inverse_logdet, dot, empty_stack, matmul,
+                                matvec, outer, sandwich, trace, trace_product, weighted_sum)
 from .._model.params import Params
 
 if TYPE_CHECKING:  # pragma: no cover - typing only

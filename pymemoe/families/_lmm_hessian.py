@@ -34,15 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._linalg.smallmat import (
-    as_stack,
-    dot,
-    matmul,
-    matvec,
-    sandwich,
-    trace,
-    trace_product,
-)
+from .._linalg.smallmat import as_stack, dot, matmul, matvec, sandwich, trace, trace_product
 from .._model.params import Params
 
 __all__ = ["natural_index", "natural_vector", "expert_hessian_sums"]

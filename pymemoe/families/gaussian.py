@@ -50,13 +50,8 @@ from .._design.checks import check_outcome_varies
 from .._design.subjects import subject_codes
 from .._model.params import Params, Structure
 from .._model.scales import DataSummary
-from ._lmm import (
-    ExpertMoments,
-    expert_gradients,
-    expert_moments,
-    gls_normal_equations,
-    variance_sums,
-)
+from ._lmm import (ExpertMoments, expert_gradients, expert_moments, gls_normal_equations,
+                   variance_sums)
 from ._lmm_hessian import expert_hessian_sums
 from .base import ExpertFamily, ExpertGradients
 from .links import Identity

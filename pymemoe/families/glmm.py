@@ -46,25 +46,11 @@ from .._design.checks import plain_label
 from .._design.subjects import subject_codes
 from .._linalg.smallmat import weighted_sum
 from .._model.likelihood import chain_sums
-from .._model.params import (
-    Params,
-    Structure,
-    from_internal,
-    internal_bounds,
-    param_kinds,
-    psd_cholesky,
-    to_internal,
-)
+from .._model.params import (Params, Structure, from_internal, internal_bounds, param_kinds,
+                             psd_cholesky, to_internal)
 from .._model.scales import DataSummary
-from ._glmm_kernel import (
-    GLMMMoments,
-    GLMMRows,
-    chol_grad_to_cov_grad,
-    glmm_conditional_mean,
-    glmm_gradients,
-    glmm_marginal_mean,
-    glmm_moments,
-)
+from ._glmm_kernel import (GLMMMoments, GLMMRows, chol_grad_to_cov_grad, glmm_conditional_mean,
+                           glmm_gradients, glmm_marginal_mean, glmm_moments)
 from .base import ExpertFamily, ExpertGradients
 from .distributions import DISTRIBUTIONS, Distribution, get_distribution
 from .gaussian import solve_fixed_effects

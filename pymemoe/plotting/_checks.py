@@ -17,13 +17,7 @@ from scipy import stats
 from .._predictive.posterior import subject_posterior
 from .._predictive.rows import design_rows
 from ..diagnostics import fit_table, fitted_means, standardized_residuals
-from ._style import (
-    expert_colour,
-    import_pyplot,
-    new_axes,
-    outcome_label,
-    response_label,
-)
+from ._style import expert_colour, import_pyplot, new_axes, outcome_label, response_label
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib stays optional at run time
     from matplotlib.axes import Axes

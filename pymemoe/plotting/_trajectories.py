@@ -15,12 +15,7 @@ from .._predictive.posterior import subject_posterior
 from .._predictive.residuals import observed_response
 from .._predictive.rows import design_rows, require_rows
 from ..prediction import get_prediction
-from ._style import (
-    expert_colour,
-    import_pyplot,
-    new_axes,
-    response_label,
-)
+from ._style import expert_colour, import_pyplot, new_axes, response_label
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib stays optional at run time
     from matplotlib.axes import Axes

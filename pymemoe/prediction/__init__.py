@@ -15,13 +15,7 @@ The results' methods (``res.predict``, ``res.get_prediction``, ``res.prediction_
 call these. The mathematics is in :mod:`pymemoe._predictive`, the engine they share with the
 plots, the diagnostics, cross-validation and the simulation.
 """
-from ._api import (
-           get_prediction,
-           predict,
-           predict_class,
-           predictive_mixture,
-           prior_class,
-)
+from ._api import get_prediction, predict, predict_class, predictive_mixture, prior_class
 from ._results import PredictionResults, PredictiveMixture
 from ._sets import coverage, prediction_set
 

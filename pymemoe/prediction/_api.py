@@ -12,12 +12,7 @@ import pandas as pd
 
 from .._design.subjects import first_rows, subject_codes
 from .._predictive.jacobian import delta_se, prediction_jacobian
-from .._predictive.laws import (
-    gating_probabilities,
-    laws_of,
-    point_prediction,
-    request_inputs,
-)
+from .._predictive.laws import gating_probabilities, laws_of, point_prediction, request_inputs
 from .._predictive.rows import design_rows
 from ._results import PredictionResults, PredictiveMixture
 

@@ -227,6 +227,7 @@ def test_a_parametric_bootstrap_draws_from_the_family(mixture):
 def test_figures_take_the_familys_labels(mixture):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
+
     from pymemoe.plotting import plot_fit, plot_trajectories
     _, res = mixture
     ax = plot_trajectories(res, "t")

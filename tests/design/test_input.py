@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pytest
+from statsmodels.tools.sm_exceptions import HessianInversionWarning
 
 from pymemoe import MEMoE
 from pymemoe.datasets import load_pbcseq
 
-FORMULA = "np.log(bili) ~ year"
+from helpers import FORMULA, assert_valid, fit_recording, messages_of
+
 RE_FORMULA = "~ year"
 N_ROWS = 1945
 N_SUBJECTS = 312
@@ -34,12 +36,13 @@ RTOL = 1e-8
 def _pbc() -> pd.DataFrame:
     df = load_pbcseq()
     df["year"] = df["day"] / 365.25
+    df["logbili"] = np.log(df["bili"])
     return df
 
 
 @pytest.fixture
 def pbc(_pbc) -> pd.DataFrame:
-    """A fresh copy of PBCseq with ``year`` added (tests may modify it)."""
+    """A fresh copy of PBCseq with ``year`` and ``logbili`` added (tests may modify it)."""
     return _pbc.copy(deep=True)
 
 
@@ -456,3 +459,159 @@ def test_array_constructor_matches_formula_with_gate_and_two_experts(_pbc, refer
     res = _fit(model)
     assert _relative_gap(res.llf, ref.llf) < RTOL, (res.llf, ref.llf)
     pdt.assert_index_equal(res.params.index, ref.params.index)
+
+
+@pytest.mark.parametrize("kind", ["str", "category", "bool", "object-numbers"])
+def test_non_numeric_outcome_names_formula_and_column(pbc, kind):
+    data = pbc.copy()
+    if kind == "str":
+        data["yy"] = data["bili"].astype(str)
+    elif kind == "category":
+        data["yy"] = pd.Categorical(data["stage"])
+    elif kind == "bool":
+        data["yy"] = data["bili"] > 1
+    else:  # numbers read as text, with a non-number among them
+        data["yy"] = pd.Series(list(data["bili"].astype(object)), dtype=object)
+        data.loc[3, "yy"] = "n/a"
+    with pytest.raises(ValueError, match=r"formula 'yy ~ year'.*'yy' is not numeric.*to_numeric") as info:
+        MEMoE.from_formula("yy ~ year", data, "id", n_experts=1)
+    assert len(str(info.value)) < 600, "the message should not list every level"
+
+
+def test_constant_outcome_raises(pbc):
+    data = pbc.assign(c=3.0)
+    with pytest.raises(ValueError, match=r"formula 'c ~ year'.*'c' is constant"):
+        MEMoE.from_formula("c ~ year", data, "id", re_formula="~ year", n_experts=2)
+
+
+def test_outcome_reproduced_exactly_by_fixed_effects_raises(pbc):
+    data = pbc.assign(line=2.0 + 3.0 * pbc["year"])
+    with pytest.raises(ValueError, match=r"formula 'line ~ year'.*'line'.*reproduce the outcome exactly"):
+        MEMoE.from_formula("line ~ year", data, "id", re_formula="0", n_experts=1)
+
+
+def test_constant_outcome_array_constructor(pbc):
+    exog = pd.DataFrame({"Intercept": 1.0, "year": pbc["year"]})
+    try:
+        model = MEMoE(np.full(len(pbc), 3.0), exog, pbc["id"], n_experts=1)
+    except np.linalg.LinAlgError:
+        raise
+    except ValueError as err:
+        assert "constant" in str(err)
+        return
+    assert_valid(*fit_recording(model))
+
+
+@pytest.mark.parametrize("where", ["gate", "fixed"])
+def test_categorical_level_in_one_subject(pbc, where):
+    """Works. The level's coefficient is confounded with that subject's random effects (fixed
+    effects) or nearly separates it (gating): its SE may be NaN with a HessianInversionWarning,
+    and a fit that stops short of the gradient tolerance says so."""
+    data = pbc.copy()
+    data["grp"] = np.where(data["id"] == 5, "rare", np.where(data["id"] % 2 == 0, "a", "b"))
+    if where == "gate":
+        model = MEMoE.from_formula(FORMULA, data, "id", re_formula="~ year",
+                                   gate_formula="~ C(grp)", n_experts=2)
+        res, caught = fit_recording(model, n_starts=2, random_state=0)
+        label = ("gate", 2, "C(grp)[T.rare]")
+    else:
+        model = MEMoE.from_formula(FORMULA + " + C(grp)", data, "id", re_formula="~ year",
+                                   n_experts=1)
+        res, caught = fit_recording(model)
+        label = ("beta", 1, "C(grp)[T.rare]")
+    assert_valid(res, caught)
+    assert label in res.params.index
+    assert res.n_groups == data["id"].nunique()
+
+
+def test_all_subjects_with_one_observation(pbc):
+    data = pbc.groupby("id").head(1)
+    # random intercept and residual variance are not separately identified from one visit
+    # each: a clear error with the remedy, not a fit whose standard errors are missing
+    with pytest.raises(ValueError, match="single observation.*re_formula=\"0\""):
+        MEMoE.from_formula("np.log(bili) ~ age", data, "id", re_formula="~ 1", n_experts=1)
+    model = MEMoE.from_formula("np.log(bili) ~ age", data, "id", re_formula="0", n_experts=1)
+    res, caught = fit_recording(model)
+    assert_valid(res, caught)
+    assert res.nobs == res.n_groups == data["id"].nunique()
+
+
+def test_some_subjects_with_one_observation(pbc):
+    singles = pbc[pbc["id"] <= 40].groupby("id").head(1)
+    data = pd.concat([pbc[pbc["id"] > 40], singles])
+    model = MEMoE.from_formula(FORMULA, data, "id", re_formula="~ year", n_experts=2)
+    res, caught = fit_recording(model, n_starts=2, random_state=0)
+    assert_valid(res, caught)
+    assert res.n_groups == data["id"].nunique()
+    assert (model.data.n_obs == 1).sum() >= 40
+
+
+def test_subject_with_all_outcomes_missing_is_dropped(pbc):
+    data = pbc.copy()
+    n_rows = int((data["id"] == 7).sum())
+    data.loc[data["id"] == 7, "bili"] = np.nan
+    model = MEMoE.from_formula(FORMULA, data, "id", re_formula="~ year", n_experts=1)
+    res, caught = fit_recording(model)
+    assert_valid(res, caught)
+    assert res.n_dropped == n_rows == 7
+    assert res.n_groups == pbc["id"].nunique() - 1
+    assert 7 not in res.posterior.index
+
+
+def test_more_random_effects_than_visits_one_expert(pbc):
+    """K = 1 with a quadratic random effect and two visits per subject: fits; the directions
+    the data cannot identify get NaN standard errors with a HessianInversionWarning."""
+    data = pbc.groupby("id").head(2)
+    model = MEMoE.from_formula(FORMULA, data, "id", re_formula="~ year + I(year**2)", n_experts=1)
+    res, caught = fit_recording(model)
+    assert_valid(res, caught)
+    assert messages_of(caught, HessianInversionWarning)
+    assert res.bse.isna().any()
+
+
+def test_more_random_effects_than_visits_two_experts(pbc):
+    data = pbc.groupby("id").head(2)
+    model = MEMoE.from_formula(FORMULA, data, "id", re_formula="~ year + I(year**2)", n_experts=2)
+    try:
+        res, caught = fit_recording(model, n_starts=2, random_state=0, maxiter=100)
+    except np.linalg.LinAlgError:
+        raise
+    except ValueError as err:           # a clear error is acceptable too
+        assert "re_formula" in str(err)
+        return
+    assert_valid(res, caught)
+
+
+def test_one_observation_per_subject_with_random_effects_advises_re_formula_0(pbc):
+    last = pbc.groupby("id").tail(1)
+    with pytest.raises(ValueError, match=r"single observation.*re_formula=\"0\""):
+        MEMoE.from_formula("logbili ~ year", last, "id", re_formula="~ 1", n_experts=1)
+    with pytest.raises(ValueError, match="single observation.*exog_re"):
+        MEMoE(last["logbili"], np.column_stack([np.ones(len(last)), last["year"]]), last["id"],
+              n_experts=1)
+    res = MEMoE.from_formula("logbili ~ year", last, "id", re_formula="0", n_experts=1).fit()
+    assert np.isfinite(res.bse).all()
+
+
+def test_nullable_pandas_dtypes_give_the_same_fit(pbc):
+    kwargs = dict(re_formula="~ year", gate_formula="~ C(sex) + C(trt) + age", n_experts=2)
+    plain = MEMoE.from_formula("logbili ~ year + C(stage)", pbc, "id", **kwargs).fit(
+        n_starts=1, random_state=0)
+    nullable = pbc.astype({"trt": "Int64", "sex": "string", "stage": "Int64", "age": "Float64",
+                           "id": "Int64", "logbili": "Float64"})
+    before = nullable.copy()
+    res = MEMoE.from_formula("logbili ~ year + C(stage)", nullable, "id", **kwargs).fit(
+        n_starts=1, random_state=0)
+    pd.testing.assert_frame_equal(nullable, before)                  # the data are untouched
+    assert res.llf == pytest.approx(plain.llf, abs=1e-8)
+    pd.testing.assert_index_equal(res.params.index, plain.params.index)
+    np.testing.assert_allclose(res.params, plain.params, rtol=1e-7, atol=1e-9)
+    # missing values in nullable columns are dropped and counted, new data may be nullable too
+    holes = nullable.copy()
+    holes.loc[holes.index[:3], "trt"] = pd.NA
+    assert MEMoE.from_formula("logbili ~ year", holes, "id", **kwargs).n_dropped == 3
+    np.testing.assert_allclose(res.predict(nullable.head(5)), plain.predict(pbc.head(5)),
+                               rtol=1e-7)
+    boolean = pbc.assign(treated=(pbc["trt"] == 1).astype("boolean"))
+    assert MEMoE.from_formula("logbili ~ year", boolean, "id", gate_formula="~ treated",
+                              n_experts=2).structure.exog_gate_names[1] == "treated[T.True]"

@@ -2,35 +2,25 @@
 brute-force integrals computed independently with scipy (scipy.stats log-pmfs, quad, dblquad),
 modes, robustness, predictive means, and lme4/glmmTMB references.
 
-References (tests/results/glmm_refs_used.json, copied from shared/reference/glmm/, made by
-tests/results/scripts/05_glmm.R with R 4.2.2, lme4 1.1-31, glmmTMB 1.1.5; data in
-tests/results/glmm/): glmer fits with nAGQ = 1 and 25 on sim_binary_k2, sim_poisson_k2 and MASS's
+References (tests/reference/results/glmm_refs_used.json, copied from shared/reference/glmm/, made by
+tests/reference/results/scripts/05_glmm.R with R 4.2.2, lme4 1.1-31, glmmTMB 1.1.5; data in
+tests/reference/results/glmm/): glmer fits with nAGQ = 1 and 25 on sim_binary_k2, sim_poisson_k2 and MASS's
 bacteria and epil.
 """
-import json
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import RESULTS
 from scipy import integrate, optimize, stats
 from scipy.special import expit
 
 from pymemoe._linalg.quadrature import gauss_hermite_normal
-from pymemoe.families._glmm_kernel import (
-    GLMMNumericalWarning,
-    GLMMRows,
-    _adaptive_pass,
-    _Context,
-    _evaluate,
-    _internal,
-    chol_grad_to_cov_grad,
-    glmm_conditional_mean,
-    glmm_gradients,
-    glmm_marginal_mean,
-    glmm_moments,
-)
+from pymemoe.families._glmm_kernel import (GLMMNumericalWarning, GLMMRows, _adaptive_pass,
+                                           _Context, _evaluate, _internal, chol_grad_to_cov_grad,
+                                           glmm_conditional_mean, glmm_gradients,
+                                           glmm_marginal_mean, glmm_moments)
+
+from helpers import RESULTS
 
 GLMM = RESULTS / "glmm"
 
@@ -552,117 +542,6 @@ def test_conditional_mean_against_brute_force(family):
 # ----------------------------------------------------------------------------------------------
 # references from R (lme4 glmer, glmmTMB)
 # ----------------------------------------------------------------------------------------------
-
-REFS = json.loads((RESULTS / "glmm_refs_used.json").read_text())
-LAPLACE = ["bin_k1_slope_laplace", "bin_k1_int_laplace", "pois_k1_int_laplace", "bacteria_laplace",
-           "epil_laplace"]
-AGQ25 = ["bin_k1_int_agq25", "pois_k1_int_agq25", "bacteria_agq25", "epil_agq25"]
-
-
-def _reference_design(name):
-    """Rows and family of a reference case, coded as the R calls in its "call" field (factor
-    references: trt = placebo in bacteria and epil)."""
-    if name.startswith(("bin_k1", "pois_k1")):
-        d = pd.read_csv(GLMM / ("sim_binary_k2.csv" if name.startswith("bin") else "sim_poisson_k2.csv"))
-        X = np.column_stack([np.ones(len(d)), d["time"]])
-        Z = X if "slope" in name else X[:, :1]
-        off = np.log(d["exposure"].to_numpy()) if name.startswith("pois") else None
-        return GLMMRows.from_groups(d["subject"].to_numpy(), d["y"].to_numpy(), X, Z, offset=off), \
-            ("poisson" if name.startswith("pois") else "binomial")
-    if name.startswith("bacteria"):
-        d = pd.read_csv(GLMM / "bacteria.csv")
-        X = np.column_stack([np.ones(len(d)), d["trt"] == "drug", d["trt"] == "drug+", d["wk2"]]).astype(float)
-        return GLMMRows.from_groups(d["ID"].to_numpy(), d["yn"].to_numpy(), X, X[:, :1]), "binomial"
-    d = pd.read_csv(GLMM / "epil.csv")
-    prog = (d["trt"] == "progabide").to_numpy(float)
-    X = np.column_stack([np.ones(len(d)), d["lbase"], prog, d["lage"], d["V4"], d["lbase"] * prog])
-    return GLMMRows.from_groups(d["subject"].to_numpy(), d["y"].to_numpy(), X, X[:, :1]), "poisson"
-
-
-def _lme4_llf(rows, family, total, n_agq):
-    """Our total on lme4's scale: for Poisson with nAGQ > 1 lme4 reports the log-likelihood minus
-    the saturated model's, sum (y log y - y - log y!) (README of the references)."""
-    if family == "poisson" and n_agq > 1:
-        return total - stats.poisson.logpmf(rows.endog, rows.endog).sum()
-    return total
-
-
-def _reference_params(ref):
-    beta = np.array([list(ref["fixef"].values())])
-    D = np.array(next(iter(ref["re_cov"].values())))
-    return beta, np.linalg.cholesky(D)[None]
-
-
-def test_saturated_constants_of_the_references():
-    """The constants lme4 subtracts (values stated in the references' README)."""
-    for name, value in [("pois_k1_int_agq25", -7867.846), ("epil_agq25", -382.952)]:
-        rows, _ = _reference_design(name)
-        assert stats.poisson.logpmf(rows.endog, rows.endog).sum() == pytest.approx(value, abs=1e-3)
-
-
-@pytest.mark.parametrize("name", LAPLACE + AGQ25)
-def test_loglik_at_glmer_estimates(name):
-    """Our K = 1 log-likelihood at glmer's estimates equals glmer's logLik within 1e-3 (measured:
-    nAGQ = 25 agrees to ~1e-11; Laplace to 0.4e-3 at most, ours the higher, as the glmmTMB value
-    of the slope model confirms: glmer's PIRLS stops on a looser tolerance)."""
-    ref = REFS[name]
-    rows, family = _reference_design(name)
-    beta, chol = _reference_params(ref)
-    m = glmm_moments(rows, family, beta, chol, n_agq=ref["nAGQ"])
-    assert m.converged.all()
-    ours = _lme4_llf(rows, family, m.logdens.sum(), ref["nAGQ"])
-    assert ours == pytest.approx(ref["llf"], abs=1e-3)
-    if ref["nAGQ"] > 1:
-        assert ours == pytest.approx(ref["llf"], abs=1e-8)
-
-
-def _fit(rows, family, n_agq):
-    """L-BFGS-B over (beta, lower entries of L) with the summed analytic gradient, from beta = 0,
-    L = I, warm-starting the modes from the previous evaluation."""
-    p, q = rows.k_fe, rows.k_re
-    il = np.tril_indices(q)
-    state = {}
-
-    def unpack(x):
-        L = np.zeros((1, q, q))
-        L[0][il] = x[p:]
-        return x[:p][None], L
-
-    def objective(x):
-        beta, L = unpack(x)
-        m = glmm_moments(rows, family, beta, L, n_agq=n_agq, u_start=state.get("u"))
-        state["u"] = m.u_hat
-        g = glmm_gradients(rows, m)
-        return -m.logdens.sum(), -np.concatenate([g.beta.sum(axis=0)[0], g.chol.sum(axis=0)[0][il]])
-
-    x0 = np.concatenate([np.zeros(p), np.eye(q)[il]])
-    bounds = [(None, None)] * p + [(0, None) if a == b else (None, None) for a, b in zip(*il)]
-    res = optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                            options=dict(maxiter=500, ftol=1e-14, gtol=1e-7))
-    return -res.fun, *unpack(res.x), res
-
-
-@pytest.mark.parametrize("name", LAPLACE + AGQ25)
-def test_fit_reaches_glmer(name):
-    """A small optimiser on our value and gradient reaches glmer's logLik (or more) with glmer's
-    estimates within 1e-3 (measured: llf higher by <= 4e-4, estimates within 4.3e-4)."""
-    ref = REFS[name]
-    rows, family = _reference_design(name)
-    llf, beta, chol, res = _fit(rows, family, ref["nAGQ"])
-    llf = _lme4_llf(rows, family, llf, ref["nAGQ"])
-    assert llf >= ref["llf"] - 1e-3
-    beta_r, chol_r = _reference_params(ref)
-    np.testing.assert_allclose(beta, beta_r, atol=1e-3)
-    D, D_r = chol[0] @ chol[0].T, chol_r[0] @ chol_r[0].T
-    np.testing.assert_allclose(D, D_r, atol=1e-3)
-    assert np.abs(res.jac).max() < 1e-3                     # a stationary point, not a stall
-    if name == "bin_k1_slope_laplace":
-        # glmmTMB maximises the same Laplace approximation with an exact inner Newton (as here):
-        # measured agreement 8e-11 in llf and 3e-8 in beta; glmer's value is 3.7e-4 lower
-        # (its PIRLS stops on a looser tolerance)
-        tmb = REFS["bin_k1_slope_glmmTMB"]
-        assert llf == pytest.approx(tmb["llf"], abs=1e-6)
-        np.testing.assert_allclose(beta[0], list(tmb["fixef"].values()), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------

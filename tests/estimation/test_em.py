@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
-from truth import TRUTH_K2, simulate_memoe
 
 from pymemoe import BoundaryWarning, MEMoE
 from pymemoe._model.likelihood import e_step
+
+from truth import TRUTH_K2, simulate_memoe
 
 FORMULA = dict(formula="y ~ time", groups="id", re_formula="~ time", gate_formula="~ x1 + x2")
 

@@ -3,6 +3,7 @@ OLS (K = 1 without random effects) and MNLogit (the gating step with hard labels
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
@@ -61,3 +62,15 @@ def test_gating_newton_with_hard_labels_equals_mnlogit():
         gamma = newton_update(W, gamma, tau)
     mn = sm.MNLogit(labels, W).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
     np.testing.assert_allclose(gamma[1:], mn.params.T, atol=1e-6)
+
+
+def test_one_expert_random_effects_equal_statsmodels_blups(pbc):
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=1).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sm_res = smf.mixedlm("logbili ~ year", pbc, groups=pbc["id"], re_formula="~ year").fit(
+            reml=False, method=["lbfgs"], tol=1e-12)
+    theirs = pd.DataFrame(sm_res.random_effects).T.sort_index()
+    ours = res.random_effects["mixture"]
+    np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), atol=2e-4)
+    np.testing.assert_allclose(res.random_effects[1].to_numpy(), ours.to_numpy())

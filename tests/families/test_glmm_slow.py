@@ -1,7 +1,7 @@
 """Binary experts with known truth (slow; run with `pytest -m slow`).
 
 * Recovery: the two-expert binary mixture of the R reference (600 subjects, random intercept and
-  slope, gating on x1 + x2; truth in tests/results/glmm/sim_binary_k2_truth.json) fitted with
+  slope, gating on x1 + x2; truth in tests/reference/results/glmm/sim_binary_k2_truth.json) fitted with
   adaptive quadrature (nAGQ = 10): estimates within a few standard errors of the truth, and the
   llf at least the llf at the truth.
 * Coverage of 95% Wald intervals, model-based ("oim") and robust, over replications of a binary
@@ -35,7 +35,7 @@ import pytest
 from pymemoe import MEMoE
 from pymemoe._estimation.inference import cov_oim, cov_robust
 
-RESULTS = Path(__file__).parent / "results" / "glmm"
+RESULTS = Path(__file__).resolve().parents[1] / "reference" / "results" / "glmm"
 REPS = 200
 BETA = np.array([[-1.0, 0.5], [1.0, -0.4]])
 SD = np.array([0.8, 0.5])

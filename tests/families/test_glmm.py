@@ -5,13 +5,12 @@ without random effects against flexmix; the mixture log-likelihood of a few subj
 brute-force integration; convergence in the number of nodes; standard errors against
 numerical differentiation of the reported log-likelihood; bad input.
 
-References: tests/results/glmm_refs_used.json and tests/results/glmm/sim_*_truth.json (copied
-from shared/reference/glmm, made by tests/results/scripts/05_glmm.R with R 4.2.2, lme4 1.1-31,
+References: tests/reference/results/glmm_refs_used.json and tests/reference/results/glmm/sim_*_truth.json (copied
+from shared/reference/glmm, made by tests/reference/results/scripts/05_glmm.R with R 4.2.2, lme4 1.1-31,
 glmmTMB 1.1.5, flexmix 2.3-18).
 """
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,135 +19,9 @@ from scipy import integrate, stats
 from scipy.special import expit, gammaln
 
 from pymemoe import MEMoE
-from pymemoe._model.params import Params, from_user, to_user
+from pymemoe._model.params import Params, from_user
 
-RESULTS = Path(__file__).parent / "results"
-REFS = json.loads((RESULTS / "glmm_refs_used.json").read_text())
-
-
-def _saturated(name: str) -> float:
-    """sum_r log Poisson(y_r; mean y_r): the constant lme4 subtracts from a Poisson
-    log-likelihood with nAGQ > 1 (reference README: -7867.846 and -382.952), computed exactly
-    here so that the comparison is not limited by those three decimals."""
-    y = pd.read_csv(RESULTS / "glmm" / f"{name}.csv")["y"].to_numpy()
-    return float(stats.poisson.logpmf(y, y).sum())
-
-
-SATURATED = {"pois_k1_int_agq25": _saturated("sim_poisson_k2"), "epil_agq25": _saturated("epil")}
-
-
-def _csv(name: str) -> pd.DataFrame:
-    return pd.read_csv(RESULTS / "glmm" / f"{name}.csv")
-
-
-def _ones(df):
-    return pd.Series(1.0, index=df.index, name="Intercept")
-
-
-def _sim(name: str, q: int, n_experts: int, **kw) -> MEMoE:
-    df = _csv(f"sim_{name}_k2")
-    X = pd.DataFrame({"Intercept": 1.0, "time": df["time"]})
-    gate = pd.DataFrame({"Intercept": 1.0, "x1": df["x1"], "x2": df["x2"]})
-    return MEMoE(df["y"], X, df["subject"], exog_re=X.iloc[:, :q], exog_gate=gate,
-                 n_experts=n_experts, family="binomial" if name == "binary" else "poisson",
-                 exposure=df.get("exposure"), **kw)
-
-
-def _bacteria(**kw) -> MEMoE:
-    df = _csv("bacteria")
-    X = pd.DataFrame({"(Intercept)": 1.0, "trtdrug": (df["trt"] == "drug") * 1.0,
-                      "trtdrug+": (df["trt"] == "drug+") * 1.0, "wk2": df["wk2"] * 1.0})
-    return MEMoE(df["yn"], X, df["ID"], exog_re=X.iloc[:, :1], n_experts=1, family="binomial", **kw)
-
-
-def _epil(**kw) -> MEMoE:
-    df = _csv("epil")
-    prog = (df["trt"] == "progabide") * 1.0
-    X = pd.DataFrame({"(Intercept)": 1.0, "lbase": df["lbase"], "trtprogabide": prog,
-                      "lage": df["lage"], "V4": df["V4"] * 1.0, "lbase:trtprogabide": df["lbase"] * prog})
-    return MEMoE(df["y"], X, df["subject"], exog_re=X.iloc[:, :1], n_experts=1, family="poisson", **kw)
-
-
-CASES = {
-    "bin_k1_slope_laplace": lambda: _sim("binary", 2, 1),
-    "bin_k1_int_laplace": lambda: _sim("binary", 1, 1),
-    "bin_k1_int_agq25": lambda: _sim("binary", 1, 1, nAGQ=25),
-    "pois_k1_int_laplace": lambda: _sim("poisson", 1, 1),
-    "pois_k1_int_agq25": lambda: _sim("poisson", 1, 1, nAGQ=25),
-    "bacteria_laplace": lambda: _bacteria(),
-    "bacteria_agq25": lambda: _bacteria(nAGQ=25),
-    "epil_laplace": lambda: _epil(),
-    "epil_agq25": lambda: _epil(nAGQ=25),
-}
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_one_expert_matches_glmer(case):
-    """llf at least glmer's (to 1e-6: measured 1e-9 to 4e-4 higher) and within 1e-3 of it;
-    fixed effects and the random intercept variance within 1e-3 (glmer's Laplace stops its
-    inner mode search early, so our optimum is up to 4e-4 higher there, as glmmTMB's is)."""
-    ref = REFS[case]
-    res = CASES[case]().fit(cov_type="none")
-    llf_ref = ref["llf"] + SATURATED.get(case, 0.0)
-    assert res.converged
-    assert res.llf >= llf_ref - 1e-6
-    assert res.llf - llf_ref < 1e-3
-    np.testing.assert_allclose(res.fe_params[1].to_numpy(), list(ref["fixef"].values()), atol=1e-3)
-    D_ref = np.array(next(iter(ref["re_cov"].values())))
-    np.testing.assert_allclose(res.cov_re[1].to_numpy(), D_ref, atol=1e-3)
-
-
-def test_glmmtmb_laplace_optimum_is_reached():
-    res = CASES["bin_k1_slope_laplace"]().fit(cov_type="none")
-    ref = REFS["bin_k1_slope_glmmTMB"]
-    assert res.llf == pytest.approx(ref["llf"], abs=1e-5)
-    np.testing.assert_allclose(res.fe_params[1].to_numpy(), list(ref["fixef"].values()), atol=1e-4)
-
-
-@pytest.mark.parametrize("name, q", [("binary", 2), ("poisson", 1)])
-def test_mixture_llf_at_the_truth_equals_the_reference(name, q):
-    truth = json.loads((RESULTS / "glmm" / f"sim_{name}_k2_truth.json").read_text())
-    params = Params(gamma=truth["gamma"], beta=truth["beta"], cov_re=truth["D"], scale=[1.0, 1.0])
-    assert _sim(name, q, 2).loglike(params) == pytest.approx(truth["llf_truth_laplace"], abs=1e-6)
-    assert _sim(name, q, 2, nAGQ=20).loglike(params) == pytest.approx(truth["llf_truth_agq20"], abs=1e-6)
-
-
-@pytest.mark.parametrize("name, key", [("binary", "bin_k2_nore_flexmix"), ("poisson", "pois_k2_nore_flexmix")])
-def test_mixture_of_glms_reaches_flexmix(name, key):
-    """K = 2 without random effects (re_formula "0"), gating on x1 + x2: flexmix's FLXMRglm with
-    FLXPmultinom, best of 10 starts.
-
-    The Poisson reference is compared without the exposure: flexmix dropped the
-    ``offset(logexp)`` of its formula (``y ~ time + offset(logexp) | subject``, script
-    05_glmm.R). Its coefficients are those of the fit without an offset (to 2e-3; with the
-    exposure the intercepts are 0.19 lower, the mean log exposure), and its llf -16535.917 is
-    that model's; with the exposure pymemoe reaches -14856.802 (checked independently below)."""
-    df = _csv(f"sim_{name}_k2")
-    X = pd.DataFrame({"Intercept": 1.0, "time": df["time"]})
-    gate = pd.DataFrame({"Intercept": 1.0, "x1": df["x1"], "x2": df["x2"]})
-    model = MEMoE(df["y"], X, df["subject"], exog_re=np.empty((len(df), 0)), exog_gate=gate,
-                  n_experts=2, family="binomial" if name == "binary" else "poisson")
-    res = model.fit(random_state=0, cov_type="none")
-    assert res.converged
-    assert res.llf >= REFS[key]["llf"] - 1e-6
-    flexmix = np.array(REFS[key]["coef"]).reshape(2, 2)
-    fitted = res.fe_params.to_numpy().T
-    np.testing.assert_allclose(fitted[np.argsort(fitted[:, 0])], flexmix[np.argsort(flexmix[:, 0])],
-                               atol=5e-3)
-    if name == "poisson":       # with the exposure: the llf by scipy at pymemoe's estimates
-        model = MEMoE(df["y"], X, df["subject"], exog_re=np.empty((len(df), 0)), exog_gate=gate,
-                      n_experts=2, family="poisson", exposure=df["exposure"])
-        res = model.fit(random_state=0, cov_type="none")
-        state = res.state
-        eta = np.log(df["exposure"].to_numpy())[:, None] + X.to_numpy() @ state.beta.T
-        rows = stats.poisson.logpmf(df["y"].to_numpy()[:, None], np.exp(eta))
-        subject = pd.DataFrame(rows).groupby(df["subject"].to_numpy()).sum().to_numpy()
-        w = gate.groupby(df["subject"].to_numpy()).first().to_numpy()
-        log_prior = w @ state.gamma.T
-        log_prior -= np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
-        assert res.llf == pytest.approx(np.logaddexp.reduce(subject + log_prior, axis=1).sum(),
-                                        abs=1e-6)
-        assert res.llf > REFS[key]["llf"] + 1000
+from helpers import RESULTS, bacteria_model, glmm_csv, glmm_sim
 
 
 def _row_loglik(y, eta, family):
@@ -205,7 +78,7 @@ def test_quadrature_llf_converges_as_nodes_are_added():
     params = None
     values = []
     for n_agq in (1, 3, 7, 11, 15, 21):
-        model = _sim("binary", 2, 2, nAGQ=n_agq)
+        model = glmm_sim("binary", 2, 2, nAGQ=n_agq)
         if params is None:
             truth = json.loads((RESULTS / "glmm" / "sim_binary_k2_truth.json").read_text())
             params = Params(gamma=truth["gamma"], beta=truth["beta"], cov_re=truth["D"], scale=[1.0, 1.0])
@@ -217,7 +90,7 @@ def test_quadrature_llf_converges_as_nodes_are_added():
 
 def test_standard_errors_equal_the_inverse_numerical_hessian_of_the_reported_llf():
     from statsmodels.tools.numdiff import approx_hess2
-    model = _bacteria()
+    model = bacteria_model()
     res = model.fit(cov_type="oim")
     theta = res.params.to_numpy()
     hess = approx_hess2(theta, lambda v: model.loglike(from_user(v, model.structure)))
@@ -280,7 +153,7 @@ def test_gaussian_options_that_do_not_apply_are_rejected():
 
 @pytest.fixture(scope="module")
 def poisson_k2():
-    df = _csv("sim_poisson_k2")
+    df = glmm_csv("sim_poisson_k2")
     model = MEMoE.from_formula("y ~ time", df, "subject", gate_formula="~ x1 + x2", n_experts=2,
                                family="poisson", exposure="exposure")
     return df, model.fit(random_state=0, n_starts=2)
@@ -293,7 +166,7 @@ def poisson_k2():
     (dict(shared_formula="~ x2"), lambda r: ("beta", "all", "x2") in r.params.index),
 ])
 def test_structures_work_for_binary_experts(options, check):
-    df = _csv("sim_binary_k2")
+    df = glmm_csv("sim_binary_k2")
     model = MEMoE.from_formula("y ~ time", df, "subject", re_formula="~ time", gate_formula="~ x1 + x2",
                                n_experts=2, family="binomial", **options)
     with warnings.catch_warnings():
@@ -362,7 +235,7 @@ def test_bootstrap_draws_counts_and_refits(poisson_k2):
 def test_chunked_data_refuse_glmm_families():
     from pymemoe.chunked import from_chunks
     with pytest.raises(ValueError, match="need each subject's rows"):
-        from_chunks("y ~ time", [_csv("sim_poisson_k2")], "subject", family="poisson")
+        from_chunks("y ~ time", [glmm_csv("sim_poisson_k2")], "subject", family="poisson")
 
 
 def test_trajectory_plot_of_a_model_with_exposure_is_per_unit_exposure(poisson_k2):
@@ -401,7 +274,7 @@ def test_separated_outcomes_warn_naming_the_expert_and_the_term():
             model.fit()
     with warnings.catch_warnings():
         warnings.simplefilter("error", SeparationWarning)
-        _sim("binary", 2, 2).fit(random_state=0, n_starts=2, cov_type="none")
+        glmm_sim("binary", 2, 2).fit(random_state=0, n_starts=2, cov_type="none")
 
 
 def test_predictive_variances_match_simulation(poisson_k2):

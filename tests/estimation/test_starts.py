@@ -12,14 +12,14 @@ stops at the local maximum -1288.30 and says "converged".
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
-from truth import dense_loglike_results, simulate_memoe
 
 from pymemoe import MEMoE
 from pymemoe._estimation.starts import LLF_TOL, initial_tau, split_tau
 from pymemoe.exceptions import BestNotReplicatedWarning
 from pymemoe.selection import compare_experts
+
+from truth import dense_loglike_results, simulate_memoe
 
 GATE = "~ C(sex) + age + C(trt)"
 BEST_PBC3 = -1281.445089
@@ -235,9 +235,9 @@ def test_simulated_truth_twenty_seeds():
     df = simulate_memoe(400, seed=31)
     model = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time",
                                gate_formula="~ x1 + x2", n_experts=2)
-    from truth import TRUTH_K2
-
     from pymemoe._model.params import Params, to_user
+
+    from truth import TRUTH_K2
     truth = Params(**{k: np.asarray(v, float) for k, v in TRUTH_K2.items()})
     at_truth = quiet_fit(model, start_params=to_user(truth, model.structure)).llf
     hits, llfs = _success(model, max(at_truth, -np.inf))
@@ -253,9 +253,9 @@ def test_subsample_search_reaches_the_maximum_of_the_truth():
     df = simulate_memoe(12_000, seed=41)
     model = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time",
                                gate_formula="~ x1 + x2", n_experts=2)
-    from truth import TRUTH_K2
-
     from pymemoe._model.params import Params, to_user
+
+    from truth import TRUTH_K2
     truth = Params(**{k: np.asarray(v, float) for k, v in TRUTH_K2.items()})
     at_truth = quiet_fit(model, start_params=to_user(truth, model.structure)).llf
     for seed in range(3):

@@ -7,11 +7,8 @@ import numpy as np
 import pytest
 
 from pymemoe import MEMoE
-from pymemoe._estimation.inference import (
-    boundary_parameters,
-    observed_information,
-    observed_information_numeric,
-)
+from pymemoe._estimation.inference import (boundary_parameters, observed_information,
+                                           observed_information_numeric)
 from pymemoe._execution.blocks import LocalBlocks, block_bounds, tree_sum
 from pymemoe.families.gaussian import SubjectData
 

@@ -2,18 +2,8 @@
 import numpy as np
 import pytest
 
-from pymemoe._linalg.smallmat import (
-    as_stack,
-    cholesky_inverse_logdet,
-    empty_stack,
-    matmul,
-    matvec,
-    outer,
-    sandwich,
-    trace,
-    trace_product,
-    weighted_sum,
-)
+from pymemoe._linalg.smallmat import (as_stack, cholesky_inverse_logdet, empty_stack, matmul,
+                                      matvec, outer, sandwich, trace, trace_product, weighted_sum)
 
 
 @pytest.mark.parametrize("q", [1, 2, 3, 4, 6])

@@ -17,7 +17,6 @@ import pytest
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
 import dask  # noqa: E402
-from truth import simulate_memoe  # noqa: E402
 
 from pymemoe import MEMoE  # noqa: E402
 from pymemoe._estimation.inference import cov_robust
@@ -25,6 +24,8 @@ from pymemoe._execution.blocks import LocalBlocks
 from pymemoe.chunked import from_dask  # noqa: E402
 from pymemoe.distributed import DaskBlocks, DistributedData, DistributedEStep  # noqa: E402
 from pymemoe.families.gaussian import SubjectData
+
+from truth import simulate_memoe  # noqa: E402
 
 MODEL = dict(re_formula="~ time", gate_formula="~ x1 + x2", n_experts=2)
 STATISTICS = ("n_obs", "xx", "xz", "zz", "xy", "zy", "yy", "exog_gate")

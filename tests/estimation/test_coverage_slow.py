@@ -27,10 +27,10 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from truth import TRUTH_K2, simulate_memoe  # noqa: E402
-
 from pymemoe import MEMoE  # noqa: E402
 from pymemoe._estimation.inference import cov_oim, cov_robust
+
+from truth import TRUTH_K2, simulate_memoe  # noqa: E402
 
 REPS = 500          # Monte Carlo SE of a 0.95 coverage: 0.0097
 N_SUBJECTS = 300

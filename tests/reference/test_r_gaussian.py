@@ -1,5 +1,5 @@
 """Agreement with R: lme4 (K = 1), lcmm hlme (shared and proportional covariance, one residual
-variance) and flexmix (the full MEMoE) on PBCseq. Reference files: tests/results/ (see README).
+variance) and flexmix (the full MEMoE) on PBCseq. Reference files: tests/reference/results/ (see README).
 
 pymemoe's log-likelihood must be at least the reference's minus 1e-3. Where it is higher, the
 higher value is checked independently with a dense scipy log-likelihood at pymemoe's estimates.
@@ -9,10 +9,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GATE_R, RESULTS
-from truth import dense_loglike_results
 
 from pymemoe import MEMoE
+
+from helpers import GATE_R, RESULTS
+from truth import dense_loglike_results
 
 
 def _ref(name):
@@ -121,3 +122,12 @@ def test_full_memoe_matches_or_beats_flexmix(pbc):
     _assert_same_estimates(res, ref["classes"], rtol=0.1)
     sizes = sorted(ref["cluster_sizes_subjects"].values(), reverse=True)
     assert res.expert_sizes["n_assigned"].tolist() == pytest.approx(sizes, abs=3)
+
+
+def test_bic_matches_lcmm_convention(pbc):
+    ref = json.loads((RESULTS / "hlme_default_ng2_gridsearch.json").read_text())
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year", n_experts=2,
+                             cov_re="shared", scale="shared").fit(n_starts=4, random_state=0)
+    assert res.df_modelwc == ref["npm"]
+    assert res.bic == pytest.approx(ref["BIC"], abs=2e-3)
+    assert res.aic == pytest.approx(ref["AIC"], abs=2e-3)

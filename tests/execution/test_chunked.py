@@ -11,13 +11,14 @@ permutation of the rows of the in-memory data does).
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import pymemoe.chunked as chunked
-from pymemoe import MEMoE
+from pymemoe import MEMoE, simulate
 from pymemoe.chunked import from_chunks, from_dask
 
 FORMULA = "np.log(bili) ~ year"
@@ -238,3 +239,19 @@ def test_formula_names_from_the_callers_namespace(sim500):
     model = from_dask("y ~ I(time - origin)", dd.from_pandas(sim500, npartitions=3), "id",
                       n_experts=1, **kw)
     assert_same_data(model, memory)
+
+
+def test_row_level_outputs_of_a_chunked_model_say_why_not(pbc):
+    chunks = [pbc.iloc[:900], pbc.iloc[900:]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = from_chunks("logbili ~ year", chunks, "id", n_experts=1,
+                          re_formula="~ year").fit()
+    for call in (lambda: res.fittedvalues, lambda: res.resid,
+                 lambda: res.standardized_residuals(), lambda: res.predict(),
+                 lambda: res.predict(kind="conditional"), lambda: res.prediction_set(),
+                 lambda: res.get_prediction(), lambda: simulate(res)):
+        with pytest.raises(ValueError, match="sufficient statistics.*keep no rows"):
+            call()
+    assert np.isfinite(res.predict(pbc.head(3))).all()        # new data still work
+    assert res.posterior.shape == (312, 1)
