@@ -250,12 +250,13 @@ class MEMoEResults:
 
     @property
     def aic(self) -> float:
-        return -2.0 * self.llf + 2.0 * self.df_modelwc
+        """AIC = -2 llf + 2 (number of parameters)."""
+        return float(-2.0 * self.llf + 2.0 * self.df_modelwc)
 
     @property
     def bic(self) -> float:
         """BIC with penalty log(number of subjects) per parameter (lcmm's convention)."""
-        return -2.0 * self.llf + np.log(self.n_groups) * self.df_modelwc
+        return float(-2.0 * self.llf + np.log(self.n_groups) * self.df_modelwc)
 
     @cached_property
     def _entropy_raw(self) -> float:
@@ -269,12 +270,12 @@ class MEMoEResults:
         """Normalised entropy 1 - E / (N log K); 1 = perfectly separated experts."""
         if self.n_experts == 1:
             return 1.0
-        return 1.0 - self._entropy_raw / (self.n_groups * np.log(self.n_experts))
+        return float(1.0 - self._entropy_raw / (self.n_groups * np.log(self.n_experts)))
 
     @property
     def icl(self) -> float:
         """ICL = BIC + 2 E, E the (unnormalised) posterior entropy."""
-        return self.bic + 2.0 * self._entropy_raw
+        return float(self.bic + 2.0 * self._entropy_raw)
 
     # -- parameters ----------------------------------------------------------------------------
 

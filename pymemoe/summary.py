@@ -192,6 +192,10 @@ def _section(title: str, cells: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([head, body])
 
 
+#: percentages in the summary's tables (the expert headers' shares and the classification)
+PERCENT_FORMAT = "%.1f"
+
+
 def postprob_table(results) -> pd.DataFrame:
     """lcmm's posterior classification table with the GRoLTS diagnostics (module docstring).
 
@@ -312,6 +316,8 @@ def build_summary(results, alpha: float = 0.05, float_format: str = "%.4f") -> M
         pp = pp.drop(columns=["AvePP", "% > 0.8"]).rename(
             columns={"% assigned": "% assig.", "% estimated": "% est."})
         cells = format_frame(pp, float_format)
+        percent = [c for c in pp.columns if c.startswith("%")]
+        cells[percent] = format_frame(pp[percent], PERCENT_FORMAT)     # as "52.9%" above
         cells.index = [f"assigned to {k}" for k in pp.index]
         cells = _section("Posterior classification", cells)
         smry.add_df(cells)

@@ -26,6 +26,8 @@ def test_information_criteria_definitions(full):
     assert full.icl == pytest.approx(full.bic + 2 * E)
     assert full.entropy == pytest.approx(1 - E / (n_subjects * np.log(2)))
     assert 0 < full.entropy < 1
+    for value in (full.llf, full.aic, full.bic, full.icl, full.entropy):
+        assert type(value) is float          # plain Python floats, all of them
 
 
 def test_labelled_outputs(full):

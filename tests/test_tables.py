@@ -37,7 +37,15 @@ def test_float_format_is_honoured_everywhere(res):
     assert not re.search(r"\d\.\d{4}", text)
     assert f"{res.llf:.2f}" in text and f"{res.bic:.2f}" in text
     pp = res.postprob()
-    assert f"{pp.loc[1, '% assigned']:.2f}" in text
+    # the classification table: percentages with one decimal, as the experts' shares in their
+    # headers ("52.9%"), the probabilities and OCC with float_format
+    row = next(line for line in text.splitlines() if line.strip().startswith("assigned to 1"))
+    assert f"{pp.loc[1, '% assigned']:.1f}" in row and f"{pp.loc[1, '% > 0.7']:.1f}" in row
+    assert f"{pp.loc[1, 'OCC']:.2f}" in row and f"{pp.loc[1, 'mean P(1)']:.2f}" in row
+    assert f"{pp.loc[1, '% assigned']:.2f}" not in row
+    wide = res.summary(float_format="%.5f").as_text()
+    row = next(line for line in wide.splitlines() if line.strip().startswith("assigned to 1"))
+    assert f"{pp.loc[1, 'OCC']:.5f}" in row and f"{pp.loc[1, '% estimated']:.1f}" in row
     for export in (res.to_latex(float_format="%.2f"), res.to_markdown(float_format="%.2f"),
                    res.to_html(float_format="%.2f"), res.summary(float_format="%.2f").as_latex()):
         assert not re.search(r"\d\.\d{4}", export)

@@ -18,6 +18,10 @@ from .variables import data_columns_of_code
 
 __all__ = ["build_new_design", "build_new_endog", "new_offset"]
 
+#: the keyword of ``from_formula`` that gave each design (errors name the formula by it)
+KEYWORDS = {"endog": "formula", "exog": "formula", "exog_re": "re_formula",
+            "exog_gate": "gate_formula", "exog_shared": "shared_formula"}
+
 
 def new_offset(spec: DesignSpec, data: pd.DataFrame) -> np.ndarray:
     """The offset of the linear predictor on new rows: the offset column plus the log of the
@@ -63,7 +67,7 @@ def build_new_design(spec: DesignSpec, data: pd.DataFrame, with_endog: bool = Fa
         parts["endog"] = (spec.endog_info, spec.formula)
     out: dict[str, np.ndarray] = {}
     for key, (info, text) in parts.items():
-        what = "formula" if key == "endog" else key.replace("exog", "formula")
+        what = KEYWORDS[key]
         try:
             (frame,) = patsy.build_design_matrices([info], data, NA_action=na,
                                                    return_type="dataframe")

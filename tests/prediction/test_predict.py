@@ -178,10 +178,7 @@ def test_predict_class_of_new_subjects_by_hand(sim_fit):
         np.testing.assert_allclose(got.loc[sid].to_numpy(), tau, atol=1e-10)
 
 
-# -- prediction sets -----------------------------------------------------------------------------
-
-
-# -- cross-validation ------------------------------------------------------------------------------
+# -- new data that the formulas cannot evaluate ------------------------------------------------
 
 
 def test_gating_varying_within_a_new_subject_is_rejected_by_every_kind(pbc):
@@ -209,3 +206,14 @@ def test_spline_outside_its_knots_explains_the_bounds(pbc):
     wide = MEMoE.from_formula("logbili ~ bs(year, df=3, lower_bound=0, upper_bound=25)", pbc,
                               "id", n_experts=1).fit()
     assert np.isfinite(wide.predict(new)).all()
+
+
+def test_a_formula_that_new_data_cannot_evaluate_is_named_by_its_keyword(pbc):
+    """The error names the keyword the user wrote (``gate_formula``, ``re_formula``), not an
+    internal name."""
+    res = MEMoE.from_formula("logbili ~ year", pbc, "id", re_formula="~ year",
+                             gate_formula="~ age", n_experts=2).fit(n_starts=1, random_state=0)
+    with pytest.raises(ValueError, match=r"^gate_formula '~ age' cannot be evaluated on the new"):
+        res.predict(pbc.head(3).drop(columns="age"))
+    with pytest.raises(ValueError, match=r"^formula 'logbili ~ year' cannot be evaluated"):
+        res.predict(pbc.head(3).drop(columns="year"), kind="expert")
