@@ -24,7 +24,7 @@ Cases (``--cases``):
 
 Strategies (``--strategies``):
 
-* ``today``: pymemoe 0.1's default, ``fit(starts="independent")``: 10 k-means / random-centre
+* ``today``: the earlier default, ``fit(starts="independent")``: 10 k-means / random-centre
   starts, each plain EM to tol 1e-8 on all subjects, the best polished.
 * ``default``: ``fit()`` (the strategy of :mod:`pymemoe._estimation.starts`: split starts grown from the
   K - 1 fit, 10 k-means / random / partition starts, SQUAREM, the best three polished; on a

@@ -40,8 +40,8 @@ the partial results (:func:`pymemoe._execution.blocks.tree_sum`). On the cluster
     driver  -> worker p : fn (by reference; a closure by value) and args (the parameters, and
                           for the inference the structure and the difference steps), with the
                           keys of partition p's data and cache
-    worker p            : LocalBlocks(partition_p, block_size).map_reduce(fn, states_p, *args);
-                          the new states_p stay there (a future)
+    worker p            : LocalBlocks(partition_p, block_size).map_reduce(fn, caches_p, *args);
+                          the new caches_p stay there (a future)
     worker p -> driver  : the partial sum of partition p (llf, expert sizes, the family's
                           M-step sums, a gradient, a Hessian, ...), fetched by a second, tiny
                           task (a task has one result, and the caches must not travel)
@@ -86,6 +86,7 @@ import dataclasses
 import pickle
 import time
 import uuid
+import warnings
 from functools import cached_property
 from typing import Any, Callable, Sequence
 
@@ -561,6 +562,11 @@ class DaskBlocks:
                                 for p, part in enumerate(self._parts)], passes=1)
         return labels[0].append(labels[1:]) if len(labels) > 1 else labels[0]
 
+    @property
+    def array_names(self) -> tuple[str, ...]:
+        """The names of the partitions' per-subject arrays (what :meth:`array` accepts)."""
+        return tuple(sorted(self._meta[0]["arrays"])) if self._meta else ()
+
     def array(self, name: str) -> "DistributedArray":
         """The per-subject array ``name`` of the partitions' data (``"xx"``, ``"xy"``,
         ``"n_obs"``, ``"exog_gate"``, ...), left on the workers."""
@@ -832,6 +838,18 @@ class DistributedData:
     def to_subject_data(self):
         """All subjects' data gathered into the driver as one in-memory object."""
         return self.blocks.to_subject_data()
+
+    def __getattr__(self, name: str):
+        # Kept for code written before the data and the executor were two objects, when the
+        # per-subject arrays were attributes (``model.data.xx``); they are asked for by name
+        # now, so that reading an attribute never starts work on the cluster unannounced.
+        blocks = self.__dict__.get("blocks")
+        if blocks is not None and name in blocks.array_names:
+            warnings.warn(f"model.data.{name} is deprecated: write model.data.array({name!r}) "
+                          f"(a per-subject array left on the workers)", FutureWarning,
+                          stacklevel=2)
+            return self.array(name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __reduce__(self):
         raise TypeError(

@@ -1,7 +1,7 @@
-r"""The MEMoE model: K latent experts, each a linear mixed model, routed by a multinomial logit.
+r"""The MEMoE model: K latent experts, each a mixed model, routed by a multinomial logit.
 
 Subjects i = 1..N with n_i observations y_i, fixed-effects design X_i, random-effects design Z_i
-and baseline covariates w_i (constant within the subject)::
+and baseline covariates w_i (constant within the subject); with Gaussian experts::
 
     P(c_i = k | w_i) = pi_ik = exp(w_i' gamma_k) / sum_l exp(w_i' gamma_l),   gamma_1 = 0
     y_i | c_i = k, b_i  =  X_i beta_k + Z_i b_i + e_i,   b_i ~ N(0, D_k),   e_i ~ N(0, sigma2_k I)
@@ -88,10 +88,12 @@ class MEMoE:
     missing : {"drop", "raise"}
         Rows with a missing or non-finite value in any array are dropped and counted
         (``n_dropped``), or raise a ValueError.
-    family : {"gaussian", "binomial", "poisson"} or a statsmodels family instance
+    family : {"gaussian", "binomial", "poisson"}, a statsmodels family instance or an ExpertFamily
         The experts' outcome model (canonical links): linear mixed models, or generalised
         linear mixed models for binary/binomial outcomes (logit) and counts (log). For the
-        binomial family ``endog`` is 0/1, or two columns (successes, failures).
+        binomial family ``endog`` is 0/1, or two columns (successes, failures). Any other
+        outcome model is a :class:`~pymemoe.families.ExpertFamily` object (for instance a
+        :class:`~pymemoe.families.GLMMFamily` of your own row law and link).
     offset, exposure : array-like (n,), optional
         Offset of the linear predictor, and exposure (Poisson: log(exposure) is added to the
         offset; it must be positive). GLMM families only.
@@ -213,8 +215,8 @@ class MEMoE:
             Fixed effects common to all experts, e.g. ``"~ age"`` (its intercept is dropped).
         cov_re, re_structure, scale, missing
             See :class:`MEMoE`.
-        family : {"gaussian", "binomial", "poisson"} or a statsmodels family instance
-            The experts' outcome model (canonical links). For ``"binomial"`` the outcome is
+        family : {"gaussian", "binomial", "poisson"}, a statsmodels family or an ExpertFamily
+            The experts' outcome model (canonical links; see :class:`MEMoE`). For ``"binomial"`` the outcome is
             0/1, or two columns written ``"successes + failures ~ ..."`` (statsmodels' GLM
             form).
         offset, exposure : str or array-like, optional
@@ -425,10 +427,8 @@ class MEMoE:
             in parallel threads. None (default) uses every core (``os.cpu_count()``) when
             there are at least 20,000 subject-expert pairs (N x n_experts) and one thread
             below that, where the Python overhead of the small arrays holds the interpreter
-            lock and threads slow the fit down (PBCseq, 20 screened starts: 0.8 s with one
-            thread, 1.5 s with two; 10,000 subjects and 3 experts, 4 starts: 1.24 s and
-            0.97 s; standard errors for 100,000 subjects and 3 experts: 4.4 s and 2.4 s).
-            The result does not depend on it.
+            lock and threads slow the fit down (measured in the documentation's Performance
+            page). The result does not depend on it.
         screen_iter : int, optional
             Screening as lcmm's ``gridsearch``: every start runs ``screen_iter`` EM iterations,
             then only the ``n_finish`` best are run to convergence. None (default) runs every
@@ -443,7 +443,7 @@ class MEMoE:
             a cache-sized block (about 4,000 subjects at 3 experts). Results do not depend on
             it beyond rounding.
         starts : {"auto", "independent"}
-            ``"auto"``: the strategy above. ``"independent"``: pymemoe 0.1's, ``n_starts``
+            ``"auto"``: the strategy above. ``"independent"``: the first releases' strategy, ``n_starts``
             k-means and random-centre starts each run to convergence by plain EM on all
             subjects (kept for comparison; it stops at a local maximum more often).
         grow_from : MEMoEResults, optional

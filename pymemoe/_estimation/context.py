@@ -22,7 +22,8 @@ __all__ = ["EMOptions", "FitContext"]
 
 @dataclass(frozen=True)
 class EMOptions:
-    """Controls of the fit (see :meth:`pymemoe.MEMoE.fit`)."""
+    """The controls the user chose for a fit (the keywords of :meth:`pymemoe.MEMoE.fit`),
+    frozen and kept by the results so that a refit repeats them."""
 
     n_starts: int = 10
     maxiter: int = 1000

@@ -36,7 +36,7 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
 
     The search ends at the projected gradient ``gtol`` (or at any evaluated point, a line-search
     trial included, whose whole gradient is that small), or once ``patience`` evaluations have
-    landed within rounding of the best value (8 eps |f|, up to a factor 1000) without improving
+    landed within rounding of the best value (8 eps abs(f), up to a factor 1000) without improving
     either it or the largest gradient entry of the best point: near the optimum the changes of f
     fall below double precision and L-BFGS-B's line search would otherwise spend some 20
     evaluations (each an E-step and a score) before giving up. The best point seen is returned.

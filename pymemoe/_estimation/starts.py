@@ -36,8 +36,8 @@ reach the best maximum independently often enough that the best value is replica
 runs on a random subsample of ``sample_subjects`` subjects (2,500 for Gaussian experts, 2,000
 for binomial and Poisson ones; what lcmm's authors advise by hand), and the ``n_full`` best
 distinct solutions are then run on all subjects (EM + SQUAREM, polish); the best of those is
-the fit. An EM iteration on 2,500 subjects costs 1/40 of one on 100,000 (K = 3, 100,000
-subjects: 15.1 s end to end with a 5,000-subject search, 10.8 s with 2,500, the same llf).
+the fit. An EM iteration on the subsample costs a small fraction of one on all subjects, and a
+larger subsample did not find a better maximum (measured: :ref:`defaults-measured`).
 
 **Replication** (the evidence). A finished start *reached the best* when its log-likelihood is
 within ``LLF_TOL`` (0.01) of the best one: distinct local maxima of these models are at least
@@ -81,7 +81,11 @@ KINDS = ("kmeans", "random", "partition")
 
 @dataclass(frozen=True)
 class StartPlan:
-    """Controls of :func:`search_starts` (see :meth:`pymemoe.MEMoE.fit`).
+    """The plan of one start search (:func:`search_starts`): the user's choices of
+    :class:`~pymemoe._estimation.context.EMOptions` resolved for these data (``sample_subjects``
+    from the family and the number of subjects), with the strategy's own settings that are not
+    options of :meth:`pymemoe.MEMoE.fit` (split starts, SQUAREM, how many starts are polished
+    and re-run on all subjects). The driver builds one per fit.
 
     Attributes
     ----------

@@ -23,8 +23,9 @@ moments), or None before the first E-step.
 **Block size.** Per (subject, expert) pair the Gaussian E-step touches some 40 doubles, so a
 block of 4096 subjects and 3 experts keeps its working set (~4 MB) in the 32 MB level-3 cache
 of this kind of machine, where the kernels run at cache rather than memory speed; larger blocks
-fall out of the cache (the fit then grew 15x from 1e5 to 1e6 subjects), smaller ones pay
-numpy's per-call overhead more often. ``benchmarks/bench_blocks.py`` measures the trade-off.
+fall out of the cache, smaller ones pay numpy's per-call overhead more often (measured:
+:ref:`defaults-measured`; ``benchmarks/bench_scale.py --fit-kwargs block_size=B`` times a
+block size B).
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def gauss_hermite_normal(n: int, q: int) -> tuple[np.ndarray, np.ndarray, np.nda
         Logarithms of the product weights (which sum to 1); logs because products of many
         small weights underflow for large n and q.
     sq_norm : ndarray (n**q,)
-        |z_j|^2 for each node (the adaptive rule needs exp(|z_j|^2 / 2)).
+        ``|z_j|^2`` for each node (the adaptive rule needs ``exp(|z_j|^2 / 2)``).
 
     Examples
     --------

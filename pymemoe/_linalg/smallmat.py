@@ -24,11 +24,9 @@ functions run the lead-layout loops on such views, so every algorithm is written
 
 **Why entry-major.** The kernels read whole entries ``x[..., i, j]`` at a time; in numpy's
 row-major layout such a slice has a stride of n*m*8 bytes, so every pass would pull the whole
-stack through the cache to use a fraction of it The kernels read whole entries ``x[..., i, j]`` at a time; in numpy's row-major
-layout such a slice has a stride of n*m*8 bytes, so every pass would pull the whole stack through
-the cache to use a fraction of it (3x slower for 2 x 2 stacks of 10^6 subjects x 3 experts,
-where the fit is bound by memory bandwidth). numpy's elementwise operations keep this layout,
-so the rest of the code sees ordinary arrays. Reshaping such a stack copies it: reduce with
+stack through the cache to use a fraction of it (measured: :ref:`defaults-measured`; at 10^6
+subjects the fit is bound by memory bandwidth). numpy's elementwise operations keep this
+layout, so the rest of the code sees ordinary arrays. Reshaping such a stack copies it: reduce with
 :func:`weighted_sum`, :func:`trace` or :func:`trace_product` instead.
 
 All functions take arrays whose last two axes are the matrix axes and broadcast over the others.

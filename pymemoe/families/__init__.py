@@ -53,8 +53,9 @@ def get_family(family, n_agq: int = 1) -> ExpertFamily:
             raise ValueError(f"family: only the canonical link is supported ({name}: "
                              f"{CANONICAL_LINKS[name]}), got {type(link).__name__}")
     if name not in CANONICAL_LINKS:
-        raise ValueError(f"family must be 'gaussian', 'binomial', 'poisson' or a statsmodels "
-                         f"Gaussian, Binomial or Poisson family instance; got {family!r}")
+        raise ValueError(f"family must be 'gaussian', 'binomial', 'poisson', a statsmodels "
+                         f"Gaussian, Binomial or Poisson family instance or an ExpertFamily "
+                         f"object; got {family!r}")
     if name == "gaussian":
         if n_agq != 1:
             raise ValueError("nAGQ is for binomial and Poisson experts (Gaussian experts are "

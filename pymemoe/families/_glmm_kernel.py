@@ -33,7 +33,7 @@ exact negative Hessian, it is >= I, h_i is strictly concave and has a unique mod
 Mode
 ----
 Newton's method, u <- u + alpha H^-1 g, for all pairs at once; per pair the step is halved
-(alpha = 1, 1/2, 1/4, ...) until h does not decrease, and a pair stops when max_l |g_l| <= gtol.
+(alpha = 1, 1/2, 1/4, ...) until h does not decrease, and a pair stops when max_l abs(g_l) <= gtol.
 Warm starts (the previous EM iteration's modes) usually need 1-2 steps.
 
 Laplace (nAGQ = 1)
@@ -53,8 +53,8 @@ n = 1 (the node z = 0) is the Laplace formula. In b-space the nodes are b_hat + 
 L R, a product of lower triangular factors with positive diagonals, is the lower Cholesky factor
 of Sigma_b = L H^-1 L': the rule is the b-space rule with Cholesky-factor scaling, so it depends
 on D = L L' only (not on how D is factored), and for q = 1 it is lme4's rule. The sum is taken
-as exp(log w_j + h(u_j) - h(u_hat) + |z_j|^2 / 2): as h(u_j) <= h(u_hat), the exponent is at
-most |z_j|^2 / 2 + log w_j (< 1 for every rule), so nothing overflows.
+as ``exp(log w_j + h(u_j) - h(u_hat) + |z_j|^2 / 2)``: as h(u_j) <= h(u_hat), the exponent is at
+most ``|z_j|^2 / 2 + log w_j`` (< 1 for every rule), so nothing overflows.
 
 Exact gradients
 ---------------
@@ -98,7 +98,7 @@ gradient X'a.
 
 Numerics
 --------
-The binomial terms use e = exp(-|eta|) only (c = max(eta, 0) + log(1 + e), c' = 1/(1+e) or
+The binomial terms use e = exp(-abs(eta)) only (c = max(eta, 0) + log(1 + e), c' = 1/(1+e) or
 e/(1+e), c'' = e/(1+e)^2), so any finite eta is safe; Poisson's exp(eta) is capped at
 exp(709) (the float limit), which turns an overflow into a huge negative log-density that the
 step halving rejects. A non-finite log-density or gradient raises :class:`GLMMNumericalWarning`
@@ -110,17 +110,17 @@ Inside the kernel the expert axis comes before the subject or row axis: row arra
 per-pair arrays (K, N), and the per-pair small matrices are in the lead layout of
 :mod:`pymemoe._linalg.smallmat`, (q, K, N) and (q, q, K, N), so that each entry is one
 contiguous (K, N) block and row weights (n,) broadcast along the long last axis (with the
-expert axis last, numpy's inner loops would run over K: 5-7 times slower for K = 2,
-measured). The public outputs are (N, K), (N, K, q) and (N, K, q, q). Every pass over the rows
+expert axis last, numpy's inner loops would run over K: several times slower, measured in
+:ref:`defaults-measured`). The public outputs are (N, K), (N, K, q) and (N, K, q, q). Every pass over the rows
 runs over blocks of whole subjects (about 65,536 rows x experts; the quadrature loop uses
 smaller blocks and chunks of nodes), so the memory of temporaries is bounded whatever n and
 the number of nodes. Sums over a subject's rows are products with sparse (subjects x rows)
 matrices of a block that carry the row weights (w m, w m z_j, w m z_i z_j, z_j, x_j), stacked
-so that one product gives all the sums of a kind: 2-3 times faster than ``np.add.reduceat``,
-and no product temporaries.
+so that one product gives all the sums of a kind: faster than ``np.add.reduceat`` (measured
+in :ref:`defaults-measured`), and no product temporaries.
 
 A Newton pass costs one exp and one log per row and expert (numpy's float64 exp and log are
-scalar without AVX-512, ~5-10 ns each); once fewer than half the subjects are still iterating,
+scalar without AVX-512, and they dominate its cost); once fewer than half the subjects are still iterating,
 only their rows are evaluated. Warm starts (``u_start``) typically need 2 steps at an
 optimiser's step size; ``previous`` (the first-order prediction of the modes) needs 1-2 and
 saves about one pass. The adaptive quadrature costs the same per node as a Newton pass.
@@ -358,14 +358,14 @@ def _internal(a: np.ndarray, n_tail: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 #: Rows x experts per block of subjects (512 KB per (K, rows) array). Passes over the rows run
-#: block by block, so the memory of the temporaries is bounded whatever the data size. Measured
-#: on 80,000 rows (2-core EPYC, numpy 2.4 without AVX-512, so exp and log cost ~5-10 ns each):
-#: blocks of 4096 elements were slower (per-call overhead), larger ones no faster.
+#: block by block, so the memory of the temporaries is bounded whatever the data size; smaller
+#: blocks pay numpy's per-call overhead, larger ones were no faster (docs/performance.rst,
+#: "Measurements behind the defaults", for this and the two sizes below).
 BLOCK_ELEMENTS = 65536
 #: Rows x experts per block in the quadrature loop, and rows x experts x nodes per chunk of
 #: nodes within a block (512 KB per array): the temporaries of a chunk mostly stay in cache
-#: (the binomial c, c' cost 17 ns per element on 8k-element arrays, 44 ns on 512k-element
-#: ones; smaller chunks pay more per-call overhead).
+#: (elementwise work costs more than twice as much per element out of cache; smaller chunks
+#: pay more per-call overhead).
 AGQ_BLOCK_ELEMENTS = 16384
 NODE_ELEMENTS = 65536
 
@@ -739,11 +739,11 @@ class GLMMMoments:
     chol_h_inv : ndarray (N, K, q, q)
         R, the lower Cholesky factor of H^-1 (the node scaling in u-space).
     logdet_h : ndarray (N, K)
-        log|H| at the mode.
+        log det H at the mode.
     h_mode : ndarray (N, K)
         h(u_hat).
     grad_norm : ndarray (N, K)
-        max_l |dh/du_l| at u_hat (the Newton stopping criterion).
+        max_l abs(dh/du_l) at u_hat (the Newton stopping criterion).
     n_iter, n_halvings : ndarray (N, K) of int
         Accepted Newton steps and step halvings per pair.
     converged : ndarray (N, K) of bool
@@ -921,8 +921,8 @@ def glmm_moments(rows: GLMMRows, family, beta, chol, n_agq: int = 1, u_start=Non
         first-order prediction of the modes at the new parameters (implicit function theorem),
         which saves about one Newton pass over the rows; exclusive with ``u_start``.
     gtol : float
-        Newton stops for a pair when max_l |dh/du_l| <= gtol. The value then carries an error
-        of order gtol * |d log|H| / du| (the log-determinant is not stationary at the mode):
+        Newton stops for a pair when max_l abs(dh/du_l) <= gtol. The value then carries an error
+        of order gtol * abs(d log det H / du) (the log-determinant is not stationary at the mode):
         about 1e-10 per subject at the default; Newton's quadratic convergence makes smaller
         values cheap (1e-10 costs ~12% more steps).
     max_iter : int

@@ -175,7 +175,7 @@ def check_power(power: int) -> int:
 
 
 def _binomial_mean(er: np.ndarray, eta: np.ndarray, out) -> np.ndarray:
-    """c'(eta) = 1/(1+e) (eta >= 0) or e/(1+e) (eta < 0), e = exp(-|eta|), from er = e/(1+e),
+    """c'(eta) = 1/(1+e) (eta >= 0) or e/(1+e) (eta < 0), e = exp(-abs(eta)), from er = e/(1+e),
     as 1/2 + sign(eta) (1/2 - er): branch-free (a masked copy costs as much as an exp here).
     The absolute error is below 1.2e-16; c' enters only through y - m c' and sums of such
     terms, where absolute accuracy is what counts (c'' is computed separately, to full
@@ -215,7 +215,7 @@ class Binomial(Distribution):
         return v * (1.0 - 2.0 * mu)
 
     def cumulants(self, eta, value=True, mu_out=None, v_out=None, *, y=None, m=None):
-        """c (if ``value``), c' and c'' at eta, from e = exp(-|eta|) alone, so any finite eta
+        """c (if ``value``), c' and c'' at eta, from e = exp(-abs(eta)) alone, so any finite eta
         is safe. c' and c'' go to ``mu_out`` and ``v_out`` when given (arrays like eta)."""
         e = np.abs(eta)
         np.negative(e, out=e)

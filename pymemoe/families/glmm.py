@@ -194,12 +194,12 @@ class GLMMFamily(ExpertFamily):
     may_separate = True          # separation: fitted probabilities (or Poisson means) of 0 or 1
     takes_offset = True
     # each M-step costs several passes and the mixture EM converges slowly, while the polish
-    # converges fast once the experts are sorted out: on 2,000 binary subjects (K = 2) EM to
-    # 1e-4 with 2 L-BFGS-B iterations per M-step, then the polish, took 2.7 s; to 1e-5 with 5
-    # iterations 9.5 s, to the same log-likelihood
+    # converges fast once the experts are sorted out: stopping EM early reaches the same
+    # log-likelihood in a third of the time (docs/performance.rst, "Measurements behind the
+    # defaults", as the two settings below)
     em_tol = 1e-4
-    # a GLMM pass (Newton for the modes at every row) costs ~20x a Gaussian one per subject:
-    # K = 2, 10,000 binary subjects: 40 s of CPU searching on all subjects, 18 s on 2,000
+    # a GLMM pass (Newton for the modes at every row) costs far more than a Gaussian one per
+    # subject, so the start search runs on a smaller subsample
     search_subjects = 2_000
 
     def __init__(self, distribution: str | Distribution, n_agq: int = 1, m_iter: int = 2) -> None:
@@ -305,7 +305,7 @@ class GLMMFamily(ExpertFamily):
 
     def extreme_fits(self, data: GLMMData, params: Params, tau: np.ndarray):
         """Per expert, the most degenerate fixed-effects linear predictor x' beta_k + offset
-        (the distribution's ``degeneracy``: |eta| for binomial experts, a fitted probability
+        (the distribution's ``degeneracy``: abs(eta) for binomial experts, a fitted probability
         near 0 or 1; -eta for Poisson experts, a fitted mean near 0) over the rows of its
         likely subjects, and the column of the term that contributes most at that row (see
         :meth:`pymemoe.families.base.ExpertFamily.extreme_fits`)."""

@@ -1,5 +1,6 @@
-"""Every option of DESIGN.md section 1 fits, counts its parameters right and nests the models
-it should: shared structures are special cases of free ones (so the free fit is never worse)."""
+"""Every model option (the table of :mod:`pymemoe.model` and of the user guide's options page)
+fits, counts its parameters right and nests the models it should: shared structures are special
+cases of free ones (so the free fit is never worse)."""
 import numpy as np
 import pytest
 

@@ -1,12 +1,12 @@
 """The default start strategy (pymemoe._estimation.starts): it reaches the best known maximum where
-pymemoe 0.1's independent starts stop at local maxima, and ``res.starts`` / ``res.n_best``
+the earlier default's independent starts stop at local maxima, and ``res.starts`` / ``res.n_best``
 report the evidence.
 
 Best known maxima (llf) of the PBCseq models (``np.log(bili) ~ year``, random intercept and
 slope, gating ``~ C(sex) + age + C(trt)``): the highest values of at least 200 long EM runs from
 random starts (the starts study of issue 12); the K = 3 value is re-computed here by the dense
 scipy log-likelihood of tests/truth.py at the fitted estimates, independently of pymemoe's
-kernel. Seeds 1, 2 and 5 are seeds where pymemoe 0.1's default (``starts="independent"``)
+kernel. Seeds 1, 2 and 5 are seeds where the earlier default (``starts="independent"``)
 stops at the local maximum -1288.30 and says "converged".
 """
 import warnings
@@ -96,7 +96,7 @@ def test_starts_table_is_complete_and_consistent(pbc3):
 
 
 def test_warning_when_a_single_start_reaches_the_best(pbc3):
-    # pymemoe 0.1's ten independent starts, seed 0: one start alone reaches -1281.45, the
+    # the earlier default's ten independent starts, seed 0: one start alone reaches -1281.45, the
     # other nine stop at local maxima (a case the default strategy replicates)
     with pytest.warns(BestNotReplicatedWarning, match=r"only 1 of the 10 finished starts.*n_starts"):
         res = pbc3.fit(random_state=0, cov_type="none", starts="independent")

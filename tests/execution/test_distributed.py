@@ -185,8 +185,13 @@ def test_gathering_is_explicit(on_cluster):
     with pytest.raises(ValueError, match="axis=0"):
         model.data.array("xx").sum(axis=1)
     assert np.asarray(model.data.array("yy")).shape == (model.data.n_groups,)
-    with pytest.raises(AttributeError):          # a per-subject array only when asked by name
-        model.data.yy
+    # the per-subject arrays are asked for by name; the former attributes still work, with
+    # a FutureWarning, and other names are not attributes
+    with pytest.warns(FutureWarning, match=r"model.data.array\('yy'\)"):
+        old = model.data.yy
+    np.testing.assert_array_equal(np.asarray(old), np.asarray(model.data.array("yy")))
+    with pytest.raises(AttributeError, match="no attribute 'zzz'"):
+        model.data.zzz
     with pytest.raises(ValueError, match="no per-subject array 'zzz'"):
         model.data.array("zzz")
 
