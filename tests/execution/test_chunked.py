@@ -162,7 +162,7 @@ def test_level_absent_from_first_chunk(pbc_df):
     df = pbc_df.sort_values(["sex", "id", "year"])      # the first chunk holds only "f"
     chunks = [df.iloc[rows] for rows in np.array_split(np.arange(len(df)), 4)]
     assert set(chunks[0]["sex"]) == {"f"} and "m" in set(chunks[-1]["sex"])
-    with pytest.raises(ValueError, match=r"(?s)chunk \d+: formula_gate '~ age \+ C\(sex\)'.*"
+    with pytest.raises(ValueError, match=r"(?s)chunk \d+: gate_formula '~ age \+ C\(sex\)'.*"
                                          r"'m'.*spec_data=.*Categorical"):
         from_chunks(FORMULA, chunks, "id", **PBC)
     memory = MEMoE.from_formula(FORMULA, pbc_df, "id", n_experts=1, **PBC)
