@@ -43,6 +43,8 @@ Public modules beyond the model: :mod:`pymemoe.selection` (``compare_experts``: 
 :mod:`pymemoe.diagnostics` (residuals and the fit by expert), :mod:`pymemoe.summary` (tables),
 :mod:`pymemoe.metrics` (adjusted Rand index, label matching), :mod:`pymemoe.crossval`
 (``cross_validate``), :mod:`pymemoe.simulate` (``simulate``: data from known truth),
+:mod:`pymemoe.three_step` (``distal_outcome``, ``class_predictors``: the classes related to
+outcomes and predictors by bias-adjusted three-step methods),
 :mod:`pymemoe.families` (what an expert is; add your own), :mod:`pymemoe.plotting` (matplotlib
 figures; ``pip install pymemoe[plot]``), :mod:`pymemoe.datasets` (``load_pbcseq``),
 :mod:`pymemoe.chunked` and :mod:`pymemoe.distributed` (``from_chunks``, ``from_dask``: data
@@ -73,8 +75,10 @@ from .model import MEMoE
 from .results import MEMoEResults, load
 from .selection import ExpertComparison, compare_experts
 from .simulate import SimulatedData, simulate
+from .three_step import ThreeStepResults, class_predictors, distal_outcome
 
 __all__ = ["MEMoE", "MEMoEResults", "load", "Params", "compare_experts", "ExpertComparison",
            "bootstrap_lrt", "BootstrapLRTResult", "cross_validate", "CrossValidation",
-           "simulate", "SimulatedData", "BoundaryWarning", "SeparationWarning",
+           "simulate", "SimulatedData", "distal_outcome", "class_predictors",
+           "ThreeStepResults", "BoundaryWarning", "SeparationWarning",
            "BestNotReplicatedWarning", "GLMMNumericalWarning", "__version__"]

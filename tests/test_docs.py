@@ -31,7 +31,7 @@ def test_docs_build_without_warnings(tmp_path):
                  "user_guide/starts",
                  "user_guide/inference", "user_guide/prediction", "user_guide/choosing_k",
                  "user_guide/model_checking", "user_guide/tables",
-                 "user_guide/binary_and_count", "api/pymemoe",
+                 "user_guide/binary_and_count", "user_guide/three_step", "api/pymemoe",
                  "api/developers", "design"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
     # pictures where people would rather look than read: the case study's figures and the

@@ -32,12 +32,12 @@ LAYERS = [
     {"_execution", "_design"},
     {"_model"},
     {"families"},
-    {"_estimation", "_predictive"},
+    {"_estimation", "_predictive", "_relate"},
     {"prediction", "metrics"},
     {"diagnostics", "summary", "simulate"},
     {"plotting", "results"},
     {"model"},
-    {"selection", "crossval", "blrt", "distributed"},
+    {"selection", "crossval", "blrt", "distributed", "three_step"},
     {"chunked", "predict", "prediction_results", "prediction_sets", "inference", "params"},
     {"pymemoe", "__main__"},
 ]
@@ -228,7 +228,8 @@ def test_warning_classes_live_in_exceptions():
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if ".".join(m.split(".")[:2])
                                           in ("pymemoe._design", "pymemoe._estimation",
                                               "pymemoe._model", "pymemoe._predictive",
-                                              "pymemoe._execution", "pymemoe._linalg")))
+                                              "pymemoe._execution", "pymemoe._linalg",
+                                              "pymemoe._relate")))
 def test_internal_modules_say_what_they_hold(module):
     """Every internal module has a docstring and an ``__all__`` (its internal API)."""
     tree = _tree(MODULES[module])

@@ -11,6 +11,7 @@ subject labels, and every question about a fitted model's formulas.
 * ``subjects``: subject labels and codes
 * ``checks``: checks of the input that name the column, subject or row at fault
 * ``inputs``: the arrays of ``MEMoE(...)``: coercion, names, missing rows, checks
+* ``subject_level``: one value or one design row per subject after the fit (three-step)
 
 patsy is imported in this subpackage only.
 """
