@@ -100,6 +100,9 @@ class MEMoE:
     nAGQ : int
         GLMM families: 1 for the Laplace approximation, > 1 for adaptive Gauss-Hermite
         quadrature with ``nAGQ`` nodes per random effect (product grid, up to 3 random effects).
+    known_class : array-like (n,), optional
+        The known expert (1..``n_experts``) of each row's subject, missing where unknown; see
+        :meth:`from_formula`.
 
     Attributes
     ----------
@@ -144,6 +147,7 @@ class MEMoE:
         offset=None,
         exposure=None,
         nAGQ: int = 1,
+        known_class=None,
         spec: DesignSpec | None = None,
         n_dropped: int = 0,
         row_index: pd.Index | None = None,
@@ -152,12 +156,15 @@ class MEMoE:
         inputs = model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared,
                               family=family, scale=scale, missing=missing, offset=offset,
                               exposure=exposure, spec=spec, n_dropped=n_dropped,
-                              row_index=row_index)
+                              row_index=row_index, known_class=known_class,
+                              n_experts=n_experts)
         self.structure = Structure.of_designs(n_experts, *inputs.names, cov_re=cov_re,
                                               re_structure=re_structure, scale=inputs.scale)
-        self.data = family.make_data(inputs.endog, inputs.exog, inputs.exog_re,
-                                     inputs.exog_gate, inputs.groups, trials=inputs.trials,
-                                     offset=inputs.offset)
+        data = family.make_data(inputs.endog, inputs.exog, inputs.exog_re, inputs.exog_gate,
+                                inputs.groups, trials=inputs.trials, offset=inputs.offset)
+        if inputs.known_class is not None:    # same subject order (subject_codes) as the data
+            data = dataclasses.replace(data, known_class=inputs.known_class)
+        self.data = data
         if n_experts > self.data.n_groups:
             raise ValueError(f"n_experts={n_experts} exceeds the number of subjects "
                              f"({self.data.n_groups})")
@@ -194,6 +201,7 @@ class MEMoE:
         offset=None,
         exposure=None,
         nAGQ: int = 1,
+        known_class=None,
     ) -> "MEMoE":
         """Build a MEMoE from patsy formulas on a long-format DataFrame.
 
@@ -225,6 +233,12 @@ class MEMoE:
         nAGQ : int
             1: Laplace approximation; > 1: adaptive Gauss-Hermite quadrature with ``nAGQ`` nodes
             per random effect (up to 3 random effects). See :mod:`pymemoe.families.glmm`.
+        known_class : str or array-like, optional
+            Subjects whose expert is known: a column of ``data`` (or one value per row) holding
+            the expert, 1..``n_experts``, and missing where it is unknown (lcmm's ``prior``).
+            A labelled subject contributes pi_ik f(y_i | k) of its expert k alone (its labels
+            are taken as missing at random among the others), its posterior is that expert,
+            and the experts keep the numbering of the labels (they are not reordered by size).
 
         Returns
         -------
@@ -235,12 +249,13 @@ class MEMoE:
                                     gate_formula=gate_formula, shared_formula=shared_formula,
                                     missing=missing, eval_depth=1,
                                     outcome_columns=fam.outcome_columns, offset=offset,
-                                    exposure=exposure)
+                                    exposure=exposure, known_class=known_class)
         return cls(arrays.endog, arrays.exog, arrays.groups, exog_re=arrays.exog_re,
                    exog_gate=arrays.exog_gate, n_experts=n_experts, exog_shared=arrays.exog_shared,
                    cov_re=cov_re, re_structure=re_structure, scale=scale, missing=missing,
                    family=fam, offset=arrays.offset, exposure=arrays.exposure,
-                   spec=spec, n_dropped=arrays.n_dropped, row_index=arrays.row_index)
+                   known_class=arrays.known_class, spec=spec, n_dropped=arrays.n_dropped,
+                   row_index=arrays.row_index)
 
     @classmethod
     def from_subject_data(cls, data: SubjectData, structure: Structure, *,
@@ -319,7 +334,8 @@ class MEMoE:
                              "there are no formulas to refit; build it with MEMoE.from_formula")
         options = {"re_formula": spec.re_formula, "gate_formula": spec.gate_formula,
                    "shared_formula": spec.shared_formula, **self.structure_options()}
-        options.update({name: getattr(spec, name) for name in ("offset", "exposure")
+        options.update({name: getattr(spec, name) for name in ("offset", "exposure",
+                                                               "known_class")
                         if getattr(spec, name) is not None})
         return options
 

@@ -478,6 +478,16 @@ class MEMoEResults:
                          name="expert")
 
     @property
+    def known_class(self) -> pd.Series | None:
+        """The known expert of each subject (1-based; missing where unknown), as given by
+        ``known_class`` when the model was built; None when no subject's expert is known."""
+        known = getattr(self._model.data, "known_class", None)
+        if known is None:
+            return None
+        return pd.Series(pd.array(np.where(known >= 0, known + 1, -1), dtype="Int64"),
+                         index=self._subjects, name="known_class").replace(-1, pd.NA)
+
+    @property
     def expert_sizes(self) -> pd.DataFrame:
         """Per expert: subjects assigned (and %), posterior size (sum of tau), mean prior."""
         assigned = np.bincount(self._fit.estep.tau.argmax(axis=1), minlength=self.n_experts)

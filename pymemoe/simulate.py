@@ -578,6 +578,13 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
     prob = gating_probabilities(rows.exog_gate[first_rows(codes, n)], truth.gamma)
     u = rng.random(n)
     expert = (u[:, None] >= np.cumsum(prob, axis=1)[:, :-1]).sum(axis=1)   # 0-based
+    known = getattr(model.data, "known_class", None)
+    if known is not None:
+        # the model conditions on the known experts: those subjects keep theirs
+        if model.spec is None:
+            raise ValueError("a parametric bootstrap of a model with known experts needs the "
+                             "model built by MEMoE.from_formula(..., known_class=column)")
+        expert = np.where(known >= 0, known, expert)
     q = rows.exog_re.shape[1]
     chol = psd_cholesky(truth.cov_re) if q else np.zeros((K, 0, 0))
     b = np.einsum("nij,nj->ni", chol[expert], rng.standard_normal((n, q)))
@@ -626,6 +633,10 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
             formula_kwargs["offset"] = name
         if spec.shared_formula is not None:
             formula_kwargs["shared_formula"] = spec.shared_formula
+        if known is not None:
+            name = spec.known_class or _unused_name("known_class", data.columns)
+            data[name] = np.where(known >= 0, known + 1.0, np.nan)[codes]
+            formula_kwargs["known_class"] = name
     index = pd.Index(subjects, name=subjects.name)
     experts = pd.Index(range(1, K + 1), name="expert")
     return SimulatedData(

@@ -274,6 +274,9 @@ def _header(results, float_format: str) -> dict[str, str]:
     }
     if not structure.has_scale:
         del header["Residual variance:"]
+    known = results.known_class
+    if known is not None:
+        header["Known experts:"] = f"{int(known.notna().sum())} subjects"
     return header
 
 

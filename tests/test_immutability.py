@@ -43,6 +43,7 @@ OUTPUTS = {
     "summary": lambda r: r.summary().tables, "llf_trace": lambda r: r.llf_trace,
     "start_llfs": lambda r: r.start_llfs, "param_names": lambda r: r.param_names,
     "messages": lambda r: r.messages, "state": lambda r: r.state,
+    "known_class": lambda r: r.known_class,    # None here; edited in test_known_classes.py
     "estep": lambda r: [r.estep.tau, r.estep.log_prior, r.estep.llf_obs,
                         r.estep.moments.b_hat],
     "scalars": lambda r: [r.llf, r.aic, r.bic, r.icl, r.entropy, r.nobs, r.n_groups,

@@ -54,12 +54,13 @@ def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
     return pd.concat(rows, ignore_index=True)
 
 
-def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale) -> float:
+def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale, known=None) -> float:
     """sum_i log sum_k pi_ik N(y_i; X_i beta_k, Z_i D_k Z_i' + sigma2_k I) on dense V_ik (row
     arrays; W's first row of each subject is its gating row): a batched Cholesky over the
     subjects with the same number of rows, independent of pymemoe's Woodbury and
     sufficient-statistics code. The tests and the benchmarks (``benchmarks/_simdata.py``)
-    check pymemoe's log-likelihoods with it."""
+    check pymemoe's log-likelihoods with it. ``known`` (one per subject in sorted label order,
+    0-based, -1 unknown): a subject with a known expert c contributes log pi_ic N(y_i; ...c)."""
     y, X, Z, W = (np.asarray(a, dtype=float) for a in (y, X, Z, W))
     labels, codes = np.unique(np.asarray(groups), return_inverse=True)
     order = np.argsort(codes, kind="stable")
@@ -79,7 +80,13 @@ def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale) -> float:
             u = np.linalg.solve(L, (yi - Xi @ beta[k])[..., None])[..., 0]
             logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
             log_dens[subjects, k] = -0.5 * (n * np.log(2 * np.pi) + logdet + (u ** 2).sum(axis=1))
-    return float(logsumexp(log_prior + log_dens, axis=1).sum())
+    joint = log_prior + log_dens
+    if known is not None:
+        known = np.asarray(known)
+        labelled = known >= 0
+        joint[labelled] = np.where(np.arange(joint.shape[1]) == known[labelled][:, None],
+                                   joint[labelled], -np.inf)
+    return float(logsumexp(joint, axis=1).sum())
 
 
 def dense_loglike_results(res, data: pd.DataFrame, y, X, Z, W, groups) -> float:

@@ -98,6 +98,7 @@ class DesignSpec:
     variables: dict = field(default_factory=dict, repr=False, compare=False)
     namespace: dict = field(default_factory=dict, repr=False, compare=False)
     offset: str | None = None
+    known_class: str | None = None
     exposure: str | None = None
 
     @property
@@ -177,6 +178,7 @@ class DesignArrays:
     n_dropped: int
     offset: np.ndarray | None = None
     exposure: np.ndarray | None = None
+    known_class: np.ndarray | None = None
 
 
 _INFO_FIELDS = ("endog_info", "exog_info", "exog_re_info", "exog_gate_info", "exog_shared_info")
@@ -276,6 +278,7 @@ def build_design(
     outcome_columns: tuple[int, ...] = (1,),
     offset=None,
     exposure=None,
+    known_class=None,
 ) -> tuple[DesignSpec, DesignArrays]:
     """Evaluate the formulas on ``data`` and return the spec and the row-level arrays.
 
@@ -289,6 +292,10 @@ def build_design(
     offset, exposure : str or array-like, optional
         A column of ``data`` (stored in the spec and read again from new data) or one value per
         row; rows where it is missing are dropped like the rest.
+    known_class : str or array-like, optional
+        A column of ``data`` or one value per row: the known expert of the row's subject
+        (missing where unknown; missing values drop no row). Returned as read, for
+        :func:`pymemoe._design.inputs.model_inputs` to check.
     data : pandas.DataFrame
         Long-format data, one row per observation. It is never modified.
     groups : str or array-like
@@ -329,6 +336,7 @@ def build_design(
     data = data.set_axis(pd.RangeIndex(len(data)), axis=0)   # a new frame; the user's is untouched
     extra = {name: _extra_column(data, value, name) for name, value in
              (("offset", offset), ("exposure", exposure)) if value is not None}
+    labels = None if known_class is None else _extra_column(data, known_class, "known_class")
     raw_missing = missing_in_used_columns([formula, *rhs.values()], data)
     for values in extra.values():
         raw_missing = raw_missing | ~np.isfinite(values)
@@ -400,6 +408,7 @@ def build_design(
         shared_drop_intercept=drop_intercept,
         offset=offset if isinstance(offset, str) else None,
         exposure=exposure if isinstance(exposure, str) else None,
+        known_class=known_class if isinstance(known_class, str) else None,
         **_sample_and_namespace(frames, used, env),
     )
     n_used = len(used)
@@ -415,6 +424,7 @@ def build_design(
         row_index=user_index[keep_mask],
         n_dropped=n_dropped,
         **{name: values[keep_mask] for name, values in extra.items()},
+        known_class=None if labels is None else labels[keep_mask],
     )
     return spec, arrays
 

@@ -16,8 +16,9 @@ import pandas as pd
 
 from .checks import check_constant_within, check_random_effects_estimable, finite_rows, plain_label
 from .formula import DesignSpec
+from .subjects import subject_codes
 
-__all__ = ["ModelInputs", "model_inputs", "as_columns"]
+__all__ = ["ModelInputs", "model_inputs", "as_columns", "known_classes"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +44,9 @@ class ModelInputs:
         Rows dropped for missing or non-finite values (with those dropped before).
     scale : str
         The model structure's ``scale`` (the family's reading of the ``scale`` option).
+    known_class : ndarray (N,) of int or None
+        The known expert of each subject (0-based, -1 unknown), subjects sorted as
+        :func:`pymemoe._design.subjects.subject_codes` sorts them; None when none is known.
     """
 
     endog: np.ndarray
@@ -57,6 +61,7 @@ class ModelInputs:
     row_index: pd.Index
     n_dropped: int
     scale: str
+    known_class: np.ndarray | None = None
 
     @property
     def k_shared(self) -> int:
@@ -103,9 +108,42 @@ def _offset(offset, exposure, n: int, family, rows: pd.Index | None = None,
     return out
 
 
+def known_classes(values: np.ndarray, groups: np.ndarray, n_experts: int,
+                  what: str = "known_class") -> np.ndarray | None:
+    """The known expert of each subject (N,), 0-based, -1 where unknown, subjects in the order
+    of :func:`pymemoe._design.subjects.subject_codes`; None when no subject's is known.
+    ``values`` (n,) are 1..``n_experts`` or missing; a ValueError names the subject whose value
+    is not an expert or differs between its rows.
+
+    Examples
+    --------
+    >>> known_classes(np.array([2.0, 2.0, np.nan, 1.0]), np.array(["a", "a", "b", "c"]), 2).tolist()
+    [1, -1, 0]
+    """
+    values = np.asarray(values, dtype=float)
+    codes, labels = subject_codes(groups)
+    given = np.isfinite(values)
+    if not given.any():
+        return None
+    bad = given & ((values != np.round(values)) | (values < 1) | (values > n_experts))
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{what}: subject {plain_label(groups[j])!r} has {values[j]:g}, not an "
+                         f"expert 1..{n_experts} (leave it missing where the expert is unknown)")
+    out = np.full(len(labels), -1, dtype=np.intp)
+    out[codes[given]] = values[given].astype(np.intp) - 1
+    differs = given & (out[codes] != values.astype(float) - 1)
+    if differs.any():
+        j = int(np.flatnonzero(differs)[0])
+        raise ValueError(f"{what} differs between the rows of subject "
+                         f"{plain_label(groups[j])!r}: it must be one value per subject")
+    return out
+
+
 def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family, scale: str,
                  missing: str, offset=None, exposure=None, spec: DesignSpec | None = None,
-                 n_dropped: int = 0, row_index: pd.Index | None = None) -> ModelInputs:
+                 n_dropped: int = 0, row_index: pd.Index | None = None, known_class=None,
+                 n_experts: int = 2) -> ModelInputs:
     """The arguments of ``MEMoE(...)`` as checked row arrays (see :class:`ModelInputs`);
     ``spec`` names the columns when the arrays come from formulas."""
     if row_index is None and isinstance(endog, (pd.Series, pd.DataFrame)):
@@ -135,6 +173,7 @@ def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family
     exposure_name = ("exposure" if spec is None or spec.exposure is None
                      else f"the exposure column {spec.exposure!r}")
     offset_arr = _offset(offset, exposure, n, family, row_index, exposure_name)
+    known_arr = None if known_class is None else as_columns(known_class, n, "known_class")[:, 0]
 
     if spec is not None:
         names = (spec.exog_names, spec.exog_re_names, spec.exog_gate_names,
@@ -164,6 +203,8 @@ def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family
                                 exog_shared_arr, groups_arr, offset_arr))
         if trials_arr is not None:
             trials_arr = trials_arr[finite]
+        if known_arr is not None:
+            known_arr = known_arr[finite]
         if row_index is not None:
             row_index = row_index[finite]
         if endog_arr.shape[0] == 0:
@@ -181,7 +222,12 @@ def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family
                          None if spec is None else spec.formula, row_index)
     structure_scale = family.scale_structure(scale)
     family.check_random_effects(exog_re_arr.shape[1])
+    known_what = ("known_class" if spec is None or spec.known_class is None
+                  else f"known_class column {spec.known_class!r}")
+    known = (None if known_arr is None
+             else known_classes(known_arr, groups_arr, n_experts, known_what))
     return ModelInputs(endog=endog_arr, trials=trials_arr, offset=offset_arr, exog=full_exog,
                        exog_re=exog_re_arr, exog_gate=exog_gate_arr, groups=groups_arr,
                        names=tuple(tuple(part) for part in names), endog_name=endog_name,
-                       row_index=row_index, n_dropped=n_dropped, scale=structure_scale)
+                       row_index=row_index, n_dropped=n_dropped, scale=structure_scale,
+                       known_class=known)

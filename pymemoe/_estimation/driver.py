@@ -27,7 +27,7 @@ from .._model.likelihood import EStep
 from .._model.params import Params, Structure, reorder
 from .context import EMOptions, FitContext
 from .convergence import check_fit
-from .passes import e_pass
+from .passes import e_pass, known_labels
 from .polish import projected_grad_max
 from .seeds import as_seed_sequence
 from .starts import LLF_TOL, StartPlan, default_sample_subjects, independent_starts, search_starts
@@ -91,6 +91,7 @@ def run_em(data, structure: Structure, options: EMOptions,
     try:
         structure, options, family = ctx.structure, ctx.options, ctx.family
         K = structure.n_experts
+        labelled = known_labels(ctx.blocks) is not None
         seed = as_seed_sequence(random_state)
         searched = not (start_params is not None or K == 1 or options.starts == "independent")
         if not searched:
@@ -98,8 +99,11 @@ def run_em(data, structure: Structure, options: EMOptions,
         else:
             sample = (default_sample_subjects(ctx.summary.n_groups, family) if options.sample_subjects is None
                       else options.sample_subjects)
+            # with known experts the labels fix the numbering: no split starts grown from
+            # fits with fewer experts (whose numbering the labels do not fit)
             plan = StartPlan(n_starts=options.n_starts, screen_iter=options.screen_iter,
-                             n_finish=options.n_finish, sample_subjects=sample)
+                             n_finish=options.n_finish, sample_subjects=sample,
+                             split=not labelled)
             search = search_starts(ctx, seed, plan, prev=grow_from)
         best = search.best
         blocks = ctx.blocks
@@ -108,7 +112,8 @@ def run_em(data, structure: Structure, options: EMOptions,
             # the search's best (pymemoe._estimation.starts): its llf and gradient on all subjects
             best = dataclasses.replace(best, llf=llf, grad_max=projected_grad_max(
                 ctx, blocks, best.params, caches))
-        params = reorder(best.params, canonical_order(best.params, sizes))
+        order = (np.arange(K) if labelled else canonical_order(best.params, sizes))
+        params = reorder(best.params, order)
         caches, _, sizes, _ = e_pass(blocks, params, caches)
         estep = _read_only(blocks.joined(caches))
         converged, messages = check_fit(ctx, blocks, search, best, params, caches, sizes, LLF_TOL)

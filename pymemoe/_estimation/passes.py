@@ -22,7 +22,8 @@ from .._model.likelihood import EStep, e_step, natural_score_sums, score_obs
 from .._model.params import Params, Structure
 from .context import FitContext
 
-__all__ = ["e_pass", "m_step", "score_moments", "value_score_block", "start_params_from_tau"]
+__all__ = ["e_pass", "m_step", "score_moments", "value_score_block", "start_params_from_tau",
+           "known_labels", "with_known_labels"]
 
 
 def _e_block(data, cache, params: Params):
@@ -81,9 +82,30 @@ def _states_with_tau(blocks, params: Params, tau: np.ndarray) -> tuple[list, obj
     return [s for s, _ in out], tree_sum([e for _, e in out])
 
 
+def known_labels(blocks) -> np.ndarray | None:
+    """The known expert of every subject of ``blocks`` (0-based, -1 unknown), or None when
+    the data know none (``known_class`` of the family's data)."""
+    parts = blocks.map(lambda block, cache: getattr(block, "known_class", None),
+                       blocks.empty_caches())
+    return None if parts[0] is None else blocks.concatenate(parts)
+
+
+def with_known_labels(tau: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """``tau`` (N, K) with the rows of subjects whose expert is known set to that expert."""
+    if known is None:
+        return tau
+    out = tau.copy()
+    rows = np.flatnonzero((known >= 0) & (known < tau.shape[1]))
+    out[rows] = 0.0
+    out[rows, known[rows]] = 1.0
+    return out
+
+
 def start_params_from_tau(ctx: FitContext, blocks, base: Params, tau0: np.ndarray) -> Params:
     """The parameters of one M-step from the soft partition ``tau0`` (N, K), with the family's
-    moments at ``base``: one expert repeated K times, or already K experts (a split start)."""
+    moments at ``base``: one expert repeated K times, or already K experts (a split start).
+    Subjects whose expert is known start in it."""
+    tau0 = with_known_labels(tau0, known_labels(blocks))
     K = ctx.structure.n_experts
     if base.n_experts != K:
         base = Params(gamma=np.zeros((K, base.gamma.shape[1])),

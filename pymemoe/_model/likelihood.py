@@ -17,6 +17,11 @@ internal parameter vector by :func:`pymemoe._model.params.chain_gradient`. Every
 any block of subjects (:mod:`pymemoe._execution.blocks`) as well as on the whole data; the summed versions
 return the small sums a reduction adds up.
 
+**Known experts.** A subject whose expert c_i is known (``known_class``) contributes
+pi_ic f(y_i | c) instead of the sum over experts: the likelihood of labels missing at random
+(semi-supervised mixtures; lcmm's ``prior``). The E-step then has tau_ik = [k = c_i] for it,
+and every formula above holds with that tau (its gating score is ([k = c_i] - pi_ik) w_i).
+
 This module is shared by the EM driver (:mod:`pymemoe._estimation.driver`), the quasi-Newton polish, the
 inference code and prediction; it is a separate module (not in the design's layout) so that
 none of those owns the likelihood.
@@ -72,6 +77,14 @@ def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
     moments = data.family.moments(data, params, None if warm is None else warm.moments)
     lp = log_prior(data.exog_gate, params.gamma)
     joint = lp + moments.logdens
+    known = getattr(data, "known_class", None)
+    K = joint.shape[1]
+    if known is not None:                       # a known expert: only its term (module docstring)
+        # (labels beyond K occur only in the fits with fewer experts that seed the starts,
+        # where they are ignored)
+        other = ((known[:, None] >= 0) & (known[:, None] < K)
+                 & (known[:, None] != np.arange(K)))
+        joint = np.where(other, -np.inf, joint)
     top = max_last(joint)[:, None]
     with np.errstate(under="ignore"):
         shifted = np.exp(joint - top)

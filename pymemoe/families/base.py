@@ -10,7 +10,9 @@ the family gives
 
 * its data from row arrays (:meth:`ExpertFamily.make_data`), with the block interface
   (``n_groups``, ``exog_gate``, ``subjects``, ``row_codes``, ``subject_slice``, ``take``,
-  ``family``);
+  ``family``, and an optional per-subject ``known_class`` field, None by default, that
+  ``subject_slice`` and ``take`` keep: the model sets it when some subjects' experts are
+  known);
 * the log-density of each subject's data under each expert, log f(y_i | k), with the
   conditional modes and covariances of the random effects (:meth:`ExpertFamily.moments`;
   exact for Gaussian experts, Laplace or adaptive Gauss-Hermite for GLMMs);

@@ -83,6 +83,9 @@ class SubjectData:
         Subject labels, in the order of the first axis.
     row_codes : ndarray (n,)
         Subject position of every row, in the row order of the input.
+    known_class : ndarray (N,) of int, optional
+        The known expert of each subject, 0-based, -1 where unknown (None: no subject's
+        expert is known; see :meth:`pymemoe.MEMoE.from_formula`'s ``known_class``).
     """
 
     n_obs: np.ndarray
@@ -95,6 +98,7 @@ class SubjectData:
     exog_gate: np.ndarray
     subjects: pd.Index
     row_codes: np.ndarray
+    known_class: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -128,7 +132,9 @@ class SubjectData:
         return SubjectData(n_obs=self.n_obs[sl], xx=self.xx[sl], xz=self.xz[sl], zz=self.zz[sl],
                            xy=self.xy[sl], zy=self.zy[sl], yy=self.yy[sl],
                            exog_gate=self.exog_gate[sl], subjects=self.subjects[sl],
-                           row_codes=np.empty(0, dtype=np.intp))
+                           row_codes=np.empty(0, dtype=np.intp),
+                           known_class=None if self.known_class is None
+                           else self.known_class[sl])
 
     @classmethod
     def concatenate(cls, parts: "list[SubjectData]") -> "SubjectData":
@@ -138,8 +144,10 @@ class SubjectData:
             return parts[0]
         join = {name: np.concatenate([getattr(p, name) for p in parts], axis=0)
                 for name in ("n_obs", "xx", "xz", "zz", "xy", "zy", "yy", "exog_gate")}
+        known = (None if parts[0].known_class is None
+                 else np.concatenate([p.known_class for p in parts]))
         return cls(**join, subjects=parts[0].subjects.append([p.subjects for p in parts[1:]]),
-                   row_codes=np.empty(0, dtype=np.intp))
+                   row_codes=np.empty(0, dtype=np.intp), known_class=known)
 
     def take(self, index: np.ndarray) -> "SubjectData":
         """The statistics of the subjects at positions ``index`` (a copy; e.g. a random
@@ -148,7 +156,9 @@ class SubjectData:
         return SubjectData(n_obs=self.n_obs[index], xx=self.xx[index], xz=self.xz[index],
                            zz=self.zz[index], xy=self.xy[index], zy=self.zy[index],
                            yy=self.yy[index], exog_gate=self.exog_gate[index],
-                           subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp))
+                           subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp),
+                           known_class=None if self.known_class is None
+                           else self.known_class[index])
 
     @classmethod
     def from_arrays(

@@ -76,6 +76,8 @@ class GLMMData:
     row_codes : ndarray (n,)
         Subject position of every row in the row order of the input (empty for a block).
     family : GLMMFamily
+    known_class : ndarray (N,) of int, optional
+        The known expert of each subject, 0-based, -1 where unknown (None: none known).
     """
 
     rows: GLMMRows
@@ -83,6 +85,7 @@ class GLMMData:
     subjects: pd.Index
     row_codes: np.ndarray
     family: "GLMMFamily"
+    known_class: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -131,14 +134,16 @@ class GLMMData:
                          groups=None if rows.groups is None else rows.groups[start:stop])
         return GLMMData(rows=block, exog_gate=self.exog_gate[start:stop],
                         subjects=self.subjects[start:stop], row_codes=np.empty(0, dtype=np.intp),
-                        family=self.family)
+                        family=self.family, known_class=None if self.known_class is None
+                        else self.known_class[start:stop])
 
     def take(self, index: np.ndarray) -> "GLMMData":
         """The rows of the subjects at positions ``index`` (a copy)."""
         index = np.asarray(index)
         return GLMMData(rows=self._subset_rows(index), exog_gate=self.exog_gate[index],
                         subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp),
-                        family=self.family)
+                        family=self.family, known_class=None if self.known_class is None
+                        else self.known_class[index])
 
 
 def _segment_rows(rows: GLMMRows, subjects: np.ndarray) -> np.ndarray:
