@@ -42,9 +42,10 @@ from typing import Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from ._design.checks import check_rank
+from ._design.checks import check_rank, plain_label
 from ._design.formula import DesignSpec, build_design
 from ._design.inputs import model_inputs
+from ._design.subject_level import align_to_subjects
 from ._estimation.context import EMOptions
 from ._estimation.driver import run_em
 from ._estimation.inference import DeferredCov, check_cov_type
@@ -389,7 +390,7 @@ class MEMoE:
         tol: float | None = None,
         start_params=None,
         polish: bool = True,
-        cov_type: str = "oim",
+        cov_type: str | None = None,
         cov_kwds: dict | None = None,
         n_jobs: int | None = None,
         screen_iter: int | None = None,
@@ -399,6 +400,8 @@ class MEMoE:
         starts: str = "auto",
         grow_from: "MEMoEResults | None" = None,
         sample_subjects: int | None = None,
+        weights=None,
+        weight_type: str = "sampling",
     ) -> "MEMoEResults":
         """Fit by EM from several starts, polish by quasi-Newton, return the best fit.
 
@@ -431,13 +434,20 @@ class MEMoE:
         polish : bool
             Finish each start with L-BFGS-B on the log-likelihood (analytic gradient) so the fit
             ends at a small gradient.
-        cov_type : {"oim", "robust", "none"}
+        cov_type : {"oim", "robust", "none"}, optional
             Covariance of the estimates: inverse observed information, the subject-level
             sandwich (robust to misspecification of the within-subject distribution), or none.
             See :mod:`pymemoe._estimation.inference`. The standard errors are computed on first use
             (``bse``, ``cov_params()``, ``summary()``, ``messages``), with their warnings then.
+            None (default): ``"oim"``, or ``"robust"`` with sampling weights (the observed
+            information of a pseudo-likelihood is not their variance; ``"oim"`` is then
+            refused).
         cov_kwds : dict, optional
-            Options of the covariance estimator (none of the current ones takes any).
+            Options of the covariance estimator: ``cov_type="robust"`` takes ``psu`` and
+            ``strata``, the primary sampling unit and the stratum of each subject (a Series
+            indexed by subject, or one value per subject in the order of
+            ``model.data.subjects``), for design-based standard errors (a sandwich over the
+            units, centred within strata, as Stata's ``svy`` and R's survey package).
         n_jobs : int, optional
             Starts, and the columns of the information matrix for the standard errors, run
             in parallel threads. None (default) uses every core (``os.cpu_count()``) when
@@ -471,11 +481,29 @@ class MEMoE:
             best distinct solutions on all subjects; used when there are more than twice as
             many subjects. None: 2,500 above 5,000 subjects (binomial and Poisson experts:
             2,000 above 4,000), all subjects below; 0: always all subjects.
+        weights : pandas.Series or array-like, optional
+            One weight per subject (a Series indexed by subject label, or an array in the
+            order of ``model.data.subjects``), >= 0: the fit maximises the weighted
+            log-likelihood sum_i w_i log L_i (a pseudo-likelihood for sampling weights).
+        weight_type : {"sampling", "frequency"}
+            ``"sampling"`` (inverse probabilities of selection, as Mplus' ``WEIGHT`` and lcmm's
+            ``weight``): standard errors by the robust sandwich of the weighted scores, AIC,
+            BIC and ICL not defined (NaN; the likelihood is a pseudo-likelihood).
+            ``"frequency"``: subject i stands for w_i identical subjects; every result is that
+            of the data with each subject repeated w_i times (BIC with log sum_i w_i).
 
         Returns
         -------
         MEMoEResults
         """
+        subject_weights = self._subject_weights(weights, weight_type)
+        sampling = subject_weights is not None and weight_type == "sampling"
+        if cov_type is None:
+            cov_type = "robust" if sampling else "oim"
+        if sampling and cov_type == "oim":
+            raise ValueError("with sampling weights the inverse observed information is not the "
+                             "covariance of the estimates: use cov_type='robust' (the default "
+                             "with weights), with cov_kwds psu= and strata= for a survey design")
         check_cov_type(cov_type, cov_kwds)
         n_starts = 10 if n_starts is None else n_starts
         if int(n_starts) != n_starts or n_starts < 1:
@@ -510,11 +538,45 @@ class MEMoE:
                             starts=starts, sample_subjects=None if sample_subjects is None
                             else int(sample_subjects))
         start = None if start_params is None else self._params(start_params)
-        fit = run_em(self.data, self.structure, options, random_state=random_state,
+        data = self.data
+        cov_options = None if not cov_kwds else {
+            name: align_to_subjects(value, data.subjects, f"cov_kwds[{name!r}]")
+            for name, value in cov_kwds.items()}
+        if subject_weights is not None:
+            # a weighted copy of the data for this fit; the model's own data are unchanged
+            data = dataclasses.replace(data, subject_weights=subject_weights)
+            cov_options = dict(cov_options or {}, weight_type=weight_type)
+        fit = run_em(data, self.structure, options, random_state=random_state,
                      start_params=start, grow_from=prev)
-        cov = DeferredCov(cov_type, self.data, self.structure, fit.params, cov_kwds, n_jobs=jobs,
+        cov = DeferredCov(cov_type, data, self.structure, fit.params, cov_options, n_jobs=jobs,
                           block_size=options.block_size)
-        return MEMoEResults(model=self, fit=fit, options=options, cov=cov)
+        return MEMoEResults(model=self, fit=fit, options=options, cov=cov,
+                            weight_type=None if subject_weights is None else weight_type)
+
+    def _subject_weights(self, weights, weight_type: str) -> np.ndarray | None:
+        """The subjects' weights of a fit, checked (None without weights)."""
+        if weight_type not in ("sampling", "frequency"):
+            raise ValueError(f"weight_type must be 'sampling' or 'frequency', got "
+                             f"{weight_type!r}")
+        if weights is None:
+            return None
+        if not dataclasses.is_dataclass(self.data):
+            raise ValueError("weights are for models whose data are in memory (not on Dask "
+                             "workers)")
+        values = align_to_subjects(weights, self.data.subjects, "weights")
+        try:
+            values = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("weights must be numbers") from None
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"weights must be finite and >= 0: subject "
+                             f"{plain_label(self.data.subjects[j])!r} has {float(values[j])!r}")
+        if not (values > 0).any():
+            raise ValueError("weights: every subject has weight 0")
+        values.setflags(write=False)
+        return values
 
     def _smaller_fit(self, results) -> "Params":
         """The parameters of ``results`` when it fits this model with one expert fewer."""

@@ -73,11 +73,13 @@ class MEMoEResults:
     and ``entropy``.
     """
 
-    def __init__(self, model, fit: EMFit, options: EMOptions, cov: CovEstimate) -> None:
+    def __init__(self, model, fit: EMFit, options: EMOptions, cov: CovEstimate,
+                 weight_type: str | None = None) -> None:
         self._model = model
         self._fit = fit
         self._options = options
         self._cov = cov
+        self._weight_type = weight_type
 
     # -- pickling, save and load -----------------------------------------------------------
 
@@ -249,32 +251,61 @@ class MEMoEResults:
     # -- information criteria ------------------------------------------------------------------
 
     @property
+    def weights(self) -> pd.Series | None:
+        """The subjects' weights of the fit (``fit(weights=)``), None for an unweighted fit."""
+        weights = getattr(self._fit.estep, "weights", None)
+        if weights is None:
+            return None
+        return pd.Series(_copy(weights), index=self._subjects, name="weight")
+
+    @property
+    def weight_type(self) -> str | None:
+        """``"sampling"`` or ``"frequency"`` for a weighted fit, else None."""
+        return self._weight_type
+
+    @property
+    def _n_weighted(self) -> float:
+        """The number of subjects, or the sum of the weights of a weighted fit."""
+        weights = getattr(self._fit.estep, "weights", None)
+        return float(self.n_groups if weights is None else np.sum(weights))
+
+    @property
     def aic(self) -> float:
-        """AIC = -2 llf + 2 (number of parameters)."""
+        """AIC = -2 llf + 2 (number of parameters); NaN with sampling weights (a
+        pseudo-likelihood has no AIC)."""
+        if self._weight_type == "sampling":
+            return float("nan")
         return float(-2.0 * self.llf + 2.0 * self.df_modelwc)
 
     @property
     def bic(self) -> float:
-        """BIC with penalty log(number of subjects) per parameter (lcmm's convention)."""
-        return float(-2.0 * self.llf + np.log(self.n_groups) * self.df_modelwc)
+        """BIC with penalty log(number of subjects) per parameter (lcmm's convention; the sum
+        of the weights with frequency weights); NaN with sampling weights."""
+        if self._weight_type == "sampling":
+            return float("nan")
+        return float(-2.0 * self.llf + np.log(self._n_weighted) * self.df_modelwc)
 
     @cached_property
     def _entropy_raw(self) -> float:
         tau = self._fit.estep.tau
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(tau > 0, tau * np.log(tau), 0.0)
-        return float(-terms.sum())
+        weights = getattr(self._fit.estep, "weights", None)
+        if weights is None:
+            return float(-terms.sum())
+        return float(-(weights @ terms.sum(axis=1)))
 
     @property
     def entropy(self) -> float:
-        """Normalised entropy 1 - E / (N log K); 1 = perfectly separated experts."""
+        """Normalised entropy 1 - E / (N log K); 1 = perfectly separated experts (weighted by
+        the subjects' weights in a weighted fit)."""
         if self.n_experts == 1:
             return 1.0
-        return float(1.0 - self._entropy_raw / (self.n_groups * np.log(self.n_experts)))
+        return float(1.0 - self._entropy_raw / (self._n_weighted * np.log(self.n_experts)))
 
     @property
     def icl(self) -> float:
-        """ICL = BIC + 2 E, E the (unnormalised) posterior entropy."""
+        """ICL = BIC + 2 E, E the (unnormalised) posterior entropy; NaN with sampling weights."""
         return float(self.bic + 2.0 * self._entropy_raw)
 
     # -- parameters ----------------------------------------------------------------------------
@@ -338,6 +369,12 @@ class MEMoEResults:
     def cov_type(self) -> str:
         """Name of the covariance estimator (``"oim"``, ``"robust"`` or ``"none"``)."""
         return self._cov.name
+
+    @property
+    def cov_options(self) -> tuple[str, ...]:
+        """The options of the covariance estimator used (``("psu", "strata")`` for a survey
+        design; empty otherwise)."""
+        return tuple(getattr(self._cov, "options", ()))
 
     @property
     def param_names(self) -> list[str]:

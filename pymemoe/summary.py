@@ -277,6 +277,8 @@ def _header(results, float_format: str) -> dict[str, str]:
     known = results.known_class
     if known is not None:
         header["Known experts:"] = f"{int(known.notna().sum())} subjects"
+    if results.weight_type is not None:
+        header["Weights:"] = f"{results.weight_type} (sum {results.weights.sum():.6g})"
     return header
 
 
@@ -325,12 +327,27 @@ def build_summary(results, alpha: float = 0.05, float_format: str = "%.4f") -> M
         cells = _section("Posterior classification", cells)
         smry.add_df(cells)
         smry._latex_blocks.append(render_latex(cells.reset_index(names="")))
-    notes = ["BIC uses log(number of subjects); expert 1 is the largest expert and the "
-             "gating reference."]
+    reference = ("expert 1 is the gating reference (the experts keep the numbering of the "
+                 "known experts)." if results.known_class is not None else
+                 "expert 1 is the largest expert and the gating reference.")
+    notes = [f"BIC uses log(number of subjects); {reference}"]
+    if results.weight_type == "sampling":
+        notes = ["Sampling weights: the estimates maximise a pseudo-likelihood (weighted "
+                 "log-likelihood), so AIC, BIC and ICL are not defined; standard errors are "
+                 f"robust. {reference[0].upper()}{reference[1:]}"]
+    elif results.weight_type == "frequency":
+        notes = [f"Frequency weights: each subject counts its weight; BIC uses log(sum of the "
+                 f"weights). {reference[0].upper()}{reference[1:]}"]
     if results.cov_type == "none":
         notes.append("Standard errors not computed (cov_type='none').")
     else:
-        notes.append(f"Standard errors: {_COV_NAMES[results.cov_type]}; SDs and correlations "
+        name = _COV_NAMES[results.cov_type]
+        if results.cov_options:
+            name = ("design-based sandwich over "
+                    + " within ".join(n for n, k in (("primary sampling units", "psu"),
+                                                     ("strata", "strata"))
+                                      if k in results.cov_options))
+        notes.append(f"Standard errors: {name}; SDs and correlations "
                      f"by the delta method, their intervals on the log and Fisher-z scales.")
     if results.n_experts > 1:
         notes.append(starts_note(results))

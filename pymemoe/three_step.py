@@ -86,6 +86,9 @@ def _check_common(results, method: str, se: str) -> None:
         raise ValueError(f"se must be one of {SE_TYPES}, got {se!r}")
     if results.n_experts < 2:
         raise ValueError("the model has one expert: there are no classes to relate")
+    if results.weights is not None:
+        raise ValueError("the three-step methods do not take weighted fits yet (the "
+                         "classification error and step 3 would need the weights)")
     if se == "corrected" and method != "modal" and results.cov_type == "none":
         raise ValueError("se='corrected' needs the covariance of the model's estimates; the "
                          "model was fitted with cov_type='none' (refit with 'oim' or "

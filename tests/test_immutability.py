@@ -44,6 +44,7 @@ OUTPUTS = {
     "start_llfs": lambda r: r.start_llfs, "param_names": lambda r: r.param_names,
     "messages": lambda r: r.messages, "state": lambda r: r.state,
     "known_class": lambda r: r.known_class,    # None here; edited in test_known_classes.py
+    "weights": lambda r: r.weights,            # None here; edited in test_weights.py
     "estep": lambda r: [r.estep.tau, r.estep.log_prior, r.estep.llf_obs,
                         r.estep.moments.b_hat],
     "scalars": lambda r: [r.llf, r.aic, r.bic, r.icl, r.entropy, r.nobs, r.n_groups,
@@ -55,7 +56,7 @@ OUTPUTS = {
 NOT_OUTPUTS = {"model", "save", "load", "to_latex", "to_html", "to_markdown", "to_csv",
                "t_test", "wald_test", "llf", "aic", "bic", "icl", "entropy", "nobs", "n_groups",
                "n_dropped", "df_modelwc", "converged", "n_iter", "n_experts", "cov_type",
-               "n_best", "n_finished", "fit_options"}
+               "n_best", "n_finished", "fit_options", "weight_type", "cov_options"}
 COVERED = {"get_prediction_parts": "get_prediction", "predict_expert": "predict",
            "predict_conditional": "predict", "scalars": None}
 

@@ -17,7 +17,7 @@ import patsy
 from .checks import plain_label
 from .subjects import group_labels
 
-__all__ = ["subject_values", "subject_design"]
+__all__ = ["subject_values", "subject_design", "align_to_subjects"]
 
 
 def _subject_rows(data: pd.DataFrame, groups, fitted_column: str | None,
@@ -102,3 +102,28 @@ def subject_design(formula: str, data: pd.DataFrame, groups, fitted_column: str 
     full[data.index.get_indexer(frame.index)] = frame.to_numpy(dtype=float)
     design = _first_per_subject(full, where, len(subjects), f"formula {formula!r}", subjects)
     return design, list(frame.columns)
+
+
+def align_to_subjects(values, subjects: pd.Index, what: str) -> np.ndarray:
+    """One value per subject of ``subjects``: a pandas Series indexed by subject label (in any
+    order; a ValueError names a subject it lacks), or an array in the order of ``subjects``.
+
+    Examples
+    --------
+    >>> align_to_subjects(pd.Series({"b": 2.0, "a": 1.0}), pd.Index(["a", "b"]), "w").tolist()
+    [1.0, 2.0]
+    """
+    if isinstance(values, pd.Series):
+        missing = subjects.difference(values.index)
+        if len(missing):
+            raise ValueError(f"{what} has no value for subject {plain_label(missing[0])!r} "
+                             f"({len(missing)} subjects of the model lack one)")
+        if not values.index.is_unique:
+            raise ValueError(f"{what}: its index repeats a subject label")
+        return values.reindex(subjects).to_numpy()
+    out = np.asarray(values)
+    if out.shape != (len(subjects),):
+        raise ValueError(f"{what} must have one value per subject ({len(subjects)}, in the "
+                         f"order of the model's subjects) or be a Series indexed by subject; "
+                         f"got shape {out.shape}")
+    return out

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from .._execution.blocks import as_blocks
 from .._execution.threads import thread_map
@@ -63,7 +64,8 @@ from .._model.params import (Params, Structure, from_user, natural_vector, param
                              param_labels, to_user)
 from ..exceptions import HessianInversionWarning
 
-__all__ = ["CovEstimate", "DeferredCov", "COV_TYPES", "check_cov_type", "estimate_cov", "observed_information",
+__all__ = ["CovEstimate", "DeferredCov", "COV_TYPES", "COV_OPTIONS", "survey_meat",
+           "check_cov_type", "estimate_cov", "observed_information",
            "observed_information_numeric", "information_terms", "has_closed_form", "delta_method",
            "boundary_parameters", "cov_oim", "cov_robust", "cov_none"]
 
@@ -83,16 +85,24 @@ class CovEstimate:
 
 def _louis_block(data, cache, structure: Structure, params: Params, closed_form: bool):
     estep = e_step(data, params)
-    tau = estep.tau
+    tau, weights = estep.tau, estep.weights
+    wtau = estep.weighted_tau
     vectors = expert_score_vectors(data, structure, params, estep)
     scores = sum(tau[:, k, None] * u for k, u in enumerate(vectors))
-    complete = sum((tau[:, k, None] * u).T @ u for k, u in enumerate(vectors))
-    meat = scores.T @ scores
-    gate = (-gating_hessian(data.exog_gate, params.gamma, prior=np.exp(estep.log_prior))
+    complete = sum((wtau[:, k, None] * u).T @ u for k, u in enumerate(vectors))
+    if weights is None:
+        missing = meat = scores.T @ scores
+    else:
+        # each subject's terms of the information times its weight; the meat of the sandwich
+        # is the sum of squares of each subject's weighted score (sampling weights)
+        weighted = scores * weights[:, None]
+        missing, meat = weighted.T @ scores, weighted.T @ weighted
+    gate = (-gating_hessian(data.exog_gate, params.gamma, prior=np.exp(estep.log_prior),
+                            weights=weights)
             if params.n_experts > 1 else np.zeros((0, 0)))
-    natural = _expert_sums(data, params, estep.moments, tau)
-    hess = data.family.hessian_sums(data, params, estep.moments, tau) if closed_form else None
-    return estep, (complete - meat, meat, gate, natural, hess)
+    natural = _expert_sums(data, params, estep.moments, wtau)
+    hess = data.family.hessian_sums(data, params, estep.moments, wtau) if closed_form else None
+    return estep, (complete - missing, meat, gate, natural, hess)
 
 
 def information_terms(blocks, structure: Structure, params: Params, closed_form: bool = True):
@@ -158,7 +168,7 @@ def _moves(structure: Structure, params: Params, columns: np.ndarray, steps: np.
 def _jacobian_block(data, cache, plan: list):
     """Posterior-weighted natural gradient sums of the moved experts, for every move of
     ``plan``, on one block (tau held at the cache's)."""
-    tau = cache.tau
+    tau = cache.weighted_tau
     return [_expert_sums(data, sub, data.family.moments(data, sub), tau[:, experts])
             if experts.size else None for _, experts, sub in plan]
 
@@ -355,17 +365,63 @@ def _prepare(data, structure, params, n_jobs=1, block_size=None):
 
 
 def cov_oim(data, structure: Structure, params: Params, n_jobs: int = 1,
-            block_size: int | None = None) -> CovEstimate:
-    """Inverse observed information."""
+            block_size: int | None = None, weight_type: str | None = None) -> CovEstimate:
+    """Inverse observed information (of the weighted log-likelihood, in a weighted fit:
+    right for frequency weights, not for sampling weights)."""
     labels, boundary, info, _, messages = _prepare(data, structure, params, n_jobs, block_size)
     cov, _, more = _invert(info, ~boundary, labels)
     return CovEstimate(name="oim", cov=cov, messages=tuple(messages + more))
 
 
+def survey_meat(scores: np.ndarray, psu: np.ndarray | None, strata: np.ndarray | None
+                ) -> np.ndarray:
+    """The design-based meat from each subject's weighted score z_i (N, P): with z_c the sum
+    over primary sampling unit c (a subject without ``psu``) and n_h the units of stratum h,
+    B = sum_h n_h / (n_h - 1) sum_{c in h} (z_c - mean_h z)(z_c - mean_h z)' (as Stata's
+    ``svy`` and R's survey package compute it, with replacement at the first stage).
+
+    Examples
+    --------
+    >>> z = np.array([[1.0], [-1.0], [2.0], [-2.0]])
+    >>> float(survey_meat(z, None, None)[0, 0])          # 4/3 * (1 + 1 + 4 + 4)
+    13.333333333333332
+    >>> float(survey_meat(z, np.array([0, 0, 1, 1]), None)[0, 0])   # two units, sums 0 and 0
+    0.0
+    """
+    n = scores.shape[0]
+    units = np.arange(n) if psu is None else np.asarray(psu)
+    layers = np.zeros(n, dtype=int) if strata is None else np.asarray(strata)
+    frame = pd.DataFrame(scores)
+    frame["_stratum"], frame["_unit"] = layers, units
+    totals = frame.groupby(["_stratum", "_unit"], sort=True).sum()
+    meat = np.zeros((scores.shape[1], scores.shape[1]))
+    for stratum, group in totals.groupby(level="_stratum"):
+        z = group.to_numpy()
+        if len(z) < 2:
+            raise ValueError(f"stratum {stratum!r} has one primary sampling unit: its variance "
+                             f"cannot be estimated (merge it with a neighbouring stratum)")
+        centred = z - z.mean(axis=0)
+        meat += len(z) / (len(z) - 1.0) * centred.T @ centred
+    return meat
+
+
 def cov_robust(data, structure: Structure, params: Params, n_jobs: int = 1,
-               block_size: int | None = None) -> CovEstimate:
-    """Subject-level sandwich A^-1 B A^-1, B = sum_i s_i s_i'."""
+               block_size: int | None = None, weight_type: str | None = None,
+               psu: np.ndarray | None = None, strata: np.ndarray | None = None) -> CovEstimate:
+    """Subject-level sandwich A^-1 B A^-1, B = sum_i s_i s_i'; in a weighted fit each s_i is
+    the subject's weighted score w_i s_i (sampling weights) or B = sum_i w_i s_i s_i'
+    (frequency weights: each subject counted w_i times); with ``psu`` or ``strata`` (one per
+    subject), the design-based meat of :func:`survey_meat`."""
     labels, boundary, info, meat, messages = _prepare(data, structure, params, n_jobs, block_size)
+    if psu is not None or strata is not None or weight_type == "frequency":
+        weighted = score_obs(data, structure, params)     # w_i s_i
+        if weight_type == "frequency":
+            weights = np.asarray(data.subject_weights, dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                unit = np.where(weights[:, None] > 0, weighted / weights[:, None], 0.0)
+            meat = weighted.T @ unit
+        else:
+            meat = survey_meat(weighted, psu, strata)
     a_inv, ok, more = _invert(info, ~boundary, labels)
     cov = np.full(info.shape, np.nan)
     bread = a_inv[np.ix_(ok, ok)]
@@ -374,7 +430,7 @@ def cov_robust(data, structure: Structure, params: Params, n_jobs: int = 1,
 
 
 def cov_none(data, structure: Structure, params: Params, n_jobs: int = 1,
-             block_size: int | None = None) -> CovEstimate:
+             block_size: int | None = None, weight_type: str | None = None) -> CovEstimate:
     """No covariance (all NaN)."""
     n = structure.n_params
     return CovEstimate(name="none", cov=np.full((n, n), np.nan))
@@ -387,12 +443,19 @@ COV_TYPES: dict[str, Callable[..., CovEstimate]] = {
 }
 
 
+#: the options (``cov_kwds``) each covariance takes from the user
+COV_OPTIONS = {"oim": (), "robust": ("psu", "strata"), "none": ()}
+
+
 def check_cov_type(cov_type: str, cov_kwds: dict | None = None) -> None:
     """A ValueError for an unknown ``cov_type`` or options it does not take."""
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {sorted(COV_TYPES)}, got {cov_type!r}")
-    if cov_kwds:
-        raise ValueError(f"cov_type={cov_type!r} takes no options; got {sorted(cov_kwds)}")
+    unknown = sorted(set(cov_kwds or ()) - set(COV_OPTIONS[cov_type]) - {"weight_type"})
+    if unknown:
+        takes = (f"takes {list(COV_OPTIONS[cov_type])}" if COV_OPTIONS[cov_type]
+                 else "takes no options")
+        raise ValueError(f"cov_type={cov_type!r} {takes}; got {unknown}")
 
 
 def estimate_cov(cov_type: str, data, structure: Structure, params: Params,
@@ -400,7 +463,8 @@ def estimate_cov(cov_type: str, data, structure: Structure, params: Params,
                  block_size: int | None = None) -> CovEstimate:
     """Look up ``cov_type`` in :data:`COV_TYPES` and compute it; warn with its messages."""
     check_cov_type(cov_type, cov_kwds)
-    estimate = COV_TYPES[cov_type](data, structure, params, n_jobs=n_jobs, block_size=block_size)
+    estimate = COV_TYPES[cov_type](data, structure, params, n_jobs=n_jobs, block_size=block_size,
+                                   **(cov_kwds or {}))
     for msg in estimate.messages:
         warnings.warn(msg, HessianInversionWarning, stacklevel=3)
     return estimate
@@ -417,6 +481,8 @@ class DeferredCov:
                  cov_kwds: dict | None = None, n_jobs: int = 1, block_size: int | None = None):
         check_cov_type(cov_type, cov_kwds)
         self.name = cov_type
+        #: the user's options of the estimator (``psu``, ``strata``)
+        self.options = tuple(sorted(k for k in (cov_kwds or {}) if k != "weight_type"))
         self._inputs = (cov_type, data, structure, params, cov_kwds, n_jobs, block_size)
         self._estimate: CovEstimate | None = None
         self._lock = threading.Lock()

@@ -29,8 +29,9 @@ __all__ = ["e_pass", "m_step", "score_moments", "value_score_block", "start_para
 def _e_block(data, cache, params: Params):
     """E-step of one block and the family's M-step sums formed while its data are hot."""
     estep = e_step(data, params, warm=cache)
-    return estep, (estep.llf, estep.tau.sum(axis=0),
-                   data.family.e_sums(data, params, estep.moments, estep.tau))
+    tau = estep.weighted_tau
+    return estep, (estep.llf, tau.sum(axis=0),
+                   data.family.e_sums(data, params, estep.moments, tau))
 
 
 def e_pass(blocks, params: Params, caches: Sequence) -> tuple[list, float, np.ndarray, object]:
@@ -76,8 +77,8 @@ def _states_with_tau(blocks, params: Params, tau: np.ndarray) -> tuple[list, obj
         moments = data.family.moments(data, params)
         t = tau[lo:hi]
         fake = EStep(llf=np.nan, llf_obs=np.zeros(hi - lo), tau=t, log_prior=np.zeros_like(t),
-                     moments=moments)
-        return fake, data.family.e_sums(data, params, moments, t)
+                     moments=moments, weights=getattr(data, "subject_weights", None))
+        return fake, data.family.e_sums(data, params, moments, fake.weighted_tau)
     out = [block_fn(b, None, bounds) for b, bounds in zip(blocks.blocks, blocks.bounds)]
     return [s for s, _ in out], tree_sum([e for _, e in out])
 

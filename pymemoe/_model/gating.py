@@ -42,7 +42,8 @@ def gating_objective(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray) 
     return _objective(exog_gate, gamma, tau)[0]
 
 
-def _objective(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray) -> tuple[float, np.ndarray]:
+def _objective(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray
+               ) -> tuple[float, np.ndarray]:
     """Q(gamma) and log pi (N, K), which the Newton step reuses."""
     lp = log_prior(exog_gate, gamma)
     return float(np.einsum("nk,nk->", tau, lp)), lp
@@ -55,16 +56,24 @@ def gating_gradients(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,
     return (tau - pi)[:, :, None] * exog_gate[:, None, :]
 
 
-def gating_score(exog_gate: np.ndarray, tau: np.ndarray, prior: np.ndarray) -> np.ndarray:
+def gating_score(exog_gate: np.ndarray, tau: np.ndarray, prior: np.ndarray,
+                 weights: np.ndarray | None = None) -> np.ndarray:
     """The summed gradient sum_i (tau_ik - pi_ik) w_i, shape (K, r), from pi = ``prior``: the
-    subject sum of :func:`gating_gradients` as one BLAS product."""
-    return (tau - prior).T @ exog_gate
+    subject sum of :func:`gating_gradients` as one BLAS product; each subject's term times
+    its weight when ``weights`` (N,) are given."""
+    diff = tau - prior
+    if weights is not None:
+        diff = diff * weights[:, None]
+    return diff.T @ exog_gate
 
 
-def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray, prior: np.ndarray | None = None,
+                   weights: np.ndarray | None = None) -> np.ndarray:
     """Hessian of Q in the free coefficients, shape ((K-1) r, (K-1) r); it does not depend on tau.
-    ``prior`` is pi (N, K) if known."""
+    ``prior`` is pi (N, K) if known; ``weights`` (N,) weight each subject's term."""
     pi = (np.exp(log_prior(exog_gate, gamma)) if prior is None else prior)[:, 1:]
+    if weights is not None:
+        exog_gate = exog_gate * np.sqrt(weights)[:, None]
     K1, r = pi.shape[1], exog_gate.shape[1]
     # -sum_i pi_ik (delta_kl - pi_il) w_i w_i', one BLAS product per pair of experts
     hess = np.empty((K1, r, K1, r))
@@ -81,10 +90,11 @@ def gating_block(data, cache, gamma: np.ndarray) -> tuple[float, np.ndarray, np.
     """Q, its gradient in the free coefficients ((K-1) r,) and its Hessian at ``gamma`` on one
     block of subjects (``data.exog_gate``, ``cache.tau``): the terms a reduction over blocks
     adds up for the Newton step (:func:`newton_update_blocks`)."""
-    value, lp = _objective(data.exog_gate, gamma, cache.tau)
+    weights = getattr(cache, "weights", None)
+    value, lp = _objective(data.exog_gate, gamma, cache.weighted_tau)
     pi = np.exp(lp)
-    grad = gating_score(data.exog_gate, cache.tau, pi)[1:].ravel()
-    return value, grad, gating_hessian(data.exog_gate, gamma, prior=pi)
+    grad = gating_score(data.exog_gate, cache.tau, pi, weights)[1:].ravel()
+    return value, grad, gating_hessian(data.exog_gate, gamma, prior=pi, weights=weights)
 
 
 def newton_update(exog_gate: np.ndarray, gamma: np.ndarray, tau: np.ndarray,

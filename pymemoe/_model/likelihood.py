@@ -46,11 +46,13 @@ class EStep:
 
     Attributes
     ----------
-    llf : float                 observed-data log-likelihood (of these subjects)
-    llf_obs : ndarray (N,)      per-subject log-likelihood
+    llf : float                 observed-data log-likelihood (of these subjects; weighted by
+                                the subjects' weights when the fit has them)
+    llf_obs : ndarray (N,)      per-subject log-likelihood (unweighted)
     tau : ndarray (N, K)        posterior expert probabilities
     log_prior : ndarray (N, K)  log gating probabilities
     moments                     the family's per-expert densities and random-effect moments
+    weights : ndarray (N,) or None   the subjects' weights in the fit (None: all 1)
     """
 
     llf: float
@@ -58,6 +60,13 @@ class EStep:
     tau: np.ndarray
     log_prior: np.ndarray
     moments: object
+    weights: np.ndarray | None = None
+
+    @property
+    def weighted_tau(self) -> np.ndarray:
+        """tau_ik times subject i's weight: the weights of every sum over subjects of the
+        M-step, the scores and the information (``tau`` itself without weights)."""
+        return self.tau if self.weights is None else self.tau * self.weights[:, None]
 
     @classmethod
     def concatenate(cls, parts: "list[EStep]") -> "EStep":
@@ -65,10 +74,13 @@ class EStep:
         if len(parts) == 1:
             return parts[0]
         moments = type(parts[0].moments).concatenate([p.moments for p in parts])
+        weights = (None if parts[0].weights is None
+                   else np.concatenate([p.weights for p in parts]))
         return cls(llf=float(sum(p.llf for p in parts)),
                    llf_obs=np.concatenate([p.llf_obs for p in parts]),
                    tau=np.concatenate([p.tau for p in parts]),
-                   log_prior=np.concatenate([p.log_prior for p in parts]), moments=moments)
+                   log_prior=np.concatenate([p.log_prior for p in parts]), moments=moments,
+                   weights=weights)
 
 
 def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
@@ -91,7 +103,10 @@ def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
         total = sum_last(shifted)[:, None]
         tau = shifted / total
     llf_obs = (top + np.log(total))[:, 0]
-    return EStep(llf=float(llf_obs.sum()), llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments)
+    weights = getattr(data, "subject_weights", None)
+    llf = float(llf_obs.sum()) if weights is None else float(weights @ llf_obs)
+    return EStep(llf=llf, llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments,
+                 weights=weights)
 
 
 def natural_score_sums(data, params: Params, estep: EStep) -> tuple[np.ndarray, ...]:
@@ -100,9 +115,9 @@ def natural_score_sums(data, params: Params, estep: EStep) -> tuple[np.ndarray, 
 
     These are sums over subjects, so blocks add up; :func:`chain_sums` maps the total to a
     parameter vector (the chain rule is linear)."""
-    tau = estep.tau
+    tau = estep.weighted_tau
     grads = data.family.gradients(data, params, estep.moments)
-    g_gamma = gating_score(data.exog_gate, tau, np.exp(estep.log_prior))
+    g_gamma = gating_score(data.exog_gate, estep.tau, np.exp(estep.log_prior), estep.weights)
     g_scale = (np.einsum("nk,nk->k", tau, grads.scale) if grads.scale is not None
                else np.zeros(tau.shape[1]))
     return g_gamma, weighted_sum(tau, grads.beta), weighted_sum(tau, grads.cov), g_scale
@@ -124,16 +139,19 @@ def score(data, structure: Structure, params: Params, estep: EStep | None = None
 
 def score_obs(data, structure: Structure, params: Params, estep: EStep | None = None,
               internal: bool = False) -> np.ndarray:
-    """Per-subject scores, shape (N, n_params), of the user (or internal) parameter vector."""
+    """Per-subject scores, shape (N, n_params), of the user (or internal) parameter vector:
+    each subject's term of the summed score (its weight times its score, in a weighted fit)."""
     if estep is None:
         estep = e_step(data, params)
     tau = estep.tau
     grads = data.family.gradients(data, params, estep.moments)
     g_gamma = gating_gradients(data.exog_gate, params.gamma, tau, prior=np.exp(estep.log_prior))
     g_scale = None if grads.scale is None else tau * grads.scale
-    return chain_gradient(params, structure, grad_gamma=g_gamma, grad_beta=tau[:, :, None] * grads.beta,
-                          grad_cov_re=tau[:, :, None, None] * grads.cov, grad_scale=g_scale,
-                          internal=internal)
+    scores = chain_gradient(params, structure, grad_gamma=g_gamma,
+                            grad_beta=tau[:, :, None] * grads.beta,
+                            grad_cov_re=tau[:, :, None, None] * grads.cov, grad_scale=g_scale,
+                            internal=internal)
+    return scores if estep.weights is None else scores * estep.weights[:, None]
 
 
 def expert_score_vectors(data, structure: Structure, params: Params,

@@ -86,6 +86,8 @@ class SubjectData:
     known_class : ndarray (N,) of int, optional
         The known expert of each subject, 0-based, -1 where unknown (None: no subject's
         expert is known; see :meth:`pymemoe.MEMoE.from_formula`'s ``known_class``).
+    subject_weights : ndarray (N,), optional
+        Each subject's weight in the log-likelihood (None: 1; see ``MEMoE.fit(weights=)``).
     """
 
     n_obs: np.ndarray
@@ -99,6 +101,7 @@ class SubjectData:
     subjects: pd.Index
     row_codes: np.ndarray
     known_class: np.ndarray | None = None
+    subject_weights: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -133,8 +136,8 @@ class SubjectData:
                            xy=self.xy[sl], zy=self.zy[sl], yy=self.yy[sl],
                            exog_gate=self.exog_gate[sl], subjects=self.subjects[sl],
                            row_codes=np.empty(0, dtype=np.intp),
-                           known_class=None if self.known_class is None
-                           else self.known_class[sl])
+                           known_class=_part(self.known_class, sl),
+                           subject_weights=_part(self.subject_weights, sl))
 
     @classmethod
     def concatenate(cls, parts: "list[SubjectData]") -> "SubjectData":
@@ -144,10 +147,11 @@ class SubjectData:
             return parts[0]
         join = {name: np.concatenate([getattr(p, name) for p in parts], axis=0)
                 for name in ("n_obs", "xx", "xz", "zz", "xy", "zy", "yy", "exog_gate")}
-        known = (None if parts[0].known_class is None
-                 else np.concatenate([p.known_class for p in parts]))
+        per_subject = {name: None if getattr(parts[0], name) is None
+                       else np.concatenate([getattr(p, name) for p in parts])
+                       for name in ("known_class", "subject_weights")}
         return cls(**join, subjects=parts[0].subjects.append([p.subjects for p in parts[1:]]),
-                   row_codes=np.empty(0, dtype=np.intp), known_class=known)
+                   row_codes=np.empty(0, dtype=np.intp), **per_subject)
 
     def take(self, index: np.ndarray) -> "SubjectData":
         """The statistics of the subjects at positions ``index`` (a copy; e.g. a random
@@ -157,8 +161,8 @@ class SubjectData:
                            zz=self.zz[index], xy=self.xy[index], zy=self.zy[index],
                            yy=self.yy[index], exog_gate=self.exog_gate[index],
                            subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp),
-                           known_class=None if self.known_class is None
-                           else self.known_class[index])
+                           known_class=_part(self.known_class, index),
+                           subject_weights=_part(self.subject_weights, index))
 
     @classmethod
     def from_arrays(
@@ -232,6 +236,11 @@ class SubjectData:
             subjects=labels,
             row_codes=codes,
         )
+
+
+def _part(values: np.ndarray | None, where) -> np.ndarray | None:
+    """``values[where]`` of an optional per-subject array."""
+    return None if values is None else values[where]
 
 
 def solve_fixed_effects(structure: Structure, gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -426,8 +435,9 @@ class GaussianFamily(ExpertFamily):
         posterior sizes and the posterior numbers of observations."""
         old = cache.moments
         moments = expert_moments(data, params, factor=(old.lam, old.m_inv, old.logdet_m))
-        re_sum, rss_sum = variance_sums(data, moments, cache.tau)
-        return re_sum, rss_sum, cache.tau.sum(axis=0), cache.tau.T @ data.n_obs
+        tau = cache.weighted_tau
+        re_sum, rss_sum = variance_sums(data, moments, tau)
+        return re_sum, rss_sum, tau.sum(axis=0), tau.T @ data.n_obs
 
     def m_step(self, blocks, caches: Sequence, structure: Structure, params: Params, e_sums,
                summary: DataSummary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -78,6 +78,8 @@ class GLMMData:
     family : GLMMFamily
     known_class : ndarray (N,) of int, optional
         The known expert of each subject, 0-based, -1 where unknown (None: none known).
+    subject_weights : ndarray (N,), optional
+        Each subject's weight in the log-likelihood (None: 1).
     """
 
     rows: GLMMRows
@@ -86,6 +88,7 @@ class GLMMData:
     row_codes: np.ndarray
     family: "GLMMFamily"
     known_class: np.ndarray | None = None
+    subject_weights: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -134,16 +137,22 @@ class GLMMData:
                          groups=None if rows.groups is None else rows.groups[start:stop])
         return GLMMData(rows=block, exog_gate=self.exog_gate[start:stop],
                         subjects=self.subjects[start:stop], row_codes=np.empty(0, dtype=np.intp),
-                        family=self.family, known_class=None if self.known_class is None
-                        else self.known_class[start:stop])
+                        family=self.family,
+                        known_class=_part(self.known_class, slice(start, stop)),
+                        subject_weights=_part(self.subject_weights, slice(start, stop)))
 
     def take(self, index: np.ndarray) -> "GLMMData":
         """The rows of the subjects at positions ``index`` (a copy)."""
         index = np.asarray(index)
         return GLMMData(rows=self._subset_rows(index), exog_gate=self.exog_gate[index],
                         subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp),
-                        family=self.family, known_class=None if self.known_class is None
-                        else self.known_class[index])
+                        family=self.family, known_class=_part(self.known_class, index),
+                        subject_weights=_part(self.subject_weights, index))
+
+
+def _part(values: np.ndarray | None, where) -> np.ndarray | None:
+    """``values[where]`` of an optional per-subject array."""
+    return None if values is None else values[where]
 
 
 def _segment_rows(rows: GLMMRows, subjects: np.ndarray) -> np.ndarray:
@@ -399,7 +408,7 @@ class GLMMFamily(ExpertFamily):
         posterior-weighted squares of the per-subject internal gradients' natural pieces."""
         moments = self.moments(data, params, warm=cache.moments)
         grads = self.gradients(data, params, moments)
-        tau = cache.tau
+        tau = cache.weighted_tau
         value = float(np.einsum("nk,nk->", tau, moments.logdens))
         return value, (weighted_sum(tau, grads.beta), weighted_sum(tau, grads.cov))
 
@@ -407,7 +416,7 @@ class GLMMFamily(ExpertFamily):
         """Without random effects: Q_E per expert and its Newton (IRLS) normal equations on one
         block, sum_i tau_ik X_i'W X_i (K, p, p) and sum_i tau_ik X_i'(y_i - mu_i) (K, p)."""
         rows = data.rows
-        tau_rows = rows.gather(cache.tau)                               # (n, K)
+        tau_rows = rows.gather(cache.weighted_tau)                      # (n, K)
         eta = rows.offset[:, None] + rows.exog @ beta.T                 # (n, K)
         loglik, score, weight = self.distribution.glm_terms(rows.endog[:, None],
                                                             rows.trials[:, None], eta)
