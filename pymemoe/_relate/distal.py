@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["DistalLaw", "GaussianLaw", "BernoulliLaw", "PoissonLaw", "CategoricalLaw",
+__all__ = ["DistalLaw", "MeanLaw", "GaussianLaw", "BernoulliLaw", "PoissonLaw", "CategoricalLaw",
            "distal_law", "LAWS", "LAW_NAMES"]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -132,7 +132,17 @@ class GaussianLaw(DistalLaw):
         return bool(np.all(np.isfinite(theta)) and np.all(theta[:, 1] > 0))
 
 
-class BernoulliLaw(DistalLaw):
+class MeanLaw(DistalLaw):
+    """A law with one parameter per expert, its mean: the weighted mean is its MLE."""
+
+    def moments(self, z, theta):
+        return (z[:, None] - theta[None, :, 0])[:, :, None]
+
+    def fit_weighted(self, z, weights):
+        return (weights.T @ z / weights.sum(axis=0))[:, None]
+
+
+class BernoulliLaw(MeanLaw):
     """z | k ~ Bernoulli(p_k), z in {0, 1}."""
 
     name = "binomial"
@@ -143,14 +153,8 @@ class BernoulliLaw(DistalLaw):
         bad = np.flatnonzero((z != 0) & (z != 1))
         if bad.size:
             raise ValueError(f"outcome {what!r} must be 0/1 (or boolean) for family='binomial'; "
-                             f"subject {_label(values, bad[0])!r} has {z[bad[0]]!r}")
+                             f"subject {_label(values, bad[0])!r} has {float(z[bad[0]])!r}")
         return z
-
-    def moments(self, z, theta):
-        return (z[:, None] - theta[None, :, 0])[:, :, None]
-
-    def fit_weighted(self, z, weights):
-        return (weights.T @ z / weights.sum(axis=0))[:, None]
 
     def logpdf(self, z, theta):
         p = theta[:, 0]
@@ -165,7 +169,7 @@ class BernoulliLaw(DistalLaw):
         return bool(np.all(np.isfinite(theta)) and np.all((theta > 0) & (theta < 1)))
 
 
-class PoissonLaw(DistalLaw):
+class PoissonLaw(MeanLaw):
     """z | k ~ Poisson(lambda_k), z a non-negative integer."""
 
     name = "poisson"
@@ -177,14 +181,8 @@ class PoissonLaw(DistalLaw):
         if bad.size:
             raise ValueError(f"outcome {what!r} must be a count (a non-negative integer) for "
                              f"family='poisson'; subject {_label(values, bad[0])!r} has "
-                             f"{z[bad[0]]!r}")
+                             f"{float(z[bad[0]])!r}")
         return z
-
-    def moments(self, z, theta):
-        return (z[:, None] - theta[None, :, 0])[:, :, None]
-
-    def fit_weighted(self, z, weights):
-        return (weights.T @ z / weights.sum(axis=0))[:, None]
 
     def logpdf(self, z, theta):
         lam = theta[:, 0]
