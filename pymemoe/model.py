@@ -104,6 +104,9 @@ class MEMoE:
     known_class : array-like (n,), optional
         The known expert (1..``n_experts``) of each row's subject, missing where unknown; see
         :meth:`from_formula`.
+    class_prior : array-like (n, n_experts), optional
+        Fixed prior expert probabilities of each row's subject, missing where the gating
+        gives them; see :meth:`from_formula`.
 
     Attributes
     ----------
@@ -149,6 +152,7 @@ class MEMoE:
         exposure=None,
         nAGQ: int = 1,
         known_class=None,
+        class_prior=None,
         spec: DesignSpec | None = None,
         n_dropped: int = 0,
         row_index: pd.Index | None = None,
@@ -158,13 +162,16 @@ class MEMoE:
                               family=family, scale=scale, missing=missing, offset=offset,
                               exposure=exposure, spec=spec, n_dropped=n_dropped,
                               row_index=row_index, known_class=known_class,
-                              n_experts=n_experts)
+                              class_prior=class_prior, n_experts=n_experts)
         self.structure = Structure.of_designs(n_experts, *inputs.names, cov_re=cov_re,
                                               re_structure=re_structure, scale=inputs.scale)
         data = family.make_data(inputs.endog, inputs.exog, inputs.exog_re, inputs.exog_gate,
                                 inputs.groups, trials=inputs.trials, offset=inputs.offset)
-        if inputs.known_class is not None:    # same subject order (subject_codes) as the data
+        # the same subject order (subject_codes) as the data
+        if inputs.known_class is not None:
             data = dataclasses.replace(data, known_class=inputs.known_class)
+        if inputs.class_prior is not None:
+            data = dataclasses.replace(data, class_prior=inputs.class_prior)
         self.data = data
         if n_experts > self.data.n_groups:
             raise ValueError(f"n_experts={n_experts} exceeds the number of subjects "
@@ -203,6 +210,7 @@ class MEMoE:
         exposure=None,
         nAGQ: int = 1,
         known_class=None,
+        class_prior=None,
     ) -> "MEMoE":
         """Build a MEMoE from patsy formulas on a long-format DataFrame.
 
@@ -240,6 +248,11 @@ class MEMoE:
             A labelled subject contributes pi_ik f(y_i | k) of its expert k alone (its labels
             are taken as missing at random among the others), its posterior is that expert,
             and the experts keep the numbering of the labels (they are not reordered by size).
+        class_prior : list of str or array-like (n, K), optional
+            Fixed prior expert probabilities of some subjects (lcmm's ``pprior``): K columns
+            of ``data`` (or an (n, K) array) holding P(expert k) for the row's subject, summing
+            to 1, missing where the gating gives them. Such a subject contributes
+            sum_k p_ik f(y_i | k) and does not inform the gating.
 
         Returns
         -------
@@ -250,12 +263,14 @@ class MEMoE:
                                     gate_formula=gate_formula, shared_formula=shared_formula,
                                     missing=missing, eval_depth=1,
                                     outcome_columns=fam.outcome_columns, offset=offset,
-                                    exposure=exposure, known_class=known_class)
+                                    exposure=exposure, known_class=known_class,
+                                    class_prior=class_prior)
         return cls(arrays.endog, arrays.exog, arrays.groups, exog_re=arrays.exog_re,
                    exog_gate=arrays.exog_gate, n_experts=n_experts, exog_shared=arrays.exog_shared,
                    cov_re=cov_re, re_structure=re_structure, scale=scale, missing=missing,
                    family=fam, offset=arrays.offset, exposure=arrays.exposure,
-                   known_class=arrays.known_class, spec=spec, n_dropped=arrays.n_dropped,
+                   known_class=arrays.known_class, class_prior=arrays.class_prior,
+                   spec=spec, n_dropped=arrays.n_dropped,
                    row_index=arrays.row_index)
 
     @classmethod
@@ -338,6 +353,8 @@ class MEMoE:
         options.update({name: getattr(spec, name) for name in ("offset", "exposure",
                                                                "known_class")
                         if getattr(spec, name) is not None})
+        if spec.class_prior is not None:
+            options["class_prior"] = list(spec.class_prior)
         return options
 
     @property

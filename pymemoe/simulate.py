@@ -576,6 +576,13 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
     n, K = len(subjects), truth.n_experts
     rng = np.random.default_rng(random_state)
     prob = gating_probabilities(rows.exog_gate[first_rows(codes, n)], truth.gamma)
+    fixed = getattr(model.data, "class_prior", None)
+    if fixed is not None:
+        # fixed prior probabilities replace the gating's (the model's own definition)
+        if model.spec is None:
+            raise ValueError("a parametric bootstrap of a model with fixed prior probabilities "
+                             "needs the model built by MEMoE.from_formula(..., class_prior=)")
+        prob = np.where(np.isfinite(fixed[:, :1]), fixed, prob)
     u = rng.random(n)
     expert = (u[:, None] >= np.cumsum(prob, axis=1)[:, :-1]).sum(axis=1)   # 0-based
     known = getattr(model.data, "known_class", None)
@@ -637,6 +644,12 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
             name = spec.known_class or _unused_name("known_class", data.columns)
             data[name] = np.where(known >= 0, known + 1.0, np.nan)[codes]
             formula_kwargs["known_class"] = name
+        if fixed is not None:
+            names = (list(spec.class_prior) if spec.class_prior is not None
+                     else [_unused_name(f"prior_{k + 1}", data.columns) for k in range(K)])
+            for k, name in enumerate(names):
+                data[name] = fixed[codes, k]
+            formula_kwargs["class_prior"] = names
     index = pd.Index(subjects, name=subjects.name)
     experts = pd.Index(range(1, K + 1), name="expert")
     return SimulatedData(

@@ -277,6 +277,9 @@ def _header(results, float_format: str) -> dict[str, str]:
     known = results.known_class
     if known is not None:
         header["Known experts:"] = f"{int(known.notna().sum())} subjects"
+    fixed = getattr(m.data, "class_prior", None)
+    if fixed is not None:
+        header["Fixed priors:"] = f"{int(np.isfinite(fixed[:, 0]).sum())} subjects"
     if results.weight_type is not None:
         header["Weights:"] = f"{results.weight_type} (sum {results.weights.sum():.6g})"
     return header

@@ -50,8 +50,8 @@ from ._model.params import from_user
 from ._relate.classification import classification_error as error_matrix
 from ._relate.classification import modal_assignment
 from ._relate.distal import CategoricalLaw, distal_law
-from ._relate.estimators import (METHODS, ml_distal, ml_predictors, step1_correction,
-                                 weighted_distal, weighted_predictors)
+from ._relate.estimators import (METHODS, SubjectWeights, ml_distal, ml_predictors,
+                                 step1_correction, weighted_distal, weighted_predictors)
 from ._tables import Table, format_frame
 
 __all__ = ["distal_outcome", "class_predictors", "classification_error", "ThreeStepResults"]
@@ -74,7 +74,8 @@ def classification_error(results) -> pd.DataFrame:
     [[0.917, 0.083], [0.047, 0.953]]
     """
     tau = results.posterior.to_numpy()
-    D = error_matrix(tau, modal_assignment(tau))
+    weights = results.weights
+    D = error_matrix(tau, modal_assignment(tau), None if weights is None else weights.to_numpy())
     experts = pd.Index(range(1, tau.shape[1] + 1), name="expert")
     return pd.DataFrame(D, index=experts, columns=pd.Index(experts, name="assigned"))
 
@@ -86,9 +87,6 @@ def _check_common(results, method: str, se: str) -> None:
         raise ValueError(f"se must be one of {SE_TYPES}, got {se!r}")
     if results.n_experts < 2:
         raise ValueError("the model has one expert: there are no classes to relate")
-    if results.weights is not None:
-        raise ValueError("the three-step methods do not take weighted fits yet (the "
-                         "classification error and step 3 would need the weights)")
     if se == "corrected" and method != "modal" and results.cov_type == "none":
         raise ValueError("se='corrected' needs the covariance of the model's estimates; the "
                          "model was fitted with cov_type='none' (refit with 'oim' or "
@@ -193,10 +191,11 @@ def distal_outcome(results, data: pd.DataFrame, outcome: Hashable, family: str =
         raise ValueError(f"outcome {outcome!r} takes one value among the subjects")
     tau = results.posterior.to_numpy()
     assigned = modal_assignment(tau)
+    sample = _subject_weights(results)
     if method == "ml":
-        fit = ml_distal(law, z, tau, assigned, rows)
+        fit = ml_distal(law, z, tau, assigned, rows, sample)
     else:
-        fit = weighted_distal(law, z, method, tau, assigned, rows)
+        fit = weighted_distal(law, z, method, tau, assigned, rows, sample)
     cov, _ = _with_step1(fit, results, method, se)
     K = tau.shape[1]
     offset = K - 1 if method == "ml" else 0
@@ -237,6 +236,14 @@ def distal_outcome(results, data: pd.DataFrame, outcome: Hashable, family: str =
         n_used=int(rows.size), n_missing=int((~observed).sum()),
         error=classification_error(results), tests=_distal_tests(fit.theta, cov, tested, K),
         converged=fit.converged)
+
+
+def _subject_weights(results) -> SubjectWeights | None:
+    """The weights of a weighted step 1, for every sum of steps 2 and 3."""
+    weights = results.weights
+    if weights is None:
+        return None
+    return SubjectWeights(weights.to_numpy(), frequency=results.weight_type == "frequency")
 
 
 def _fitted_groups(results):
@@ -329,12 +336,13 @@ def class_predictors(results, data: pd.DataFrame, formula: str, method: str = "m
     tau = results.posterior.to_numpy()
     assigned = modal_assignment(tau)
     K = tau.shape[1]
+    sample = _subject_weights(results)
     if method == "ml":
-        start = weighted_predictors(X, "modal", tau, assigned, rows).theta
+        start = weighted_predictors(X, "modal", tau, assigned, rows, subject_weights=sample).theta
         gamma0 = np.vstack([np.zeros((1, X.shape[1])), start.reshape(K - 1, -1)])
-        fit = ml_predictors(X, tau, assigned, rows, start=gamma0)
+        fit = ml_predictors(X, tau, assigned, rows, start=gamma0, subject_weights=sample)
     else:
-        fit = weighted_predictors(X, method, tau, assigned, rows)
+        fit = weighted_predictors(X, method, tau, assigned, rows, subject_weights=sample)
     cov, _ = _with_step1(fit, results, method, se)
     if not fit.converged:
         warnings.warn(f"the {method.upper()} multinomial logit did not converge (separation: "

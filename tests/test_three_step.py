@@ -238,3 +238,34 @@ def test_results_do_not_change_and_the_data_are_not_modified(pbc2):
     frame = out.to_frame()
     assert list(frame.columns) == ["coef", "std err", "z", "P>|z|", "lower", "upper"]
     assert set(out.equality_test().index) == {"C(sex)[T.m]", "age", "all predictors"}
+
+
+def test_a_frequency_weighted_fit_equals_repeated_subjects(pbc2):
+    """Steps 2 and 3 weight every sum by the subjects' weights: with frequency weights the
+    results equal those on the data with each subject repeated."""
+    df, _ = pbc2
+    model = MEMoE.from_formula("logbili ~ year", df, "id", **MODEL)
+    counts = pd.Series(np.random.default_rng(1).integers(1, 4, model.data.n_groups),
+                       index=model.data.subjects).astype(float)
+    weighted = model.fit(random_state=0, weights=counts, weight_type="frequency")
+    parts = [df[df["id"] == sid].assign(id=f"{sid}_{r}") for sid, k in counts.items()
+             for r in range(int(k))]
+    repeated_df = pd.concat(parts, ignore_index=True)
+    repeated = MEMoE.from_formula("logbili ~ year", repeated_df, "id", **MODEL).fit(
+        random_state=0)
+    np.testing.assert_allclose(classification_error(weighted), classification_error(repeated),
+                               rtol=1e-7)
+    for method in ("bch", "ml"):
+        a = distal_outcome(weighted, df, "died", family="binomial", method=method)
+        b = distal_outcome(repeated, repeated_df, "died", family="binomial", method=method)
+        np.testing.assert_allclose(a.params, b.params, rtol=1e-6)
+        np.testing.assert_allclose(a.bse, b.bse, rtol=1e-4)
+        a = class_predictors(weighted, df, "~ age", method=method)
+        b = class_predictors(repeated, repeated_df, "~ age", method=method)
+        np.testing.assert_allclose(a.params, b.params, rtol=1e-5)
+        np.testing.assert_allclose(a.bse, b.bse, rtol=1e-4)
+    # sampling weights: the same estimates, sandwich standard errors
+    sampled = model.fit(random_state=0, weights=counts)
+    c = distal_outcome(sampled, df, "died", family="binomial", method="ml")
+    np.testing.assert_allclose(c.params, distal_outcome(weighted, df, "died", family="binomial",
+                                                        method="ml").params, rtol=1e-6)

@@ -54,13 +54,15 @@ def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
     return pd.concat(rows, ignore_index=True)
 
 
-def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale, known=None) -> float:
+def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale, known=None,
+                  fixed_prior=None) -> float:
     """sum_i log sum_k pi_ik N(y_i; X_i beta_k, Z_i D_k Z_i' + sigma2_k I) on dense V_ik (row
     arrays; W's first row of each subject is its gating row): a batched Cholesky over the
     subjects with the same number of rows, independent of pymemoe's Woodbury and
     sufficient-statistics code. The tests and the benchmarks (``benchmarks/_simdata.py``)
     check pymemoe's log-likelihoods with it. ``known`` (one per subject in sorted label order,
-    0-based, -1 unknown): a subject with a known expert c contributes log pi_ic N(y_i; ...c)."""
+    0-based, -1 unknown): a subject with a known expert c contributes log pi_ic N(y_i; ...c).
+    ``fixed_prior`` (N, K, the same order; NaN rows: the gating's) replaces pi_i."""
     y, X, Z, W = (np.asarray(a, dtype=float) for a in (y, X, Z, W))
     labels, codes = np.unique(np.asarray(groups), return_inverse=True)
     order = np.argsort(codes, kind="stable")
@@ -68,6 +70,10 @@ def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale, known=None) ->
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     eta = W[order][starts] @ np.asarray(gamma, dtype=float).T
     log_prior = eta - logsumexp(eta, axis=1, keepdims=True)
+    if fixed_prior is not None:
+        fixed_prior = np.asarray(fixed_prior, dtype=float)
+        rows = np.isfinite(fixed_prior[:, 0])
+        log_prior[rows] = np.log(fixed_prior[rows])
     beta, cov_re, scale = (np.asarray(a, dtype=float) for a in (beta, cov_re, scale))
     log_dens = np.empty((labels.size, beta.shape[0]))
     for n in np.unique(sizes):

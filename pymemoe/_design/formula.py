@@ -99,6 +99,7 @@ class DesignSpec:
     namespace: dict = field(default_factory=dict, repr=False, compare=False)
     offset: str | None = None
     known_class: str | None = None
+    class_prior: tuple | None = None
     exposure: str | None = None
 
     @property
@@ -179,6 +180,7 @@ class DesignArrays:
     offset: np.ndarray | None = None
     exposure: np.ndarray | None = None
     known_class: np.ndarray | None = None
+    class_prior: np.ndarray | None = None
 
 
 _INFO_FIELDS = ("endog_info", "exog_info", "exog_re_info", "exog_gate_info", "exog_shared_info")
@@ -279,6 +281,7 @@ def build_design(
     offset=None,
     exposure=None,
     known_class=None,
+    class_prior=None,
 ) -> tuple[DesignSpec, DesignArrays]:
     """Evaluate the formulas on ``data`` and return the spec and the row-level arrays.
 
@@ -296,6 +299,10 @@ def build_design(
         A column of ``data`` or one value per row: the known expert of the row's subject
         (missing where unknown; missing values drop no row). Returned as read, for
         :func:`pymemoe._design.inputs.model_inputs` to check.
+    class_prior : list of str or array-like (n, K), optional
+        Columns of ``data`` (or one row per row of data) holding each subject's fixed prior
+        expert probabilities, missing where the gating gives them (missing values drop no
+        row); returned as read.
     data : pandas.DataFrame
         Long-format data, one row per observation. It is never modified.
     groups : str or array-like
@@ -337,6 +344,7 @@ def build_design(
     extra = {name: _extra_column(data, value, name) for name, value in
              (("offset", offset), ("exposure", exposure)) if value is not None}
     labels = None if known_class is None else _extra_column(data, known_class, "known_class")
+    priors = None if class_prior is None else _prior_columns(data, class_prior)
     raw_missing = missing_in_used_columns([formula, *rhs.values()], data)
     for values in extra.values():
         raw_missing = raw_missing | ~np.isfinite(values)
@@ -409,6 +417,8 @@ def build_design(
         offset=offset if isinstance(offset, str) else None,
         exposure=exposure if isinstance(exposure, str) else None,
         known_class=known_class if isinstance(known_class, str) else None,
+        class_prior=(tuple(class_prior) if class_prior is not None
+                     and all(isinstance(c, str) for c in np.atleast_1d(class_prior)) else None),
         **_sample_and_namespace(frames, used, env),
     )
     n_used = len(used)
@@ -425,8 +435,20 @@ def build_design(
         n_dropped=n_dropped,
         **{name: values[keep_mask] for name, values in extra.items()},
         known_class=None if labels is None else labels[keep_mask],
+        class_prior=None if priors is None else priors[keep_mask],
     )
     return spec, arrays
+
+
+def _prior_columns(data: pd.DataFrame, class_prior) -> np.ndarray:
+    """Fixed prior probabilities (n, K): K numeric columns of ``data`` or an (n, K) array."""
+    if isinstance(class_prior, (list, tuple)) and all(isinstance(c, str) for c in class_prior):
+        return np.column_stack([_extra_column(data, c, "class_prior") for c in class_prior])
+    values = np.asarray(class_prior, dtype=float)
+    if values.ndim != 2 or values.shape[0] != len(data):
+        raise ValueError(f"class_prior must be a list of column names or an array with one row "
+                         f"per row of the data ({len(data)}); got shape {values.shape}")
+    return values
 
 
 def _extra_column(data: pd.DataFrame, value, name: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from .checks import check_constant_within, check_random_effects_estimable, finit
 from .formula import DesignSpec
 from .subjects import subject_codes
 
-__all__ = ["ModelInputs", "model_inputs", "as_columns", "known_classes"]
+__all__ = ["ModelInputs", "model_inputs", "as_columns", "known_classes", "fixed_priors"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +47,9 @@ class ModelInputs:
     known_class : ndarray (N,) of int or None
         The known expert of each subject (0-based, -1 unknown), subjects sorted as
         :func:`pymemoe._design.subjects.subject_codes` sorts them; None when none is known.
+    class_prior : ndarray (N, K) or None
+        Fixed prior expert probabilities of each subject (NaN rows: the gating's), subjects
+        in the same order; None when no subject has them.
     """
 
     endog: np.ndarray
@@ -62,6 +65,7 @@ class ModelInputs:
     n_dropped: int
     scale: str
     known_class: np.ndarray | None = None
+    class_prior: np.ndarray | None = None
 
     @property
     def k_shared(self) -> int:
@@ -140,10 +144,54 @@ def known_classes(values: np.ndarray, groups: np.ndarray, n_experts: int,
     return out
 
 
+def fixed_priors(values: np.ndarray, groups: np.ndarray, n_experts: int,
+                 known: np.ndarray | None = None) -> np.ndarray | None:
+    """Fixed prior expert probabilities of each subject (N, K), NaN rows where the gating
+    gives them, subjects in the order of :func:`pymemoe._design.subjects.subject_codes`; None
+    when no subject has them. A ValueError names the subject whose probabilities are not in
+    [0, 1], do not sum to 1, differ between its rows, or that also has a known expert.
+
+    Examples
+    --------
+    >>> p = np.array([[0.2, 0.8], [0.2, 0.8], [np.nan, np.nan]])
+    >>> fixed_priors(p, np.array([1, 1, 2]), 2).tolist()
+    [[0.2, 0.8], [nan, nan]]
+    """
+    values = np.asarray(values, dtype=float)
+    if values.shape[1] != n_experts:
+        raise ValueError(f"class_prior has {values.shape[1]} columns; it needs one per expert "
+                         f"({n_experts})")
+    codes, labels = subject_codes(groups)
+    given = np.isfinite(values).all(axis=1)
+    if not given.any():
+        return None
+    partial = np.isfinite(values).any(axis=1) & ~given
+    bad = given & ((values < 0).any(axis=1) | (values > 1).any(axis=1)
+                   | (np.abs(values.sum(axis=1) - 1.0) > 1e-6))
+    for mask, what in ((partial, "misses some experts' probabilities"),
+                       (bad, "are not probabilities summing to 1")):
+        if mask.any():
+            j = int(np.flatnonzero(mask)[0])
+            raise ValueError(f"class_prior of subject {plain_label(groups[j])!r} {what}")
+    out = np.full((len(labels), n_experts), np.nan)
+    out[codes[given]] = values[given]
+    differs = given & ~np.isclose(out[codes], values, rtol=0.0, atol=1e-12).all(axis=1)
+    if differs.any():
+        j = int(np.flatnonzero(differs)[0])
+        raise ValueError(f"class_prior differs between the rows of subject "
+                         f"{plain_label(groups[j])!r}: it must be one value per subject")
+    if known is not None:
+        both = np.isfinite(out[:, 0]) & (known >= 0)
+        if both.any():
+            raise ValueError(f"subject {plain_label(labels[int(np.flatnonzero(both)[0])])!r} "
+                             f"has both a known expert and fixed prior probabilities")
+    return out
+
+
 def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family, scale: str,
                  missing: str, offset=None, exposure=None, spec: DesignSpec | None = None,
                  n_dropped: int = 0, row_index: pd.Index | None = None, known_class=None,
-                 n_experts: int = 2) -> ModelInputs:
+                 class_prior=None, n_experts: int = 2) -> ModelInputs:
     """The arguments of ``MEMoE(...)`` as checked row arrays (see :class:`ModelInputs`);
     ``spec`` names the columns when the arrays come from formulas."""
     if row_index is None and isinstance(endog, (pd.Series, pd.DataFrame)):
@@ -174,6 +222,7 @@ def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family
                      else f"the exposure column {spec.exposure!r}")
     offset_arr = _offset(offset, exposure, n, family, row_index, exposure_name)
     known_arr = None if known_class is None else as_columns(known_class, n, "known_class")[:, 0]
+    prior_arr = None if class_prior is None else as_columns(class_prior, n, "class_prior")
 
     if spec is not None:
         names = (spec.exog_names, spec.exog_re_names, spec.exog_gate_names,
@@ -205,6 +254,8 @@ def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family
             trials_arr = trials_arr[finite]
         if known_arr is not None:
             known_arr = known_arr[finite]
+        if prior_arr is not None:
+            prior_arr = prior_arr[finite]
         if row_index is not None:
             row_index = row_index[finite]
         if endog_arr.shape[0] == 0:
@@ -226,8 +277,10 @@ def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family
                   else f"known_class column {spec.known_class!r}")
     known = (None if known_arr is None
              else known_classes(known_arr, groups_arr, n_experts, known_what))
+    priors = (None if prior_arr is None
+              else fixed_priors(prior_arr, groups_arr, n_experts, known))
     return ModelInputs(endog=endog_arr, trials=trials_arr, offset=offset_arr, exog=full_exog,
                        exog_re=exog_re_arr, exog_gate=exog_gate_arr, groups=groups_arr,
                        names=tuple(tuple(part) for part in names), endog_name=endog_name,
                        row_index=row_index, n_dropped=n_dropped, scale=structure_scale,
-                       known_class=known)
+                       known_class=known, class_prior=priors)

@@ -98,7 +98,7 @@ def _louis_block(data, cache, structure: Structure, params: Params, closed_form:
         weighted = scores * weights[:, None]
         missing, meat = weighted.T @ scores, weighted.T @ weighted
     gate = (-gating_hessian(data.exog_gate, params.gamma, prior=np.exp(estep.log_prior),
-                            weights=weights)
+                            weights=estep.gate_weights)
             if params.n_experts > 1 else np.zeros((0, 0)))
     natural = _expert_sums(data, params, estep.moments, wtau)
     hess = data.family.hessian_sums(data, params, estep.moments, wtau) if closed_form else None

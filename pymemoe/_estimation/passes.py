@@ -18,7 +18,7 @@ import numpy as np
 
 from .._execution.blocks import tree_sum
 from .._model.gating import newton_update_blocks
-from .._model.likelihood import EStep, e_step, natural_score_sums, score_obs
+from .._model.likelihood import EStep, e_step, gating_weights, natural_score_sums, score_obs
 from .._model.params import Params, Structure
 from .context import FitContext
 
@@ -77,7 +77,8 @@ def _states_with_tau(blocks, params: Params, tau: np.ndarray) -> tuple[list, obj
         moments = data.family.moments(data, params)
         t = tau[lo:hi]
         fake = EStep(llf=np.nan, llf_obs=np.zeros(hi - lo), tau=t, log_prior=np.zeros_like(t),
-                     moments=moments, weights=getattr(data, "subject_weights", None))
+                     moments=moments, weights=getattr(data, "subject_weights", None),
+                     gating_weights=gating_weights(data, t.shape[1]))
         return fake, data.family.e_sums(data, params, moments, fake.weighted_tau)
     out = [block_fn(b, None, bounds) for b, bounds in zip(blocks.blocks, blocks.bounds)]
     return [s for s, _ in out], tree_sum([e for _, e in out])

@@ -90,8 +90,9 @@ def gating_block(data, cache, gamma: np.ndarray) -> tuple[float, np.ndarray, np.
     """Q, its gradient in the free coefficients ((K-1) r,) and its Hessian at ``gamma`` on one
     block of subjects (``data.exog_gate``, ``cache.tau``): the terms a reduction over blocks
     adds up for the Newton step (:func:`newton_update_blocks`)."""
-    weights = getattr(cache, "weights", None)
-    value, lp = _objective(data.exog_gate, gamma, cache.weighted_tau)
+    weights = cache.gate_weights
+    tau = cache.tau if weights is None else cache.tau * weights[:, None]
+    value, lp = _objective(data.exog_gate, gamma, tau)
     pi = np.exp(lp)
     grad = gating_score(data.exog_gate, cache.tau, pi, weights)[1:].ravel()
     return value, grad, gating_hessian(data.exog_gate, gamma, prior=pi, weights=weights)

@@ -17,6 +17,10 @@ internal parameter vector by :func:`pymemoe._model.params.chain_gradient`. Every
 any block of subjects (:mod:`pymemoe._execution.blocks`) as well as on the whole data; the summed versions
 return the small sums a reduction adds up.
 
+**Fixed priors.** A subject with fixed prior probabilities p_ik (``class_prior``, lcmm's
+``pprior``) contributes sum_k p_ik f(y_i | k): its log-prior is log p_ik and its terms are
+left out of everything the gating is fitted with (its gating weight is 0).
+
 **Known experts.** A subject whose expert c_i is known (``known_class``) contributes
 pi_ic f(y_i | c) instead of the sum over experts: the likelihood of labels missing at random
 (semi-supervised mixtures; lcmm's ``prior``). The E-step then has tau_ik = [k = c_i] for it,
@@ -36,7 +40,7 @@ from .._linalg.smallmat import max_last, sum_last, weighted_sum
 from .gating import gating_gradients, gating_score, log_prior
 from .params import Params, Structure, chain_gradient
 
-__all__ = ["EStep", "e_step", "natural_score_sums", "chain_sums", "score_obs", "score",
+__all__ = ["EStep", "e_step", "gating_weights", "natural_score_sums", "chain_sums", "score_obs", "score",
            "expert_score_vectors"]
 
 
@@ -53,6 +57,8 @@ class EStep:
     log_prior : ndarray (N, K)  log gating probabilities
     moments                     the family's per-expert densities and random-effect moments
     weights : ndarray (N,) or None   the subjects' weights in the fit (None: all 1)
+    gating_weights : ndarray (N,) or None   the subjects' weights in the gating's terms: 0 for
+                                a subject with fixed prior probabilities (None: ``weights``)
     """
 
     llf: float
@@ -61,6 +67,12 @@ class EStep:
     log_prior: np.ndarray
     moments: object
     weights: np.ndarray | None = None
+    gating_weights: np.ndarray | None = None
+
+    @property
+    def gate_weights(self) -> np.ndarray | None:
+        """Each subject's weight in the gating's sums (None: all 1)."""
+        return self.weights if self.gating_weights is None else self.gating_weights
 
     @property
     def weighted_tau(self) -> np.ndarray:
@@ -74,13 +86,14 @@ class EStep:
         if len(parts) == 1:
             return parts[0]
         moments = type(parts[0].moments).concatenate([p.moments for p in parts])
-        weights = (None if parts[0].weights is None
-                   else np.concatenate([p.weights for p in parts]))
+        optional = {name: None if getattr(parts[0], name) is None
+                    else np.concatenate([getattr(p, name) for p in parts])
+                    for name in ("weights", "gating_weights")}
         return cls(llf=float(sum(p.llf for p in parts)),
                    llf_obs=np.concatenate([p.llf_obs for p in parts]),
                    tau=np.concatenate([p.tau for p in parts]),
                    log_prior=np.concatenate([p.log_prior for p in parts]), moments=moments,
-                   weights=weights)
+                   **optional)
 
 
 def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
@@ -88,6 +101,12 @@ def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
     previous E-step of the same subjects (a warm start for families that iterate)."""
     moments = data.family.moments(data, params, None if warm is None else warm.moments)
     lp = log_prior(data.exog_gate, params.gamma)
+    fixed = getattr(data, "class_prior", None)
+    if fixed is not None and fixed.shape[1] == lp.shape[1]:   # fixed priors replace the gating's
+        # (the fits with fewer experts that seed the starts ignore them)
+        rows = np.isfinite(fixed[:, 0])
+        with np.errstate(divide="ignore"):
+            lp = np.where(rows[:, None], np.log(np.where(rows[:, None], fixed, 1.0)), lp)
     joint = lp + moments.logdens
     known = getattr(data, "known_class", None)
     K = joint.shape[1]
@@ -106,7 +125,19 @@ def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
     weights = getattr(data, "subject_weights", None)
     llf = float(llf_obs.sum()) if weights is None else float(weights @ llf_obs)
     return EStep(llf=llf, llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments,
-                 weights=weights)
+                 weights=weights, gating_weights=gating_weights(data, lp.shape[1]))
+
+
+def gating_weights(data, n_experts: int | None = None) -> np.ndarray | None:
+    """Each subject's weight in the gating's terms: its weight, 0 where ``data`` fix its prior
+    probabilities (``class_prior``); None when no prior is fixed (then the subjects' weights),
+    or when the fit has another number of experts than the priors (``n_experts``)."""
+    fixed = getattr(data, "class_prior", None)
+    if fixed is None or (n_experts is not None and fixed.shape[1] != n_experts):
+        return None
+    free = (~np.isfinite(fixed[:, 0])).astype(float)
+    weights = getattr(data, "subject_weights", None)
+    return free if weights is None else free * weights
 
 
 def natural_score_sums(data, params: Params, estep: EStep) -> tuple[np.ndarray, ...]:
@@ -117,7 +148,8 @@ def natural_score_sums(data, params: Params, estep: EStep) -> tuple[np.ndarray, 
     parameter vector (the chain rule is linear)."""
     tau = estep.weighted_tau
     grads = data.family.gradients(data, params, estep.moments)
-    g_gamma = gating_score(data.exog_gate, estep.tau, np.exp(estep.log_prior), estep.weights)
+    g_gamma = gating_score(data.exog_gate, estep.tau, np.exp(estep.log_prior),
+                           estep.gate_weights)
     g_scale = (np.einsum("nk,nk->k", tau, grads.scale) if grads.scale is not None
                else np.zeros(tau.shape[1]))
     return g_gamma, weighted_sum(tau, grads.beta), weighted_sum(tau, grads.cov), g_scale
@@ -146,6 +178,8 @@ def score_obs(data, structure: Structure, params: Params, estep: EStep | None = 
     tau = estep.tau
     grads = data.family.gradients(data, params, estep.moments)
     g_gamma = gating_gradients(data.exog_gate, params.gamma, tau, prior=np.exp(estep.log_prior))
+    if estep.gating_weights is not None:        # no gating term for fixed priors
+        g_gamma = g_gamma * (estep.gating_weights > 0)[:, None, None]
     g_scale = None if grads.scale is None else tau * grads.scale
     scores = chain_gradient(params, structure, grad_gamma=g_gamma,
                             grad_beta=tau[:, :, None] * grads.beta,
@@ -164,6 +198,8 @@ def expert_score_vectors(data, structure: Structure, params: Params,
     prior = np.exp(estep.log_prior)
     N, K = prior.shape
     w = data.exog_gate
+    if estep.gating_weights is not None:        # no gating term for fixed priors
+        w = w * (estep.gating_weights > 0)[:, None]
     out = []
     for k in range(K):          # loops over experts, not subjects
         onehot = np.zeros((1, K))

@@ -18,8 +18,10 @@ def modal_assignment(tau: np.ndarray) -> np.ndarray:
     return np.asarray(tau).argmax(axis=1)
 
 
-def classification_error(tau: np.ndarray, assigned: np.ndarray) -> np.ndarray:
-    """D (K, K) with D_kl = P(assigned l | class k) = sum_i tau_ik [s_i = l] / sum_i tau_ik.
+def classification_error(tau: np.ndarray, assigned: np.ndarray,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+    """D (K, K) with D_kl = P(assigned l | class k) = sum_i tau_ik [s_i = l] / sum_i tau_ik
+    (each subject's terms times its weight when ``weights`` are given).
 
     Examples
     --------
@@ -29,6 +31,8 @@ def classification_error(tau: np.ndarray, assigned: np.ndarray) -> np.ndarray:
     """
     K = tau.shape[1]
     one_hot = np.eye(K)[assigned]
+    if weights is not None:
+        tau = tau * np.asarray(weights, dtype=float)[:, None]
     return (tau.T @ one_hot) / tau.sum(axis=0)[:, None]
 
 

@@ -10,9 +10,9 @@ the family gives
 
 * its data from row arrays (:meth:`ExpertFamily.make_data`), with the block interface
   (``n_groups``, ``exog_gate``, ``subjects``, ``row_codes``, ``subject_slice``, ``take``,
-  ``family``, and an optional per-subject ``known_class`` field, None by default, that
-  ``subject_slice`` and ``take`` keep: the model sets it when some subjects' experts are
-  known);
+  ``family``, and the optional per-subject fields ``known_class``, ``class_prior`` and
+  ``subject_weights``, None by default, that ``subject_slice`` and ``take`` keep: the model
+  sets them for known experts, fixed priors and a weighted fit);
 * the log-density of each subject's data under each expert, log f(y_i | k), with the
   conditional modes and covariances of the random effects (:meth:`ExpertFamily.moments`;
   exact for Gaussian experts, Laplace or adaptive Gauss-Hermite for GLMMs);
@@ -21,7 +21,8 @@ the family gives
   likelihood maps to the parameter vectors (:func:`pymemoe._model.params.chain_gradient`),
   and optionally their closed-form second derivatives (:meth:`ExpertFamily.hessian_sums`);
 * the posterior-weighted M-step of its parameters (:meth:`ExpertFamily.m_step`), which runs
-  its own passes over the blocks and must not decrease sum_ik tau_ik log f(y_i | k);
+  its own passes over the blocks and must not decrease sum_ik tau_ik log f(y_i | k) (its sums
+  weight subject i by ``cache.weighted_tau``, the posterior times the subject's weight);
 * starts (:meth:`ExpertFamily.one_expert_start`, :meth:`ExpertFamily.subject_coefficients`),
   the data's scales (:meth:`ExpertFamily.summary`), a bound on the log-likelihood and the
   scale against which a random-effect variance counts as 0 (:meth:`ExpertFamily.re_scale`).

@@ -88,6 +88,9 @@ class SubjectData:
         expert is known; see :meth:`pymemoe.MEMoE.from_formula`'s ``known_class``).
     subject_weights : ndarray (N,), optional
         Each subject's weight in the log-likelihood (None: 1; see ``MEMoE.fit(weights=)``).
+    class_prior : ndarray (N, K), optional
+        Fixed prior expert probabilities (NaN rows: the gating's; see ``class_prior`` of
+        :meth:`pymemoe.MEMoE.from_formula`).
     """
 
     n_obs: np.ndarray
@@ -102,6 +105,7 @@ class SubjectData:
     row_codes: np.ndarray
     known_class: np.ndarray | None = None
     subject_weights: np.ndarray | None = None
+    class_prior: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -137,7 +141,8 @@ class SubjectData:
                            exog_gate=self.exog_gate[sl], subjects=self.subjects[sl],
                            row_codes=np.empty(0, dtype=np.intp),
                            known_class=_part(self.known_class, sl),
-                           subject_weights=_part(self.subject_weights, sl))
+                           subject_weights=_part(self.subject_weights, sl),
+                           class_prior=_part(self.class_prior, sl))
 
     @classmethod
     def concatenate(cls, parts: "list[SubjectData]") -> "SubjectData":
@@ -149,7 +154,7 @@ class SubjectData:
                 for name in ("n_obs", "xx", "xz", "zz", "xy", "zy", "yy", "exog_gate")}
         per_subject = {name: None if getattr(parts[0], name) is None
                        else np.concatenate([getattr(p, name) for p in parts])
-                       for name in ("known_class", "subject_weights")}
+                       for name in ("known_class", "subject_weights", "class_prior")}
         return cls(**join, subjects=parts[0].subjects.append([p.subjects for p in parts[1:]]),
                    row_codes=np.empty(0, dtype=np.intp), **per_subject)
 
@@ -162,7 +167,8 @@ class SubjectData:
                            yy=self.yy[index], exog_gate=self.exog_gate[index],
                            subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp),
                            known_class=_part(self.known_class, index),
-                           subject_weights=_part(self.subject_weights, index))
+                           subject_weights=_part(self.subject_weights, index),
+                           class_prior=_part(self.class_prior, index))
 
     @classmethod
     def from_arrays(

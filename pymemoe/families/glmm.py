@@ -80,6 +80,8 @@ class GLMMData:
         The known expert of each subject, 0-based, -1 where unknown (None: none known).
     subject_weights : ndarray (N,), optional
         Each subject's weight in the log-likelihood (None: 1).
+    class_prior : ndarray (N, K), optional
+        Fixed prior expert probabilities (NaN rows: the gating's).
     """
 
     rows: GLMMRows
@@ -89,6 +91,7 @@ class GLMMData:
     family: "GLMMFamily"
     known_class: np.ndarray | None = None
     subject_weights: np.ndarray | None = None
+    class_prior: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -139,7 +142,8 @@ class GLMMData:
                         subjects=self.subjects[start:stop], row_codes=np.empty(0, dtype=np.intp),
                         family=self.family,
                         known_class=_part(self.known_class, slice(start, stop)),
-                        subject_weights=_part(self.subject_weights, slice(start, stop)))
+                        subject_weights=_part(self.subject_weights, slice(start, stop)),
+                        class_prior=_part(self.class_prior, slice(start, stop)))
 
     def take(self, index: np.ndarray) -> "GLMMData":
         """The rows of the subjects at positions ``index`` (a copy)."""
@@ -147,7 +151,8 @@ class GLMMData:
         return GLMMData(rows=self._subset_rows(index), exog_gate=self.exog_gate[index],
                         subjects=self.subjects[index], row_codes=np.empty(0, dtype=np.intp),
                         family=self.family, known_class=_part(self.known_class, index),
-                        subject_weights=_part(self.subject_weights, index))
+                        subject_weights=_part(self.subject_weights, index),
+                        class_prior=_part(self.class_prior, index))
 
 
 def _part(values: np.ndarray | None, where) -> np.ndarray | None:

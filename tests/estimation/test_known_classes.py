@@ -1,11 +1,14 @@
-"""Known experts (``known_class``): subjects whose expert is known contribute pi_ic f(y_i | c).
+"""Known experts (``known_class``): subjects whose expert is known contribute pi_ic f(y_i | c);
+fixed prior probabilities (``class_prior``): subjects that contribute sum_k p_ik f(y_i | k).
 
 References, independent of pymemoe's kernels:
 - every subject labelled: the likelihood factorises, so the fit equals statsmodels' MixedLM
   (ML) on each expert's subjects plus MNLogit of the labels on the gating covariates;
 - some subjects labelled: the log-likelihood equals the dense computation of tests/truth.py
   with the labelled subjects' sums restricted to their expert; the analytic score equals the
-  numerical gradient of the log-likelihood.
+  numerical gradient of the log-likelihood; with fixed priors, the same dense computation
+  with those subjects' gating probabilities replaced, and the inverse observed information
+  against statsmodels' numerical Hessian of the log-likelihood.
 """
 import warnings
 
@@ -13,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from statsmodels.tools.numdiff import approx_fprime
+from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from pymemoe import MEMoE, simulate
 
@@ -134,3 +137,67 @@ def test_editing_the_labels_returned_changes_nothing(partly):
     labels.iloc[:] = 1
     pd.testing.assert_series_equal(res.known_class, before)
     assert (model.data.known_class >= -1).all() and (model.data.known_class == 1).any()
+
+
+
+@pytest.fixture(scope="module")
+def priors(pbc):
+    """A quarter of the subjects with fixed prior probabilities (0.8 / 0.2 for women, 0.3 /
+    0.7 for men)."""
+    fixed = pbc["id"] % 4 == 0
+    p1 = np.where(fixed, np.where(pbc["sex"] == "f", 0.8, 0.3), np.nan)
+    data = pbc.assign(p1=p1, p2=1.0 - p1)
+    model = MEMoE.from_formula("logbili ~ year", data, "id", class_prior=["p1", "p2"], **MODEL)
+    return data, model, model.fit(random_state=0)
+
+
+def test_fixed_priors_replace_the_gating(priors):
+    data, model, res = priors
+    first = data.groupby("id").first()
+    fixed = first[["p1", "p2"]].to_numpy()
+    design = np.column_stack([np.ones(len(data)), data["year"]])
+    dense = dense_loglike(data["logbili"], design, design,
+                          np.column_stack([np.ones(len(data)), data["age"]]), data["id"],
+                          res.gate_params.to_numpy().T, res.fe_params.to_numpy().T,
+                          np.stack([res.cov_re[k].to_numpy() for k in (1, 2)]),
+                          res.scale.to_numpy(), fixed_prior=fixed)
+    np.testing.assert_allclose(res.llf, dense, rtol=1e-10)
+    rows = np.isfinite(fixed[:, 0])
+    np.testing.assert_allclose(res.prior.to_numpy()[rows], fixed[rows])
+    assert "Fixed priors: 78 subjects" in " ".join(str(res.summary()).split())
+    point = res.params.to_numpy() * 1.01
+    numeric = approx_fprime(point, model.loglike, centered=True, epsilon=1e-6)
+    np.testing.assert_allclose(model.score(point), numeric, rtol=1e-5, atol=1e-4)
+
+
+def test_the_information_leaves_the_fixed_subjects_out_of_the_gating(priors):
+    _, model, res = priors
+    hess = approx_hess3(res.params.to_numpy(), model.loglike)
+    np.testing.assert_allclose(np.linalg.inv(res.cov_params().to_numpy()), -hess,
+                               rtol=2e-3, atol=1e-2)
+
+
+def test_a_bootstrap_keeps_the_fixed_priors(priors):
+    _, _, res = priors
+    sim = simulate(res, random_state=2)
+    assert sim.formula_kwargs["class_prior"] == ["p1", "p2"]
+    refit = MEMoE.from_formula(data=sim.data, **sim.formula_kwargs, **sim.model_kwargs).fit(
+        random_state=0)
+    np.testing.assert_allclose(refit.prior.loc[4], res.prior.loc[4])
+
+
+def test_bad_priors_are_named(pbc):
+    with pytest.raises(ValueError, match="subject 1 are not probabilities summing to 1"):
+        MEMoE.from_formula("logbili ~ year", pbc.assign(a=0.5, b=0.6), "id",
+                           class_prior=["a", "b"], **MODEL)
+    varying = pbc.assign(a=np.where(pbc.groupby("id").cumcount() == 0, 0.4, 0.5))
+    with pytest.raises(ValueError, match="differs between the rows of subject 1"):
+        MEMoE.from_formula("logbili ~ year", varying.assign(b=1 - varying["a"]), "id",
+                           class_prior=["a", "b"], **MODEL)
+    with pytest.raises(ValueError, match="one per expert"):
+        MEMoE.from_formula("logbili ~ year", pbc.assign(a=1.0), "id", class_prior=["a"],
+                           **MODEL)
+    both = pbc.assign(a=0.5, b=0.5, k=1.0)
+    with pytest.raises(ValueError, match="subject 1 has both a known expert"):
+        MEMoE.from_formula("logbili ~ year", both, "id", class_prior=["a", "b"],
+                           known_class="k", **MODEL)
