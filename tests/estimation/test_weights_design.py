@@ -16,7 +16,7 @@ import pandas as pd
 from pymemoe import MEMoE
 
 STRATA, UNITS, SUBJECTS, VISITS = 4, 15, 10, 5
-B = 200
+B = 100
 
 
 def survey(seed: int) -> pd.DataFrame:
