@@ -166,7 +166,7 @@ def _profiled(call, path: Path | None, top: int, driver: str = ""):
 
 def run_case(case: dict[str, Any], conn) -> None:
     """Simulate, build, fit, standard errors; each finished step is sent to the parent."""
-    from bench_fit import simulate
+    from designs import simulate
 
     row = dict(case)
     resettable = True
@@ -186,7 +186,7 @@ def run_case(case: dict[str, Any], conn) -> None:
 
     row["load1_before"] = os.getloadavg()[0]
     row["rss_start_gb"] = peak_gb()
-    data = step("simulate", lambda: simulate(case["n_subjects"], case["n_experts"],
+    data = step("simulate", lambda: simulate(case["design"], case["n_subjects"],
                                              seed=case["seed"]))
     row["nobs"] = len(data)
     from pymemoe import MEMoE  # imported before the timed steps
@@ -210,6 +210,10 @@ def run_case(case: dict[str, Any], conn) -> None:
         n_best = getattr(res, "n_best", None)        # how many starts reached the best llf
     except Exception:                     # noqa: BLE001 (a figure to record, never a failure)
         n_best = None
+    starts = getattr(res, "starts", None)
+    if starts is not None and "kind" in starts:   # subsample solutions run on all subjects
+        on_all = starts[starts["kind"] == "from sample"]
+        row.update(runs_on_all=len(on_all), iters_on_all=int(on_all["n_iter"].sum()))
     row.update(starts=getattr(options, "starts", ""), n_best=n_best,
                sample_subjects=getattr(options, "sample_subjects", None))
     row.update(se_finite=int(np.isfinite(bse).sum()), n_params=len(bse),
@@ -302,6 +306,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds after which a case is stopped (default 1800; 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated data")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="several seeds of the simulated data (the table then gives the "
+                             "median and the worst of them); overrides --seed")
+    parser.add_argument("--designs", nargs="+", default=["default"],
+                        help="designs of the benchmark set (designs.py): default, separated, "
+                             "small, pbc")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="run the fit and the SEs under cProfile, write the stats to DIR")
     parser.add_argument("--profile-top", type=int, default=30,
@@ -327,15 +337,19 @@ def main(argv: list[str] | None = None) -> int:
           + ("" if fit_kwargs else ": the defaults"), flush=True)
 
     rows = []
-    for n in args.sizes:
-        for jobs in args.threads:
-            case = dict(n_subjects=n, n_experts=args.experts, n_jobs=jobs, seed=args.seed,
+    seeds = args.seeds or [args.seed]
+    grid = [(design, n, jobs, seed) for design in args.designs for n in args.sizes
+            for jobs in args.threads for seed in seeds]
+    for design, n, jobs, seed in grid:
+        if True:
+            case = dict(design=design, n_subjects=n, n_experts=args.experts, n_jobs=jobs,
+                        seed=seed,
                         fit_kwargs=fit_kwargs, fit_kwargs_text=fit_text,
                         defaults=not fit_kwargs, blas_threads=args.blas_threads,
                         profile=None if args.profile is None else str(args.profile),
                         profiled=args.profile is not None, profile_top=args.profile_top,
                         commit=commit, cpus=os.cpu_count(), python=platform.python_version())
-            print(f"N = {n}, n_jobs = {jobs} ...", flush=True)
+            print(f"{design}: N = {n}, n_jobs = {jobs}, seed {seed} ...", flush=True)
             row = run_isolated(case, args.timeout or None)
             rows.append(row)
             done = [f"{s} {row[f'{s}_s']:.2f} s" for s in STEPS if f"{s}_s" in row]
@@ -345,9 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows).drop(columns=["fit_kwargs", "profile_top"])
     table["target"] = table.apply(target_text, axis=1)
 
-    cols = ["n_subjects", "nobs", "n_jobs", "simulate_s", "from_formula_s", "fit_s", "se_s",
-            "total_s", "total_cpu_s", "peak_rss_gb", "llf", "converged", "n_iter",
-            "n_starts_used", "load1_before", "status"]
+    cols = ["design", "n_subjects", "seed", "nobs", "n_jobs", "simulate_s", "from_formula_s",
+            "fit_s", "se_s", "total_s", "total_cpu_s", "peak_rss_gb", "llf", "converged",
+            "n_iter", "runs_on_all", "iters_on_all", "load1_before", "status"]
     cols = [c for c in cols if c in table.columns]
     heading = ("fit() defaults" if not fit_kwargs else
                f"fit({fit_text}): NOT the defaults, a proxy")
@@ -361,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
               f"(peaks reset per step: {bool(table.get('peaks_reset_per_step', pd.Series([False])).all())})")
         print(table[["n_subjects", "n_jobs", *steps, *peaks]].to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
+    if len(seeds) > 1 and "total_s" in table:
+        print(f"\nOver the {len(seeds)} seeds of the data: median and worst (seconds)")
+        summary = table.groupby(["design", "n_subjects", "n_jobs"])[
+            ["from_formula_s", "fit_s", "se_s", "total_s"]].agg(["median", "max"])
+        print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
     targeted = table[table["target"] != ""]
     if len(targeted):
         print("\nissue 15's targets beside the measured values:")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pymemoe import MEMoE
-from pymemoe._estimation.starts import LLF_TOL, initial_tau, split_tau
+from pymemoe._estimation.starts import CARRY_Z, LLF_TOL, behind_z, initial_tau, split_tau
 from pymemoe.exceptions import BestNotReplicatedWarning
 from pymemoe.selection import compare_experts
 
@@ -70,7 +70,9 @@ def test_starts_table_is_complete_and_consistent(pbc3):
     starts = res.starts
     assert list(starts.columns) == ["n_experts", "kind", "seed", "subjects", "llf_start",
                                     "llf_screen", "llf", "n_iter", "converged", "emptied",
-                                    "polished", "reached_best", "chosen"]
+                                    "polished", "reached_best", "chosen", "z_behind",
+                                    "carried"]
+    assert starts["carried"].isna().all()          # no subsample: nothing to carry
     mine = starts[starts["n_experts"] == 3]
     chain = starts[starts["n_experts"] == 2]
     # 10 other starts and two split starts (principal axis, 2-means) per expert of the K - 1
@@ -194,6 +196,26 @@ def test_search_on_a_subsample_then_all_subjects():
     assert sampled.llf == pytest.approx(full.llf, abs=1e-4)
     assert sampled.converged
     assert "of the subsample" in str(sampled.summary())
+    # the distinct subsample solutions say how far behind the best they are, and exactly the
+    # ones within CARRY_Z standard errors were run on all subjects
+    candidates = on_sample[on_sample["z_behind"].notna()]
+    assert (candidates["z_behind"] == 0.0).sum() == 1         # the best itself
+    assert (candidates["carried"] == (candidates["z_behind"] < CARRY_Z)).all()
+    assert len(on_all) == int(candidates["carried"].sum())
+
+
+def test_a_runner_up_far_behind_on_the_sample_is_not_run_on_all_subjects():
+    """behind_z: the deficit of a solution on all subjects estimated from the sample (the
+    per-subject log-likelihood differences of a sample without replacement)."""
+    rng = np.random.default_rng(3)
+    population = rng.normal(0.2, 1.0, 100_000)             # d_i on all subjects: mean 0.2
+    sample = rng.choice(population, 2500, replace=False)
+    z = behind_z(sample, np.zeros(2500), 100_000)
+    se = population.std() * np.sqrt((1 - 2500 / 100_000) / 2500)
+    assert z == pytest.approx(sample.mean() / se, rel=0.05) and z > CARRY_Z
+    # a runner-up ahead or level on the sample is carried
+    assert behind_z(np.zeros(10), np.full(10, 0.5), 100) == -np.inf
+    assert behind_z(rng.normal(size=500), rng.normal(size=500), 10_000) < CARRY_Z
 
 
 # ---------------------------------------------------------------------------------------------
