@@ -51,10 +51,17 @@ def check_constant_within(values: np.ndarray, groups: np.ndarray, names: list[st
     """
     if values.shape[1] == 0:
         return
+    varying = [j for j in range(values.shape[1])            # a constant column (the intercept)
+               if not np.all(values[:, j] == values[0, j])]  # is constant within every subject
+    if not varying:
+        return
     codes, _ = pd.factorize(pd.Series(groups))
-    differs = values != values[first_rows(codes, codes.max() + 1)[codes]]
-    if differs.any():
-        row, col = np.argwhere(differs)[0]
+    first = first_rows(codes, codes.max() + 1)[codes]
+    for col in varying:
+        differs = values[:, col] != values[first, col]
+        if not differs.any():
+            continue
+        row = int(np.flatnonzero(differs)[0])
         subject = plain_label(groups[row])
         raise ValueError(
             f"{what}: column {names[col]!r} varies within subject {subject!r}; gating "
@@ -76,14 +83,20 @@ def check_outcome_varies(y: np.ndarray, x: np.ndarray, what: str) -> None:
     if x.shape[1] == 0 or x.shape[0] <= x.shape[1]:
         return
     center = y - y.mean()
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x @ coef
-    if float(resid @ resid) <= 1e-20 * float(center @ center):
-        raise ValueError(
-            f"{what}: the fixed effects reproduce the outcome exactly (no residual variation in "
-            f"the analysis sample), so the residual variance would be 0 and the likelihood "
-            f"unbounded; check that the outcome is not a function of the covariates"
-        )
+    floor = 1e-20 * float(center @ center)
+    # A least-squares fit to some of the rows leaves at most the residual of all rows, so a
+    # residual above the floor there settles it without the full (n x p) least squares.
+    some = np.linspace(0, y.size - 1, min(y.size, 20 * x.shape[1] + 2000)).astype(int)
+    for rows in (some, slice(None)):
+        coef, *_ = np.linalg.lstsq(x[rows], y[rows], rcond=None)
+        resid = y[rows] - x[rows] @ coef
+        if float(resid @ resid) > floor:
+            return
+    raise ValueError(
+        f"{what}: the fixed effects reproduce the outcome exactly (no residual variation in "
+        f"the analysis sample), so the residual variance would be 0 and the likelihood "
+        f"unbounded; check that the outcome is not a function of the covariates"
+    )
 
 
 def check_random_effects_estimable(groups: np.ndarray, exog_re_names, what: str) -> None:

@@ -354,12 +354,15 @@ def build_design(
             _build_all(formula, rhs, data, env, patsy.NAAction(on_NA="raise"),
                        what_prefix="with missing='raise', ")
         raise ValueError("no rows left after dropping rows with missing or non-finite values")
-    frames = _build_all(formula, rhs, candidates, env, patsy.NAAction(on_NA="drop"))
+    # no value counts as missing in this pass (the missing ones are set aside above): every
+    # part has a row per candidate, and a transform's NaN (log of 0) shows as a non-finite value
+    frames = _build_all(formula, rhs, candidates, env, patsy.NAAction(NA_types=[]))
     _check_numeric_outcome(formula, frames["formula_lhs"], data)
     keep_mask = ~pd.isna(pd.Series(group_values)).to_numpy()
+    positions = candidates.index.to_numpy()
     for frame in frames.values():
         rows = np.zeros(len(data), dtype=bool)
-        rows[frame.index.to_numpy()[finite_rows(frame.to_numpy(dtype=float))]] = True
+        rows[positions[finite_rows(frame.values)]] = True
         keep_mask &= rows
     n_dropped = int((~keep_mask).sum())
     if n_dropped and missing == "raise":
@@ -373,9 +376,11 @@ def build_design(
     if keep_mask.sum() == 0:
         raise ValueError("no rows left after dropping rows with missing or non-finite values")
 
-    # Pass 2: build on the analysis sample so that transforms and levels are learnt from it.
+    # Pass 2: build on the analysis sample so that transforms and levels are learnt from it
+    # (when pass 1 kept every row it ran on all of them: its designs are those of pass 2).
     used = data.loc[keep_mask] if n_dropped else data
-    frames = _build_all(formula, rhs, used, env, patsy.NAAction(on_NA="raise"))
+    if n_dropped or raw_missing.any():
+        frames = _build_all(formula, rhs, used, env, patsy.NAAction(on_NA="raise"))
     y_frame, x_frame = frames["formula_lhs"], frames["formula"]
     if y_frame.shape[1] not in outcome_columns:
         two = (" (two columns, successes + failures, are for family='binomial')"
@@ -389,7 +394,7 @@ def build_design(
     if shared_frame is not None:
         drop_intercept = "Intercept" in shared_frame.columns
         if drop_intercept:
-            shared_frame = shared_frame.drop(columns="Intercept")
+            shared_frame = shared_frame.without("Intercept")
         overlap = set(shared_frame.columns) & set(x_frame.columns)
         if overlap:
             raise ValueError(
@@ -397,7 +402,8 @@ def build_design(
                 f"{sorted(overlap)}; a term is either expert-specific or shared"
             )
     gate_frame = frames["gate_formula"]
-    group_used = group_values[keep_mask]
+    # a copy either way: the model must not share memory with the user's frame
+    group_used = group_values[keep_mask] if n_dropped else group_values.copy()
     check_constant_within(gate_frame.to_numpy(dtype=float), group_used, list(gate_frame.columns),
                           f"gate_formula {gate_formula!r}")
 
@@ -431,7 +437,7 @@ def build_design(
         exog_shared=(np.empty((n_used, 0)) if shared_frame is None
                      else shared_frame.to_numpy(dtype=float)),
         groups=group_used,
-        row_index=user_index[keep_mask],
+        row_index=user_index[keep_mask] if n_dropped else user_index,
         n_dropped=n_dropped,
         **{name: values[keep_mask] for name, values in extra.items()},
         known_class=None if labels is None else labels[keep_mask],
@@ -521,14 +527,41 @@ def _check_numeric_outcome(formula: str, y_frame: pd.DataFrame, data: pd.DataFra
     # outcome exactly"
 
 
+@dataclass(frozen=True, eq=False)
+class _Part:
+    """One evaluated formula: its design matrix (n, m) and patsy's DesignInfo (the matrix
+    without a pandas frame around it: building frames of millions of rows costs copies)."""
+
+    values: np.ndarray
+    design_info: patsy.DesignInfo
+    columns: tuple = ()
+
+    @classmethod
+    def of(cls, matrix) -> "_Part":
+        return cls(np.asarray(matrix), matrix.design_info, tuple(matrix.design_info.column_names))
+
+    @property
+    def shape(self) -> tuple:
+        return self.values.shape
+
+    def to_numpy(self, dtype=float) -> np.ndarray:
+        return np.asarray(self.values, dtype=dtype)
+
+    def without(self, column: str) -> "_Part":
+        """The part without ``column`` (its DesignInfo unchanged)."""
+        keep = [j for j, c in enumerate(self.columns) if c != column]
+        return _Part(self.values[:, keep], self.design_info, tuple(self.columns[j] for j in keep))
+
+
 def _build_all(formula, rhs, data, env, na_action, what_prefix=""):
     data = plain_dtypes(data)
     y, x = _patsy_call(what_prefix + "formula", formula, patsy.dmatrices, formula, data,
-                       eval_env=env, NA_action=na_action, return_type="dataframe")
-    frames = {"formula_lhs": y, "formula": x}
+                       eval_env=env, NA_action=na_action, return_type="matrix")
+    frames = {"formula_lhs": _Part.of(y), "formula": _Part.of(x)}
     for name, text in rhs.items():
-        frames[name] = _patsy_call(what_prefix + name, text, patsy.dmatrix, text, data,
-                                   eval_env=env, NA_action=na_action, return_type="dataframe")
+        frames[name] = _Part.of(_patsy_call(what_prefix + name, text, patsy.dmatrix, text, data,
+                                            eval_env=env, NA_action=na_action,
+                                            return_type="matrix"))
     return frames
 
 

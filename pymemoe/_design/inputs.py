@@ -239,9 +239,13 @@ def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family
 
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
-    finite = (finite_rows(endog_arr, exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr,
-                          offset_arr, *(() if trials_arr is None else (trials_arr,)))
-              & pd.notna(pd.Series(groups_arr)).to_numpy())
+    if spec is not None:
+        # designs built from formulas: build_design kept complete rows only
+        finite = np.ones(n, dtype=bool)
+    else:
+        finite = (finite_rows(endog_arr, exog_arr, exog_re_arr, exog_gate_arr, exog_shared_arr,
+                              offset_arr, *(() if trials_arr is None else (trials_arr,)))
+                  & pd.notna(pd.Series(groups_arr)).to_numpy())
     if not finite.all():
         if missing == "raise":
             raise ValueError(f"{int((~finite).sum())} rows have missing or non-finite values "
@@ -263,7 +267,8 @@ def model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared, *, family
     if row_index is None:
         row_index = pd.RangeIndex(endog_arr.shape[0])
 
-    check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
+    if spec is None:              # build_design checked the gating formula's columns
+        check_constant_within(exog_gate_arr, groups_arr, names[2], "exog_gate")
     check_random_effects_estimable(groups_arr, names[1], "exog_re" if spec is None else
                                    f"re_formula {spec.re_formula!r}")
     full_exog = np.column_stack([exog_arr, exog_shared_arr])

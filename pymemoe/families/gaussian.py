@@ -217,17 +217,35 @@ class SubjectData:
             raise ValueError(f"groups must have one label per observation ({n}); got shape {groups.shape}")
 
         codes, labels = subject_codes(groups)
-        order = np.argsort(codes, kind="stable")
+        in_order = bool(np.all(codes[1:] >= codes[:-1])) if n > 1 else True
+        # rows already grouped by subject (the usual long data): no sort, no copy
+        order = slice(None) if in_order else np.argsort(codes, kind="stable")
         sorted_codes = codes[order]
         starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
         x, z = arrays["exog"], arrays["exog_re"]
         p, q = x.shape[1], z.shape[1]
-        block = np.column_stack([x, z, endog])[order]
+        columns = [col[order] for col in (*x.T, *z.T, endog)]
         m = p + q + 1
+        # the same column in X and Z (the intercept, time) is summed once, and products with
+        # a column of ones are the other column itself (identical sums, fewer passes)
+        first = list(range(m))
+        for a in range(m):
+            for b in range(a):
+                if first[b] == b and np.array_equal(columns[a], columns[b]):
+                    first[a] = b
+                    break
+        ones = [bool(np.all(col == 1.0)) for col in columns]
+        sums: dict[tuple[int, int], np.ndarray] = {}
         cross = np.empty((len(starts), m, m))
-        for a in range(m):  # m(m+1)/2 grouped sums over rows; never a loop over subjects
+        for a in range(m):  # grouped sums over rows; never a loop over subjects
             for b in range(a, m):
-                cross[:, a, b] = cross[:, b, a] = np.add.reduceat(block[:, a] * block[:, b], starts)
+                key = tuple(sorted((first[a], first[b])))
+                if key not in sums:
+                    u, v = key
+                    product = (columns[v] if ones[u] else columns[u] if ones[v]
+                               else columns[u] * columns[v])
+                    sums[key] = np.add.reduceat(product, starts)
+                cross[:, a, b] = cross[:, b, a] = sums[key]
         n_obs = np.diff(np.r_[starts, n]).astype(float)
         xs, zs, ys = slice(0, p), slice(p, p + q), p + q
         return cls(
