@@ -33,6 +33,8 @@ All functions take arrays whose last two axes are the matrix axes and broadcast 
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["SMALL", "empty_stack", "as_stack", "to_lead", "to_stack", "matmul", "matvec",
@@ -65,14 +67,28 @@ def _lead(*arrays_and_ndims) -> tuple[int, ...]:
     return np.broadcast_shapes(*(a.shape[: a.ndim - nd] for a, nd in arrays_and_ndims))
 
 
+@lru_cache(maxsize=None)
+def _axes(nd: int, kind: str) -> tuple[int, ...]:
+    """The transposition of an ``nd``-dimensional array that moves its matrix (or vector) axes
+    between last and first: what ``np.moveaxis`` computes, without its argument checks on
+    every call (the kernels make tens of thousands of such views in a fit)."""
+    if kind == "lead":                    # (..., n, m) -> (n, m, ...)
+        return (nd - 2, nd - 1, *range(nd - 2))
+    if kind == "stack":                   # (n, m, ...) -> (..., n, m)
+        return (*range(2, nd), 0, 1)
+    if kind == "vector_first":            # (..., m) -> (m, ...)
+        return (nd - 1, *range(nd - 1))
+    return (*range(1, nd), 0)             # "vector_last": (m, ...) -> (..., m)
+
+
 def to_lead(x: np.ndarray) -> np.ndarray:
     """A stack-layout array (..., n, m) as a lead-layout view (n, m, ...) (no copy)."""
-    return np.moveaxis(x, (-2, -1), (0, 1))
+    return x.transpose(_axes(x.ndim, "lead"))
 
 
 def to_stack(x: np.ndarray) -> np.ndarray:
     """A lead-layout array (n, m, ...) as a stack-layout view (..., n, m) (no copy)."""
-    return np.moveaxis(x, (0, 1), (-2, -1))
+    return x.transpose(_axes(x.ndim, "stack"))
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -89,7 +105,8 @@ def matvec(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     n, m = a.shape[-2:]
     if max(n, m) > SMALL or m == 0:
         return (a @ x[..., None])[..., 0]
-    return np.moveaxis(lead_matvec(to_lead(a), np.moveaxis(x, -1, 0)), 0, -1)
+    out = lead_matvec(to_lead(a), x.transpose(_axes(x.ndim, "vector_first")))
+    return out.transpose(_axes(out.ndim, "vector_last"))
 
 
 def sandwich(a: np.ndarray, s: np.ndarray) -> np.ndarray:
