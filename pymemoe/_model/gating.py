@@ -14,8 +14,10 @@ which is concave in the free coefficients (gamma_2..gamma_K). Its gradient and H
     dQ/dgamma_k              =  sum_i (tau_ik - pi_ik) w_i
     d2Q/dgamma_k dgamma_l'   = -sum_i pi_ik (delta_kl - pi_il) w_i w_i'
 
-A few Newton steps with step halving (so Q never decreases, hence the EM log-likelihood never
-decreases) solve it. With hard labels (tau in {0, 1}) this is the ordinary multinomial logit
+Newton steps with step halving (so Q never decreases, hence the EM log-likelihood never
+decreases) solve it; EM takes one per M-step (:func:`pymemoe._estimation.passes.m_step`): a
+generalised EM step is an ascent whatever the number, and one costs two evaluations of Q
+instead of five or six, while the next E-step moves tau anyway. With hard labels (tau in {0, 1}) this is the ordinary multinomial logit
 (statsmodels' ``MNLogit``). Perfect separation sends coefficients to infinity; it is detected by
 :func:`separation_detected` and reported by the EM driver.
 """
