@@ -44,8 +44,8 @@ def e_pass(blocks, params: Params, caches: Sequence) -> tuple[list, float, np.nd
 def m_step(ctx: FitContext, blocks, params: Params, caches: Sequence, e_sums) -> Params:
     """One M-step from the E-step ``caches`` at ``params``; never decreases the log-likelihood."""
     # one damped Newton step for the gating (an ascent; more steps cost evaluations that the
-    # next E-step makes moot): the EM fits of the benchmark set took a quarter less time,
-    # at the same maxima (docs/performance.rst)
+    # next E-step makes moot): the fits of the benchmark set took 10-20% less time, at the
+    # same maxima (docs/performance.rst, "The benchmark set")
     gamma = newton_update_blocks(blocks, caches, params.gamma, max_steps=1)
     beta, cov, scale = ctx.family.m_step(blocks, caches, ctx.structure, params, e_sums, ctx.summary)
     return Params(gamma=gamma, beta=beta, cov_re=cov, scale=scale)
