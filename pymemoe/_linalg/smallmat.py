@@ -246,6 +246,7 @@ def lead_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     n, m, r = a.shape[0], a.shape[1], b.shape[1]
     tail = np.broadcast_shapes(a.shape[2:], b.shape[2:])
     out = np.empty((n, r) + tail)
+    term = np.empty(tail) if m > 1 else None      # one buffer for every product term
     for i in range(n):
         for j in range(r):
             acc = out[i, j]
@@ -254,7 +255,8 @@ def lead_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 continue
             np.multiply(a[i, 0], b[0, j], out=acc)
             for l in range(1, m):
-                acc += a[i, l] * b[l, j]
+                np.multiply(a[i, l], b[l, j], out=term)
+                np.add(acc, term, out=acc)
     return out
 
 
