@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._execution.threads import one_blas_thread
 from .._model.likelihood import EStep
 from .._model.params import Params, Structure, reorder
 from .context import EMOptions, FitContext
@@ -87,6 +88,12 @@ def run_em(data, structure: Structure, options: EMOptions,
     ``data`` is in-memory data (blocks are made of it) or data and blocks that run their own
     passes (:func:`pymemoe._execution.blocks.as_blocks`); ``grow_from`` a fit with one expert
     fewer whose experts the split starts divide."""
+    with one_blas_thread():
+        return _run_em(data, structure, options, random_state, start_params, grow_from)
+
+
+def _run_em(data, structure: Structure, options: EMOptions, random_state,
+            start_params: Params | None, grow_from: Params | None) -> EMFit:
     ctx = FitContext.build(data, structure, options)
     try:
         structure, options, family = ctx.structure, ctx.options, ctx.family

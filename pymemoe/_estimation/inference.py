@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from .._execution.blocks import as_blocks
-from .._execution.threads import thread_map
+from .._execution.threads import one_blas_thread, thread_map
 from .._linalg.smallmat import weighted_sum
 from .._model.boundary import boundary_mask
 from .._model.gating import gating_hessian
@@ -495,8 +495,9 @@ class DeferredCov:
         with self._lock:
             if self._estimate is None:
                 cov_type, data, structure, params, cov_kwds, n_jobs, block_size = self._inputs
-                self._estimate = estimate_cov(cov_type, data, structure, params, cov_kwds,
-                                              n_jobs=n_jobs, block_size=block_size)
+                with one_blas_thread():
+                    self._estimate = estimate_cov(cov_type, data, structure, params, cov_kwds,
+                                                  n_jobs=n_jobs, block_size=block_size)
                 self._inputs = None
             return self._estimate
 
