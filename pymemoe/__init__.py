@@ -69,6 +69,7 @@ from ._model.params import Params
 from ._version import __version__
 from .blrt import BootstrapLRTResult, bootstrap_lrt
 from .crossval import CrossValidation, cross_validate
+from .families.events import TimeToEvent
 from .exceptions import (BestNotReplicatedWarning, BoundaryWarning, GLMMNumericalWarning,
                          SeparationWarning)
 from .model import MEMoE
@@ -80,5 +81,5 @@ from .three_step import ThreeStepResults, class_predictors, distal_outcome
 __all__ = ["MEMoE", "MEMoEResults", "load", "Params", "compare_experts", "ExpertComparison",
            "bootstrap_lrt", "BootstrapLRTResult", "cross_validate", "CrossValidation",
            "simulate", "SimulatedData", "distal_outcome", "class_predictors",
-           "ThreeStepResults", "BoundaryWarning", "SeparationWarning",
+           "ThreeStepResults", "TimeToEvent", "BoundaryWarning", "SeparationWarning",
            "BestNotReplicatedWarning", "GLMMNumericalWarning", "__version__"]

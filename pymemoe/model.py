@@ -42,7 +42,11 @@ from typing import Hashable, Sequence
 import numpy as np
 import pandas as pd
 
+import warnings
+
 from ._design.checks import check_rank, plain_label
+from ._design.events import SubjectEvents, rows_after_time, subject_events
+from ._design.subjects import subject_codes
 from ._design.formula import DesignSpec, build_design
 from ._design.inputs import model_inputs
 from ._design.subject_level import align_to_subjects
@@ -53,6 +57,8 @@ from ._execution.blocks import as_blocks
 from ._model.likelihood import chain_sums, e_step, natural_score_sums, score_obs
 from ._model.params import Params, Structure, from_user, param_labels
 from .families import get_family
+from .families.events import TimeToEvent, WeibullHazards
+from .families.joint import JointFamily
 from .families.gaussian import SubjectData
 from .results import MEMoEResults
 
@@ -153,20 +159,35 @@ class MEMoE:
         nAGQ: int = 1,
         known_class=None,
         class_prior=None,
+        survival: TimeToEvent | None = None,
+        events: SubjectEvents | None = None,
         spec: DesignSpec | None = None,
         n_dropped: int = 0,
         row_index: pd.Index | None = None,
     ) -> None:
         family = get_family(family, n_agq=nAGQ)
+        if (survival is None) != (events is None):
+            raise ValueError("survival= and events= go together (MEMoE.from_formula builds "
+                             "both from the data)")
         inputs = model_inputs(endog, exog, groups, exog_re, exog_gate, exog_shared,
                               family=family, scale=scale, missing=missing, offset=offset,
                               exposure=exposure, spec=spec, n_dropped=n_dropped,
                               row_index=row_index, known_class=known_class,
                               class_prior=class_prior, n_experts=n_experts)
-        self.structure = Structure.of_designs(n_experts, *inputs.names, cov_re=cov_re,
+        names = inputs.names
+        if survival is not None:
+            # the hazards' coefficients are expert-specific columns of the structure
+            # (pymemoe.families.joint): after the trajectory's own, before the shared ones
+            hazards = WeibullHazards(exog_names=events.exog_names,
+                                     cause_names=events.cause_names)
+            family = JointFamily(family, survival, hazards, k_shared=len(names[3]))
+            names = (tuple(names[0]) + tuple(hazards.coef_names()),) + tuple(names[1:])
+        self.structure = Structure.of_designs(n_experts, *names, cov_re=cov_re,
                                               re_structure=re_structure, scale=inputs.scale)
         data = family.make_data(inputs.endog, inputs.exog, inputs.exog_re, inputs.exog_gate,
                                 inputs.groups, trials=inputs.trials, offset=inputs.offset)
+        if survival is not None:
+            data = dataclasses.replace(data, events=events.aligned(data.subjects))
         # the same subject order (subject_codes) as the data
         if inputs.known_class is not None:
             data = dataclasses.replace(data, known_class=inputs.known_class)
@@ -176,7 +197,7 @@ class MEMoE:
         if n_experts > self.data.n_groups:
             raise ValueError(f"n_experts={n_experts} exceeds the number of subjects "
                              f"({self.data.n_groups})")
-        check_rank(inputs.exog.T @ inputs.exog, self.structure.exog_names,
+        check_rank(inputs.exog.T @ inputs.exog, tuple(inputs.names[0]) + tuple(inputs.names[3]),
                    "fixed-effects design")
         self.endog = inputs.endog
         self.trials = inputs.trials
@@ -211,6 +232,7 @@ class MEMoE:
         nAGQ: int = 1,
         known_class=None,
         class_prior=None,
+        survival: TimeToEvent | None = None,
     ) -> "MEMoE":
         """Build a MEMoE from patsy formulas on a long-format DataFrame.
 
@@ -253,6 +275,11 @@ class MEMoE:
             of ``data`` (or an (n, K) array) holding P(expert k) for the row's subject, summing
             to 1, missing where the gating gives them. Such a subject contributes
             sum_k p_ik f(y_i | k) and does not inform the gating.
+        survival : TimeToEvent, optional
+            A joint model (:mod:`pymemoe.families.joint`): each expert also has its own
+            hazards of the event that ends follow-up (the columns ``survival.time`` and
+            ``survival.event``, one value per subject), independent of the trajectory given
+            the expert (lcmm's ``Jointlcmm``). Gaussian trajectories.
 
         Returns
         -------
@@ -265,12 +292,28 @@ class MEMoE:
                                     outcome_columns=fam.outcome_columns, offset=offset,
                                     exposure=exposure, known_class=known_class,
                                     class_prior=class_prior)
+        events = None
+        if survival is not None:
+            if not isinstance(survival, TimeToEvent):
+                raise ValueError(f"survival must be a TimeToEvent(time=..., event=..., ...); "
+                                 f"got {type(survival).__name__}")
+            _, subjects = subject_codes(arrays.groups)
+            events = subject_events(data, groups, subjects, time=survival.time,
+                                    event=survival.event, formula=survival.formula,
+                                    causes=survival.causes, eval_depth=1)
+            if survival.visit_time is not None:
+                late = rows_after_time(data, groups, subjects, survival.visit_time, events)
+                if late:
+                    warnings.warn(f"{late} rows are measured after their subject's follow-up "
+                                  f"time {survival.time!r} (visit_time {survival.visit_time!r});"
+                                  f" they are kept in the trajectory model", UserWarning,
+                                  stacklevel=2)
         return cls(arrays.endog, arrays.exog, arrays.groups, exog_re=arrays.exog_re,
                    exog_gate=arrays.exog_gate, n_experts=n_experts, exog_shared=arrays.exog_shared,
                    cov_re=cov_re, re_structure=re_structure, scale=scale, missing=missing,
                    family=fam, offset=arrays.offset, exposure=arrays.exposure,
                    known_class=arrays.known_class, class_prior=arrays.class_prior,
-                   spec=spec, n_dropped=arrays.n_dropped,
+                   survival=survival, events=events, spec=spec, n_dropped=arrays.n_dropped,
                    row_index=arrays.row_index)
 
     @classmethod

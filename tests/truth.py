@@ -55,14 +55,16 @@ def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
 
 
 def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale, known=None,
-                  fixed_prior=None) -> float:
+                  fixed_prior=None, extra_logdens=None) -> float:
     """sum_i log sum_k pi_ik N(y_i; X_i beta_k, Z_i D_k Z_i' + sigma2_k I) on dense V_ik (row
     arrays; W's first row of each subject is its gating row): a batched Cholesky over the
     subjects with the same number of rows, independent of pymemoe's Woodbury and
     sufficient-statistics code. The tests and the benchmarks (``benchmarks/_simdata.py``)
     check pymemoe's log-likelihoods with it. ``known`` (one per subject in sorted label order,
     0-based, -1 unknown): a subject with a known expert c contributes log pi_ic N(y_i; ...c).
-    ``fixed_prior`` (N, K, the same order; NaN rows: the gating's) replaces pi_i."""
+    ``fixed_prior`` (N, K, the same order; NaN rows: the gating's) replaces pi_i.
+    ``extra_logdens`` (N, K, the same order) is added to each subject's log-density under each
+    expert (another outcome independent of y_i given the expert: a time to event)."""
     y, X, Z, W = (np.asarray(a, dtype=float) for a in (y, X, Z, W))
     labels, codes = np.unique(np.asarray(groups), return_inverse=True)
     order = np.argsort(codes, kind="stable")
@@ -87,6 +89,8 @@ def dense_loglike(y, X, Z, W, groups, gamma, beta, cov_re, scale, known=None,
             logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
             log_dens[subjects, k] = -0.5 * (n * np.log(2 * np.pi) + logdet + (u ** 2).sum(axis=1))
     joint = log_prior + log_dens
+    if extra_logdens is not None:
+        joint = joint + np.asarray(extra_logdens, dtype=float)
     if known is not None:
         known = np.asarray(known)
         labelled = known >= 0

@@ -1,0 +1,202 @@
+"""Times to event, one per subject: read from a long data frame and checked.
+
+A joint model of trajectories and time to event (:mod:`pymemoe.families.joint`) needs, for
+each subject of the fit, the time at which follow-up ended (``time``), how it ended
+(``event``: 0 censored, 1..C the cause of the event; True/False for one cause) and the
+covariates of the hazards (one design row per subject, from a one-sided formula). Long data
+repeat them on every row of a subject; a value that varies within a subject, a missing or
+non-positive time, an event code outside 0..C and a cause without any event are errors naming
+the subject or the cause, since none of them has a meaning the fit could guess.
+
+Rows measured after the subject's time (a trajectory recorded after death or censoring) are
+counted, so that the caller can warn: they are kept, as the trajectory model takes them, but
+the data are then probably not what the user meant.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Hashable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .checks import plain_label
+from .subject_level import subject_design, subject_values
+from .subjects import group_labels
+
+__all__ = ["SubjectEvents", "subject_events", "rows_after_time"]
+
+
+@dataclass(frozen=True, eq=False)
+class SubjectEvents:
+    """The time-to-event data of the subjects of a model, in the model's subject order.
+
+    Attributes
+    ----------
+    time : ndarray (N,)       follow-up time T_i > 0 (event or censoring)
+    cause : ndarray (N,) int  0 censored, 1..C the cause of the event; -1: no event
+                              information (new subjects of a prediction)
+    exog : ndarray (N, r)     design of the hazards' covariates
+    exog_names : tuple of str the design's column names
+    cause_names : tuple of str  one name per cause (C)
+    subjects : Index or None  the subjects' labels (None in blocks of a fit)
+    """
+
+    time: np.ndarray
+    cause: np.ndarray
+    exog: np.ndarray
+    exog_names: tuple[str, ...]
+    cause_names: tuple[str, ...]
+    subjects: pd.Index | None = None
+
+    def aligned(self, subjects: pd.Index) -> "SubjectEvents":
+        """The events of ``subjects`` (a model's order), without their labels; a ValueError
+        names a subject they lack."""
+        if self.subjects is None:
+            raise ValueError("these events have no subject labels to align")
+        where = self.subjects.get_indexer(subjects)
+        if (where < 0).any():
+            missing = subjects[np.flatnonzero(where < 0)[0]]
+            raise ValueError(f"the survival data have no row for subject "
+                             f"{plain_label(missing)!r}")
+        return dataclasses.replace(self.take(where), subjects=None)
+
+    @property
+    def n_causes(self) -> int:
+        return len(self.cause_names)
+
+    def take(self, index) -> "SubjectEvents":
+        """The events of the subjects at ``index`` (a slice or positions)."""
+        return SubjectEvents(time=self.time[index], cause=self.cause[index],
+                             exog=self.exog[index], exog_names=self.exog_names,
+                             cause_names=self.cause_names)
+
+    @classmethod
+    def concatenate(cls, parts: "Sequence[SubjectEvents]") -> "SubjectEvents":
+        """The events of consecutive groups of subjects as one object."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(time=np.concatenate([p.time for p in parts]),
+                   cause=np.concatenate([p.cause for p in parts]),
+                   exog=np.concatenate([p.exog for p in parts]),
+                   exog_names=parts[0].exog_names, cause_names=parts[0].cause_names)
+
+    @classmethod
+    def unknown(cls, n_subjects: int, exog_names: Sequence[str],
+                cause_names: Sequence[str]) -> "SubjectEvents":
+        """Subjects without event information (cause -1): their time-to-event terms are 0,
+        so their posterior rests on their trajectory alone."""
+        return cls(time=np.ones(n_subjects), cause=np.full(n_subjects, -1),
+                   exog=np.zeros((n_subjects, len(exog_names))), exog_names=tuple(exog_names),
+                   cause_names=tuple(cause_names))
+
+
+def _cause_codes(values: pd.Series, what: str, causes: Sequence[str] | None,
+                 subjects: pd.Index) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer causes 0..C of each subject, and the causes' names."""
+    raw = values.to_numpy(dtype=float)
+    missing = np.flatnonzero(~np.isfinite(raw))
+    if missing.size:
+        raise ValueError(f"{what} is missing for subject {plain_label(subjects[missing[0]])!r} "
+                         f"({missing.size} subjects in all); code 0 for censored, 1..C for the cause")
+    bad = np.flatnonzero((raw != np.round(raw)) | (raw < 0))
+    if bad.size:
+        raise ValueError(f"{what} of subject {plain_label(subjects[bad[0]])!r} is {raw[bad[0]]:g}; "
+                         f"it must be 0 (censored) or a cause 1..C")
+    codes = raw.astype(int)
+    n_causes = int(codes.max()) if causes is None else len(causes)
+    if n_causes == 0:
+        raise ValueError(f"{what}: no subject has an event (every code is 0); the hazards "
+                         f"cannot be estimated")
+    above = np.flatnonzero(codes > n_causes)
+    if above.size:
+        raise ValueError(f"{what} of subject {plain_label(subjects[above[0]])!r} is "
+                         f"{codes[above[0]]}, but causes={list(causes)} names "
+                         f"{n_causes} causes")
+    counts = np.bincount(codes, minlength=n_causes + 1)
+    empty = np.flatnonzero(counts[1:] == 0)
+    if empty.size:
+        c = int(empty[0]) + 1
+        raise ValueError(f"{what}: cause {c} has no event in the data; its hazard cannot be "
+                         f"estimated (recode the causes 1..C without gaps)")
+    names = (tuple(str(c) for c in causes) if causes is not None
+             else ("event",) if n_causes == 1 else tuple(str(c) for c in range(1, n_causes + 1)))
+    return codes, names
+
+
+def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hashable,
+                   event: Hashable, formula: str = "~1", causes: Sequence[str] | None = None,
+                   eval_depth: int = 0) -> SubjectEvents:
+    """The checked time-to-event data of ``subjects`` from the long frame ``data``.
+
+    Parameters
+    ----------
+    data : DataFrame
+        The analysis data (one row per measurement, or per subject); never modified.
+    groups : str or array-like
+        The subject column (or labels per row), as given to the model.
+    subjects : Index
+        The model's subjects, in its order.
+    time, event : column names
+        Follow-up time (> 0) and its end: 0 censored, 1..C the cause (True/False: one cause).
+    formula : str
+        One-sided formula of the hazards' covariates, evaluated per subject.
+    causes : list of str, optional
+        Names of the causes 1..C (default: "event" for one cause, else "1".."C").
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"id": [1, 1, 2], "T": [2.0, 2.0, 3.5], "d": [1, 1, 0],
+    ...                    "age": [50.0, 50.0, 61.0]})
+    >>> ev = subject_events(df, "id", pd.Index([1, 2]), time="T", event="d", formula="~ age")
+    >>> ev.time.tolist(), ev.cause.tolist(), ev.exog_names, ev.cause_names
+    ([2.0, 3.5], [1, 0], ('Intercept', 'age'), ('event',))
+    """
+    for role, column in (("time", time), ("event", event)):
+        if column not in data.columns:
+            raise ValueError(f"survival {role} {column!r} is not a column of the data")
+    t = subject_values(data, time, groups, None, subjects).to_numpy(dtype=float)
+    missing = np.flatnonzero(~np.isfinite(t))
+    if missing.size:
+        raise ValueError(f"survival time {time!r} is missing for subject "
+                         f"{plain_label(subjects[missing[0]])!r} ({missing.size} subjects in all)")
+    nonpositive = np.flatnonzero(t <= 0)
+    if nonpositive.size:
+        i = nonpositive[0]
+        raise ValueError(f"survival time {time!r} of subject {plain_label(subjects[i])!r} is "
+                         f"{t[i]:g}; times must be positive (measured from the time origin "
+                         f"of the trajectories)")
+    status = subject_values(data, event, groups, None, subjects)
+    codes, names = _cause_codes(status, f"event {event!r}", causes, subjects)
+    exog, exog_names = subject_design(formula, data, groups, None, subjects,
+                                      eval_depth=eval_depth + 1)
+    incomplete = np.flatnonzero(~np.isfinite(exog).all(axis=1))
+    if incomplete.size:
+        raise ValueError(f"survival formula {formula!r} is missing for subject "
+                         f"{plain_label(subjects[incomplete[0]])!r} ({incomplete.size} "
+                         f"subjects in all)")
+    return SubjectEvents(time=t, cause=codes, exog=exog, exog_names=tuple(exog_names),
+                         cause_names=names, subjects=subjects)
+
+
+def rows_after_time(data: pd.DataFrame, groups, subjects: pd.Index, visit_time: Hashable,
+                    events: SubjectEvents) -> int:
+    """How many rows of ``data`` are measured (column ``visit_time``) after their subject's
+    follow-up time; rows of subjects outside ``subjects`` and missing times are not counted.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"id": [1, 1, 2], "t": [0.0, 3.0, 1.0]})
+    >>> ev = SubjectEvents(time=np.array([2.0, 4.0]), cause=np.array([1, 0]),
+    ...                    exog=np.ones((2, 1)), exog_names=("Intercept",), cause_names=("event",))
+    >>> rows_after_time(df, "id", pd.Index([1, 2]), "t", ev)
+    1
+    """
+    if visit_time not in data.columns:
+        raise ValueError(f"survival visit_time {visit_time!r} is not a column of the data")
+    labels, _ = group_labels(data, groups, fitted_column=None, missing_ok=True)
+    where = subjects.get_indexer(pd.Index(labels))
+    times = pd.to_numeric(data[visit_time], errors="coerce").to_numpy(dtype=float)
+    rows = (where >= 0) & np.isfinite(times)
+    return int(np.count_nonzero(times[rows] > events.time[where[rows]] * (1 + 1e-12)))

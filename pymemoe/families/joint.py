@@ -1,0 +1,401 @@
+r"""Joint experts: a trajectory model and a time-to-event model, independent given the expert.
+
+The joint latent class model (Proust-Lima et al.; lcmm's ``Jointlcmm``) makes each expert a
+product of conditionally independent outcome models: given expert k, subject i's measurements
+y_i and its follow-up (T_i, d_i) are independent, so
+
+    f(y_i, T_i, d_i | k) = f(y_i | k) f(T_i, d_i | k),
+    loglik = sum_i log sum_k pi_ik(gamma) f(y_i | k) f(T_i, d_i | k).
+
+:class:`JointFamily` is that product, written to the family contract of
+:mod:`pymemoe.families.base`: the trajectory family (Gaussian experts) and the hazards
+(:class:`pymemoe.families.events.WeibullHazards`) each own their log-densities, gradients and
+M-step; the joint family adds the log-densities, places the gradients side by side and runs
+both M-steps (each maximises its own part of the expected complete-data log-likelihood, so
+their pair maximises the sum). The EM driver, the polish, the inference and the executors see
+one family and do not change.
+
+**Coefficients.** The hazards' coefficients are expert-specific fixed effects of the model's
+structure: each expert's coefficient vector is
+
+    [ trajectory's expert-specific columns | hazards' coefficients | shared columns ]
+
+so the parameter vector, its labels (``"event: age"``, ``"death: log(shape)"``), the polish,
+the standard errors and the Wald tests cover them with no code of their own.
+
+**Subjects without event information** (new subjects of a prediction, whose follow-up is not
+known) have f(T_i, d_i | k) = 1: their posterior rests on their trajectory alone, as lcmm's
+``pprobY``.
+
+The trajectory family's own passes (its M-step reductions) run on the trajectory half of each
+block through :class:`TrajectoryBlocks`, so they need not know the product exists.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .._design.events import SubjectEvents
+from .._model.params import Params, Structure
+from .._model.scales import DataSummary
+from .base import ExpertFamily, ExpertGradients
+from .events import TimeToEvent, WeibullHazards, newton_m_step
+
+__all__ = ["JointFamily", "JointData", "JointMoments", "TrajectoryBlocks"]
+
+
+@dataclass(frozen=True, eq=False)
+class JointData:
+    """A block of subjects of a joint model: the trajectory family's data (``base``) and the
+    subjects' time-to-event data (``events``), in the block interface of
+    :mod:`pymemoe._execution.blocks`."""
+
+    base: object
+    events: SubjectEvents
+    joint_family: "JointFamily"
+    known_class: np.ndarray | None = None
+    subject_weights: np.ndarray | None = None
+    class_prior: np.ndarray | None = None
+
+    @property
+    def family(self) -> "JointFamily":
+        return self.joint_family
+
+    @property
+    def n_groups(self) -> int:
+        return self.base.n_groups
+
+    @property
+    def exog_gate(self) -> np.ndarray:
+        return self.base.exog_gate
+
+    @property
+    def subjects(self) -> pd.Index:
+        return self.base.subjects
+
+    @property
+    def row_codes(self) -> np.ndarray:
+        return self.base.row_codes
+
+    @property
+    def nobs(self) -> int:
+        return self.base.nobs
+
+    @property
+    def k_gate(self) -> int:
+        return self.base.k_gate
+
+    def _per_subject(self, where) -> dict:
+        return {name: None if getattr(self, name) is None else getattr(self, name)[where]
+                for name in ("known_class", "subject_weights", "class_prior")}
+
+    def subject_slice(self, start: int, stop: int) -> "JointData":
+        sl = slice(start, stop)
+        return JointData(base=self.base.subject_slice(start, stop), events=self.events.take(sl),
+                         joint_family=self.joint_family, **self._per_subject(sl))
+
+    def take(self, index: np.ndarray) -> "JointData":
+        index = np.asarray(index)
+        return JointData(base=self.base.take(index), events=self.events.take(index),
+                         joint_family=self.joint_family, **self._per_subject(index))
+
+    @classmethod
+    def concatenate(cls, parts: "list[JointData]") -> "JointData":
+        if len(parts) == 1:
+            return parts[0]
+        per_subject = {name: None if getattr(parts[0], name) is None
+                       else np.concatenate([getattr(p, name) for p in parts])
+                       for name in ("known_class", "subject_weights", "class_prior")}
+        base = type(parts[0].base).concatenate([p.base for p in parts])
+        return cls(base=base, events=SubjectEvents.concatenate([p.events for p in parts]),
+                   joint_family=parts[0].joint_family, **per_subject)
+
+
+@dataclass(frozen=True, eq=False)
+class JointMoments:
+    """The trajectory family's moments (``base``) and the time-to-event log-densities
+    (``event_logdens``, (N, K)) of a block."""
+
+    base: object
+    event_logdens: np.ndarray
+
+    @property
+    def logdens(self) -> np.ndarray:
+        """log f(y_i | k) + log f(T_i, d_i | k), (N, K)."""
+        return self.base.logdens + self.event_logdens
+
+    @property
+    def trajectory_logdens(self) -> np.ndarray:
+        """log f(y_i | k) alone (posteriors without the event information)."""
+        return self.base.logdens
+
+    @property
+    def b_hat(self) -> np.ndarray:
+        return self.base.b_hat
+
+    @property
+    def b_cov(self) -> np.ndarray:
+        return self.base.b_cov
+
+    @classmethod
+    def concatenate(cls, parts: "list[JointMoments]") -> "JointMoments":
+        if len(parts) == 1:
+            return parts[0]
+        base = type(parts[0].base).concatenate([p.base for p in parts])
+        return cls(base=base, event_logdens=np.concatenate([p.event_logdens for p in parts]))
+
+
+@dataclass(frozen=True)
+class OnTrajectory:
+    """A block function of the trajectory family run on the trajectory half of a joint block
+    (a picklable object, so that it travels to Dask workers like a module-level function)."""
+
+    fn: object
+
+    def __call__(self, block, cache, *args):
+        base_cache = (None if cache is None
+                      else dataclasses.replace(cache, moments=cache.moments.base))
+        return self.fn(block.base, base_cache, *args)
+
+
+class TrajectoryBlocks:
+    """The executor of a joint model's blocks as the trajectory family sees it: its block
+    functions receive the trajectory data and moments of each block."""
+
+    def __init__(self, blocks) -> None:
+        self._blocks = blocks
+
+    @property
+    def n_groups(self) -> int:
+        return self._blocks.n_groups
+
+    def empty_caches(self) -> list:
+        return self._blocks.empty_caches()
+
+    def reduce(self, fn, caches: Sequence, *args):
+        return self._blocks.reduce(OnTrajectory(fn), caches, *args)
+
+    def map(self, fn, caches: Sequence, *args) -> list:
+        return self._blocks.map(OnTrajectory(fn), caches, *args)
+
+    def gather(self, fn, caches: Sequence, *args) -> list:
+        return self._blocks.gather(OnTrajectory(fn), caches, *args)
+
+    def concatenate(self, values):
+        return self._blocks.concatenate(values)
+
+
+class JointFamily(ExpertFamily):
+    """Experts that are a trajectory model times a time-to-event model (module docstring).
+
+    Parameters
+    ----------
+    base : ExpertFamily
+        The trajectory family (Gaussian experts).
+    survival : TimeToEvent
+        The time-to-event specification, as the user gave it.
+    hazards : WeibullHazards
+        The hazards, with the names of their design's columns and causes.
+    k_shared : int
+        Number of trajectory columns shared by all experts (``shared_formula``): they end
+        every coefficient vector, after the hazards' coefficients.
+    """
+
+    observed_lines = True
+    uses_warm_start = False
+
+    def __init__(self, base: ExpertFamily, survival: TimeToEvent, hazards: WeibullHazards,
+                 k_shared: int = 0):
+        if not base.sufficient_statistics:
+            raise ValueError(f"survival=: joint models are available with Gaussian "
+                             f"trajectories; family={base.name!r} is not supported yet")
+        self.base = base
+        self.survival = survival
+        self.hazards = hazards
+        self.k_shared = int(k_shared)
+        self.name = base.name
+        self.link = base.link
+        self.continuous = base.continuous
+        self.outcome_columns = base.outcome_columns
+        self.takes_offset = base.takes_offset
+        self.expert_mean_text = base.expert_mean_text
+        self.em_tol = base.em_tol
+        self.search_subjects = base.search_subjects
+
+    def __repr__(self) -> str:
+        return f"JointFamily({self.base!r}, {self.survival!r}, k_shared={self.k_shared})"
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, JointFamily) and self.base == other.base
+                and self.survival == other.survival and self.hazards == other.hazards
+                and self.k_shared == other.k_shared)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.survival, self.hazards, self.k_shared))
+
+    @property
+    def description(self) -> str:
+        causes = self.hazards.cause_names
+        what = "one event" if len(causes) == 1 else f"{len(causes)} competing causes"
+        return (f"{self.base.description} + Weibull hazards ({what}: "
+                f"{self.survival.time}, {self.survival.event})")
+
+    # -- where the hazards' coefficients sit ------------------------------------------------
+
+    def n_event_coef(self) -> int:
+        """Number of hazard coefficients of each expert."""
+        return self.hazards.n_coef
+
+    def event_columns(self, structure: Structure) -> slice:
+        """Where the hazards' coefficients are in an expert's coefficient vector."""
+        start = structure.k_mix - self.hazards.n_coef
+        return slice(start, start + self.hazards.n_coef)
+
+    def trajectory_columns(self, structure: Structure) -> np.ndarray:
+        """Positions of the trajectory's coefficients (its expert-specific, then its shared
+        columns) in an expert's coefficient vector."""
+        cols = np.arange(structure.k_fe)
+        ev = self.event_columns(structure)
+        return np.r_[cols[:ev.start], cols[ev.stop:]]
+
+    def trajectory_structure(self, structure: Structure) -> Structure:
+        """The structure of the trajectory model alone."""
+        keep = self.trajectory_columns(structure)
+        return dataclasses.replace(structure,
+                                   exog_names=tuple(structure.exog_names[j] for j in keep))
+
+    def _split(self, params: Params) -> tuple[Params, np.ndarray]:
+        """The trajectory's parameters and the hazards' coefficients (K, n) of ``params``."""
+        beta = params.beta
+        n = self.hazards.n_coef
+        start = beta.shape[1] - self.k_shared - n
+        traj = np.concatenate([beta[:, :start], beta[:, start + n:]], axis=1)
+        return dataclasses.replace(params, beta=traj), beta[:, start:start + n]
+
+    def _join(self, traj_beta: np.ndarray, event_coef: np.ndarray) -> np.ndarray:
+        """Coefficient vectors (K, p) from the trajectory's (K, p_t) and the hazards' (K, n)."""
+        p_t = traj_beta.shape[1]
+        start = p_t - self.k_shared
+        return np.concatenate([traj_beta[:, :start], event_coef, traj_beta[:, start:]], axis=1)
+
+    # -- the model's options and input ------------------------------------------------------
+
+    def scale_structure(self, scale: str) -> str:
+        return self.base.scale_structure(scale)
+
+    def structure_options(self, structure) -> dict:
+        return {**self.base.structure_options(structure), "survival": self.survival}
+
+    def check_outcome(self, endog, trials, exog, outcome, formula=None, rows=None) -> None:
+        self.base.check_outcome(endog, trials, exog, outcome, formula, rows)
+
+    def check_random_effects(self, n_random_effects: int) -> None:
+        self.base.check_random_effects(n_random_effects)
+
+    def re_scale(self, params: Params) -> np.ndarray:
+        return self.base.re_scale(self._split(params)[0])
+
+    # -- the fit ----------------------------------------------------------------------------
+
+    def make_data(self, endog, exog, exog_re, exog_gate, groups, *, trials=None, offset=None,
+                  weights=None, events: SubjectEvents | None = None):
+        """The trajectory family's data with the subjects' events (``events``, in the order of
+        the data's subjects); without them, subjects without event information."""
+        base = self.base.make_data(endog, exog, exog_re, exog_gate, groups, trials=trials,
+                                   offset=offset, weights=weights)
+        if events is None:
+            events = SubjectEvents.unknown(base.n_groups, self.hazards.exog_names,
+                                           self.hazards.cause_names)
+        return JointData(base=base, events=events, joint_family=self)
+
+    def moments(self, data, params: Params, warm=None) -> JointMoments:
+        traj, coef = self._split(params)
+        base = self.base.moments(data.base, traj, None if warm is None else warm.base)
+        return JointMoments(base=base, event_logdens=self.hazards.logdens(data.events, coef))
+
+    def gradients(self, data, params: Params, moments: JointMoments) -> ExpertGradients:
+        traj, coef = self._split(params)
+        grads = self.base.gradients(data.base, traj, moments.base)
+        beta = self._join_last(grads.beta, self.hazards.gradients(data.events, coef))
+        return ExpertGradients(beta=beta, cov=grads.cov, scale=grads.scale)
+
+    def _join_last(self, traj: np.ndarray, event: np.ndarray) -> np.ndarray:
+        """_join on the last axis of (N, K, .) arrays."""
+        start = traj.shape[-1] - self.k_shared
+        return np.concatenate([traj[..., :start], event, traj[..., start:]], axis=-1)
+
+    def e_sums(self, data, params: Params, moments: JointMoments, tau: np.ndarray):
+        traj, _ = self._split(params)
+        return self.base.e_sums(data.base, traj, moments.base, tau)
+
+    def m_step(self, blocks, caches: Sequence, structure: Structure, params: Params, e_sums,
+               summary: DataSummary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The trajectory family's M-step on its half, then Newton's method on the hazards
+        (:func:`pymemoe.families.events.newton_m_step`); each maximises its own term of the
+        expected complete-data log-likelihood."""
+        traj, coef = self._split(params)
+        beta_t, cov, scale = self.base.m_step(TrajectoryBlocks(blocks), caches,
+                                              self.trajectory_structure(structure), traj,
+                                              e_sums, summary)
+        new_coef = newton_m_step(blocks, caches, self.hazards, coef)
+        return self._join(beta_t, new_coef), cov, scale
+
+    def summary(self, blocks) -> DataSummary:
+        return self.base.summary(TrajectoryBlocks(blocks))
+
+    def llf_bound(self, summary: DataSummary) -> float:
+        return np.inf       # the hazards' densities are not bounded above
+
+    def one_expert_start(self, blocks, structure: Structure, summary: DataSummary) -> Params:
+        traj = self.base.one_expert_start(TrajectoryBlocks(blocks),
+                                          self.trajectory_structure(structure), summary)
+        events = SubjectEvents.concatenate(blocks.gather(_events_of_block, blocks.empty_caches()))
+        return dataclasses.replace(traj, beta=self._join(traj.beta, self.hazards.start(events)))
+
+    def subject_coefficients(self, data, k_mix: int) -> np.ndarray:
+        """The trajectory family's per-subject coefficients, and for the hazards the log of
+        (events + 1/2) over follow-up time in the intercept's column (other columns 0), so
+        that the starts separate subjects by their risk as well as their trajectories."""
+        n = self.hazards.n_coef
+        traj = self.base.subject_coefficients(data.base, k_mix - n)
+        ev = data.events
+        per = np.zeros((ev.time.shape[0], self.hazards.n_causes, self.hazards.n_per_cause))
+        ones = [j for j in range(len(self.hazards.exog_names))
+                if ev.exog.shape[0] and np.allclose(ev.exog[:, j], 1.0)]
+        if ones:
+            for c in range(self.hazards.n_causes):
+                per[:, c, ones[0]] = np.log(((ev.cause == c + 1) + 0.5) / ev.time)
+        return np.concatenate([traj, per.reshape(per.shape[0], -1)], axis=1)
+
+    # -- prediction, model checking, simulation (the trajectory's) ----------------------------
+
+    def expert_means(self, params, exog, exog_re, offset):
+        return self.base.expert_means(self._split(params)[0], exog, exog_re, offset)
+
+    def conditional_means(self, data, moments, params, exog, exog_re, offset, subject):
+        return self.base.conditional_means(data.base, moments.base, self._split(params)[0],
+                                           exog, exog_re, offset, subject)
+
+    def predictive_variances(self, params, rows, means, posterior=None, trials=None):
+        return self.base.predictive_variances(self._split(params)[0], rows, means, posterior,
+                                              trials)
+
+    def expert_residuals(self, rows, endog, params, b_hat, codes, standardize):
+        return self.base.expert_residuals(rows, endog, self._split(params)[0], b_hat, codes,
+                                          standardize)
+
+    def simulate_outcome(self, rows, params, expert, b, rng, errors="normal", df=3.0):
+        return self.base.simulate_outcome(rows, self._split(params)[0], expert, b, rng,
+                                          errors, df)
+
+    def response_label(self, name: str, two_columns: bool = False) -> str:
+        return self.base.response_label(name, two_columns)
+
+
+def _events_of_block(block, cache) -> SubjectEvents:
+    """Block function: the block's events (brought to the caller for the start)."""
+    return block.events

@@ -1,0 +1,271 @@
+"""Joint experts (trajectory x time to event): checks from independent sources.
+
+* K = 1: the joint log-likelihood is the linear mixed model's plus the cause-specific Weibull
+  models', each fitted separately (statsmodels' MixedLM; scipy.stats.weibull_min maximised by
+  scipy.optimize, an implementation independent of pymemoe's hazards);
+* K >= 2: the log-likelihood equals a dense per-subject computation (tests/truth.py's
+  multivariate normals plus scipy's Weibull densities);
+* the score equals the numerical gradient of the log-likelihood; EM never decreases it;
+* the truth a simulated data set was drawn from is recovered;
+* bad input is a ValueError naming the subject or the cause.
+"""
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import optimize, stats
+
+from pymemoe import MEMoE, TimeToEvent
+
+from truth import TRUTH_K2, dense_loglike, simulate_memoe
+
+# expert-specific Weibull hazards of the simulation: intercept, effect of x1, log shape
+HAZARD_TRUTH = np.array([[-3.0, 0.5, np.log(1.5)],
+                         [-1.5, -0.5, np.log(0.8)]])
+
+
+def weibull_loglike(time, event, X, coef):
+    """Right-censored Weibull log-likelihood from scipy.stats (hazard rho t^(rho-1) e^(x'theta)
+    is weibull_min with shape rho and scale exp(-x'theta / rho)), per subject."""
+    theta, s = coef[:-1], coef[-1]
+    rho = np.exp(s)
+    scale = np.exp(-(X @ theta) / rho)
+    return np.where(event, stats.weibull_min.logpdf(time, rho, scale=scale),
+                    stats.weibull_min.logsf(time, rho, scale=scale))
+
+
+def weibull_fit(time, event, X):
+    """Maximum likelihood by scipy (Nelder-Mead then BFGS from an exponential start)."""
+    start = np.r_[np.log(event.sum() / time.sum()), np.zeros(X.shape[1] - 1), 0.0]
+
+    def negative(c):
+        value = -weibull_loglike(time, event, X, c).sum()
+        return value if np.isfinite(value) else 1e300
+
+    first = optimize.minimize(negative, start, method="Nelder-Mead",
+                              options=dict(maxiter=20000, xatol=1e-10, fatol=1e-12))
+    best = optimize.minimize(negative, first.x, method="BFGS", options=dict(gtol=1e-9))
+    return best.x, -best.fun
+
+
+def simulate_joint(n_subjects=400, seed=0):
+    """Trajectories of tests/truth.py's K = 2 truth; given the expert, an event time from its
+    Weibull hazard (HAZARD_TRUTH, covariate x1), censored uniformly on (2, 12); the rows
+    measured after the subject's time are dropped, as follow-up ends there."""
+    df = simulate_memoe(n_subjects, TRUTH_K2, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    subjects = df.groupby("id").first()
+    k = subjects["expert"].to_numpy() - 1
+    theta = HAZARD_TRUTH[k]
+    rho = np.exp(theta[:, 2])
+    eta = theta[:, 0] + theta[:, 1] * subjects["x1"].to_numpy()
+    event_time = (-np.log(rng.uniform(size=len(k))) / np.exp(eta)) ** (1 / rho)
+    censor = rng.uniform(2.0, 12.0, size=len(k))
+    per = pd.DataFrame({"T": np.minimum(event_time, censor),
+                        "d": (event_time <= censor).astype(int)}, index=subjects.index)
+    df = df.join(per, on="id")
+    return df[df["time"] <= df["T"]].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def joint_data():
+    return simulate_joint()
+
+
+@pytest.fixture(scope="module")
+def pbc_joint(pbc):
+    out = pbc.copy()
+    out["fu"] = out["futime"] / 365.25
+    return out
+
+
+def _dense_joint_llf(res, df, causes):
+    """sum_i log sum_k pi_ik N(y_i; ...) prod_c weibull_c(T_i, d_i | k), densely."""
+    K = res.n_experts
+    fe = res.fe_params
+    traj = [name for name in fe.index if ":" not in name]
+    X = np.column_stack([np.ones(len(df)), df["time"]])
+    subjects = df.groupby("id").first()
+    event_logdens = np.zeros((len(subjects), K))
+    for k in range(K):
+        for c, cause in enumerate(causes):
+            names = [n for n in fe.index if n.startswith(f"{cause}:")]
+            coef = fe.loc[names, k + 1].to_numpy()
+            design = np.column_stack([np.ones(len(subjects))] +
+                                     [subjects[n.split(": ")[1]].to_numpy()
+                                      for n in names[1:-1]])
+            event_logdens[:, k] += weibull_loglike(subjects["T"].to_numpy(),
+                                                   subjects["d"].to_numpy() == c + 1,
+                                                   design, coef)
+    gamma = res.gate_params.to_numpy().T
+    beta = fe.loc[traj].to_numpy().T
+    cov = np.stack([res.cov_re[k + 1].to_numpy() for k in range(K)])
+    W = np.column_stack([np.ones(len(df)), df["x1"], df["x2"]])
+    return dense_loglike(df["y"], X, X, W, df["id"], gamma, beta, cov, res.scale.to_numpy(),
+                         extra_logdens=event_logdens)
+
+
+def test_one_expert_is_a_mixed_model_plus_separate_cause_specific_weibull_fits(pbc_joint):
+    """K = 1, competing risks (transplant, death) with a covariate: the joint maximum is the
+    sum of the separately maximised models (statsmodels MixedLM, ML; scipy Weibull fits of
+    each cause with the other censored), and the estimates are theirs."""
+    model = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
+                               n_experts=1,
+                               survival=TimeToEvent("fu", "status", formula="~ age",
+                                                    causes=["transplant", "death"]))
+    res = model.fit()
+    mixed = smf.mixedlm("logbili ~ year", pbc_joint, groups="id", re_formula="~ year").fit(
+        reml=False, method=["lbfgs"], maxiter=2000)
+    subjects = pbc_joint.groupby("id").first()
+    X = np.column_stack([np.ones(len(subjects)), subjects["age"]])
+    total = mixed.llf
+    for c, cause in enumerate(["transplant", "death"]):
+        coef, llf = weibull_fit(subjects["fu"].to_numpy(), subjects["status"].to_numpy() == c + 1,
+                                X)
+        total += llf
+        mine = res.fe_params.loc[[f"{cause}: Intercept", f"{cause}: age",
+                                  f"{cause}: log(shape)"], 1].to_numpy()
+        np.testing.assert_allclose(mine, coef, rtol=1e-4, atol=1e-5)
+    assert res.llf >= total - 1e-6
+    assert res.llf - total < 1e-4           # MixedLM's optimiser stops within 1e-4 of its max
+    np.testing.assert_allclose(res.fe_params.loc[["Intercept", "year"], 1],
+                               mixed.fe_params[["Intercept", "year"]], rtol=1e-3, atol=1e-4)
+
+
+def test_loglikelihood_equals_dense_per_subject_computation(joint_data):
+    model = MEMoE.from_formula("y ~ time", joint_data, "id", re_formula="~ time",
+                               gate_formula="~ x1 + x2", n_experts=2,
+                               survival=TimeToEvent("T", "d", formula="~ x1"))
+    res = model.fit(n_starts=2, random_state=0)
+    dense = _dense_joint_llf(res, joint_data, ["event"])
+    assert res.llf == pytest.approx(dense, abs=1e-8 * abs(dense))
+    # and at a point away from the maximum, through model.loglike
+    moved = res.params.copy()
+    moved[("beta", 2, "event: x1")] += 0.3
+    moved[("beta", 1, "time")] -= 0.1
+    shifted = res.model.loglike(moved)
+    assert shifted < res.llf
+
+
+def test_recovers_the_simulated_hazards_and_trajectories(joint_data):
+    model = MEMoE.from_formula("y ~ time", joint_data, "id", re_formula="~ time",
+                               gate_formula="~ x1 + x2", n_experts=2,
+                               survival=TimeToEvent("T", "d", formula="~ x1"))
+    res = model.fit(random_state=1)
+    fe = res.fe_params
+    truth_beta = np.asarray(TRUTH_K2["beta"])
+    # experts are ordered by size; match them to the truth by their intercepts
+    order = [int(np.argmin(np.abs(truth_beta[:, 0] - fe.loc["Intercept", k + 1])))
+             for k in range(2)]
+    assert sorted(order) == [0, 1]
+    se = res.bse.loc["beta"]
+    for k in range(2):
+        est = fe.loc[["event: Intercept", "event: x1", "event: log(shape)"], k + 1].to_numpy()
+        err = se.loc[k + 1].loc[["event: Intercept", "event: x1", "event: log(shape)"]]
+        z = (est - HAZARD_TRUTH[order[k]]) / err.to_numpy()
+        assert np.all(np.abs(z) < 4), (k, est, HAZARD_TRUTH[order[k]], z)
+
+
+def test_score_equals_numerical_gradient_with_competing_risks(pbc_joint):
+    model = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
+                               gate_formula="~ age", n_experts=2,
+                               survival=TimeToEvent("fu", "status", formula="~ age",
+                                                    causes=["transplant", "death"]))
+    res = model.fit(n_starts=2, random_state=0, polish=False, maxiter=30)
+    theta = res.params.to_numpy() + 0.01 * np.random.default_rng(0).standard_normal(len(res.params))
+    theta = pd.Series(theta, index=res.params.index)
+    grad = model.score(theta)
+    steps = 1e-5 * np.maximum(np.abs(theta.to_numpy()), 1.0)
+    numeric = np.empty_like(grad)
+    for j, h in enumerate(steps):
+        up, down = theta.copy(), theta.copy()
+        up.iloc[j] += h
+        down.iloc[j] -= h
+        numeric[j] = (model.loglike(up) - model.loglike(down)) / (2 * h)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_em_never_decreases_the_joint_loglikelihood(pbc_joint):
+    model = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
+                               n_experts=2,
+                               survival=TimeToEvent("fu", "status", formula="~ age",
+                                                    causes=["transplant", "death"]))
+    for seed in range(3):
+        res = model.fit(n_starts=1, random_state=seed, polish=False, tol=1e-10,
+                        starts="independent")
+        trace = res.llf_trace
+        assert len(trace) > 5
+        assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
+
+
+def test_results_summary_predictions_and_standard_errors(joint_data):
+    model = MEMoE.from_formula("y ~ time", joint_data, "id", re_formula="~ time",
+                               n_experts=2, survival=TimeToEvent("T", "d"))
+    res = model.fit(n_starts=2, random_state=0)
+    text = str(res.summary())
+    assert "event: log(shape)" in text and "Weibull" in text
+    assert np.isfinite(res.bse).all()
+    robust = model.fit(n_starts=2, random_state=0, cov_type="robust")
+    assert np.isfinite(robust.bse).all() and not np.allclose(robust.bse, res.bse)
+    assert res.predict().shape == (len(joint_data),)
+    # the hazards add K * 2 parameters to the trajectory model's
+    plain = MEMoE.from_formula("y ~ time", joint_data, "id", re_formula="~ time", n_experts=2)
+    assert len(res.params) == len(plain.param_names) + 2 * 2
+    assert res.model.formula_options()["survival"] == TimeToEvent("T", "d")
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def _build(df, **survival):
+    spec = dict(time="T", event="d")
+    spec.update(survival)
+    return MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time", n_experts=2,
+                              survival=TimeToEvent(**spec))
+
+
+def test_bad_times_and_events_name_the_subject_or_cause(joint_data):
+    df = joint_data.copy()
+    first = int(df["id"].iloc[0])
+    bad = df.assign(T=np.where(df["id"] == first, np.nan, df["T"]))
+    with pytest.raises(ValueError, match=f"missing for subject {first!r}"):
+        _build(bad)
+    bad = df.assign(T=np.where(df["id"] == first, -1.0, df["T"]))
+    with pytest.raises(ValueError, match=f"subject {first!r} is -1; times must be positive"):
+        _build(bad)
+    sizes = df.groupby("id").size()
+    several = int(sizes.index[sizes > 1][0])
+    bad = df.copy()
+    bad.loc[bad.index[bad["id"] == several][0], "T"] += 1.0
+    with pytest.raises(ValueError, match=f"varies within subject {several!r}"):
+        _build(bad)
+    with pytest.raises(ValueError, match="no subject has an event"):
+        _build(df.assign(d=0))
+    with pytest.raises(ValueError, match="cause 1 has no event"):
+        _build(df.assign(d=2 * df["d"]))
+    with pytest.raises(ValueError, match="is 0.5; it must be 0"):
+        _build(df.assign(d=np.where(df["id"] == first, 0.5, df["d"])))
+    with pytest.raises(ValueError, match="'nope' is not a column"):
+        _build(df, time="nope")
+    with pytest.raises(ValueError, match="hazard must be one of"):
+        TimeToEvent("T", "d", hazard="cox")
+
+
+def test_rows_after_the_follow_up_time_are_counted_in_a_warning(joint_data):
+    shifted = joint_data.assign(T=joint_data["T"] - 0.5)
+    shifted = shifted[shifted["T"] > 0]
+    expected = int((shifted["time"] > shifted["T"]).sum())
+    assert expected > 0
+    with pytest.warns(UserWarning, match=f"{expected} rows are measured after"):
+        _build(shifted, visit_time="time")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _build(joint_data, visit_time="time")          # none there
+
+
+def test_data_frame_is_not_modified(joint_data):
+    before = joint_data.copy()
+    _build(joint_data, formula="~ x1", visit_time="time")
+    pd.testing.assert_frame_equal(joint_data, before)
