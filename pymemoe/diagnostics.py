@@ -28,6 +28,13 @@ expert mean x' beta_k (``kind="marginal"``, lcmm's ``marg = TRUE``) or the subje
 x' beta_k + z' b_hat_ik (``kind="conditional"``). A good fit has the predicted means inside
 the intervals of the observed ones; the interval of an observed weighted mean treats the
 visits in a bin as independent (a description, not a test).
+
+**Observed and predicted event curves by expert** (:func:`event_fit_table`, joint models).
+For each expert k, the nonparametric Aalen-Johansen estimates of survival and of the
+cumulative incidence of each cause, with subject i weighted by tau_ik (the Kaplan-Meier
+estimate for one cause), are compared with the model's curves averaged over the same
+subjects with the same weights, sum_i tau_ik S_k(t | x_i) / sum_i tau_ik (and likewise
+F_kc). The weighted estimates treat the posterior as known (a description, not a test).
 """
 from __future__ import annotations
 
@@ -43,7 +50,8 @@ from ._predictive.posterior import subject_posterior
 from ._predictive.residuals import expert_residuals
 from ._predictive.rows import design_rows
 
-__all__ = ["standardized_residuals", "fitted_means", "fit_table", "RESIDUAL_KINDS"]
+__all__ = ["standardized_residuals", "fitted_means", "fit_table", "event_fit_table",
+           "weighted_aalen_johansen", "RESIDUAL_KINDS"]
 
 RESIDUAL_KINDS = ("posterior", "assigned", "expert")
 
@@ -204,3 +212,88 @@ def fit_table(results, time: Hashable, data: pd.DataFrame | None = None, bins=10
             }, index=pd.MultiIndex.from_product([[k + 1], range(n_bins)],
                                                 names=["expert", "bin"])))
     return pd.concat(pieces)
+
+
+def weighted_aalen_johansen(time: np.ndarray, cause: np.ndarray, weights: np.ndarray,
+                            n_causes: int, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted Aalen-Johansen estimates at the times ``at``: survival (T,) and cumulative
+    incidence of each cause (C, T), from right-censored times with causes 0 (censored) ..
+    ``n_causes`` and subject weights. One cause: the weighted Kaplan-Meier estimate.
+
+    Examples
+    --------
+    >>> surv, inc = weighted_aalen_johansen(np.array([1.0, 2.0, 3.0]), np.array([1, 0, 1]),
+    ...                                     np.ones(3), 1, np.array([1.5, 3.0]))
+    >>> surv.round(4).tolist(), inc.round(4).tolist()
+    ([0.6667, 0.0], [[0.3333, 1.0]])
+    """
+    order = np.argsort(time, kind="stable")
+    t, c, w = time[order], cause[order], weights[order]
+    distinct, first = np.unique(t, return_index=True)
+    at_risk = np.cumsum(w[::-1])[::-1][first]                           # sum w [T >= t_j]
+    events = np.zeros((n_causes, distinct.size))
+    slot = np.searchsorted(distinct, t)
+    for j in range(n_causes):        # loops over causes, not subjects
+        np.add.at(events[j], slot, w * (c == j + 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(at_risk > 0, events / at_risk, 0.0)           # (C, J)
+    surv = np.cumprod(1.0 - hazard.sum(axis=0))
+    before = np.r_[1.0, surv[:-1]]
+    incidence = np.cumsum(before * hazard, axis=1)
+    where = np.searchsorted(distinct, np.asarray(at, dtype=float), side="right") - 1
+    inside = where >= 0
+    surv_at = np.where(inside, surv[np.maximum(where, 0)], 1.0)
+    inc_at = np.where(inside, incidence[:, np.maximum(where, 0)], 0.0)
+    return surv_at, inc_at
+
+
+#: subjects per batch of the model's curves in :func:`event_fit_table` (bounds the memory of
+#: the (subjects, experts, causes, grid) arrays)
+CURVE_BATCH = 2_000
+
+
+def event_fit_table(results, times=None) -> pd.DataFrame:
+    """Posterior-weighted nonparametric and model event curves per expert (module docstring).
+
+    Parameters
+    ----------
+    results : MEMoEResults
+        A joint model's fit.
+    times : array-like, optional
+        Default: 100 points from 0 to the largest follow-up time.
+
+    Returns
+    -------
+    DataFrame
+        ``time``, ``expert``, ``curve`` (``"survival"``, ``"incidence: <cause>"``),
+        ``observed`` (weighted Aalen-Johansen) and ``predicted`` (the model's average).
+    """
+    model = results.model
+    family = model.family
+    events = family.event_data(model.data)
+    tau = results.estep.tau * (events.cause >= 0)[:, None]
+    if times is None:
+        times = np.linspace(0.0, float(events.time.max()), 100)
+    times = np.asarray(times, dtype=float)
+    K, C = tau.shape[1], events.n_causes
+    params = results.state
+    predicted_s = np.zeros((K, times.size))
+    predicted_f = np.zeros((K, C, times.size))
+    for start in range(0, tau.shape[0], CURVE_BATCH):   # batches of subjects, bounded memory
+        sl = slice(start, start + CURVE_BATCH)
+        surv, inc = family.event_curves(params, events.exog[sl], times, n_grid=400)
+        predicted_s += np.einsum("nk,nkt->kt", tau[sl], surv)
+        predicted_f += np.einsum("nk,nkct->kct", tau[sl], inc)
+    sizes = tau.sum(axis=0)
+    predicted_s /= sizes[:, None]
+    predicted_f /= sizes[:, None, None]
+    labels = ["survival"] + [f"incidence: {name}" for name in events.cause_names]
+    frames = []
+    for k in range(K):               # loops over experts, not subjects
+        obs_s, obs_f = weighted_aalen_johansen(events.time, events.cause, tau[:, k], C, times)
+        observed = np.vstack([obs_s, obs_f])
+        predicted = np.vstack([predicted_s[k], predicted_f[k]])
+        for j, label in enumerate(labels):
+            frames.append(pd.DataFrame({"time": times, "expert": k + 1, "curve": label,
+                                        "observed": observed[j], "predicted": predicted[j]}))
+    return pd.concat(frames, ignore_index=True)

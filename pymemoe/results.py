@@ -503,6 +503,73 @@ class MEMoEResults:
                             columns=self._experts)
 
     @property
+    def posterior_trajectory(self) -> pd.DataFrame:
+        """Posterior expert probabilities from the trajectories alone, subjects x experts:
+        pi_ik f(y_i | k) normalised, leaving out the other outcomes of a joint model (lcmm's
+        ``pprobY`` beside ``pprob``, which is :attr:`posterior`). Equal to :attr:`posterior`
+        for a model of trajectories only. Known experts keep their label."""
+        estep = self._fit.estep
+        joint = estep.log_prior + self._model.family.trajectory_logdens(estep.moments)
+        tau = np.exp(joint - joint.max(axis=1, keepdims=True))
+        tau /= tau.sum(axis=1, keepdims=True)
+        known = getattr(self._model.data, "known_class", None)
+        if known is not None:
+            labelled = known >= 0
+            tau[labelled] = np.eye(self.n_experts)[known[labelled]]
+        return pd.DataFrame(tau, index=self._subjects, columns=self._experts)
+
+    @property
+    def event_counts(self) -> pd.DataFrame:
+        """A joint model's events of each cause and person-time per expert, weighted by the
+        posterior probabilities (sum_i tau_ik [d_i = c] and sum_i tau_ik T_i).
+
+        Raises
+        ------
+        ValueError
+            For a model without a time-to-event part.
+        """
+        counts = self._model.family.outcome_counts(self._model.data, self._fit.estep.tau)
+        if counts is None:
+            raise ValueError("this model has no time-to-event part (build it with "
+                             "MEMoE.from_formula(..., survival=TimeToEvent(...)))")
+        return counts
+
+    def hazard_ratios(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Hazard ratios of a joint model's covariates, per expert and cause: exp(coef) with
+        its Wald confidence interval (the exponentials of the interval of the log hazard
+        ratio) and the p-value of the log hazard ratio being 0.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by (expert, term), with columns ``hazard ratio``, ``lower``, ``upper``,
+            ``P>|z|``.
+        """
+        sections = [s for s in self._model.family.coefficient_sections(self._model.structure)
+                    if s.ratio_terms]
+        if not sections:
+            raise ValueError("this model has no hazard ratios (no time-to-event part with "
+                             "covariates)")
+        frame = self.to_frame(alpha)
+        terms = [t for s in sections for t in s.ratio_terms]
+        rows = frame[(frame["block"] == "beta") & frame["term"].isin(terms)]
+        out = pd.DataFrame({"hazard ratio": np.exp(rows["coef"].to_numpy()),
+                            "lower": np.exp(rows["lower"].to_numpy()),
+                            "upper": np.exp(rows["upper"].to_numpy()),
+                            "P>|z|": rows["P>|z|"].to_numpy()},
+                           index=pd.MultiIndex.from_arrays([rows["expert"], rows["term"]],
+                                                           names=["expert", "term"]))
+        return out
+
+    def cumulative_incidence(self, times, profile=None, gate_profile=None,
+                             alpha: float = 0.05) -> pd.DataFrame:
+        """Survival and cumulative incidence curves of a joint model's experts and their
+        mixture at ``times``, with pointwise confidence intervals; see
+        :func:`pymemoe.prediction.cumulative_incidence`."""
+        return prediction.cumulative_incidence(self, times, profile=profile,
+                                               gate_profile=gate_profile, alpha=alpha)
+
+    @property
     def prior(self) -> pd.DataFrame:
         """Gating (prior) probabilities pi_ik from the baseline covariates, subjects x experts."""
         return pd.DataFrame(np.exp(self._fit.estep.log_prior), index=self._subjects,

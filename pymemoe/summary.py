@@ -43,7 +43,8 @@ from statsmodels.iolib import summary2
 from ._estimation.inference import delta_method
 from ._estimation.starts import LLF_TOL
 from ._model.params import from_user
-from ._tables import Table, format_frame, format_number, latex_escape, render_latex
+from ._tables import (Table, format_frame, format_number, format_pvalue, latex_escape,
+                      render_latex)
 
 __all__ = ["parameter_frame", "variance_components", "postprob_table", "build_summary",
            "expert_table", "summary_col", "MEMoESummary"]
@@ -161,12 +162,18 @@ def _sections(results, frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if len(gate):
         gate = gate.set_axis([f"expert {e}: {t}" for e, t in zip(gate["expert"], gate["term"])])
         out.append(("Gating: multinomial logit vs expert 1", gate))
+    sections = results.model.family.coefficient_sections(results.model.structure)
+    other = {t for section in sections for t in section.terms}
     for k in range(1, K + 1):
-        rows = frame[(frame["expert"] == k) & (frame["block"] != "gate")
+        mine = frame[(frame["expert"] == k) & (frame["block"] != "gate")
                      & (frame["term"] != "SD ratio")]
+        rows = mine[~((mine["block"] == "beta") & mine["term"].isin(other))]
         title = (f"Expert {k}: {int(sizes['n_assigned'].loc[k])} subjects "
                  f"({sizes['pct_assigned'].loc[k]:.1f}%)")
         out.append((title, rows.set_axis(list(rows["term"]))))
+        for section in sections:      # another outcome model of the expert (joint models)
+            part = mine[(mine["block"] == "beta") & mine["term"].isin(section.terms)]
+            out.append((f"Expert {k}: {section.title}", part.set_axis(list(part["term"]))))
     shared = frame[(frame["block"] == "beta") & (frame["expert"] == "all")]
     if len(shared):
         out.append(("Fixed effects shared by all experts", shared.set_axis(list(shared["term"]))))
@@ -306,6 +313,29 @@ def _header_latex(header: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _outcome_tables(results, alpha: float, float_format: str) -> list[pd.DataFrame]:
+    """The tables of a joint model's other outcomes: posterior-weighted events and
+    person-time per expert, and the hazard ratios with their confidence intervals."""
+    family = results.model.family
+    sections = [s for s in family.coefficient_sections(results.model.structure)
+                if s.ratio_terms]
+    counts = family.outcome_counts(results.model.data, results.estep.tau)
+    out = []
+    if counts is not None:
+        cells = format_frame(counts, "%.1f")
+        cells.index = [f"expert {k}" for k in counts.index]
+        out.append(_section("Events and person-time by expert (posterior-weighted)", cells))
+    if sections:
+        ratios = results.hazard_ratios(alpha)
+        lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
+        cells = format_frame(ratios[["hazard ratio", "lower", "upper"]], float_format)
+        cells.columns = [sections[0].ratio_name, lo, hi]
+        cells["P>|z|"] = [format_pvalue(p) for p in ratios["P>|z|"]]
+        cells.index = [f"expert {k}: {t}" for k, t in ratios.index]
+        out.append(_section(f"{sections[0].ratio_name.capitalize()}s (exp(coef))", cells))
+    return out
+
+
 def build_summary(results, alpha: float = 0.05, float_format: str = "%.4f") -> MEMoESummary:
     """The summary of :meth:`~pymemoe.MEMoEResults.summary` (every number in ``float_format``,
     p-values by :func:`pymemoe._tables.format_pvalue`)."""
@@ -317,6 +347,9 @@ def build_summary(results, alpha: float = 0.05, float_format: str = "%.4f") -> M
     frame = parameter_frame(results, alpha)
     for title, rows in _sections(results, frame):
         cells = _section(title, _coef_cells(rows, alpha, float_format))
+        smry.add_df(cells)
+        smry._latex_blocks.append(render_latex(cells.reset_index(names="")))
+    for cells in _outcome_tables(results, alpha, float_format):
         smry.add_df(cells)
         smry._latex_blocks.append(render_latex(cells.reset_index(names="")))
     if results.n_experts > 1:

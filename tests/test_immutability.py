@@ -26,7 +26,8 @@ OUTPUTS = {
     "conf_int": lambda r: r.conf_int(), "cov_params": lambda r: r.cov_params(),
     "fe_params": lambda r: r.fe_params, "gate_params": lambda r: r.gate_params,
     "cov_re": lambda r: r.cov_re, "scale": lambda r: r.scale, "posterior": lambda r: r.posterior,
-    "prior": lambda r: r.prior, "predicted_class": lambda r: r.predicted_class,
+    "prior": lambda r: r.prior, "posterior_trajectory": lambda r: r.posterior_trajectory,
+    "predicted_class": lambda r: r.predicted_class,
     "starts": lambda r: r.starts,
     "expert_sizes": lambda r: r.expert_sizes, "random_effects": lambda r: r.random_effects,
     "fittedvalues": lambda r: r.fittedvalues, "resid": lambda r: r.resid,
@@ -50,6 +51,13 @@ OUTPUTS = {
     "scalars": lambda r: [r.llf, r.aic, r.bic, r.icl, r.entropy, r.nobs, r.n_groups,
                           r.n_dropped, r.df_modelwc, r.converged, r.n_iter, r.n_experts,
                           r.cov_type],
+}
+# outputs of joint models only (time to event): checked on a joint fit
+JOINT_OUTPUTS = {
+    "event_counts": lambda r: r.event_counts, "hazard_ratios": lambda r: r.hazard_ratios(),
+    "cumulative_incidence": lambda r: r.cumulative_incidence([1.0, 5.0]),
+    "posterior_trajectory": lambda r: r.posterior_trajectory, "params": lambda r: r.params,
+    "summary": lambda r: r.summary().tables, "posterior": lambda r: r.posterior,
 }
 # not outputs to edit: the model itself (its arrays are the input data), exports to files or
 # text, and the pickling machinery
@@ -130,8 +138,28 @@ def res(pbc):
 
 def test_every_public_attribute_is_checked():
     public = {name for name in dir(MEMoEResults) if not name.startswith("_")}
-    checked = {COVERED.get(name, name) for name in OUTPUTS} | NOT_OUTPUTS
+    checked = {COVERED.get(name, name) for name in OUTPUTS} | NOT_OUTPUTS | set(JOINT_OUTPUTS)
     assert public <= checked, f"add {sorted(public - checked)} to OUTPUTS or NOT_OUTPUTS"
+
+
+def _check_outputs_survive_edits(res, outputs) -> None:
+    before = {name: copy.deepcopy(get(res)) for name, get in outputs.items()}
+    for get in outputs.values():
+        _edit(get(res))
+    for name, get in outputs.items():
+        try:
+            _same(get(res), before[name])
+        except AssertionError as err:
+            raise AssertionError(f"editing the outputs changed {name}: {err}") from None
+
+
+def test_editing_the_outputs_of_a_joint_model_never_changes_them(pbc):
+    from pymemoe import TimeToEvent
+    data = pbc.assign(fu=pbc["futime"] / 365.25)
+    res = MEMoE.from_formula("logbili ~ year", data, "id", re_formula="~ year", n_experts=2,
+                             survival=TimeToEvent("fu", "status", formula="~ age")
+                             ).fit(n_starts=2, random_state=0)
+    _check_outputs_survive_edits(res, JOINT_OUTPUTS)
 
 
 def test_editing_outputs_never_changes_the_results(res):

@@ -57,11 +57,35 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from .._model.scales import DataSummary
 from .links import Link
 
-__all__ = ["ExpertFamily", "ExpertGradients"]
+__all__ = ["ExpertFamily", "ExpertGradients", "CoefficientSection"]
+
+
+NO_EVENTS = ("this model has no time-to-event part (build it with "
+             "MEMoE.from_formula(..., survival=TimeToEvent(...)))")
+
+
+@dataclass(frozen=True)
+class CoefficientSection:
+    """A group of each expert's coefficients that belongs to another outcome model than the
+    trajectory (the hazards of a joint model): the summary prints it as its own section.
+
+    Attributes
+    ----------
+    title : str                 the section's name, e.g. ``"time to event"``
+    terms : tuple of str        its coefficients' terms (names in the structure)
+    ratio_terms : tuple of str  the terms whose exponential is a ratio worth reporting
+    ratio_name : str            what that ratio is, e.g. ``"hazard ratio"``
+    """
+
+    title: str
+    terms: tuple[str, ...]
+    ratio_terms: tuple[str, ...] = ()
+    ratio_name: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,6 +248,38 @@ class ExpertFamily(ABC):
         """The scale (K,) against which random-effect variances are judged (default: 1, the
         linear predictor's scale; Gaussian experts: the residual variance)."""
         return np.ones(params.n_experts)
+
+    # -- other outcome models of an expert (joint models) -------------------------------------
+
+    def coefficient_sections(self, structure) -> tuple[CoefficientSection, ...]:
+        """The groups of coefficients of other outcome models than the trajectory (default:
+        none; a joint family's hazards)."""
+        return ()
+
+    def outcome_counts(self, data, tau: np.ndarray) -> pd.DataFrame | None:
+        """Posterior-weighted counts of the other outcome models per expert (a joint
+        family: events of each cause and person-time), experts as rows; None (default)
+        when the family has none."""
+        return None
+
+    def event_curves(self, params, exog: np.ndarray, times: np.ndarray, n_grid: int = 4000
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Survival (n, K, T) and cumulative incidence of each cause (n, K, C, T) of each
+        expert at ``times`` for the rows ``exog`` (n, r) of the time-to-event design; a
+        ValueError for a family without a time-to-event part (the default)."""
+        raise ValueError(NO_EVENTS)
+
+    def event_data(self, data):
+        """The subjects' time-to-event data of ``data``
+        (:class:`pymemoe._design.events.SubjectEvents`: times, causes, design and the names
+        of its columns and of the causes); a ValueError without a time-to-event part (the
+        default)."""
+        raise ValueError(NO_EVENTS)
+
+    def trajectory_logdens(self, moments) -> np.ndarray:
+        """log f(y_i | k) of the trajectory alone, (N, K): the posterior without the other
+        outcomes' information (lcmm's ``pprobY``). Default: the whole log-density."""
+        return moments.logdens
 
     # -- prediction, model checking, simulation --------------------------------------------------
 

@@ -42,7 +42,7 @@ import pandas as pd
 from .._design.events import SubjectEvents
 from .._model.params import Params, Structure
 from .._model.scales import DataSummary
-from .base import ExpertFamily, ExpertGradients
+from .base import CoefficientSection, ExpertFamily, ExpertGradients
 from .events import TimeToEvent, WeibullHazards, newton_m_step
 
 __all__ = ["JointFamily", "JointData", "JointMoments", "TrajectoryBlocks"]
@@ -370,6 +370,39 @@ class JointFamily(ExpertFamily):
             for c in range(self.hazards.n_causes):
                 per[:, c, ones[0]] = np.log(((ev.cause == c + 1) + 0.5) / ev.time)
         return np.concatenate([traj, per.reshape(per.shape[0], -1)], axis=1)
+
+    # -- the hazards in results -------------------------------------------------------------
+
+    def coefficient_sections(self, structure) -> tuple[CoefficientSection, ...]:
+        """The hazards' coefficients; their covariate effects (not the intercepts and log
+        shapes) are log hazard ratios."""
+        terms = tuple(self.hazards.coef_names())
+        ratios = tuple(name for name in terms
+                       if not name.endswith((": Intercept", ": log(shape)")))
+        return (CoefficientSection(title="time to event", terms=terms, ratio_terms=ratios,
+                                   ratio_name="hazard ratio"),)
+
+    def outcome_counts(self, data, tau: np.ndarray) -> pd.DataFrame:
+        """Posterior-weighted events of each cause and person-time per expert: sum_i
+        tau_ik [d_i = c] and sum_i tau_ik T_i (subjects without event information count
+        for nothing)."""
+        ev = data.events
+        known = (ev.cause >= 0).astype(float)
+        w = tau * known[:, None]
+        out = {f"events: {name}": w.T @ (ev.cause == c + 1)
+               for c, name in enumerate(self.hazards.cause_names)}
+        out["person-time"] = w.T @ ev.time
+        return pd.DataFrame(out, index=pd.RangeIndex(1, tau.shape[1] + 1, name="expert"))
+
+    def event_curves(self, params, exog, times, n_grid: int = 4000):
+        return self.hazards.curves(self._split(params)[1], np.asarray(exog, dtype=float),
+                                   np.asarray(times, dtype=float), n_grid=n_grid)
+
+    def event_data(self, data) -> SubjectEvents:
+        return data.events
+
+    def trajectory_logdens(self, moments: JointMoments) -> np.ndarray:
+        return moments.trajectory_logdens
 
     # -- prediction, model checking, simulation (the trajectory's) ----------------------------
 

@@ -269,3 +269,158 @@ def test_data_frame_is_not_modified(joint_data):
     before = joint_data.copy()
     _build(joint_data, formula="~ x1", visit_time="time")
     pd.testing.assert_frame_equal(joint_data, before)
+
+
+# -- results of a joint model ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pbc_competing(pbc_joint):
+    model = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
+                               n_experts=2,
+                               survival=TimeToEvent("fu", "status", formula="~ age",
+                                                    causes=["transplant", "death"]))
+    return model.fit(random_state=0)
+
+
+def test_cumulative_incidence_equals_quadrature_of_the_fitted_hazards(pbc_competing):
+    """S_k(t) = exp(-sum_c H_kc(t)) in closed form and F_kc(t) = int_0^t h_kc S_k by scipy's
+    quad, at the fitted parameters of each expert (profile age 50)."""
+    from scipy import integrate
+    res = pbc_competing
+    times = np.array([0.5, 2.0, 5.0, 10.0])
+    curves = res.cumulative_incidence(times, profile={"age": 50.0}).set_index(
+        ["expert", "curve", "time"])
+    fe = res.fe_params
+    for k in (1, 2):
+        scale, rho = [], []
+        for cause in ("transplant", "death"):
+            scale.append(np.exp(fe.loc[f"{cause}: Intercept", k] + 50.0 * fe.loc[f"{cause}: age", k]))
+            rho.append(np.exp(fe.loc[f"{cause}: log(shape)", k]))
+
+        def surv(t):
+            return np.exp(-sum(a * t ** r for a, r in zip(scale, rho)))
+
+        for t in times:
+            assert curves.loc[(k, "survival", t), "estimate"] == pytest.approx(surv(t), rel=1e-12)
+            for c, cause in enumerate(("transplant", "death")):
+                exact = integrate.quad(lambda u: scale[c] * rho[c] * u ** (rho[c] - 1) * surv(u),
+                                       0.0, t, limit=200, epsabs=1e-13, epsrel=1e-11)[0]
+                got = curves.loc[(k, f"incidence: {cause}", t), "estimate"]
+                assert got == pytest.approx(exact, abs=2e-6)
+    # the curves add up, and the marginal is the gating-weighted mixture
+    for t in times:
+        total = sum(curves.loc[(k, name, t), "estimate"] for name in
+                    ("survival", "incidence: transplant", "incidence: death") for k in [1])
+        assert total == pytest.approx(1.0, abs=1e-6)
+    prior = res.prior.mean(axis=0).to_numpy()      # intercept-only gating: the same for all
+    mixed = prior @ np.array([curves.loc[(k, "survival", 5.0), "estimate"] for k in (1, 2)])
+    assert curves.loc[("marginal", "survival", 5.0), "estimate"] == pytest.approx(mixed)
+    rows = curves.reset_index()
+    assert (rows["lower"] <= rows["estimate"]).all() and (rows["estimate"] <= rows["upper"]).all()
+    with pytest.raises(ValueError, match="no value for the design column 'age'"):
+        res.cumulative_incidence(times, profile={"sex": 1})
+
+
+def test_hazard_ratios_event_counts_and_summary(pbc_competing, pbc_joint):
+    res = pbc_competing
+    ratios = res.hazard_ratios()
+    ci = res.conf_int()
+    for (k, term), row in ratios.iterrows():
+        assert row["hazard ratio"] == pytest.approx(np.exp(res.params[("beta", k, term)]))
+        assert row["lower"] == pytest.approx(np.exp(ci.loc[("beta", k, term)].iloc[0]))
+    assert list(ratios.index.get_level_values("term").unique()) == ["transplant: age",
+                                                                    "death: age"]
+    counts = res.event_counts
+    subjects = pbc_joint.groupby("id").first()
+    assert counts.sum()["events: death"] == pytest.approx((subjects["status"] == 2).sum())
+    assert counts.sum()["person-time"] == pytest.approx(subjects["fu"].sum())
+    text = str(res.summary())
+    assert "Expert 1: time to event" in text and "Hazard ratios" in text
+    assert "Events and person-time by expert" in text
+    plain = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
+                               n_experts=2).fit(n_starts=2, random_state=0)
+    with pytest.raises(ValueError, match="no time-to-event part"):
+        plain.event_counts
+    with pytest.raises(ValueError, match="no time-to-event part"):
+        plain.cumulative_incidence([1.0])
+    pd.testing.assert_frame_equal(plain.posterior_trajectory, plain.posterior)
+
+
+def test_posterior_without_the_events_is_the_trajectory_models(pbc_competing, pbc_joint):
+    """lcmm's pprobY: the posterior of the trajectory model alone at the joint fit's
+    trajectory and gating parameters (computed by the dense likelihood of tests/truth.py)."""
+    res = pbc_competing
+    fe = res.fe_params
+    K = 2
+    X = np.column_stack([np.ones(len(pbc_joint)), pbc_joint["year"]])
+    beta = fe.loc[["Intercept", "year"]].to_numpy().T
+    cov = np.stack([res.cov_re[k + 1].to_numpy() for k in range(K)])
+    # log f(y_i | k): the dense likelihood of one subject under one expert (K = 1)
+    logdens = np.empty((res.n_groups, K))
+    ids = pbc_joint["id"].to_numpy()
+    order = np.unique(ids)
+    for k in range(K):
+        per = []
+        for i in order[:40]:                       # the first 40 subjects suffice
+            rows = ids == i
+            per.append(dense_loglike(pbc_joint.loc[rows, "logbili"], X[rows], X[rows],
+                                     np.ones((rows.sum(), 1)), ids[rows], [[0.0]],
+                                     beta[k:k + 1], cov[k:k + 1], res.scale.to_numpy()[k:k + 1]))
+        logdens[:40, k] = per
+    prior = np.log(res.prior.to_numpy()[:40])
+    joint = prior + logdens[:40]
+    expected = np.exp(joint - joint.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(res.posterior_trajectory.to_numpy()[:40], expected, atol=1e-10)
+    # the events move the posterior of some subjects
+    assert (res.posterior - res.posterior_trajectory).abs().to_numpy().max() > 0.1
+
+
+def test_weighted_aalen_johansen_equals_statsmodels():
+    """One cause: statsmodels' SurvfuncRight (Kaplan-Meier) with frequency weights; two
+    causes: its CumIncidenceRight (Aalen-Johansen), with integer weights as frequencies."""
+    from statsmodels.duration.survfunc import CumIncidenceRight, SurvfuncRight
+    from pymemoe.diagnostics import weighted_aalen_johansen
+    rng = np.random.default_rng(3)
+    n = 300
+    time = np.round(rng.exponential(3.0, n), 2) + 0.01
+    cause = rng.choice([0, 1, 2], size=n, p=[0.3, 0.4, 0.3])
+    weights = rng.integers(1, 4, size=n).astype(float)
+    at = np.array([0.5, 1.0, 2.0, 4.0, 8.0])
+    surv, inc = weighted_aalen_johansen(time, (cause > 0).astype(int), weights, 1, at)
+    km = SurvfuncRight(time, (cause > 0).astype(float), freq_weights=weights)
+    expected = np.array([km.surv_prob[np.searchsorted(km.surv_times, t, side="right") - 1]
+                         for t in at])
+    np.testing.assert_allclose(surv, expected, atol=1e-12)
+    np.testing.assert_allclose(inc[0], 1 - expected, atol=1e-12)
+    surv2, inc2 = weighted_aalen_johansen(time, cause, weights, 2, at)
+    cif = CumIncidenceRight(time, cause, freq_weights=weights)
+    for c in range(2):
+        expected = np.array([cif.cinc[c][np.searchsorted(cif.times, t, side="right") - 1]
+                             for t in at])
+        np.testing.assert_allclose(inc2[c], expected, atol=1e-12)
+    np.testing.assert_allclose(surv2 + inc2.sum(axis=0), 1.0, atol=1e-12)
+
+
+def test_event_fit_table_and_its_figure(pbc_competing, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from pymemoe.diagnostics import event_fit_table
+    from pymemoe.plotting import plot_event_curves
+    res = pbc_competing
+    table = event_fit_table(res, times=[1.0, 5.0, 10.0])
+    assert set(table["curve"]) == {"survival", "incidence: transplant", "incidence: death"}
+    # the model's average of expert 1's survival: the closed form averaged by hand
+    fe = res.fe_params
+    tau = res.posterior[1].to_numpy()
+    age = pbc_competing.model.data.events.exog[:, 1]
+    H = sum(np.exp(fe.loc[f"{c}: Intercept", 1] + age * fe.loc[f"{c}: age", 1])[:, None]
+            * np.array([1.0, 5.0, 10.0]) ** np.exp(fe.loc[f"{c}: log(shape)", 1])
+            for c in ("transplant", "death"))
+    expected = tau @ np.exp(-H) / tau.sum()
+    got = table[(table["expert"] == 1) & (table["curve"] == "survival")]["predicted"]
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    axes = plot_event_curves(res, time_label="years")
+    assert len(axes) == 3 and axes[0].get_legend() is not None
+    axes[0].figure.savefig(tmp_path / "events.png")
