@@ -62,7 +62,8 @@ class TimeToEvent:
     hazard : {"weibull"}
         The baseline hazard of each expert and cause.
     causes : list of str, optional
-        Names of the causes 1..C (default ``"event"`` for one cause, else ``"1"``..``"C"``).
+        Names of the causes 1..C (default ``"event"`` for one cause, else ``"1"`` to
+        ``"C"``).
     visit_time : str, optional
         Column of the measurement times of the trajectory: rows measured after their
         subject's follow-up time are counted and reported in a warning.
@@ -109,6 +110,12 @@ class WeibullHazards:
     @property
     def n_per_cause(self) -> int:
         return len(self.exog_names) + 1
+
+    @property
+    def intercept(self) -> int | None:
+        """The position of the design's intercept column (None without one)."""
+        return (self.exog_names.index("Intercept") if "Intercept" in self.exog_names
+                else None)
 
     @property
     def n_coef(self) -> int:
@@ -170,6 +177,9 @@ class WeibullHazards:
     def _weighted_sums(self, events, coef, weights):
         eta, s, u, cum, delta, known, log_t = self._pieces(events, coef)
         w = weights * known[:, None]
+        # a subject of weight 0 counts for nothing, even where its hazard overflows
+        # (0 * inf would make the sums NaN)
+        cum = np.where((w > 0)[..., None], cum, 0.0)
         value = np.einsum("nk,nkc->kc", w, delta * (s[None] + u - log_t + eta) - cum)
         x = events.exog
         d_eta = delta - cum
@@ -231,8 +241,11 @@ class WeibullHazards:
 
 def _regularised_step(grad: np.ndarray, hess: np.ndarray) -> np.ndarray:
     """The Newton step -H^-1 g, with H shifted to be negative definite where it is not
-    (a Levenberg step: still an ascent direction)."""
+    (a Levenberg step: still an ascent direction); 0 where the sums are not finite."""
     m = grad.shape[-1]
+    finite = np.isfinite(grad).all(axis=-1) & np.isfinite(hess).all(axis=(-2, -1))
+    grad = np.where(finite[..., None], grad, 0.0)
+    hess = np.where(finite[..., None, None], hess, -np.eye(m))
     vals = np.linalg.eigvalsh(hess)
     shift = np.maximum(vals.max(axis=-1) + 1e-8 * (1 + np.abs(vals).max(axis=-1)), 0.0)
     return np.linalg.solve(-(hess - shift[..., None, None] * np.eye(m)), grad[..., None])[..., 0]
@@ -242,6 +255,15 @@ def event_sums(block, cache, hazards: WeibullHazards, coef: np.ndarray):
     """Block function: the weighted sums of :meth:`WeibullHazards.weighted_sums` of the
     block's subjects, weighted by the E-step's posterior (times the subjects' weights)."""
     return hazards.weighted_sums(block.events, coef, cache.weighted_tau)
+
+
+def event_totals(block, cache, hazards: WeibullHazards):
+    """Block function: posterior-weighted events of each cause (K, C) and follow-up time (K,)
+    of the block's subjects."""
+    ev = block.events
+    w = cache.weighted_tau * (ev.cause >= 0)[:, None]
+    causes = (ev.cause[:, None] == np.arange(1, hazards.n_causes + 1)).astype(float)
+    return w.T @ causes, w.T @ ev.time
 
 
 def newton_m_step(blocks, caches, hazards: WeibullHazards, coef: np.ndarray,
@@ -254,6 +276,23 @@ def newton_m_step(blocks, caches, hazards: WeibullHazards, coef: np.ndarray,
     C, m = hazards.n_causes, hazards.n_per_cause
     current = coef.reshape(K, C, m).copy()
     value, grad, hess = blocks.reduce(event_sums, caches, hazards, current.reshape(K, -1))
+    lost = ~np.isfinite(value)
+    if lost.any():
+        # hazards that overflow for subjects of the expert (an extreme start): the weighted
+        # exponential fit of each such (expert, cause) instead, an increase from -inf
+        events, time = blocks.reduce(event_totals, caches, hazards)
+        fallback = current.copy()
+        fallback[lost] = 0.0
+        if hazards.intercept is not None:
+            rate = np.log(np.maximum(events, 0.5) / np.maximum(time, 1e-300)[:, None])
+            fallback[..., hazards.intercept] = np.where(lost, rate, current[..., hazards.intercept])
+        f_value, f_grad, f_hess = blocks.reduce(event_sums, caches, hazards,
+                                                fallback.reshape(K, -1))
+        take = lost & np.isfinite(f_value)
+        current = np.where(take[..., None], fallback, current)
+        value = np.where(take, f_value, value)
+        grad = np.where(take[..., None], f_grad, grad)
+        hess = np.where(take[..., None, None], f_hess, hess)
     for _ in range(max_iter):
         step = _regularised_step(grad, hess)
         active = np.ones((K, C), dtype=bool)

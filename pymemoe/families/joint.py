@@ -371,6 +371,46 @@ class JointFamily(ExpertFamily):
                 per[:, c, ones[0]] = np.log(((ev.cause == c + 1) + 0.5) / ev.time)
         return np.concatenate([traj, per.reshape(per.shape[0], -1)], axis=1)
 
+    # -- degenerate hazards ------------------------------------------------------------------
+
+    #: an expert's hazard of a cause can run to 0 (a cause without events among its subjects)
+    #: or concentrate on a single event (the likelihood is then unbounded): the separation check
+    may_separate = True
+    separation_text = ("a cumulative hazard beyond e^25 or below e^-25 at its subjects' "
+                       "follow-up times: a cause with no or a single event among them")
+
+    def extreme_fits(self, data, params: Params, tau: np.ndarray):
+        """The largest |log H_kc(T_i)| over the subjects that expert k most likely holds,
+        and the hazard term that contributes most to it (its position in the coefficient
+        vector); the trajectory family's own check where it is larger."""
+        traj, coef = self._split(params)
+        base_value, base_term = self.base.extreme_fits(data.base, traj, tau)
+        ev = data.events
+        theta, s = self.hazards.split(coef)                      # (K, C, r), (K, C)
+        terms = ev.exog[:, None, None, :] * theta[None]          # (N, K, C, r)
+        log_cum = terms.sum(axis=3) + np.exp(s)[None] * np.log(ev.time)[:, None, None]
+        held = (tau > 0.5) & (ev.cause >= 0)[:, None]
+        size = np.where(held[..., None], np.abs(log_cum), 0.0)  # (N, K, C)
+        K = tau.shape[1]
+        value = size.reshape(size.shape[0], K, -1).max(axis=(0, 2)) if size.size else \
+            np.zeros(K)
+        term = np.zeros(K, dtype=int)
+        start = self.event_columns_start(traj.beta.shape[1])
+        for k in range(K):               # loops over experts, not subjects
+            if size.shape[0] == 0:
+                continue
+            i, c = np.unravel_index(size[:, k].argmax(), size[:, k].shape)
+            j = int(np.abs(terms[i, k, c]).argmax())
+            term[k] = start + c * self.hazards.n_per_cause + j
+        base_term = np.where(base_term >= start, base_term + self.hazards.n_coef, base_term)
+        use_base = base_value >= value
+        return np.where(use_base, base_value, value), np.where(use_base, base_term, term)
+
+    def event_columns_start(self, n_trajectory: int) -> int:
+        """Where the hazards' coefficients start in a coefficient vector whose trajectory
+        part has ``n_trajectory`` columns."""
+        return n_trajectory - self.k_shared
+
     # -- the hazards in results -------------------------------------------------------------
 
     def coefficient_sections(self, structure) -> tuple[CoefficientSection, ...]:

@@ -424,3 +424,22 @@ def test_event_fit_table_and_its_figure(pbc_competing, tmp_path):
     axes = plot_event_curves(res, time_label="years")
     assert len(axes) == 3 and axes[0].get_legend() is not None
     axes[0].figure.savefig(tmp_path / "events.png")
+
+
+def test_a_hazard_run_to_zero_is_reported_as_separation(joint_data):
+    """A cause whose hazard in an expert runs to 0 (or concentrates on one event) has no
+    maximum likelihood estimate: the family's separation check finds it and names the term."""
+    import dataclasses
+    model = MEMoE.from_formula("y ~ time", joint_data, "id", re_formula="~ time",
+                               n_experts=2, survival=TimeToEvent("T", "d", formula="~ x1"))
+    res = model.fit(n_starts=2, random_state=0)
+    family, names = model.family, list(model.structure.exog_names)
+    tau = res.posterior.to_numpy()
+    value, _ = family.extreme_fits(model.data, res.state, tau)
+    assert (value < 25).all()
+    beta = res.state.beta.copy()
+    beta[1, names.index("event: Intercept")] = -60.0
+    moved = dataclasses.replace(res.state, beta=beta)
+    value, term = family.extreme_fits(model.data, moved, tau)
+    assert value[1] > 25 and value[0] < 25
+    assert names[term[1]] == "event: Intercept"
