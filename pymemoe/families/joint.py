@@ -380,7 +380,8 @@ class JointFamily(ExpertFamily):
                        "follow-up times: a cause with no or a single event among them")
 
     def extreme_fits(self, data, params: Params, tau: np.ndarray):
-        """The largest |log H_kc(T_i)| over the subjects that expert k most likely holds,
+        """The largest absolute log cumulative hazard, abs(log H_kc(T_i)), over the subjects that
+        expert k most likely holds,
         and the hazard term that contributes most to it (its position in the coefficient
         vector); the trajectory family's own check where it is larger."""
         traj, coef = self._split(params)
