@@ -569,6 +569,13 @@ class MEMoEResults:
         return prediction.cumulative_incidence(self, times, profile=profile,
                                                gate_profile=gate_profile, alpha=alpha)
 
+    def dynamic_prediction(self, newdata: pd.DataFrame, landmark: float, horizon: float, time,
+                           **kwargs) -> pd.DataFrame:
+        """The probability of each cause of event in (landmark, landmark + horizon] of
+        subjects event-free at the landmark, given their measurements up to it, with
+        intervals; see :func:`pymemoe.prediction.dynamic_prediction`."""
+        return prediction.dynamic_prediction(self, newdata, landmark, horizon, time, **kwargs)
+
     @property
     def prior(self) -> pd.DataFrame:
         """Gating (prior) probabilities pi_ik from the baseline covariates, subjects x experts."""

@@ -276,6 +276,13 @@ class ExpertFamily(ABC):
         default)."""
         raise ValueError(NO_EVENTS)
 
+    def event_exog(self, data: pd.DataFrame, groups, fitted_groups, subjects: pd.Index
+                   ) -> np.ndarray:
+        """The time-to-event design of the subjects ``subjects`` (one row each), from the long
+        frame ``data`` (new subjects of a prediction); a ValueError without a time-to-event
+        part (the default)."""
+        raise ValueError(NO_EVENTS)
+
     def trajectory_logdens(self, moments) -> np.ndarray:
         """log f(y_i | k) of the trajectory alone, (N, K): the posterior without the other
         outcomes' information (lcmm's ``pprobY``). Default: the whole log-density."""

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .._design.events import SubjectEvents
+from .._design.subject_level import subject_design
 from .._model.params import Params, Structure
 from .._model.scales import DataSummary
 from .base import CoefficientSection, ExpertFamily, ExpertGradients
@@ -441,6 +442,21 @@ class JointFamily(ExpertFamily):
 
     def event_data(self, data) -> SubjectEvents:
         return data.events
+
+    def event_exog(self, data, groups, fitted_groups, subjects):
+        """The hazards' design of ``subjects`` from ``data`` (its formula evaluated per
+        subject); a ValueError names a subject whose covariates are missing."""
+        exog, names = subject_design(self.survival.formula, data, groups, fitted_groups,
+                                     subjects)
+        if tuple(names) != self.hazards.exog_names:
+            raise ValueError(f"the survival formula {self.survival.formula!r} gives the columns "
+                             f"{names} on these data, not those of the fit "
+                             f"{list(self.hazards.exog_names)} (a category absent here?)")
+        missing = np.flatnonzero(~np.isfinite(exog).all(axis=1))
+        if missing.size:
+            raise ValueError(f"the survival covariates of subject {subjects[missing[0]]!r} are "
+                             f"missing ({missing.size} subjects in all)")
+        return exog
 
     def trajectory_logdens(self, moments: JointMoments) -> np.ndarray:
         return moments.trajectory_logdens

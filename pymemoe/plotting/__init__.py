@@ -16,7 +16,9 @@ never calls these functions.
 * :func:`plot_prediction_sets`: prediction sets with the observations they cover and miss;
 * :func:`plot_comparison`: information criteria against the number of experts K;
 * :func:`plot_event_curves`: a joint model's survival and cumulative incidence by expert,
-  against the posterior-weighted Aalen-Johansen estimates.
+  against the posterior-weighted Aalen-Johansen estimates;
+* :func:`plot_dynamic_prediction`: a subject's measurements up to a landmark, its predicted
+  trajectory and its probability of each cause of event after it.
 
 Plots of a fit take their data from the fitted model (the outcome, and the time column when
 the formulas use it); ``data=`` is needed only for a time column the formulas do not use.
@@ -54,9 +56,10 @@ Examples
 """
 from ._checks import plot_fit, plot_residuals
 from ._classes import plot_comparison, plot_llf_trace, plot_posterior
-from ._events import plot_event_curves
+from ._events import plot_dynamic_prediction, plot_event_curves
 from ._sets import plot_prediction_sets
 from ._trajectories import plot_trajectories
 
 __all__ = ["plot_trajectories", "plot_posterior", "plot_llf_trace", "plot_prediction_sets",
-           "plot_comparison", "plot_fit", "plot_residuals", "plot_event_curves"]
+           "plot_comparison", "plot_fit", "plot_residuals", "plot_event_curves",
+           "plot_dynamic_prediction"]

@@ -9,7 +9,8 @@
   subjects;
 * :func:`predictive_mixture`: the mixture law of one observation (:class:`PredictiveMixture`);
 * :func:`cumulative_incidence`: survival and cumulative incidence curves of a joint model's
-  experts and their mixture, with confidence bands;
+  experts and their mixture, with confidence bands; :func:`dynamic_prediction`: the
+  probability of each cause of event in (s, s + h] given the measurements up to s;
 * :func:`prediction_set`, :func:`coverage`: highest-density or equal-tail prediction sets of
   single observations, and how often they cover.
 
@@ -18,10 +19,10 @@ call these. The mathematics is in :mod:`pymemoe._predictive`, the engine they sh
 plots, the diagnostics, cross-validation and the simulation.
 """
 from ._api import get_prediction, predict, predict_class, predictive_mixture, prior_class
-from ._events import cumulative_incidence
+from ._events import cumulative_incidence, dynamic_prediction
 from ._results import PredictionResults, PredictiveMixture
 from ._sets import coverage, prediction_set
 
 __all__ = ["predict", "get_prediction", "predict_class", "prior_class", "predictive_mixture",
            "PredictiveMixture", "PredictionResults", "prediction_set", "coverage",
-           "cumulative_incidence"]
+           "cumulative_incidence", "dynamic_prediction"]

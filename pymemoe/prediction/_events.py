@@ -24,8 +24,10 @@ from scipy.special import expit, logit
 from .._estimation.inference import delta_method
 from .._model.gating import log_prior
 from .._model.params import from_user
+from .._predictive.posterior import history_statistics, posterior_of
+from .._predictive.rows import design_rows, history_mask
 
-__all__ = ["cumulative_incidence"]
+__all__ = ["cumulative_incidence", "dynamic_prediction"]
 
 
 def _row(names: tuple[str, ...], values: Mapping | None, default: np.ndarray,
@@ -138,3 +140,96 @@ def cumulative_incidence(results, times, profile: Mapping | None = None,
                         "upper": expit(center + crit * se_logit)}, index=index).reset_index()
     out["expert"] = out["expert"].astype(object)
     return out[["time", "expert", "curve", "estimate", "std err", "lower", "upper"]]
+
+
+def dynamic_prediction(results, newdata: pd.DataFrame, landmark: float, horizon,
+                       time, *, groups=None, alpha: float = 0.05, n_draws: int = 500,
+                       random_state=None) -> pd.DataFrame:
+    r"""The probability of each cause of event in (s, s + h] for subjects event-free at the
+    landmark s, given their measurements up to s (lcmm's ``dynpred``).
+
+    With y_i(s) the subject's outcomes measured at or before s and x_i its time-to-event
+    covariates::
+
+        P(k | y_i(s), T_i > s) = pi_ik f(y_i(s) | k) S_k(s | x_i) / sum_l (same for l)
+        P(d_i = c, T_i <= s + h | y_i(s), T_i > s)
+            = sum_k P(k | y_i(s), T_i > s) (F_kc(s + h | x_i) - F_kc(s | x_i)) / S_k(s | x_i)
+
+    The interval of each probability is the central 1 - alpha range of its values over
+    ``n_draws`` draws of the parameters from their estimated normal law (N(theta_hat,
+    cov_params()), as lcmm's ``dynpred`` with ``draws = TRUE``); ``n_draws=0`` for none.
+
+    Parameters
+    ----------
+    results : MEMoEResults
+        A joint model's fit.
+    newdata : DataFrame
+        Long data of the subjects (fitted or new): their measurements (rows after ``landmark``
+        are ignored), gating covariates and time-to-event covariates.
+    landmark : float
+        s: the subjects are event-free at s.
+    horizon : float or sequence of float
+        h > 0 (several: one row per subject and horizon).
+    time : str
+        The column of measurement times.
+    groups : str, optional
+        The subject column (default: the fit's).
+    alpha : float
+    n_draws : int
+    random_state : int or numpy Generator, optional
+        Seeds the parameter draws.
+
+    Returns
+    -------
+    DataFrame
+        One row per subject (and ``horizon``, when several are given): ``P(<cause>)`` for
+        each cause, ``P(any)`` their sum, with draws ``... lower`` and ``... upper`` for each,
+        and ``P(expert k)``, the posterior at s given the measurements and T > s.
+    """
+    model = results.model
+    family, structure = model.family, model.structure
+    s = float(landmark)
+    h = np.atleast_1d(np.asarray(horizon, dtype=float))
+    if not (np.isfinite(s) and s >= 0 and np.isfinite(h).all() and (h > 0).all()):
+        raise ValueError(f"landmark must be >= 0 and horizon > 0; got {landmark!r}, {horizon!r}")
+    rows = design_rows(results, newdata, outcome=True, need_groups=True, groups=groups,
+                       time=time)
+    data = history_statistics(results, rows, history_mask(rows, s))
+    subjects = data.subjects
+    fitted_groups = None if model.spec is None else model.spec.groups
+    x = family.event_exog(newdata, groups, fitted_groups, subjects)
+    causes = family.event_data(model.data).cause_names
+    times = np.r_[s, s + h]
+
+    def probabilities(params) -> tuple[np.ndarray, np.ndarray]:
+        """(S, H, C) probabilities and (S, K) posterior weights at ``params``."""
+        post = posterior_of(data, params)                         # P(k | y_i(s)), trajectory
+        surv, inc = family.event_curves(params, x, times)         # (S, K, 1+H), (S, K, C, 1+H)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.asarray(post.tau) * surv[..., 0]
+            weight = weight / weight.sum(axis=1, keepdims=True)
+            cond = (inc[..., 1:] - inc[..., :1]) / surv[..., 0][..., None, None]
+        return np.einsum("sk,skch->shc", weight, np.nan_to_num(cond)), weight
+
+    prob, weight = probabilities(results.state)
+    prob = np.concatenate([prob, prob.sum(axis=2, keepdims=True)], axis=2)   # + P(any)
+    names = [f"P({c})" for c in causes] + ["P(any)"]
+    index = pd.MultiIndex.from_product([subjects, h], names=["subject", "horizon"])
+    out = pd.DataFrame(prob.reshape(-1, len(names)), index=index, columns=names)
+    if n_draws:
+        rng = np.random.default_rng(random_state)
+        theta = results.params.to_numpy()
+        cov = np.nan_to_num(results.cov_params().to_numpy())
+        draws = rng.multivariate_normal(theta, cov, size=int(n_draws), method="eigh")
+        values = np.stack([probabilities(from_user(d, structure))[0] for d in draws])
+        values = np.concatenate([values, values.sum(axis=3, keepdims=True)], axis=3)
+        lower = np.quantile(values, alpha / 2, axis=0).reshape(-1, len(names))
+        upper = np.quantile(values, 1 - alpha / 2, axis=0).reshape(-1, len(names))
+        for j, name in enumerate(names):
+            out[f"{name} lower"] = lower[:, j]
+            out[f"{name} upper"] = upper[:, j]
+    for k in range(weight.shape[1]):
+        out[f"P(expert {k + 1})"] = np.repeat(weight[:, k], h.size)
+    if np.ndim(horizon) == 0:
+        out = out.droplevel("horizon")
+    return out

@@ -443,3 +443,68 @@ def test_a_hazard_run_to_zero_is_reported_as_separation(joint_data):
     value, term = family.extreme_fits(model.data, moved, tau)
     assert value[1] > 25 and value[0] < 25
     assert names[term[1]] == "event: Intercept"
+
+
+def test_dynamic_prediction_equals_a_dense_computation(pbc_competing, pbc_joint):
+    """P(cause c in (s, s + h] | y(s), T > s) from the posterior of the measurements up to s
+    (tests/truth.py's dense likelihood, one subject at a time) times S_k(s) and the Weibull
+    curves by scipy quad: independent of pymemoe's predictive engine and hazards."""
+    from scipy import integrate
+    res = pbc_competing
+    s, h = 2.0, 3.0
+    ids = [2, 4, 7, 9]
+    new = pbc_joint[pbc_joint["id"].isin(ids)]
+    got = res.dynamic_prediction(new, s, h, "year", n_draws=200, random_state=1)
+    fe = res.fe_params
+    beta = fe.loc[["Intercept", "year"]].to_numpy().T
+    cov = [res.cov_re[k + 1].to_numpy() for k in range(2)]
+    prior = res.prior.iloc[0].to_numpy()           # intercept-only gating
+    for i in ids:
+        rows = new[(new["id"] == i) & (new["year"] <= s)]
+        X = np.column_stack([np.ones(len(rows)), rows["year"]])
+        age = rows["age"].iloc[0]
+        logw, cond = np.empty(2), np.empty((2, 2))
+        for k in range(2):
+            scale = [np.exp(fe.loc[f"{c}: Intercept", k + 1] + age * fe.loc[f"{c}: age", k + 1])
+                     for c in ("transplant", "death")]
+            rho = [np.exp(fe.loc[f"{c}: log(shape)", k + 1]) for c in ("transplant", "death")]
+
+            def surv(t):
+                return np.exp(-sum(a * t ** r for a, r in zip(scale, rho)))
+
+            dens = dense_loglike(rows["logbili"], X, X, np.ones((len(rows), 1)), rows["id"],
+                                 [[0.0]], beta[k:k + 1], cov[k][None],
+                                 res.scale.to_numpy()[k:k + 1])
+            logw[k] = np.log(prior[k]) + dens + np.log(surv(s))
+            for c in range(2):
+                cond[k, c] = integrate.quad(
+                    lambda u: scale[c] * rho[c] * u ** (rho[c] - 1) * surv(u), s, s + h,
+                    epsabs=1e-13, epsrel=1e-11)[0] / surv(s)
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        expected = w @ cond
+        np.testing.assert_allclose(got.loc[i, ["P(transplant)", "P(death)"]], expected,
+                                   atol=2e-6)
+        np.testing.assert_allclose(got.loc[i, ["P(expert 1)", "P(expert 2)"]], w, atol=1e-8)
+        for name in ("P(death)", "P(any)"):
+            assert got.loc[i, f"{name} lower"] <= got.loc[i, name] <= got.loc[i, f"{name} upper"]
+    with pytest.raises(ValueError, match="horizon > 0"):
+        res.dynamic_prediction(new, s, 0.0, "year")
+
+
+def test_dynamic_prediction_figure(pbc_competing, pbc_joint, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from pymemoe.plotting import plot_dynamic_prediction
+    axes = plot_dynamic_prediction(pbc_competing, pbc_joint, 4, landmark=3.0, horizon=5.0,
+                                   time="year", n_draws=20, random_state=0)
+    left, right = axes
+    assert len(left.lines) >= 3 and len(right.lines) >= 2
+    # the curve drawn is dynamic_prediction's
+    dyn = pbc_competing.dynamic_prediction(pbc_joint[pbc_joint["id"] == 4], 3.0, 5.0, "year",
+                                           n_draws=0)
+    death = [line for line in right.lines if line.get_label() == "death"][0]
+    assert death.get_ydata()[-1] == pytest.approx(dyn["P(death)"])
+    axes[0].figure.savefig(tmp_path / "dynamic.png")
+    with pytest.raises(ValueError, match="has no rows"):
+        plot_dynamic_prediction(pbc_competing, pbc_joint, -1, 3.0, 5.0, "year")
