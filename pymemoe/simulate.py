@@ -489,6 +489,10 @@ def simulate(
     """
     schedule = {"visits": visits, "times": times, "follow_up": follow_up, "dropout": dropout}
     is_results = hasattr(params_or_results, "state") and hasattr(params_or_results, "model")
+    if is_results and not params_or_results.model.family.simulates_every_outcome:
+        raise ValueError("simulate draws the trajectories only, and this model has other "
+                         "outcomes (a joint model's times to event) that it cannot draw yet; "
+                         "a bootstrap of it would not be one of the fitted model")
     if n_subjects is None:
         if not is_results:
             raise ValueError("n_subjects is needed to simulate from parameters; without it, "

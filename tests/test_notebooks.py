@@ -1,4 +1,5 @@
-"""The notebooks: the PBCseq case study (notebooks/pbcseq.ipynb) and the worked examples of
+"""The notebooks: the PBCseq case study (notebooks/pbcseq.ipynb), the joint models of PBCseq
+(notebooks/joint.ipynb, notebooks/make_joint.py) and the worked examples of
 binomial and Poisson experts (notebooks/binary_and_count.ipynb) are stored executed with the
 analysis' parameters (their cells are those of notebooks/make_pbcseq.py and
 notebooks/make_binary_count.py, their figures are there), and they execute with small
@@ -182,3 +183,43 @@ def test_binary_and_count_notebook_runs(glmm_executed):
     for tag in GLMM_FIGURES:
         assert _has_png(_one(nb, tag)), tag
     assert "N_STARTS = 2" in _text(_one(nb, "glmm-numbers"))
+
+
+JOINT = NOTEBOOKS / "joint.ipynb"
+JOINT_SMALL = {"N_STARTS": 2, "K_MAX": 2, "N_DRAWS": 20}
+JOINT_FIGURES = ("joint-figure-events", "joint-figure-fit", "joint-figure-dynamic")
+
+
+@pytest.fixture(scope="module")
+def joint_executed(kernel_env):
+    return _execute_small(JOINT, JOINT_SMALL)
+
+
+def test_joint_notebook_matches_its_generator_and_is_stored_executed():
+    built = _generator("make_joint").build()
+    stored = nbformat.read(str(JOINT), as_version=4)
+    assert [(c.cell_type, c.source) for c in stored.cells] == \
+        [(c.cell_type, c.source) for c in built.cells], \
+        "notebooks/joint.ipynb is stale: run python notebooks/make_joint.py --execute"
+    code = [c for c in stored.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), \
+        "store the notebook executed: python notebooks/make_joint.py --execute"
+    assert not [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
+    for tag in JOINT_FIGURES:
+        assert _has_png(_one(stored, tag)), f"the stored notebook lacks the figure {tag!r}"
+    assert "N_STARTS = 10, K_MAX = 4, N_DRAWS = 500" in _text(_one(stored, "joint-numbers"))
+
+
+def test_joint_notebook_runs(joint_executed):
+    nb = joint_executed
+    errors = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
+              if out["output_type"] == "error"]
+    assert not errors
+    assert "Weibull hazards of transplant, death" in _text(_one(nb, "joint-summary"))
+    assert "hazard ratio" in _text(_one(nb, "joint-hazards"))
+    assert "trajectories alone" in _text(_one(nb, "joint-posteriors"))
+    assert "P(death) upper" in _text(_one(nb, "joint-dynamic"))
+    assert "no error" not in _text(_one(nb, "joint-errors"))
+    for tag in JOINT_FIGURES:
+        assert _has_png(_one(nb, tag)), tag
+    assert "N_STARTS = 2" in _text(_one(nb, "joint-numbers"))

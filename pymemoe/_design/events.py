@@ -92,6 +92,11 @@ class SubjectEvents:
                    cause_names=tuple(cause_names))
 
 
+def _more(n: int) -> str:
+    """`` (n subjects in all)`` after the first subject named, when there are others."""
+    return "" if n <= 1 else f" ({n} subjects in all)"
+
+
 def _cause_codes(values: pd.Series, what: str, causes: Sequence[str] | None,
                  subjects: pd.Index) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer causes 0..C of each subject, and the causes' names."""
@@ -99,7 +104,7 @@ def _cause_codes(values: pd.Series, what: str, causes: Sequence[str] | None,
     missing = np.flatnonzero(~np.isfinite(raw))
     if missing.size:
         raise ValueError(f"{what} is missing for subject {plain_label(subjects[missing[0]])!r} "
-                         f"({missing.size} subjects in all); code 0 for censored, 1..C for the cause")
+                         f"{_more(missing.size)}; code 0 for censored, 1..C for the cause")
     bad = np.flatnonzero((raw != np.round(raw)) | (raw < 0))
     if bad.size:
         raise ValueError(f"{what} of subject {plain_label(subjects[bad[0]])!r} is {raw[bad[0]]:g}; "
@@ -156,26 +161,26 @@ def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hash
     for role, column in (("time", time), ("event", event)):
         if column not in data.columns:
             raise ValueError(f"survival {role} {column!r} is not a column of the data")
-    t = subject_values(data, time, groups, None, subjects).to_numpy(dtype=float)
+    t = subject_values(data, time, groups, None, subjects,
+                       what=f"survival time {time!r}").to_numpy(dtype=float)
     missing = np.flatnonzero(~np.isfinite(t))
     if missing.size:
         raise ValueError(f"survival time {time!r} is missing for subject "
-                         f"{plain_label(subjects[missing[0]])!r} ({missing.size} subjects in all)")
+                         f"{plain_label(subjects[missing[0]])!r}{_more(missing.size)}")
     nonpositive = np.flatnonzero(t <= 0)
     if nonpositive.size:
         i = nonpositive[0]
         raise ValueError(f"survival time {time!r} of subject {plain_label(subjects[i])!r} is "
                          f"{t[i]:g}; times must be positive (measured from the time origin "
                          f"of the trajectories)")
-    status = subject_values(data, event, groups, None, subjects)
+    status = subject_values(data, event, groups, None, subjects, what=f"event {event!r}")
     codes, names = _cause_codes(status, f"event {event!r}", causes, subjects)
     exog, exog_names = subject_design(formula, data, groups, None, subjects,
                                       eval_depth=eval_depth + 1)
     incomplete = np.flatnonzero(~np.isfinite(exog).all(axis=1))
     if incomplete.size:
         raise ValueError(f"survival formula {formula!r} is missing for subject "
-                         f"{plain_label(subjects[incomplete[0]])!r} ({incomplete.size} "
-                         f"subjects in all)")
+                         f"{plain_label(subjects[incomplete[0]])!r}{_more(incomplete.size)}")
     return SubjectEvents(time=t, cause=codes, exog=exog, exog_names=tuple(exog_names),
                          cause_names=names, subjects=subjects)
 

@@ -50,8 +50,9 @@ def _first_per_subject(values: np.ndarray, where: np.ndarray, n_subjects: int,
 
 
 def subject_values(data: pd.DataFrame, column: Hashable, groups, fitted_column: str | None,
-                   subjects: pd.Index) -> pd.Series:
-    """The value of ``column`` for each subject of ``subjects`` (NaN/None where missing).
+                   subjects: pd.Index, what: str | None = None) -> pd.Series:
+    """The value of ``column`` for each subject of ``subjects`` (NaN/None where missing);
+    ``what`` names the column in errors (default ``"outcome '<column>'"``).
 
     Examples
     --------
@@ -59,20 +60,19 @@ def subject_values(data: pd.DataFrame, column: Hashable, groups, fitted_column: 
     >>> subject_values(df, "z", "id", None, pd.Index([1, 2, 3, 4])).tolist()
     [0.5, 2.0, nan, nan]
     """
+    what = f"outcome {column!r}" if what is None else what
     if column not in data.columns:
-        raise ValueError(f"outcome {column!r} is not a column of the data; columns are "
+        raise ValueError(f"{what} is not a column of the data; columns are "
                          f"{list(data.columns)}")
     where = _subject_rows(data, groups, fitted_column, subjects)
     raw = data[column]
     if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
         values = raw.astype(float).to_numpy()[:, None]
-        first = _first_per_subject(values, where, len(subjects), f"outcome {column!r}",
-                                   subjects)[:, 0]
+        first = _first_per_subject(values, where, len(subjects), what, subjects)[:, 0]
         return pd.Series(first, index=subjects, name=str(column))
     codes, levels = pd.factorize(raw, sort=True)     # any other type: categories
     coded = np.where(codes < 0, np.nan, codes.astype(float))[:, None]
-    first = _first_per_subject(coded, where, len(subjects), f"outcome {column!r}",
-                               subjects)[:, 0]
+    first = _first_per_subject(coded, where, len(subjects), what, subjects)[:, 0]
     out = pd.Series(pd.Categorical.from_codes(np.where(np.isnan(first), -1, first).astype(int),
                                               categories=levels),
                     index=subjects, name=str(column))

@@ -139,6 +139,9 @@ class ExpertFamily(ABC):
     search_subjects: int = 2_500
     #: whether the fixed effects can fit rows perfectly (separation; :meth:`extreme_fits`)
     may_separate: bool = False
+    #: whether :meth:`simulate_outcome` draws everything the expert models (False for a joint
+    #: family, whose times to event are not drawn: :func:`pymemoe.simulate` refuses it)
+    simulates_every_outcome: bool = True
 
     # -- the model's options and input ---------------------------------------------------------
 

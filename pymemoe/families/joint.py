@@ -208,6 +208,7 @@ class JointFamily(ExpertFamily):
 
     observed_lines = True
     uses_warm_start = False
+    simulates_every_outcome = False     # the times to event are not drawn yet
 
     def __init__(self, base: ExpertFamily, survival: TimeToEvent, hazards: WeibullHazards,
                  k_shared: int = 0):
@@ -240,10 +241,9 @@ class JointFamily(ExpertFamily):
 
     @property
     def description(self) -> str:
-        causes = self.hazards.cause_names
-        what = "one event" if len(causes) == 1 else f"{len(causes)} competing causes"
-        return (f"{self.base.description} + Weibull hazards ({what}: "
-                f"{self.survival.time}, {self.survival.event})")
+        causes = ", ".join(self.hazards.cause_names)
+        return (f"{self.base.description} + Weibull hazards of {causes} (time "
+                f"{self.survival.time!r}, event {self.survival.event!r})")
 
     # -- where the hazards' coefficients sit ------------------------------------------------
 
@@ -455,7 +455,7 @@ class JointFamily(ExpertFamily):
         missing = np.flatnonzero(~np.isfinite(exog).all(axis=1))
         if missing.size:
             raise ValueError(f"the survival covariates of subject {subjects[missing[0]]!r} are "
-                             f"missing ({missing.size} subjects in all)")
+                             f"missing ({missing.size} subjects with missing covariates)")
         return exog
 
     def trajectory_logdens(self, moments: JointMoments) -> np.ndarray:

@@ -508,3 +508,9 @@ def test_dynamic_prediction_figure(pbc_competing, pbc_joint, tmp_path):
     axes[0].figure.savefig(tmp_path / "dynamic.png")
     with pytest.raises(ValueError, match="has no rows"):
         plot_dynamic_prediction(pbc_competing, pbc_joint, -1, 3.0, 5.0, "year")
+
+
+def test_what_joint_models_cannot_do_yet_is_refused_clearly(pbc_competing):
+    from pymemoe import simulate
+    with pytest.raises(ValueError, match="cannot draw yet"):
+        simulate(pbc_competing, random_state=0)
