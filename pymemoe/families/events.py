@@ -140,7 +140,8 @@ class WeibullHazards:
         """eta, s, u = rho log T, H, delta, which subjects have event data, log T; an
         overflowing cumulative hazard is +inf (the log-density -inf: the step is rejected)."""
         theta, s = self.split(coef)
-        eta = np.einsum("nr,kcr->nkc", events.exog, theta)
+        K, C, r = theta.shape
+        eta = (events.exog @ theta.reshape(K * C, r).T).reshape(-1, K, C)
         rho = np.exp(s)                                          # (K, C)
         log_t = np.log(events.time)[:, None, None]
         u = rho[None] * log_t                                    # (N, K, C)
@@ -176,20 +177,23 @@ class WeibullHazards:
 
     def _weighted_sums(self, events, coef, weights):
         eta, s, u, cum, delta, known, log_t = self._pieces(events, coef)
-        w = weights * known[:, None]
+        w = (weights * known[:, None])[..., None]                           # (N, K, 1)
         # a subject of weight 0 counts for nothing, even where its hazard overflows
         # (0 * inf would make the sums NaN)
-        cum = np.where((w > 0)[..., None], cum, 0.0)
-        value = np.einsum("nk,nkc->kc", w, delta * (s[None] + u - log_t + eta) - cum)
+        cum = np.where(w > 0, cum, 0.0)
+        N, K, C = cum.shape
         x = events.exog
-        d_eta = delta - cum
-        d_s = delta * (1.0 + u) - cum * u
-        g_theta = np.einsum("nk,nkc,nr->kcr", w, d_eta, x)
-        g_s = np.einsum("nk,nkc->kc", w, d_s)
-        h_tt = -np.einsum("nk,nkc,nr,nt->kcrt", w, cum, x, x)
-        h_ts = -np.einsum("nk,nkc,nr->kcr", w, cum * u, x)
-        h_ss = np.einsum("nk,nkc->kc", w, delta * u - cum * u * (1.0 + u))
-        K, C, r = g_theta.shape
+        r = x.shape[1]
+        w_cum = w * cum
+        w_delta = w * delta
+        # sums over subjects as matrix products (BLAS), the (expert, cause) pairs as columns
+        value = (w_delta * (s[None] + u - log_t + eta) - w_cum).sum(axis=0)
+        g_theta = ((w_delta - w_cum).reshape(N, K * C).T @ x).reshape(K, C, r)
+        g_s = (w_delta * (1.0 + u) - w_cum * u).sum(axis=0)
+        xx = (x[:, :, None] * x[:, None, :]).reshape(N, r * r)
+        h_tt = -(w_cum.reshape(N, K * C).T @ xx).reshape(K, C, r, r)
+        h_ts = -(((w_cum * u).reshape(N, K * C)).T @ x).reshape(K, C, r)
+        h_ss = (w_delta * u - w_cum * u * (1.0 + u)).sum(axis=0)
         grad = np.concatenate([g_theta, g_s[..., None]], axis=2)
         hess = np.empty((K, C, r + 1, r + 1))
         hess[..., :r, :r] = h_tt

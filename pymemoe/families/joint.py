@@ -329,6 +329,34 @@ class JointFamily(ExpertFamily):
         start = traj.shape[-1] - self.k_shared
         return np.concatenate([traj[..., :start], event, traj[..., start:]], axis=-1)
 
+    def hessian_sums(self, data, params: Params, moments: JointMoments,
+                     tau: np.ndarray) -> np.ndarray | None:
+        """The trajectory family's closed-form Hessians and the hazards' (Newton's sums of
+        :meth:`~pymemoe.families.events.WeibullHazards.weighted_sums`) in one natural
+        coordinate system: the hazards' coefficients among the betas; no cross terms (the two
+        outcome models share no parameter). None when the trajectory family has no closed
+        form (the inference then differences the gradients)."""
+        if not self.base.has_hessian_sums:
+            return None
+        traj, coef = self._split(params)
+        base = self.base.hessian_sums(data.base, traj, moments.base, tau)
+        if base is None:
+            return None
+        _, _, h_events = self.hazards.weighted_sums(data.events, coef, tau)   # (K, C, m, m)
+        p_t, n = traj.beta.shape[1], self.hazards.n_coef
+        start = p_t - self.k_shared
+        n_base = base.shape[1]
+        # where each of the trajectory's natural coordinates sits in the joint ones
+        where = np.arange(n_base)
+        where = np.where(where < start, where, where + n)
+        out = np.zeros((base.shape[0], n_base + n, n_base + n))
+        out[:, where[:, None], where[None, :]] = base
+        m = self.hazards.n_per_cause
+        for c in range(self.hazards.n_causes):     # loops over causes, not subjects
+            cols = start + c * m + np.arange(m)
+            out[:, cols[:, None], cols[None, :]] = h_events[:, c]
+        return out
+
     def e_sums(self, data, params: Params, moments: JointMoments, tau: np.ndarray):
         traj, _ = self._split(params)
         return self.base.e_sums(data.base, traj, moments.base, tau)

@@ -514,3 +514,19 @@ def test_what_joint_models_cannot_do_yet_is_refused_clearly(pbc_competing):
     from pymemoe import simulate
     with pytest.raises(ValueError, match="cannot draw yet"):
         simulate(pbc_competing, random_state=0)
+
+
+def test_closed_form_information_equals_differences_of_the_score(pbc_competing):
+    """The joint family's closed-form Hessians (trajectory and hazards) give the observed
+    information that central differences of the whole analytic score give."""
+    from pymemoe._estimation.inference import (observed_information,
+                                               observed_information_numeric)
+    res = pbc_competing
+    model = res.model
+    closed = observed_information(model.data, model.structure, res.state)
+    numeric = observed_information_numeric(model.data, model.structure, res.state)
+    scale = np.sqrt(np.outer(np.diag(numeric), np.diag(numeric)))
+    np.testing.assert_allclose(closed / scale, numeric / scale, atol=2e-5)
+    differenced = observed_information(model.data, model.structure, res.state,
+                                       closed_form=False)
+    np.testing.assert_allclose(closed / scale, differenced / scale, atol=2e-5)
