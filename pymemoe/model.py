@@ -57,7 +57,7 @@ from ._execution.blocks import as_blocks
 from ._model.likelihood import chain_sums, e_step, natural_score_sums, score_obs
 from ._model.params import Params, Structure, from_user, param_labels
 from .families import get_family
-from .families.events import TimeToEvent, WeibullHazards
+from .families.events import TimeToEvent, make_hazards
 from .families.joint import JointFamily
 from .families.gaussian import SubjectData
 from .results import MEMoEResults
@@ -178,8 +178,7 @@ class MEMoE:
         if survival is not None:
             # the hazards' coefficients are expert-specific columns of the structure
             # (pymemoe.families.joint): after the trajectory's own, before the shared ones
-            hazards = WeibullHazards(exog_names=events.exog_names,
-                                     cause_names=events.cause_names)
+            hazards = make_hazards(survival, events)
             family = JointFamily(family, survival, hazards, k_shared=len(names[3]))
             names = (tuple(names[0]) + tuple(hazards.coef_names()),) + tuple(names[1:])
         self.structure = Structure.of_designs(n_experts, *names, cov_re=cov_re,

@@ -24,6 +24,20 @@ Derivatives (per subject, cause c; u = rho log T, H = T^rho e^eta, delta = [d = 
     d/d s    = delta (1 + u) - H u          d2/d eta d s  = -H u
                                             d2/d s2       = delta u - H u (1 + u)
 
+**Piecewise-constant hazards** (``hazard="piecewise"``): with cut points 0 = a_0 < a_1 < ...
+< a_J = inf (``knots``; by default at quantiles of the event times),
+
+    h_kc(t | x) = exp(alpha_kcj + x' theta_kc)   for t in [a_(j-1), a_j),
+    H_kc(t | x) = exp(x' theta_kc) sum_j exp(alpha_kcj) E_j(t),
+
+E_j(t) the time spent in interval j by t; the design's intercept is left out (the alphas are
+the baseline). It is a Poisson model of the events with the log exposures as offsets, and its
+log-likelihood is concave: with derivatives (H_j = exp(alpha_j + x' theta) E_j)
+
+    d/d alpha_j = delta [T in interval j] - H_j     d/d theta = (delta - H) x
+    d2/d alpha_j2 = -H_j                           d2/d alpha_j d theta = -H_j x
+    d2/d theta2 = -H x x'.
+
 The M-step maximises sum_i tau_ik log f(T_i, d_i | k) for each (k, c) separately (the causes
 and experts share no parameter) by Newton's method on these sums, with the Hessian made
 negative definite where it is not and the step halved until the weighted log-likelihood
@@ -37,9 +51,12 @@ import numpy as np
 
 from .._design.events import SubjectEvents
 
-__all__ = ["TimeToEvent", "WeibullHazards", "event_sums"]
+__all__ = ["TimeToEvent", "Hazards", "WeibullHazards", "PiecewiseHazards", "make_hazards",
+           "event_sums", "event_totals", "newton_m_step"]
 
-HAZARDS = ("weibull",)
+HAZARDS = ("weibull", "piecewise")
+#: intervals of a piecewise-constant hazard when ``knots`` is not given
+DEFAULT_PIECES = 5
 
 
 @dataclass(frozen=True)
@@ -59,8 +76,13 @@ class TimeToEvent:
     formula : str
         One-sided formula of the hazards' covariates (baseline values), e.g. ``"~ age"``;
         each expert has its own effects. Default ``"~1"``: a hazard per expert.
-    hazard : {"weibull"}
-        The baseline hazard of each expert and cause.
+    hazard : {"weibull", "piecewise"}
+        The baseline hazard of each expert and cause: Weibull, or piecewise constant
+        between ``knots``.
+    knots : int or sequence of float, optional
+        ``hazard="piecewise"``: the interior cut points of the intervals (times > 0), or
+        their number + 1 (the number of intervals), placed at quantiles of the event times;
+        default 5 intervals.
     causes : list of str, optional
         Names of the causes 1..C (default ``"event"`` for one cause, else ``"1"`` to
         ``"C"``).
@@ -72,7 +94,7 @@ class TimeToEvent:
     --------
     >>> from pymemoe import TimeToEvent
     >>> TimeToEvent(time="years", event="status", formula="~ age", causes=["transplant", "death"])
-    TimeToEvent(time='years', event='status', formula='~ age', hazard='weibull', causes=('transplant', 'death'), visit_time=None)
+    TimeToEvent(time='years', event='status', formula='~ age', hazard='weibull', causes=('transplant', 'death'), visit_time=None, knots=None)
     """
 
     time: str
@@ -81,10 +103,25 @@ class TimeToEvent:
     hazard: str = "weibull"
     causes: tuple[str, ...] | None = None
     visit_time: str | None = None
+    knots: int | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.hazard not in HAZARDS:
             raise ValueError(f"TimeToEvent: hazard must be one of {HAZARDS}, got {self.hazard!r}")
+        if self.knots is not None:
+            if self.hazard != "piecewise":
+                raise ValueError("TimeToEvent: knots are for hazard='piecewise'")
+            if np.ndim(self.knots) == 0:
+                if int(self.knots) != self.knots or self.knots < 1:
+                    raise ValueError(f"TimeToEvent: knots={self.knots!r} must be a number of "
+                                     f"intervals >= 1 or a sequence of cut points")
+                object.__setattr__(self, "knots", int(self.knots))
+            else:
+                cuts = tuple(float(k) for k in self.knots)
+                if not all(np.isfinite(cuts)) or any(k <= 0 for k in cuts) or \
+                        any(b <= a for a, b in zip(cuts, cuts[1:])):
+                    raise ValueError(f"TimeToEvent: knots {cuts} must be increasing times > 0")
+                object.__setattr__(self, "knots", cuts)
         if self.causes is not None:
             object.__setattr__(self, "causes", tuple(str(c) for c in self.causes))
         if "~" not in self.formula:
@@ -93,12 +130,11 @@ class TimeToEvent:
 
 
 @dataclass(frozen=True)
-class WeibullHazards:
-    """Cause-specific Weibull hazards of every expert (see the module docstring).
-
-    ``coefficients`` of an expert are (C, r + 1): per cause, theta (the design's r columns)
-    then the log shape s.
-    """
+class Hazards:
+    """What every kind of hazards of a joint model shares: the causes, the coefficients'
+    layout (per cause, ``n_per_cause`` coefficients, causes one after another), the curves
+    and the sums of Newton's M-step. Subclasses give the log-density, its derivatives and
+    the cumulative hazard."""
 
     exog_names: tuple[str, ...]
     cause_names: tuple[str, ...]
@@ -109,31 +145,115 @@ class WeibullHazards:
 
     @property
     def n_per_cause(self) -> int:
-        return len(self.exog_names) + 1
-
-    @property
-    def intercept(self) -> int | None:
-        """The position of the design's intercept column (None without one)."""
-        return (self.exog_names.index("Intercept") if "Intercept" in self.exog_names
-                else None)
+        raise NotImplementedError
 
     @property
     def n_coef(self) -> int:
         return self.n_causes * self.n_per_cause
 
+    def cause_terms(self) -> list[str]:
+        """The terms of one cause's coefficients (without the cause)."""
+        raise NotImplementedError
+
     def coef_names(self) -> list[str]:
-        """Labels of the coefficients: ``"event: age"``, ``"event: log(shape)"``; with
-        competing risks the cause's name replaces ``event``: ``"death: age"``."""
-        names = []
-        for cause in self.cause_names:
-            names += [f"{cause}: {name}" for name in self.exog_names]
-            names.append(f"{cause}: log(shape)")
-        return names
+        """Labels of the coefficients: ``"<cause>: <term>"`` (``"event: ..."`` with one
+        cause)."""
+        return [f"{cause}: {term}" for cause in self.cause_names for term in self.cause_terms()]
+
+    def ratio_terms(self) -> tuple[str, ...]:
+        """The coefficients whose exponentials are hazard ratios (the covariates')."""
+        covariates = {name for name in self.exog_names if name != "Intercept"}
+        return tuple(f"{cause}: {term}" for cause in self.cause_names
+                     for term in self.cause_terms() if term in covariates)
+
+    def rate_columns(self) -> list[int]:
+        """Positions, within a cause's coefficients, of the baseline log rate (the starts'
+        and the fallback's events over person-time)."""
+        raise NotImplementedError
+
+    def per_cause(self, coef: np.ndarray) -> np.ndarray:
+        """The coefficients (K, n_coef) as (K, C, n_per_cause)."""
+        return coef.reshape(coef.shape[0], self.n_causes, self.n_per_cause)
+
+    def _delta(self, events: SubjectEvents) -> tuple[np.ndarray, np.ndarray]:
+        """[d_i = c] (N, 1, C) and which subjects have event information (N,)."""
+        delta = (events.cause[:, None] == np.arange(1, self.n_causes + 1)).astype(float)
+        return delta[:, None, :], events.cause >= 0
+
+    def weighted_sums(self, events: SubjectEvents, coef: np.ndarray,
+                      weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """sum_i w_ik of the log-density, its gradient and its Hessian per expert and cause:
+        (K, C), (K, C, m), (K, C, m, m) with m = ``n_per_cause`` (``weights`` (N, K)). A
+        trial step whose hazards overflow gives -inf or NaN sums, which the Newton iterations
+        reject."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._weighted_sums(events, coef, weights)
+
+    def start(self, events: SubjectEvents) -> np.ndarray:
+        """Exponential hazards with no covariate effect, one expert (1, n_coef): the log of
+        events over person-time in the baseline's rate columns, 0 elsewhere."""
+        coef = np.zeros((1, self.n_causes, self.n_per_cause))
+        person_time = float(events.time.sum())
+        for c in range(self.n_causes):
+            rate = np.log(max(float((events.cause == c + 1).sum()), 0.5) / person_time)
+            coef[0, c, self.rate_columns()] = rate
+        return coef.reshape(1, -1)
+
+    def curves(self, coef: np.ndarray, exog: np.ndarray, times: np.ndarray,
+               n_grid: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+        """Survival S_k(t | x) (n, K, T) and cumulative incidence of each cause F_kc(t | x)
+        (n, K, C, T) at ``times`` (>= 0) for the design rows ``exog`` (n, r).
+
+        F_kc(t) = int_0^t h_kc(u) S_k(u) du, S_k = exp(-sum_c H_kc); with h_kc S_k =
+        (h_kc / h_k)(-dS_k), each interval of a grid of ``n_grid`` steps up to max(times)
+        (and the hazards' own break points) contributes its drop of S_k times the causes'
+        shares of the hazard at its midpoint (exact for one cause, and where the causes'
+        hazards are proportional within the interval; otherwise the error shrinks with the
+        square of the spacing)."""
+        t_max = float(np.max(times)) if np.size(times) else 0.0
+        grid = np.unique(np.r_[np.linspace(0.0, t_max, n_grid + 1), times,
+                               [b for b in self.breaks() if b < t_max]])
+        mid = 0.5 * (grid[1:] + grid[:-1])
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            surv = np.exp(-self.cumulative(coef, exog, grid).sum(axis=2))     # (n, K, G)
+            hazard = self.rates(coef, exog, mid)                               # (n, K, C, G-1)
+            share = np.nan_to_num(hazard / hazard.sum(axis=2, keepdims=True))
+        drop = surv[..., :-1] - surv[..., 1:]
+        incidence = np.concatenate([np.zeros(share.shape[:3] + (1,)),
+                                    np.cumsum(share * drop[:, :, None, :], axis=3)], axis=3)
+        where = np.searchsorted(grid, times)
+        return surv[..., where], incidence[..., where]
+
+    def breaks(self) -> tuple[float, ...]:
+        """Times where a hazard jumps (none for smooth hazards)."""
+        return ()
+
+    def log_cumulative(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        """log H_kc(T_i | x_i), (N, K, C): how far a hazard is from a degenerate fit."""
+        with np.errstate(divide="ignore", over="ignore"):
+            return np.log(self._cum_at_own_time(events, coef))
+
+
+@dataclass(frozen=True)
+class WeibullHazards(Hazards):
+    """Cause-specific Weibull hazards of every expert (see the module docstring).
+
+    The coefficients of a cause are theta (the design's r columns) then the log shape s.
+    """
+
+    @property
+    def n_per_cause(self) -> int:
+        return len(self.exog_names) + 1
+
+    def cause_terms(self) -> list[str]:
+        return list(self.exog_names) + ["log(shape)"]
+
+    def rate_columns(self) -> list[int]:
+        return [self.exog_names.index("Intercept")] if "Intercept" in self.exog_names else []
 
     def split(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """theta (K, C, r) and s (K, C) from the coefficients (K, C * (r + 1))."""
-        K = coef.shape[0]
-        per = coef.reshape(K, self.n_causes, self.n_per_cause)
+        per = self.per_cause(coef)
         return per[..., :-1], per[..., -1]
 
     def _pieces(self, events: SubjectEvents, coef: np.ndarray):
@@ -147,9 +267,11 @@ class WeibullHazards:
         u = rho[None] * log_t                                    # (N, K, C)
         with np.errstate(over="ignore"):
             cum = np.exp(u + eta)                                # H_kc(T_i)
-        known = events.cause >= 0
-        delta = (events.cause[:, None] == np.arange(1, self.n_causes + 1)).astype(float)
-        return eta, s, u, cum, delta[:, None, :], known, log_t
+        delta, known = self._delta(events)
+        return eta, s, u, cum, delta, known, log_t
+
+    def _cum_at_own_time(self, events, coef):
+        return self._pieces(events, coef)[3]
 
     def logdens(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
         """log f(T_i, d_i | k), (N, K); 0 for subjects without event information."""
@@ -166,14 +288,6 @@ class WeibullHazards:
         grad = np.concatenate([g_theta, d_s[..., None]], axis=3)
         grad = grad * known[:, None, None, None]
         return grad.reshape(grad.shape[0], grad.shape[1], -1)
-
-    def weighted_sums(self, events: SubjectEvents, coef: np.ndarray,
-                      weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """sum_i w_ik of the log-density, its gradient and its Hessian per expert and cause:
-        (K, C), (K, C, m), (K, C, m, m) with m = r + 1 (``weights`` (N, K)). A trial step
-        whose hazards overflow gives -inf or NaN sums, which the Newton iterations reject."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._weighted_sums(events, coef, weights)
 
     def _weighted_sums(self, events, coef, weights):
         eta, s, u, cum, delta, known, log_t = self._pieces(events, coef)
@@ -201,46 +315,160 @@ class WeibullHazards:
         hess[..., r, r] = h_ss
         return value, grad, hess
 
-    def curves(self, coef: np.ndarray, exog: np.ndarray, times: np.ndarray,
-               n_grid: int = 4000) -> tuple[np.ndarray, np.ndarray]:
-        """Survival S_k(t | x) (n, K, T) and cumulative incidence of each cause F_kc(t | x)
-        (n, K, C, T) at ``times`` (>= 0) for the design rows ``exog`` (n, r).
+    def cumulative(self, coef: np.ndarray, exog: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """H_kc(t | x) for the rows ``exog`` (n, r) at the times ``t`` (G,): (n, K, C, G)."""
+        theta, s = self.split(coef)
+        scale = np.exp(np.einsum("nr,kcr->nkc", exog, theta))[..., None]
+        return scale * np.asarray(t, dtype=float) ** np.exp(s)[None, ..., None]
 
-        F_kc(t) = int_0^t h_kc(u) S_k(u) du, S_k = exp(-sum_c H_kc); with h_kc S_k =
-        (h_kc / h_k)(-dS_k), each interval of a grid of ``n_grid`` steps up to max(times)
-        contributes its drop of S_k times the causes' shares of the hazard at its midpoint
-        (exact for one cause, and when the causes' shapes are equal; otherwise the error
-        shrinks with the square of the spacing)."""
-        theta, s = self.split(coef)                              # (K, C, r), (K, C)
-        rho = np.exp(s)[None, ..., None]                         # (1, K, C, 1)
-        scale = np.exp(np.einsum("nr,kcr->nkc", exog, theta))[..., None]   # (n, K, C, 1)
-        t_max = float(np.max(times)) if np.size(times) else 0.0
-        grid = np.unique(np.r_[np.linspace(0.0, t_max, n_grid + 1), times])
-        mid = 0.5 * (grid[1:] + grid[:-1])
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            surv = np.exp(-(scale * grid ** rho).sum(axis=2))                  # (n, K, G)
-            hazard = scale * rho * mid ** (rho - 1.0)                          # (n, K, C, G-1)
-            share = np.nan_to_num(hazard / hazard.sum(axis=2, keepdims=True))
-        drop = surv[..., :-1] - surv[..., 1:]
-        incidence = np.concatenate([np.zeros(share.shape[:3] + (1,)),
-                                    np.cumsum(share * drop[:, :, None, :], axis=3)], axis=3)
-        where = np.searchsorted(grid, times)
-        return surv[..., where], incidence[..., where]
+    def rates(self, coef: np.ndarray, exog: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """h_kc(t | x), (n, K, C, G)."""
+        theta, s = self.split(coef)
+        rho = np.exp(s)[None, ..., None]
+        scale = np.exp(np.einsum("nr,kcr->nkc", exog, theta))[..., None]
+        return scale * rho * np.asarray(t, dtype=float) ** (rho - 1.0)
 
-    def start(self, events: SubjectEvents, weights: np.ndarray | None = None) -> np.ndarray:
-        """Exponential hazards with no covariate effect, one expert: the intercept is the log
-        of events over person-time (when the design has an intercept), the log shape 0;
-        (1, C * (r + 1))."""
-        w = np.ones(events.time.shape[0]) if weights is None else weights
-        coef = np.zeros((1, self.n_causes, self.n_per_cause))
-        ones = [j for j, name in enumerate(self.exog_names)
-                if np.allclose(events.exog[:, j], 1.0)]
-        person_time = float(w @ events.time)
-        for c in range(self.n_causes):
-            n_events = float(w @ (events.cause == c + 1))
-            if ones:
-                coef[0, c, ones[0]] = np.log(max(n_events, 0.5) / person_time)
-        return coef.reshape(1, -1)
+
+@dataclass(frozen=True)
+class PiecewiseHazards(Hazards):
+    """Cause-specific piecewise-constant hazards of every expert (the module docstring).
+
+    The coefficients of a cause are the log hazards of the intervals (alpha_1..alpha_J) then
+    the effects theta of the design's columns other than the intercept.
+    """
+
+    knots: tuple[float, ...] = ()
+
+    @property
+    def covariates(self) -> list[int]:
+        """Positions of the design's columns that have effects (all but the intercept)."""
+        return [j for j, name in enumerate(self.exog_names) if name != "Intercept"]
+
+    @property
+    def n_pieces(self) -> int:
+        return len(self.knots) + 1
+
+    @property
+    def n_per_cause(self) -> int:
+        return self.n_pieces + len(self.covariates)
+
+    def breaks(self) -> tuple[float, ...]:
+        return self.knots
+
+    def cause_terms(self) -> list[str]:
+        edges = [0.0, *self.knots, np.inf]
+        pieces = [f"log hazard [{a:.4g}, {b:.4g})" for a, b in zip(edges[:-1], edges[1:])]
+        return pieces + [self.exog_names[j] for j in self.covariates]
+
+    def rate_columns(self) -> list[int]:
+        return list(range(self.n_pieces))
+
+    def split(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """alpha (K, C, J) and theta (K, C, r') from the coefficients."""
+        per = self.per_cause(coef)
+        return per[..., :self.n_pieces], per[..., self.n_pieces:]
+
+    def exposure(self, t: np.ndarray) -> np.ndarray:
+        """E_j(t): time spent in each interval by t, (len(t), J)."""
+        edges = np.r_[0.0, self.knots, np.inf]
+        t = np.asarray(t, dtype=float)[:, None]
+        return np.clip(t - edges[:-1], 0.0, edges[1:] - edges[:-1])
+
+    def interval(self, t: np.ndarray) -> np.ndarray:
+        """The interval of each time, (len(t),) in 0..J-1."""
+        return np.searchsorted(np.asarray(self.knots), np.asarray(t, dtype=float),
+                               side="right")
+
+    def _pieces(self, events: SubjectEvents, coef: np.ndarray):
+        """eta = x' theta (N, K, C), the pieces' cumulative hazards H_j (N, K, C, J) and
+        their sum H, [T in interval j] (N, J), delta and which subjects have event data."""
+        alpha, theta = self.split(coef)
+        K, C, r = theta.shape
+        x = events.exog[:, self.covariates]
+        eta = (x @ theta.reshape(K * C, r).T).reshape(-1, K, C)
+        exposure = self.exposure(events.time)[:, None, None, :]
+        with np.errstate(over="ignore", invalid="ignore"):
+            pieces = np.exp(eta)[..., None] * np.exp(alpha)[None] * exposure
+        pieces = np.where(exposure > 0, pieces, 0.0)      # no time in an interval: 0, not NaN
+        at = np.eye(self.n_pieces)[self.interval(events.time)]
+        delta, known = self._delta(events)
+        return x, eta, alpha, pieces, pieces.sum(axis=3), at, delta, known
+
+    def _cum_at_own_time(self, events, coef):
+        return self._pieces(events, coef)[4]
+
+    def log_cumulative(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        """The most extreme log cumulative hazard of one interval among those each subject
+        reaches, (N, K, C): an interval without events among an expert's subjects has its
+        hazard run to 0 even where the total does not."""
+        pieces = self._pieces(events, coef)[3]                           # (N, K, C, J)
+        reached = (self.exposure(events.time) > 0)[:, None, None, :]
+        with np.errstate(divide="ignore"):
+            logs = np.where(reached, np.log(pieces), 0.0)
+        pick = np.abs(logs).argmax(axis=3)[..., None]
+        return np.take_along_axis(logs, pick, axis=3)[..., 0]
+
+    def logdens(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        x, eta, alpha, pieces, cum, at, delta, known = self._pieces(events, coef)
+        log_h = np.einsum("nj,kcj->nkc", at, alpha) + eta
+        per_cause = delta * log_h - cum
+        return np.where(known[:, None], per_cause.sum(axis=2), 0.0)
+
+    def gradients(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        x, eta, alpha, pieces, cum, at, delta, known = self._pieces(events, coef)
+        g_alpha = delta[..., None] * at[:, None, None, :] - pieces          # (N, K, C, J)
+        g_theta = (delta - cum)[..., None] * x[:, None, None, :]
+        grad = np.concatenate([g_alpha, g_theta], axis=3) * known[:, None, None, None]
+        return grad.reshape(grad.shape[0], grad.shape[1], -1)
+
+    def _weighted_sums(self, events, coef, weights):
+        x, eta, alpha, pieces, cum, at, delta, known = self._pieces(events, coef)
+        w = (weights * known[:, None])[..., None]                           # (N, K, 1)
+        pieces = np.where(w[..., None] > 0, pieces, 0.0)
+        cum = pieces.sum(axis=3)
+        N, K, C = cum.shape
+        J, r = self.n_pieces, x.shape[1]
+        w_delta = w * delta
+        w_pieces = (w[..., None] * pieces).reshape(N, K * C * J)
+        log_h = np.einsum("nj,kcj->nkc", at, alpha) + eta
+        value = (w_delta * log_h - w * cum).sum(axis=0)
+        g_alpha = (w_delta.reshape(N, K * C).T @ at).reshape(K, C, J) \
+            - w_pieces.sum(axis=0).reshape(K, C, J)
+        g_theta = ((w_delta - w * cum).reshape(N, K * C).T @ x).reshape(K, C, r)
+        h_aa = -w_pieces.sum(axis=0).reshape(K, C, J)
+        h_at = -(w_pieces.T @ x).reshape(K, C, J, r)
+        xx = (x[:, :, None] * x[:, None, :]).reshape(N, r * r)
+        h_tt = -((w * cum).reshape(N, K * C).T @ xx).reshape(K, C, r, r)
+        grad = np.concatenate([g_alpha, g_theta], axis=2)
+        hess = np.zeros((K, C, J + r, J + r))
+        hess[..., np.arange(J), np.arange(J)] = h_aa
+        hess[..., :J, J:] = h_at
+        hess[..., J:, :J] = np.swapaxes(h_at, -1, -2)
+        hess[..., J:, J:] = h_tt
+        return value, grad, hess
+
+    def cumulative(self, coef: np.ndarray, exog: np.ndarray, t: np.ndarray) -> np.ndarray:
+        alpha, theta = self.split(coef)
+        scale = np.exp(np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta))[..., None]
+        return scale * np.einsum("kcj,gj->kcg", np.exp(alpha), self.exposure(t))[None]
+
+    def rates(self, coef: np.ndarray, exog: np.ndarray, t: np.ndarray) -> np.ndarray:
+        alpha, theta = self.split(coef)
+        scale = np.exp(np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta))[..., None]
+        return scale * np.exp(alpha)[..., self.interval(t)][None]
+
+
+def make_hazards(survival: TimeToEvent, events: SubjectEvents) -> Hazards:
+    """The hazards of ``survival`` for these subjects' events (a piecewise hazard's knots at
+    quantiles of their event times when not given)."""
+    if survival.hazard == "weibull":
+        return WeibullHazards(exog_names=events.exog_names, cause_names=events.cause_names)
+    knots = survival.knots if survival.knots is not None else DEFAULT_PIECES
+    if isinstance(knots, int):
+        times = events.time[events.cause > 0]
+        knots = tuple(np.unique(np.quantile(times, np.arange(1, knots) / knots)))
+    return PiecewiseHazards(exog_names=events.exog_names, cause_names=events.cause_names,
+                            knots=tuple(float(k) for k in knots))
 
 
 def _regularised_step(grad: np.ndarray, hess: np.ndarray) -> np.ndarray:
@@ -252,16 +480,24 @@ def _regularised_step(grad: np.ndarray, hess: np.ndarray) -> np.ndarray:
     hess = np.where(finite[..., None, None], hess, -np.eye(m))
     vals = np.linalg.eigvalsh(hess)
     shift = np.maximum(vals.max(axis=-1) + 1e-8 * (1 + np.abs(vals).max(axis=-1)), 0.0)
-    return np.linalg.solve(-(hess - shift[..., None, None] * np.eye(m)), grad[..., None])[..., 0]
+    step = np.linalg.solve(-(hess - shift[..., None, None] * np.eye(m)), grad[..., None])[..., 0]
+    # a direction the data hardly inform (an interval without events or exposure among an
+    # expert's subjects) would get a huge step: at most MAX_STEP per coordinate
+    size = np.abs(step).max(axis=-1, keepdims=True)
+    return step * np.minimum(1.0, MAX_STEP / np.maximum(size, 1e-300))
 
 
-def event_sums(block, cache, hazards: WeibullHazards, coef: np.ndarray):
-    """Block function: the weighted sums of :meth:`WeibullHazards.weighted_sums` of the
+#: the largest change of a hazard coefficient in one Newton step (a factor e^5 in a hazard)
+MAX_STEP = 5.0
+
+
+def event_sums(block, cache, hazards: Hazards, coef: np.ndarray):
+    """Block function: the weighted sums of :meth:`Hazards.weighted_sums` of the
     block's subjects, weighted by the E-step's posterior (times the subjects' weights)."""
     return hazards.weighted_sums(block.events, coef, cache.weighted_tau)
 
 
-def event_totals(block, cache, hazards: WeibullHazards):
+def event_totals(block, cache, hazards: Hazards):
     """Block function: posterior-weighted events of each cause (K, C) and follow-up time (K,)
     of the block's subjects."""
     ev = block.events
@@ -270,7 +506,7 @@ def event_totals(block, cache, hazards: WeibullHazards):
     return w.T @ causes, w.T @ ev.time
 
 
-def newton_m_step(blocks, caches, hazards: WeibullHazards, coef: np.ndarray,
+def newton_m_step(blocks, caches, hazards: Hazards, coef: np.ndarray,
                   max_iter: int = 25, tol: float = 1e-10) -> np.ndarray:
     """Maximise sum_i tau_ik log f(T_i, d_i | k) over every expert's coefficients from
     ``coef`` (K, C * (r + 1)), each (expert, cause) by its own Newton iterations with step
@@ -287,9 +523,9 @@ def newton_m_step(blocks, caches, hazards: WeibullHazards, coef: np.ndarray,
         events, time = blocks.reduce(event_totals, caches, hazards)
         fallback = current.copy()
         fallback[lost] = 0.0
-        if hazards.intercept is not None:
-            rate = np.log(np.maximum(events, 0.5) / np.maximum(time, 1e-300)[:, None])
-            fallback[..., hazards.intercept] = np.where(lost, rate, current[..., hazards.intercept])
+        rate = np.log(np.maximum(events, 0.5) / np.maximum(time, 1e-300)[:, None])   # (K, C)
+        for j in hazards.rate_columns():
+            fallback[..., j] = np.where(lost, rate, current[..., j])
         f_value, f_grad, f_hess = blocks.reduce(event_sums, caches, hazards,
                                                 fallback.reshape(K, -1))
         take = lost & np.isfinite(f_value)

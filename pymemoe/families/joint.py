@@ -9,7 +9,7 @@ y_i and its follow-up (T_i, d_i) are independent, so
 
 :class:`JointFamily` is that product, written to the family contract of
 :mod:`pymemoe.families.base`: the trajectory family (Gaussian experts) and the hazards
-(:class:`pymemoe.families.events.WeibullHazards`) each own their log-densities, gradients and
+(:class:`pymemoe.families.events.Hazards`: Weibull or piecewise constant) each own their log-densities, gradients and
 M-step; the joint family adds the log-densities, places the gradients side by side and runs
 both M-steps (each maximises its own part of the expected complete-data log-likelihood, so
 their pair maximises the sum). The EM driver, the polish, the inference and the executors see
@@ -44,7 +44,7 @@ from .._design.subject_level import subject_design
 from .._model.params import Params, Structure
 from .._model.scales import DataSummary
 from .base import CoefficientSection, ExpertFamily, ExpertGradients
-from .events import TimeToEvent, WeibullHazards, newton_m_step
+from .events import Hazards, TimeToEvent, newton_m_step
 
 __all__ = ["JointFamily", "JointData", "JointMoments", "TrajectoryBlocks"]
 
@@ -199,7 +199,7 @@ class JointFamily(ExpertFamily):
         The trajectory family (Gaussian experts).
     survival : TimeToEvent
         The time-to-event specification, as the user gave it.
-    hazards : WeibullHazards
+    hazards : Hazards
         The hazards, with the names of their design's columns and causes.
     k_shared : int
         Number of trajectory columns shared by all experts (``shared_formula``): they end
@@ -210,7 +210,7 @@ class JointFamily(ExpertFamily):
     uses_warm_start = False
     simulates_every_outcome = False     # the times to event are not drawn yet
 
-    def __init__(self, base: ExpertFamily, survival: TimeToEvent, hazards: WeibullHazards,
+    def __init__(self, base: ExpertFamily, survival: TimeToEvent, hazards: Hazards,
                  k_shared: int = 0):
         if not base.sufficient_statistics:
             raise ValueError(f"survival=: joint models are available with Gaussian "
@@ -242,7 +242,8 @@ class JointFamily(ExpertFamily):
     @property
     def description(self) -> str:
         causes = ", ".join(self.hazards.cause_names)
-        return (f"{self.base.description} + Weibull hazards of {causes} (time "
+        kind = {"weibull": "Weibull", "piecewise": "piecewise-constant"}[self.survival.hazard]
+        return (f"{self.base.description} + {kind} hazards of {causes} (time "
                 f"{self.survival.time!r}, event {self.survival.event!r})")
 
     # -- where the hazards' coefficients sit ------------------------------------------------
@@ -332,7 +333,7 @@ class JointFamily(ExpertFamily):
     def hessian_sums(self, data, params: Params, moments: JointMoments,
                      tau: np.ndarray) -> np.ndarray | None:
         """The trajectory family's closed-form Hessians and the hazards' (Newton's sums of
-        :meth:`~pymemoe.families.events.WeibullHazards.weighted_sums`) in one natural
+        :meth:`~pymemoe.families.events.Hazards.weighted_sums`) in one natural
         coordinate system: the hazards' coefficients among the betas; no cross terms (the two
         outcome models share no parameter). None when the trajectory family has no closed
         form (the inference then differences the gradients)."""
@@ -387,17 +388,16 @@ class JointFamily(ExpertFamily):
 
     def subject_coefficients(self, data, k_mix: int) -> np.ndarray:
         """The trajectory family's per-subject coefficients, and for the hazards the log of
-        (events + 1/2) over follow-up time in the intercept's column (other columns 0), so
-        that the starts separate subjects by their risk as well as their trajectories."""
+        (events + 1/2) over follow-up time in the baseline's rate columns (other columns 0),
+        so that the starts separate subjects by their risk as well as their trajectories."""
         n = self.hazards.n_coef
         traj = self.base.subject_coefficients(data.base, k_mix - n)
         ev = data.events
         per = np.zeros((ev.time.shape[0], self.hazards.n_causes, self.hazards.n_per_cause))
-        ones = [j for j in range(len(self.hazards.exog_names))
-                if ev.exog.shape[0] and np.allclose(ev.exog[:, j], 1.0)]
-        if ones:
-            for c in range(self.hazards.n_causes):
-                per[:, c, ones[0]] = np.log(((ev.cause == c + 1) + 0.5) / ev.time)
+        for c in range(self.hazards.n_causes):
+            rate = np.log(((ev.cause == c + 1) + 0.5) / ev.time)
+            for j in self.hazards.rate_columns():
+                per[:, c, j] = rate
         return np.concatenate([traj, per.reshape(per.shape[0], -1)], axis=1)
 
     # -- degenerate hazards ------------------------------------------------------------------
@@ -409,28 +409,27 @@ class JointFamily(ExpertFamily):
                        "follow-up times: a cause with no or a single event among them")
 
     def extreme_fits(self, data, params: Params, tau: np.ndarray):
-        """The largest absolute log cumulative hazard, abs(log H_kc(T_i)), over the subjects that
-        expert k most likely holds,
-        and the hazard term that contributes most to it (its position in the coefficient
-        vector); the trajectory family's own check where it is larger."""
+        """The largest absolute log cumulative hazard, abs(log H_kc(T_i)), over the subjects
+        that expert k most likely holds, and the largest hazard coefficient of that cause (its
+        position in the coefficient vector); the trajectory family's own check where it is
+        larger."""
         traj, coef = self._split(params)
         base_value, base_term = self.base.extreme_fits(data.base, traj, tau)
         ev = data.events
-        theta, s = self.hazards.split(coef)                      # (K, C, r), (K, C)
-        terms = ev.exog[:, None, None, :] * theta[None]          # (N, K, C, r)
-        log_cum = terms.sum(axis=3) + np.exp(s)[None] * np.log(ev.time)[:, None, None]
+        log_cum = self.hazards.log_cumulative(ev, coef)                 # (N, K, C)
         held = (tau > 0.5) & (ev.cause >= 0)[:, None]
-        size = np.where(held[..., None], np.abs(log_cum), 0.0)  # (N, K, C)
+        size = np.where(held[..., None], np.abs(log_cum), 0.0)
+        size = np.where(np.isnan(size), np.inf, size)
         K = tau.shape[1]
-        value = size.reshape(size.shape[0], K, -1).max(axis=(0, 2)) if size.size else \
-            np.zeros(K)
-        term = np.zeros(K, dtype=int)
+        value = size.max(axis=(0, 2)) if size.shape[0] else np.zeros(K)
+        per = self.hazards.per_cause(coef)                              # (K, C, m)
         start = self.event_columns_start(traj.beta.shape[1])
+        term = np.zeros(K, dtype=int)
         for k in range(K):               # loops over experts, not subjects
             if size.shape[0] == 0:
                 continue
-            i, c = np.unravel_index(size[:, k].argmax(), size[:, k].shape)
-            j = int(np.abs(terms[i, k, c]).argmax())
+            c = int(size[:, k].max(axis=0).argmax())
+            j = int(np.abs(per[k, c]).argmax())
             term[k] = start + c * self.hazards.n_per_cause + j
         base_term = np.where(base_term >= start, base_term + self.hazards.n_coef, base_term)
         use_base = base_value >= value
@@ -444,11 +443,9 @@ class JointFamily(ExpertFamily):
     # -- the hazards in results -------------------------------------------------------------
 
     def coefficient_sections(self, structure) -> tuple[CoefficientSection, ...]:
-        """The hazards' coefficients; their covariate effects (not the intercepts and log
-        shapes) are log hazard ratios."""
+        """The hazards' coefficients; their covariates' effects are log hazard ratios."""
         terms = tuple(self.hazards.coef_names())
-        ratios = tuple(name for name in terms
-                       if not name.endswith((": Intercept", ": log(shape)")))
+        ratios = self.hazards.ratio_terms()
         return (CoefficientSection(title="time to event", terms=terms, ratio_terms=ratios,
                                    ratio_name="hazard ratio"),)
 

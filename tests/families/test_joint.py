@@ -516,12 +516,21 @@ def test_what_joint_models_cannot_do_yet_is_refused_clearly(pbc_competing):
         simulate(pbc_competing, random_state=0)
 
 
-def test_closed_form_information_equals_differences_of_the_score(pbc_competing):
+@pytest.mark.parametrize("hazard", ["weibull", "piecewise"])
+def test_closed_form_information_equals_differences_of_the_score(pbc_competing, joint_data,
+                                                                  hazard):
     """The joint family's closed-form Hessians (trajectory and hazards) give the observed
     information that central differences of the whole analytic score give."""
     from pymemoe._estimation.inference import (observed_information,
                                                observed_information_numeric)
     res = pbc_competing
+    if hazard == "piecewise":      # simulated data: every interval has events in each expert
+        res = MEMoE.from_formula("y ~ time", joint_data, "id", re_formula="~ time",
+                                 n_experts=2,
+                                 survival=TimeToEvent("T", "d", formula="~ x1",
+                                                      hazard="piecewise", knots=3)
+                                 ).fit(n_starts=2, random_state=0, cov_type="none")
+        assert not res.messages
     model = res.model
     closed = observed_information(model.data, model.structure, res.state)
     numeric = observed_information_numeric(model.data, model.structure, res.state)
@@ -530,3 +539,126 @@ def test_closed_form_information_equals_differences_of_the_score(pbc_competing):
     differenced = observed_information(model.data, model.structure, res.state,
                                        closed_form=False)
     np.testing.assert_allclose(closed / scale, differenced / scale, atol=2e-5)
+
+
+# -- piecewise-constant hazards -----------------------------------------------------------------
+
+
+def _episodes(subjects, time, event_code, knots, covariate):
+    """Split-episode data of one cause: one row per subject and interval it reaches, with
+    its exposure and whether the event happened in it (the piecewise exponential model as a
+    Poisson GLM, written here independently of pymemoe)."""
+    edges = np.r_[0.0, knots, np.inf]
+    rows = []
+    for T, d, x in zip(subjects[time], subjects["status"] == event_code, subjects[covariate]):
+        for j in range(len(edges) - 1):
+            if T <= edges[j]:
+                break
+            exposure = min(T, edges[j + 1]) - edges[j]
+            rows.append((j, exposure, float(d and T <= edges[j + 1]), x))
+    return pd.DataFrame(rows, columns=["piece", "exposure", "event", covariate])
+
+
+def test_piecewise_hazards_at_one_expert_are_poisson_regressions(pbc_joint):
+    """K = 1, two causes, piecewise-constant hazards with given knots: the joint maximum is
+    the mixed model's plus one Poisson GLM per cause on split-episode data (statsmodels, log
+    exposure offset), and the coefficients are the GLM's."""
+    import statsmodels.api as sm
+    knots = (2.5, 4.5, 6.0)    # every interval holds transplants and deaths
+    model = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
+                               n_experts=1,
+                               survival=TimeToEvent("fu", "status", formula="~ age",
+                                                    hazard="piecewise", knots=knots,
+                                                    causes=["transplant", "death"]))
+    res = model.fit()
+    mixed = smf.mixedlm("logbili ~ year", pbc_joint, groups="id", re_formula="~ year").fit(
+        reml=False, method=["lbfgs"], maxiter=2000)
+    subjects = pbc_joint.groupby("id").first()
+    total = mixed.llf
+    for code, cause in ((1, "transplant"), (2, "death")):
+        ep = _episodes(subjects, "fu", code, knots, "age")
+        X = np.column_stack([np.eye(4)[ep["piece"]], ep["age"]])
+        glm = sm.GLM(ep["event"], X, family=sm.families.Poisson(),
+                     offset=np.log(ep["exposure"])).fit(tol=1e-12)
+        # the Poisson log-likelihood is the survival one plus sum(d log exposure) (and the
+        # log factorials, 0 for 0/1 events)
+        total += glm.llf - float((ep["event"] * np.log(ep["exposure"])).sum())
+        names = [n for n in res.fe_params.index if n.startswith(f"{cause}:")]
+        assert names[-1] == f"{cause}: age" and "log hazard [2.5, 4.5)" in names[1]
+        np.testing.assert_allclose(res.fe_params.loc[names, 1], glm.params, rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(res.bse.loc["beta"].loc[1].loc[names], glm.bse, rtol=2e-3)
+    assert res.llf >= total - 1e-6
+    assert res.llf - total < 1e-4
+    text = str(res.summary())
+    assert "piecewise-constant hazards" in text and "death: age" in text
+
+
+def test_piecewise_joint_model_likelihood_score_and_curves(joint_data):
+    """K = 2 with piecewise hazards (knots at quantiles): the log-likelihood equals the dense
+    one with the hazard written here; the score equals numerical differences; the survival
+    curve is exp of minus the summed exposures."""
+    model = MEMoE.from_formula("y ~ time", joint_data, "id", re_formula="~ time",
+                               gate_formula="~ x1 + x2", n_experts=2,
+                               survival=TimeToEvent("T", "d", formula="~ x1",
+                                                    hazard="piecewise", knots=4))
+    res = model.fit(n_starts=2, random_state=0)
+    knots = model.family.hazards.knots
+    event_times = joint_data.groupby("id").first().query("d == 1")["T"]
+    np.testing.assert_allclose(knots, np.quantile(event_times, [0.25, 0.5, 0.75]))
+    subjects = joint_data.groupby("id").first()
+    edges = np.r_[0.0, knots, np.inf]
+    T = subjects["T"].to_numpy()
+    exposure = np.clip(T[:, None] - edges[:-1], 0, np.diff(edges))
+    piece = np.searchsorted(knots, T, side="right")
+    fe = res.fe_params
+    logdens = np.empty((len(T), 2))
+    for k in range(2):
+        alpha = fe.loc[[n for n in fe.index if "log hazard" in n], k + 1].to_numpy()
+        theta = fe.loc["event: x1", k + 1]
+        eta = theta * subjects["x1"].to_numpy()
+        logdens[:, k] = (subjects["d"].to_numpy() * (alpha[piece] + eta)
+                         - np.exp(eta) * (exposure @ np.exp(alpha)))
+    X = np.column_stack([np.ones(len(joint_data)), joint_data["time"]])
+    W = np.column_stack([np.ones(len(joint_data)), joint_data["x1"], joint_data["x2"]])
+    traj = ["Intercept", "time"]
+    dense = dense_loglike(joint_data["y"], X, X, W, joint_data["id"],
+                          res.gate_params.to_numpy().T, fe.loc[traj].to_numpy().T,
+                          np.stack([res.cov_re[k + 1].to_numpy() for k in range(2)]),
+                          res.scale.to_numpy(), extra_logdens=logdens)
+    assert res.llf == pytest.approx(dense, abs=1e-8 * abs(dense))
+    theta = res.params + 0.02 * np.random.default_rng(1).standard_normal(len(res.params))
+    grad = model.score(theta)
+    numeric = np.empty_like(grad)
+    for j in range(len(theta)):
+        h = 1e-5 * max(abs(theta.iloc[j]), 1.0)
+        up, down = theta.copy(), theta.copy()
+        up.iloc[j] += h
+        down.iloc[j] -= h
+        numeric[j] = (model.loglike(up) - model.loglike(down)) / (2 * h)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-4)
+    curves = res.cumulative_incidence([0.5, 2.0, 7.0], profile={"x1": 0.0})
+    for t in (0.5, 2.0, 7.0):
+        e = np.clip(t - edges[:-1], 0, np.diff(edges))
+        for k in range(2):
+            alpha = fe.loc[[n for n in fe.index if "log hazard" in n], k + 1].to_numpy()
+            got = curves[(curves["expert"] == k + 1) & (curves["curve"] == "survival")
+                         & (curves["time"] == t)]["estimate"].iloc[0]
+            assert got == pytest.approx(np.exp(-(e @ np.exp(alpha))), rel=1e-12)
+    with pytest.raises(ValueError, match="knots are for hazard='piecewise'"):
+        TimeToEvent("T", "d", knots=3)
+    with pytest.raises(ValueError, match="increasing times > 0"):
+        TimeToEvent("T", "d", hazard="piecewise", knots=[2.0, 1.0])
+
+
+def test_an_interval_without_events_in_an_expert_is_reported(pbc_joint):
+    """PBCseq, two experts, piecewise hazards cut at 3 and 6 years: the second expert holds
+    almost no transplant and no death in the first interval; that interval's hazard runs to
+    0 (no maximum likelihood estimate), and the separation check names it."""
+    from pymemoe import SeparationWarning
+    model = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
+                               n_experts=2,
+                               survival=TimeToEvent("fu", "status", formula="~ age",
+                                                    hazard="piecewise", knots=(3.0, 6.0)))
+    with pytest.warns(SeparationWarning, match="log hazard"):
+        model.fit(n_starts=2, random_state=0, cov_type="none")
