@@ -15,7 +15,8 @@ TRUTH_K2 = {
 
 
 def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
-                   visits: tuple[int, int] = (4, 9), errors: str = "normal") -> pd.DataFrame:
+                   visits: tuple[int, int] = (4, 9), errors: str = "normal",
+                   baseline_visit: bool = False) -> pd.DataFrame:
     """Long-format data from a MEMoE with intercept + time fixed and random effects.
 
     ``errors``: ``"normal"`` (the model), ``"t3"`` (Student t with 3 df scaled to variance
@@ -37,6 +38,8 @@ def simulate_memoe(n_subjects: int, truth: dict = TRUTH_K2, seed: int = 0,
         k = expert[i]
         n_i = rng.integers(visits[0], visits[1] + 1)
         t = np.sort(rng.uniform(0, 5, size=n_i))
+        if baseline_visit:          # every subject measured at enrolment (time 0)
+            t[0] = 0.0
         b = rng.multivariate_normal(np.zeros(2), truth["cov_re"][k])
         mean = truth["beta"][k, 0] + b[0] + (truth["beta"][k, 1] + b[1]) * t
         sd = np.sqrt(truth["scale"][k])

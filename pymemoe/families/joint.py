@@ -190,6 +190,11 @@ class TrajectoryBlocks:
         return self._blocks.concatenate(values)
 
 
+#: the family attributes a joint family takes from its trajectory family
+TRAJECTORY_ATTRIBUTES = ("name", "link", "continuous", "outcome_columns", "takes_offset",
+                         "expert_mean_text", "em_tol", "search_subjects")
+
+
 class JointFamily(ExpertFamily):
     """Experts that are a trajectory model times a time-to-event model (module docstring).
 
@@ -219,14 +224,8 @@ class JointFamily(ExpertFamily):
         self.survival = survival
         self.hazards = hazards
         self.k_shared = int(k_shared)
-        self.name = base.name
-        self.link = base.link
-        self.continuous = base.continuous
-        self.outcome_columns = base.outcome_columns
-        self.takes_offset = base.takes_offset
-        self.expert_mean_text = base.expert_mean_text
-        self.em_tol = base.em_tol
-        self.search_subjects = base.search_subjects
+        for name in TRAJECTORY_ATTRIBUTES:      # what the trajectory family says of itself
+            setattr(self, name, getattr(base, name))
 
     def __repr__(self) -> str:
         return f"JointFamily({self.base!r}, {self.survival!r}, k_shared={self.k_shared})"

@@ -53,8 +53,11 @@ def weibull_fit(time, event, X):
 def simulate_joint(n_subjects=400, seed=0):
     """Trajectories of tests/truth.py's K = 2 truth; given the expert, an event time from its
     Weibull hazard (HAZARD_TRUTH, covariate x1), censored uniformly on (2, 12); the rows
-    measured after the subject's time are dropped, as follow-up ends there."""
-    df = simulate_memoe(n_subjects, TRUTH_K2, seed=seed)
+    measured after the subject's time are dropped, as follow-up ends there. Every subject
+    is measured at enrolment (time 0), so that no subject is lost with all its rows: losing
+    the subjects whose event comes before their first visit would select on the event time
+    (left truncation, which the model does not take into account) and bias the hazards."""
+    df = simulate_memoe(n_subjects, TRUTH_K2, seed=seed, baseline_visit=True)
     rng = np.random.default_rng(seed + 100)
     subjects = df.groupby("id").first()
     k = subjects["expert"].to_numpy() - 1
