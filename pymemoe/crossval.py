@@ -34,7 +34,8 @@ __all__ = ["cross_validate", "CrossValidation"]
 
 _FIT_KEYS = ("n_starts", "maxiter", "tol", "polish", "start_params")
 _MODEL_KEYS = ("re_formula", "gate_formula", "n_experts", "shared_formula", "cov_re",
-               "re_structure", "scale", "missing", "family", "offset", "exposure", "nAGQ")
+               "re_structure", "scale", "missing", "family", "offset", "exposure", "nAGQ",
+               "survival")
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,8 +138,8 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
     **model_and_fit_kwargs
         Passed to :meth:`pymemoe.MEMoE.from_formula` (``re_formula``, ``gate_formula``,
         ``n_experts``, ``shared_formula``, ``cov_re``, ``re_structure``, ``scale``,
-        ``missing``, ``family``, ``offset``, ``exposure``, ``nAGQ``; ``offset`` and
-        ``exposure`` as column names, so that every held-out row gets its own) or to
+        ``missing``, ``family``, ``offset``, ``exposure``, ``nAGQ``, ``survival``; ``offset``
+        and ``exposure`` as column names, so that every held-out row gets its own) or to
         :meth:`pymemoe.MEMoE.fit` (``n_starts``, ``maxiter``, ``tol``, ``polish``,
         ``start_params``).
 

@@ -45,7 +45,7 @@ import pandas as pd
 import warnings
 
 from ._design.checks import check_rank, plain_label
-from ._design.events import SubjectEvents, rows_after_time, subject_events
+from ._design.events import SubjectEvents, rows_after_time, subject_covariates, subject_events
 from ._design.subjects import subject_codes
 from ._design.formula import DesignSpec, build_design
 from ._design.inputs import model_inputs
@@ -161,6 +161,7 @@ class MEMoE:
         class_prior=None,
         survival: TimeToEvent | None = None,
         events: SubjectEvents | None = None,
+        survival_data: pd.DataFrame | None = None,
         spec: DesignSpec | None = None,
         n_dropped: int = 0,
         row_index: pd.Index | None = None,
@@ -209,6 +210,8 @@ class MEMoE:
         self.spec = spec
         self.n_dropped = inputs.n_dropped
         self.row_index = inputs.row_index
+        # a joint model's hazard covariates per subject, as read (for a parametric bootstrap)
+        self.survival_data = survival_data
 
     @classmethod
     def from_formula(
@@ -291,7 +294,7 @@ class MEMoE:
                                     outcome_columns=fam.outcome_columns, offset=offset,
                                     exposure=exposure, known_class=known_class,
                                     class_prior=class_prior)
-        events = None
+        events = survival_data = None
         if survival is not None:
             if not isinstance(survival, TimeToEvent):
                 raise ValueError(f"survival must be a TimeToEvent(time=..., event=..., ...); "
@@ -300,6 +303,7 @@ class MEMoE:
             events = subject_events(data, groups, subjects, time=survival.time,
                                     event=survival.event, formula=survival.formula,
                                     causes=survival.causes, eval_depth=1)
+            survival_data = subject_covariates(survival.formula, data, groups, subjects)
             if survival.visit_time is not None:
                 late = rows_after_time(data, groups, subjects, survival.visit_time, events)
                 if late:
@@ -312,7 +316,8 @@ class MEMoE:
                    cov_re=cov_re, re_structure=re_structure, scale=scale, missing=missing,
                    family=fam, offset=arrays.offset, exposure=arrays.exposure,
                    known_class=arrays.known_class, class_prior=arrays.class_prior,
-                   survival=survival, events=events, spec=spec, n_dropped=arrays.n_dropped,
+                   survival=survival, events=events, survival_data=survival_data, spec=spec,
+                   n_dropped=arrays.n_dropped,
                    row_index=arrays.row_index)
 
     @classmethod
@@ -340,6 +345,7 @@ class MEMoE:
         model.endog_name = spec.endog_name if spec is not None else endog_name
         model.n_dropped = n_dropped
         model.row_index = None
+        model.survival_data = None
         return model
 
     # -- the objective ----------------------------------------------------------------------

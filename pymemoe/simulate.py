@@ -489,10 +489,10 @@ def simulate(
     """
     schedule = {"visits": visits, "times": times, "follow_up": follow_up, "dropout": dropout}
     is_results = hasattr(params_or_results, "state") and hasattr(params_or_results, "model")
-    if is_results and not params_or_results.model.family.simulates_every_outcome:
-        raise ValueError("simulate draws the trajectories only, and this model has other "
-                         "outcomes (a joint model's times to event) that it cannot draw yet; "
-                         "a bootstrap of it would not be one of the fitted model")
+    if is_results and n_subjects is not None and params_or_results.model.family.has_events:
+        raise ValueError("new subjects of a joint model cannot be simulated yet (their "
+                         "hazard covariates and censoring are unknown); simulate(results) "
+                         "draws a parametric bootstrap of the fitted subjects with their events")
     if n_subjects is None:
         if not is_results:
             raise ValueError("n_subjects is needed to simulate from parameters; without it, "
@@ -654,6 +654,8 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
             for k, name in enumerate(names):
                 data[name] = fixed[codes, k]
             formula_kwargs["class_prior"] = names
+    if model.family.has_events:
+        _add_events(data, model, truth, expert, codes, rng)
     index = pd.Index(subjects, name=subjects.name)
     experts = pd.Index(range(1, K + 1), name="expert")
     return SimulatedData(
@@ -662,6 +664,31 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
         random_effects=pd.DataFrame(b, index=index, columns=list(structure.exog_re_names)),
         prior=pd.DataFrame(prob, index=index, columns=experts),
         formula_kwargs=formula_kwargs, model_kwargs=model_kwargs)
+
+
+def _add_events(data: pd.DataFrame, model, truth: Params, expert: np.ndarray,
+                codes: np.ndarray, rng: np.random.Generator) -> None:
+    """A joint model's simulated follow-up, written into ``data`` (its rows, in place): each
+    subject's time to event drawn from its expert's hazards, censored where the subject was
+    censored in the data (at its own censoring time) and, for a subject that had an event, at
+    the end of follow-up of the study (the largest follow-up time); the hazards' covariates
+    as read. Every trajectory row is kept (given the expert, the trajectory does not depend
+    on the time to event, so which rows are kept does not change the model)."""
+    survival = model.structure_options()["survival"]
+    if model.spec is None or getattr(model, "survival_data", None) is None:
+        raise ValueError("a parametric bootstrap of a joint model needs the model built by "
+                         "MEMoE.from_formula(..., survival=...)")
+    observed = model.family.event_data(model.data)
+    drawn, cause = model.family.simulate_events(truth, model.data, expert, rng)
+    end = float(observed.time.max())
+    censor = np.where(observed.cause == 0, observed.time, end)
+    time = np.minimum(drawn, censor)
+    event = np.where(drawn <= censor, cause, 0)
+    for column in model.survival_data.columns:
+        if column not in data.columns:
+            data[column] = model.survival_data[column].to_numpy()[codes]
+    data[survival.time] = time[codes]
+    data[survival.event] = event[codes]
 
 
 # -- the simulation study's settings ---------------------------------------------------------------

@@ -24,8 +24,9 @@ import pandas as pd
 from .checks import plain_label
 from .subject_level import subject_design, subject_values
 from .subjects import group_labels
+from .variables import data_columns_of_code
 
-__all__ = ["SubjectEvents", "subject_events", "rows_after_time"]
+__all__ = ["SubjectEvents", "subject_events", "rows_after_time", "subject_covariates"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,3 +206,22 @@ def rows_after_time(data: pd.DataFrame, groups, subjects: pd.Index, visit_time: 
     times = pd.to_numeric(data[visit_time], errors="coerce").to_numpy(dtype=float)
     rows = (where >= 0) & np.isfinite(times)
     return int(np.count_nonzero(times[rows] > events.time[where[rows]] * (1 + 1e-12)))
+
+
+def subject_covariates(formula: str, data: pd.DataFrame, groups, subjects: pd.Index
+                       ) -> pd.DataFrame:
+    """The data columns that the one-sided ``formula`` reads, one row per subject of
+    ``subjects`` (what a parametric bootstrap of a joint model needs to evaluate the hazards'
+    formula again on its simulated data).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"id": [1, 1, 2], "age": [50.0, 50.0, 61.0], "y": [1.0, 2.0, 3.0]})
+    >>> subject_covariates("~ np.log(age)", df, "id", pd.Index([1, 2]))["age"].tolist()
+    [50.0, 61.0]
+    """
+    code = formula.split("~", 1)[1]
+    columns = data_columns_of_code(code, set(data.columns))
+    return pd.DataFrame({column: subject_values(data, column, groups, None, subjects,
+                                                what=f"survival covariate {column!r}")
+                         for column in columns}, index=subjects)

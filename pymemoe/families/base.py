@@ -139,9 +139,9 @@ class ExpertFamily(ABC):
     search_subjects: int = 2_500
     #: whether the fixed effects can fit rows perfectly (separation; :meth:`extreme_fits`)
     may_separate: bool = False
-    #: whether :meth:`simulate_outcome` draws everything the expert models (False for a joint
-    #: family, whose times to event are not drawn: :func:`pymemoe.simulate` refuses it)
-    simulates_every_outcome: bool = True
+    #: whether the experts also model a time to event (a joint family: :meth:`event_data`,
+    #: :meth:`event_curves` and :meth:`simulate_events` answer)
+    has_events: bool = False
 
     # -- the model's options and input ---------------------------------------------------------
 
@@ -284,6 +284,13 @@ class ExpertFamily(ABC):
         """The time-to-event design of the subjects ``subjects`` (one row each), from the long
         frame ``data`` (new subjects of a prediction); a ValueError without a time-to-event
         part (the default)."""
+        raise ValueError(NO_EVENTS)
+
+    def simulate_events(self, params, data, expert: np.ndarray, rng: np.random.Generator
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Uncensored event times and causes (1..C) of the subjects of ``data`` drawn from
+        their experts' hazards (``expert``, 0-based, one per subject); a ValueError without a
+        time-to-event part (the default)."""
         raise ValueError(NO_EVENTS)
 
     def trajectory_logdens(self, moments) -> np.ndarray:

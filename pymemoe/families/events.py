@@ -329,6 +329,13 @@ class WeibullHazards(Hazards):
         return scale * rho * np.asarray(t, dtype=float) ** (rho - 1.0)
 
 
+    def inverse_cumulative(self, coef, exog, expert, values):
+        """t with H_kc(t | x_i) = values[i, c] under expert ``expert[i]``, (N, C)."""
+        theta, s = self.split(coef)
+        eta = np.einsum("nr,ncr->nc", exog, theta[expert])
+        return (values * np.exp(-eta)) ** (1.0 / np.exp(s[expert]))
+
+
 @dataclass(frozen=True)
 class PiecewiseHazards(Hazards):
     """Cause-specific piecewise-constant hazards of every expert (the module docstring).
@@ -456,6 +463,22 @@ class PiecewiseHazards(Hazards):
         alpha, theta = self.split(coef)
         scale = np.exp(np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta))[..., None]
         return scale * np.exp(alpha)[..., self.interval(t)][None]
+
+
+    def inverse_cumulative(self, coef, exog, expert, values):
+        """t with H_kc(t | x_i) = values[i, c] under expert ``expert[i]``, (N, C): the
+        cumulative hazard is piecewise linear in t, so the interval comes from its values at
+        the knots."""
+        alpha, theta = self.split(coef)
+        eta = np.einsum("nr,ncr->nc", exog[:, self.covariates], theta[expert])
+        rate = np.exp(alpha[expert] + eta[..., None])                   # (N, C, J)
+        widths = np.diff(np.r_[0.0, self.knots])                        # (J - 1,)
+        at_knots = np.concatenate([np.zeros(rate.shape[:2] + (1,)),
+                                   np.cumsum(rate[..., :-1] * widths, axis=2)], axis=2)
+        j = (at_knots <= values[..., None]).sum(axis=2) - 1             # the time's interval
+        start = np.r_[0.0, self.knots][j]
+        below = np.take_along_axis(at_knots, j[..., None], 2)[..., 0]
+        return start + (values - below) / np.take_along_axis(rate, j[..., None], 2)[..., 0]
 
 
 def make_hazards(survival: TimeToEvent, events: SubjectEvents) -> Hazards:

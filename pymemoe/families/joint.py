@@ -213,7 +213,7 @@ class JointFamily(ExpertFamily):
 
     observed_lines = True
     uses_warm_start = False
-    simulates_every_outcome = False     # the times to event are not drawn yet
+    has_events = True
 
     def __init__(self, base: ExpertFamily, survival: TimeToEvent, hazards: Hazards,
                  k_shared: int = 0):
@@ -481,6 +481,15 @@ class JointFamily(ExpertFamily):
             raise ValueError(f"the survival covariates of subject {subjects[missing[0]]!r} are "
                              f"missing ({missing.size} subjects with missing covariates)")
         return exog
+
+    def simulate_events(self, params, data, expert, rng):
+        """Each cause's latent time H_kc^-1(E_c | x_i), E_c ~ Exp(1), under the subject's
+        expert; the event is the first of them (cause-specific hazards)."""
+        _, coef = self._split(params)
+        ev = data.events
+        draws = -np.log(rng.random((ev.time.shape[0], self.hazards.n_causes)))
+        latent = self.hazards.inverse_cumulative(coef, ev.exog, expert, draws)   # (N, C)
+        return latent.min(axis=1), latent.argmin(axis=1) + 1
 
     def trajectory_logdens(self, moments: JointMoments) -> np.ndarray:
         return moments.trajectory_logdens

@@ -513,10 +513,62 @@ def test_dynamic_prediction_figure(pbc_competing, pbc_joint, tmp_path):
         plot_dynamic_prediction(pbc_competing, pbc_joint, -1, 3.0, 5.0, "year")
 
 
-def test_what_joint_models_cannot_do_yet_is_refused_clearly(pbc_competing):
-    from pymemoe import simulate
-    with pytest.raises(ValueError, match="cannot draw yet"):
-        simulate(pbc_competing, random_state=0)
+def test_event_times_are_drawn_from_the_hazards():
+    """Latent times drawn by inverting the cumulative hazard follow the hazard's law: a
+    Kolmogorov-Smirnov test against scipy's Weibull (one expert, shape 1.5, scale from
+    x' theta) and against the piecewise exponential's closed-form distribution function."""
+    from pymemoe._design.events import SubjectEvents
+    from pymemoe.families.events import PiecewiseHazards, WeibullHazards
+    rng = np.random.default_rng(0)
+    n = 4000
+    exog = np.column_stack([np.ones(n), np.full(n, 0.5)])
+    events = SubjectEvents(time=np.ones(n), cause=np.zeros(n, dtype=int), exog=exog,
+                           exog_names=("Intercept", "x"), cause_names=("event",))
+    expert = np.zeros(n, dtype=int)
+    weibull = WeibullHazards(exog_names=events.exog_names, cause_names=events.cause_names)
+    coef = np.array([[-1.0, 0.4, np.log(1.5)]])
+    draws = weibull.inverse_cumulative(coef, exog, expert, -np.log(rng.random((n, 1))))[:, 0]
+    scale = np.exp(-(-1.0 + 0.4 * 0.5) / 1.5)
+    assert stats.kstest(draws, stats.weibull_min(1.5, scale=scale).cdf).pvalue > 0.01
+    piecewise = PiecewiseHazards(exog_names=events.exog_names, cause_names=events.cause_names,
+                                 knots=(1.0, 2.5))
+    coef = np.array([[-1.0, -0.3, 0.2, 0.4]])              # log hazards of 3 pieces, x
+    draws = piecewise.inverse_cumulative(coef, exog, expert, -np.log(rng.random((n, 1))))[:, 0]
+    rates = np.exp(np.array([-1.0, -0.3, 0.2]) + 0.4 * 0.5)
+
+    def cdf(t):
+        exposure = np.clip(np.asarray(t)[:, None] - np.array([0.0, 1.0, 2.5]), 0,
+                           np.array([1.0, 1.5, np.inf]))
+        return 1.0 - np.exp(-exposure @ rates)
+
+    assert stats.kstest(draws, cdf).pvalue > 0.01
+
+
+def test_parametric_bootstrap_of_a_joint_model(pbc_competing, pbc_joint):
+    """simulate(res) draws each subject's expert, trajectory and follow-up: censored where it
+    was censored (at its own time), else at the end of the study; the simulated data refit
+    with the model's own options; bootstrap_lrt runs on joint models."""
+    from pymemoe import bootstrap_lrt, simulate
+    res = pbc_competing
+    sim = simulate(res, random_state=3)
+    first = sim.data.groupby("id").first()
+    observed = pbc_joint.groupby("id").first()
+    censored = observed["status"] == 0
+    assert (first.loc[censored, "fu"] <= observed.loc[censored, "fu"] + 1e-12).all()
+    assert (first["fu"] <= observed["fu"].max() + 1e-12).all()
+    assert set(first["status"]) <= {0, 1, 2} and (first["status"] == 2).sum() > 50
+    assert (first["age"] == observed["age"]).all()
+    refit = MEMoE.from_formula(data=sim.data, **sim.formula_kwargs, **sim.model_kwargs)
+    assert refit.structure == res.model.structure
+    with pytest.raises(ValueError, match="new subjects of a joint model"):
+        simulate(res, 50, random_state=0)
+    one = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
+                             n_experts=1,
+                             survival=TimeToEvent("fu", "status", formula="~ age",
+                                                  causes=["transplant", "death"])).fit()
+    test = bootstrap_lrt(one, res, n_boot=2, random_state=0, fit_kwargs={"n_starts": 2})
+    assert np.isfinite(test.statistic) and test.n_boot == 2
+    assert np.isfinite(test.null_distribution).all() and len(test.null_distribution) == 2
 
 
 @pytest.mark.parametrize("hazard", ["weibull", "piecewise"])
@@ -665,3 +717,20 @@ def test_an_interval_without_events_in_an_expert_is_reported(pbc_joint):
                                                     hazard="piecewise", knots=(3.0, 6.0)))
     with pytest.warns(SeparationWarning, match="log hazard"):
         model.fit(n_starts=2, random_state=0, cov_type="none")
+
+
+def test_cross_validation_refits_the_joint_model_on_each_fold(pbc_joint, pbc_competing):
+    """cross_validate takes survival= (or a joint model): each fold refits the joint model,
+    and the held-out subjects' trajectories are predicted without their events (new subjects
+    of a prediction have no follow-up yet), from the same fold fits as a plain refit."""
+    from pymemoe import cross_validate
+    cv = cross_validate(pbc_competing.model, pbc_joint, "id", n_folds=3, random_state=0,
+                        n_starts=2, time="year")
+    assert np.isfinite(cv.table.loc["overall", "pmse"])
+    assert np.isfinite(cv.table.loc["overall", "pmse_dynamic"])
+    # the folds were fitted as joint models: the same folds and seeds without the events
+    # give other experts, so other predictions
+    plain = cross_validate("logbili ~ year", pbc_joint, "id", n_folds=3, random_state=0,
+                           n_starts=2, time="year", re_formula="~ year", n_experts=2)
+    pd.testing.assert_series_equal(cv.folds, plain.folds)
+    assert not np.allclose(cv.predictions["predicted"], plain.predictions["predicted"])
