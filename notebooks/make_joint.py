@@ -181,6 +181,21 @@ print(f"largest change of a posterior probability: {moved.max():.2f}; "
 """, tags=("joint-posteriors",))
 
 md(r"""
+## The assumption checked
+
+The joint latent class model assumes that, given the expert, the events do not depend on the
+trajectory. The score test of Jacqmin-Gadda et al. (2010) asks whether the patient's random
+effects (its own level and slope of log bilirubin) still predict each cause within the
+experts (the summary prints its line):
+""")
+
+code("""
+from pymemoe.diagnostics import conditional_independence_test
+
+print(conditional_independence_test(res).to_string(float_format=lambda v: f"{v:.3g}"))
+""", tags=("joint-independence",))
+
+md(r"""
 ## Cumulative incidence and dynamic predictions
 
 The marginal cumulative incidence of death at 5 and 10 years for patients aged 40 and 60 at

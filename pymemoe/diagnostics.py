@@ -35,6 +35,17 @@ cumulative incidence of each cause, with subject i weighted by tau_ik (the Kapla
 estimate for one cause), are compared with the model's curves averaged over the same
 subjects with the same weights, sum_i tau_ik S_k(t | x_i) / sum_i tau_ik (and likewise
 F_kc). The weighted estimates treat the posterior as known (a description, not a test).
+
+**Conditional independence given the expert** (:func:`conditional_independence_test`, joint
+models). The joint latent class model assumes that, given the expert, the time to event does
+not depend on the trajectory. Following Jacqmin-Gadda et al. (2010), the hazards are extended
+to h_kc(t) exp(eta_c' b_i), with b_i the subject's random effects, and eta = 0 is tested by a
+score test at the fitted model: subject i's score is U_i = sum_k tau_ik (d_ic - H_kc(T_i))
+b_hat_ik, and its variance, corrected for the estimated parameters, is estimated by the outer
+products, V = sum U U' - (sum U s')(sum s s')^-1 (sum s U') with s_i the subjects' scores of
+the model's parameters; U' V^-1 U is chi-squared with C q degrees of freedom under the
+assumption. A small p-value says that the random effects still predict the event within the
+experts: more experts, or a model that links the hazards to the trajectories, are needed.
 """
 from __future__ import annotations
 
@@ -51,7 +62,7 @@ from ._predictive.residuals import expert_residuals
 from ._predictive.rows import design_rows
 
 __all__ = ["standardized_residuals", "fitted_means", "fit_table", "event_fit_table",
-           "weighted_aalen_johansen", "RESIDUAL_KINDS"]
+           "weighted_aalen_johansen", "conditional_independence_test", "RESIDUAL_KINDS"]
 
 RESIDUAL_KINDS = ("posterior", "assigned", "expert")
 
@@ -297,3 +308,46 @@ def event_fit_table(results, times=None) -> pd.DataFrame:
             frames.append(pd.DataFrame({"time": times, "expert": k + 1, "curve": label,
                                         "observed": observed[j], "predicted": predicted[j]}))
     return pd.concat(frames, ignore_index=True)
+
+
+def conditional_independence_test(results) -> pd.DataFrame:
+    """Score test that, given the expert, the random effects do not predict the event (module
+    docstring; lcmm's test for ``Jointlcmm``).
+
+    Parameters
+    ----------
+    results : MEMoEResults
+        An unweighted joint model's fit with random effects.
+
+    Returns
+    -------
+    DataFrame
+        One row per cause and ``"all"``: ``chi2``, ``df``, ``P>chi2``.
+    """
+    model = results.model
+    family = model.family
+    events = family.event_data(model.data)
+    if results.weight_type is not None:
+        raise ValueError("the score test of conditional independence is for unweighted fits")
+    q = model.structure.k_re
+    if q == 0:
+        raise ValueError("the score test of conditional independence needs random effects "
+                         "(re_formula other than '0')")
+    estep = results.estep
+    scores_u = family.independence_scores(model.data, results.state, estep.moments, estep.tau)
+    scores_s = model.score_obs(results.params)
+    a = scores_u.T @ scores_u
+    b = scores_u.T @ scores_s
+    c = scores_s.T @ scores_s
+    variance = a - b @ np.linalg.pinv(c) @ b.T
+    total = scores_u.sum(axis=0)
+    names = list(events.cause_names)
+    rows = {}
+    for c_index, name in enumerate(names + ["all"]):
+        part = (np.arange(total.size) if name == "all"
+                else np.arange(c_index * q, (c_index + 1) * q))
+        sub = variance[np.ix_(part, part)]
+        statistic = float(total[part] @ np.linalg.pinv(sub) @ total[part])
+        rows[name] = {"chi2": statistic, "df": part.size,
+                      "P>chi2": float(stats.chi2.sf(statistic, part.size))}
+    return pd.DataFrame.from_dict(rows, orient="index")

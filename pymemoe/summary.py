@@ -45,6 +45,7 @@ from ._estimation.starts import LLF_TOL
 from ._model.params import from_user
 from ._tables import (Table, format_frame, format_number, format_pvalue, latex_escape,
                       render_latex)
+from .diagnostics import conditional_independence_test
 
 __all__ = ["parameter_frame", "variance_components", "postprob_table", "build_summary",
            "expert_table", "summary_col", "MEMoESummary"]
@@ -313,6 +314,18 @@ def _header_latex(header: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _independence_note(results) -> str:
+    """The score test of conditional independence of a joint model with random effects
+    (:func:`pymemoe.diagnostics.conditional_independence_test`), or "" for other models."""
+    model = results.model
+    if not model.family.has_events or model.structure.k_re == 0 or results.weight_type:
+        return ""
+    row = conditional_independence_test(results).loc["all"]
+    return (f"Conditional independence given the expert (score test of the random effects in "
+            f"the hazards): chi2 = {row['chi2']:.2f}, df = {int(row['df'])}, "
+            f"p = {format_pvalue(row['P>chi2'])}.")
+
+
 def _outcome_tables(results, alpha: float, float_format: str) -> list[pd.DataFrame]:
     """The tables of a joint model's other outcomes: posterior-weighted events and
     person-time per expert, and the hazard ratios with their confidence intervals."""
@@ -387,6 +400,9 @@ def build_summary(results, alpha: float = 0.05, float_format: str = "%.4f") -> M
                      f"by the delta method, their intervals on the log and Fisher-z scales.")
     if results.n_experts > 1:
         notes.append(starts_note(results))
+    independence = _independence_note(results)
+    if independence:
+        notes.append(independence)
     smry.add_text(" ".join(notes))
     for msg in results.messages:
         smry.add_text("Warning: " + msg)

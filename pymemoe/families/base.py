@@ -293,6 +293,13 @@ class ExpertFamily(ABC):
         time-to-event part (the default)."""
         raise ValueError(NO_EVENTS)
 
+    def independence_scores(self, data, params, moments, tau: np.ndarray) -> np.ndarray:
+        """Per-subject scores of the score test of conditional independence (a joint model:
+        the derivative of the log-likelihood in eta at eta = 0, eta the effects of the random
+        effects on the hazards), (N, C q); a ValueError without a time-to-event part (the
+        default)."""
+        raise ValueError(NO_EVENTS)
+
     def trajectory_logdens(self, moments) -> np.ndarray:
         """log f(y_i | k) of the trajectory alone, (N, K): the posterior without the other
         outcomes' information (lcmm's ``pprobY``). Default: the whole log-density."""

@@ -273,6 +273,11 @@ class WeibullHazards(Hazards):
     def _cum_at_own_time(self, events, coef):
         return self._pieces(events, coef)[3]
 
+    def martingale(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        """delta_ic - H_kc(T_i | x_i), (N, K, C); 0 without event information."""
+        _, _, _, cum, delta, known, _ = self._pieces(events, coef)
+        return np.where(known[:, None, None], delta - cum, 0.0)
+
     def logdens(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
         """log f(T_i, d_i | k), (N, K); 0 for subjects without event information."""
         eta, s, u, cum, delta, known, log_t = self._pieces(events, coef)
@@ -403,6 +408,12 @@ class PiecewiseHazards(Hazards):
 
     def _cum_at_own_time(self, events, coef):
         return self._pieces(events, coef)[4]
+
+    def martingale(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        """delta_ic - H_kc(T_i | x_i), (N, K, C); 0 without event information."""
+        pieces = self._pieces(events, coef)
+        cum, delta, known = pieces[4], pieces[6], pieces[7]
+        return np.where(known[:, None, None], delta - cum, 0.0)
 
     def log_cumulative(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
         """The most extreme log cumulative hazard of one interval among those each subject

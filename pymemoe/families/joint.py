@@ -491,6 +491,17 @@ class JointFamily(ExpertFamily):
         latent = self.hazards.inverse_cumulative(coef, ev.exog, expert, draws)   # (N, C)
         return latent.min(axis=1), latent.argmin(axis=1) + 1
 
+    def independence_scores(self, data, params, moments, tau):
+        """U_i = sum_k tau_ik (delta_ic - H_kc(T_i)) b_hat_ik for each cause c: with the
+        hazards extended to exp(x' theta_kc + eta_c' b_i), the derivative of subject i's
+        log-likelihood in eta_c at eta = 0 (there the events do not depend on b_i, so the
+        posterior mean of b_i given expert k is the trajectory's b_hat_ik), (N, C q)."""
+        _, coef = self._split(params)
+        residual = self.hazards.martingale(data.events, coef)          # (N, K, C)
+        b_hat = np.asarray(moments.b_hat)                               # (N, K, q)
+        scores = np.einsum("nk,nkc,nkq->ncq", tau, residual, b_hat)
+        return scores.reshape(scores.shape[0], -1)
+
     def trajectory_logdens(self, moments: JointMoments) -> np.ndarray:
         return moments.trajectory_logdens
 

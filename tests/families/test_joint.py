@@ -734,3 +734,92 @@ def test_cross_validation_refits_the_joint_model_on_each_fold(pbc_joint, pbc_com
                            n_starts=2, time="year", re_formula="~ year", n_experts=2)
     pd.testing.assert_series_equal(cv.folds, plain.folds)
     assert not np.allclose(cv.predictions["predicted"], plain.predictions["predicted"])
+
+
+# -- the score test of conditional independence --------------------------------------------------
+
+
+def simulate_dependent(n_subjects=400, eta=0.0, seed=0):
+    """Two experts (tests/truth.py's trajectories, drawn here with their random effects) and
+    an expert-specific exponential hazard times exp(eta * b_i0): eta = 0 is conditional
+    independence given the expert, eta != 0 lets the random intercept drive the event."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n_subjects), rng.binomial(1, 0.5, size=n_subjects)
+    logits = np.column_stack([np.ones(n_subjects), x1, x2]) @ TRUTH_K2["gamma"].T
+    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    k = (rng.random(n_subjects)[:, None] > np.cumsum(prob, axis=1)).sum(axis=1)
+    b = np.einsum("nij,nj->ni", np.linalg.cholesky(TRUTH_K2["cov_re"])[k],
+                  rng.normal(size=(n_subjects, 2)))
+    rate = np.exp(np.array([-2.5, -1.5])[k] + eta * b[:, 0])
+    event_time = rng.exponential(1 / rate)
+    censor = rng.uniform(2.0, 10.0, size=n_subjects)
+    T, d = np.minimum(event_time, censor), (event_time <= censor).astype(int)
+    rows = []
+    for i in range(n_subjects):
+        t = np.r_[0.0, np.sort(rng.uniform(0, 5, size=rng.integers(3, 8)))]
+        t = t[t <= T[i]]
+        beta = TRUTH_K2["beta"][k[i]]
+        y = (beta[0] + b[i, 0] + (beta[1] + b[i, 1]) * t
+             + np.sqrt(TRUTH_K2["scale"][k[i]]) * rng.normal(size=t.size))
+        rows.append(pd.DataFrame({"id": i, "time": t, "y": y, "x1": x1[i], "x2": x2[i],
+                                  "T": T[i], "d": d[i]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_independence_score_is_the_derivative_of_the_extended_likelihood():
+    """U_i = d log L_i(eta) / d eta at 0 for the hazards extended by exp(eta' b_i): the
+    extended likelihood integrated over b_i by a 30 x 30 Gauss-Hermite product grid under the
+    Gaussian posterior of b_i given y_i and the expert, computed densely here."""
+    df = simulate_dependent(120, eta=0.0, seed=4)
+    model = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time", n_experts=2,
+                               survival=TimeToEvent("T", "d"))
+    res = model.fit(n_starts=2, random_state=0)
+    U = model.family.independence_scores(model.data, res.state, res.estep.moments,
+                                         res.estep.tau)
+    fe = res.fe_params
+    nodes, weights = np.polynomial.hermite_e.hermegauss(30)
+    grid = np.stack(np.meshgrid(nodes, nodes, indexing="ij"), -1).reshape(-1, 2)
+    w2 = np.outer(weights, weights).ravel() / (2 * np.pi)
+    prior = res.prior.to_numpy()
+    for i in (0, 5, 17, 42):
+        rows = df[df["id"] == i]
+        X = np.column_stack([np.ones(len(rows)), rows["time"]])
+        T, d = rows["T"].iloc[0], rows["d"].iloc[0]
+
+        def loglik(eta):
+            total = 0.0
+            for k in range(2):
+                D, s2 = res.cov_re[k + 1].to_numpy(), res.scale.iloc[k]
+                beta = fe.loc[["Intercept", "time"], k + 1].to_numpy()
+                V = X @ D @ X.T + s2 * np.eye(len(rows))
+                f_y = stats.multivariate_normal(X @ beta, V).pdf(rows["y"])
+                cov = np.linalg.inv(np.linalg.inv(D) + X.T @ X / s2)
+                mean = cov @ X.T @ (rows["y"].to_numpy() - X @ beta) / s2
+                b = mean + grid @ np.linalg.cholesky(cov).T
+                scale = np.exp(fe.loc["event: Intercept", k + 1] + b @ eta)
+                rho = np.exp(fe.loc["event: log(shape)", k + 1])
+                f_t = (rho * T ** (rho - 1) * scale) ** d * np.exp(-scale * T ** rho)
+                total += prior[i, k] * f_y * (w2 @ f_t)
+            return np.log(total)
+
+        h = 1e-5
+        numeric = [(loglik(h * e) - loglik(-h * e)) / (2 * h) for e in np.eye(2)]
+        np.testing.assert_allclose(U[i], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_conditional_independence_test_detects_a_dependence():
+    """Data with conditional independence give a large p-value, data whose hazard grows with
+    the random intercept (eta = 1.5) a small one (fixed seeds)."""
+    from pymemoe.diagnostics import conditional_independence_test
+    p_values = {}
+    for eta in (0.0, 1.5):
+        df = simulate_dependent(500, eta=eta, seed=7)
+        res = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time", n_experts=2,
+                                 survival=TimeToEvent("T", "d")).fit(n_starts=2,
+                                                                     random_state=0)
+        table = conditional_independence_test(res)
+        assert list(table.index) == ["event", "all"] and table.loc["all", "df"] == 2
+        p_values[eta] = table.loc["all", "P>chi2"]
+    assert p_values[0.0] > 0.05 and p_values[1.5] < 1e-4
+    assert "Conditional independence given the expert" in str(res.summary())

@@ -64,3 +64,25 @@ def test_hazards_recovered_and_intervals_cover():
     assert (table["coverage"] >= low).all() and (table["coverage"] <= high).all()
     # bias small against the spread of the estimates (4 standard errors of the mean)
     assert (np.abs(table["bias"]) <= 4 * table["sd"] / np.sqrt(REPS) + 0.02).all()
+
+
+@pytest.mark.slow
+def test_conditional_independence_test_holds_its_level():
+    """Under conditional independence (eta = 0) the score test rejects at 5% in a share of
+    data sets compatible with 5% (binomial 99.9% range over 100 data sets of 300 subjects)."""
+    from pymemoe.diagnostics import conditional_independence_test
+    from test_joint import simulate_dependent
+    reps = 100
+    p_values = []
+    for seed in range(reps):
+        df = simulate_dependent(300, eta=0.0, seed=500 + seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = MEMoE.from_formula("y ~ time", df, "id", re_formula="~ time", n_experts=2,
+                                     survival=TimeToEvent("T", "d")).fit(random_state=seed,
+                                                                         cov_type="none")
+        p_values.append(conditional_independence_test(res).loc["all", "P>chi2"])
+    rejected = float(np.mean(np.array(p_values) < 0.05))
+    print(f"\nrejection rate at 5% under conditional independence: {rejected:.3f}")
+    low, high = stats.binom.ppf([0.0005, 0.9995], reps, 0.05) / reps
+    assert low <= rejected <= high
