@@ -279,9 +279,11 @@ class MEMoE:
             sum_k p_ik f(y_i | k) and does not inform the gating.
         survival : TimeToEvent, optional
             A joint model (:mod:`pymemoe.families.joint`): each expert also has its own
-            hazards of the event that ends follow-up (the columns ``survival.time`` and
-            ``survival.event``, one value per subject), independent of the trajectory given
-            the expert (lcmm's ``Jointlcmm``). Gaussian trajectories.
+            cause-specific hazards (Weibull or piecewise constant) of the event that ends
+            follow-up (the columns ``survival.time`` and ``survival.event``, one value per
+            subject), independent of the trajectory given the expert (lcmm's
+            ``Jointlcmm``). Gaussian trajectories. See the user guide's page "Trajectories
+            and time to event".
 
         Returns
         -------
