@@ -54,6 +54,7 @@ from ._predictive.residuals import observed_response
 from ._predictive.rows import require_rows
 from ._tables import Table, format_frame, render_latex, render_markdown, tidy_table
 from ._version import __version__
+from .families.base import NO_EVENTS
 
 __all__ = ["MEMoEResults", "load"]
 
@@ -530,8 +531,7 @@ class MEMoEResults:
         """
         counts = self._model.family.outcome_counts(self._model.data, self._fit.estep.tau)
         if counts is None:
-            raise ValueError("this model has no time-to-event part (build it with "
-                             "MEMoE.from_formula(..., survival=TimeToEvent(...)))")
+            raise ValueError(NO_EVENTS)
         return counts
 
     def hazard_ratios(self, alpha: float = 0.05) -> pd.DataFrame:

@@ -61,6 +61,29 @@ def _has_png(cell) -> bool:
                if out["output_type"] in ("execute_result", "display_data"))
 
 
+def _stored_as_built(path: Path, generator: str, figures) -> "nbformat.NotebookNode":
+    """The stored notebook, checked: its cells are those its generator writes, every code cell
+    executed without error, and it holds ``figures``."""
+    built = _generator(generator).build()
+    stored = nbformat.read(str(path), as_version=4)
+    assert [(c.cell_type, c.source) for c in stored.cells] == \
+        [(c.cell_type, c.source) for c in built.cells], \
+        f"notebooks/{path.name} is stale: run python notebooks/{generator}.py --execute"
+    code = [c for c in stored.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), \
+        f"store the notebook executed: python notebooks/{generator}.py --execute"
+    assert not _errors(stored)
+    for tag in figures:
+        assert _has_png(_one(stored, tag)), f"the stored notebook lacks the figure {tag!r}"
+    return stored
+
+
+def _errors(nb) -> list:
+    """The error outputs of a notebook's code cells."""
+    return [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
+            if out["output_type"] == "error"]
+
+
 @pytest.fixture(scope="module")
 def kernel_env(tmp_path_factory):
     """A kernel spec running ipykernel in this interpreter, found through JUPYTER_PATH."""
@@ -110,27 +133,14 @@ FIGURES = ("figure-comparison", "figure-trajectories", "figure-posterior", "figu
 
 
 def test_pbcseq_notebook_matches_its_generator_and_is_stored_executed():
-    built = _generator("make_pbcseq").build()
-    stored = nbformat.read(str(PBCSEQ), as_version=4)
-    assert [(c.cell_type, c.source) for c in stored.cells] == \
-        [(c.cell_type, c.source) for c in built.cells], \
-        "notebooks/pbcseq.ipynb is stale: run python notebooks/make_pbcseq.py --execute"
-    # stored executed, with the analysis' own parameters, without errors
-    code = [c for c in stored.cells if c.cell_type == "code"]
-    assert all(c.get("execution_count") for c in code), \
-        "store the notebook executed: python notebooks/make_pbcseq.py --execute"
-    assert not [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
-    for tag in FIGURES:
-        assert _has_png(_one(stored, tag)), f"the stored notebook lacks the figure {tag!r}"
+    stored = _stored_as_built(PBCSEQ, "make_pbcseq", FIGURES)
     numbers = _text(_one(stored, "summary-numbers"))
     assert "N_STARTS = 20, N_FOLDS = 10" in numbers
 
 
 def test_pbcseq_notebook_runs(pbcseq_executed):
     nb = pbcseq_executed
-    errors = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
-              if out["output_type"] == "error"]
-    assert not errors
+    assert not _errors(nb)
     assert "BIC" in _text(_one(nb, "comparison-table"))
     summary = _text(_one(nb, "summary"))
     assert "Mixed effects mixture of experts" in summary and "robust" in summary
@@ -153,25 +163,13 @@ GLMM_FIGURES = ("glmm-figure-binary", "glmm-figure-posterior", "glmm-figure-coun
 
 
 def test_binary_and_count_notebook_matches_its_generator_and_is_stored_executed():
-    built = _generator("make_binary_count").build()
-    stored = nbformat.read(str(GLMM), as_version=4)
-    assert [(c.cell_type, c.source) for c in stored.cells] == \
-        [(c.cell_type, c.source) for c in built.cells], \
-        "notebooks/binary_and_count.ipynb is stale: run python notebooks/make_binary_count.py --execute"
-    code = [c for c in stored.cells if c.cell_type == "code"]
-    assert all(c.get("execution_count") for c in code), \
-        "store the notebook executed: python notebooks/make_binary_count.py --execute"
-    assert not [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
-    for tag in GLMM_FIGURES:
-        assert _has_png(_one(stored, tag)), f"the stored notebook lacks the figure {tag!r}"
+    stored = _stored_as_built(GLMM, "make_binary_count", GLMM_FIGURES)
     assert "N_STARTS = 10, NAGQ = 10, K_MAX = 3" in _text(_one(stored, "glmm-numbers"))
 
 
 def test_binary_and_count_notebook_runs(glmm_executed):
     nb = glmm_executed
-    errors = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
-              if out["output_type"] == "error"]
-    assert not errors
+    assert not _errors(nb)
     assert "glmer llf" in _text(_one(nb, "glmm-bacteria-glmer"))
     assert "binomial, logit link, AGQ 3" in _text(_one(nb, "glmm-sim-summary"))
     assert "poisson, log link, AGQ 3" in _text(_one(nb, "glmm-poisson-summary"))
@@ -196,25 +194,13 @@ def joint_executed(kernel_env):
 
 
 def test_joint_notebook_matches_its_generator_and_is_stored_executed():
-    built = _generator("make_joint").build()
-    stored = nbformat.read(str(JOINT), as_version=4)
-    assert [(c.cell_type, c.source) for c in stored.cells] == \
-        [(c.cell_type, c.source) for c in built.cells], \
-        "notebooks/joint.ipynb is stale: run python notebooks/make_joint.py --execute"
-    code = [c for c in stored.cells if c.cell_type == "code"]
-    assert all(c.get("execution_count") for c in code), \
-        "store the notebook executed: python notebooks/make_joint.py --execute"
-    assert not [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
-    for tag in JOINT_FIGURES:
-        assert _has_png(_one(stored, tag)), f"the stored notebook lacks the figure {tag!r}"
+    stored = _stored_as_built(JOINT, "make_joint", JOINT_FIGURES)
     assert "N_STARTS = 10, K_MAX = 4, N_DRAWS = 500" in _text(_one(stored, "joint-numbers"))
 
 
 def test_joint_notebook_runs(joint_executed):
     nb = joint_executed
-    errors = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
-              if out["output_type"] == "error"]
-    assert not errors
+    assert not _errors(nb)
     assert "Weibull hazards of transplant, death" in _text(_one(nb, "joint-summary"))
     assert "hazard ratio" in _text(_one(nb, "joint-hazards"))
     assert "trajectories alone" in _text(_one(nb, "joint-posteriors"))

@@ -67,6 +67,12 @@ class SubjectEvents:
     def n_causes(self) -> int:
         return len(self.cause_names)
 
+    @property
+    def indicators(self) -> np.ndarray:
+        """[d_i = c] for the causes c = 1..C, (N, C) floats (all 0 for a censored subject
+        and for one without event information)."""
+        return (self.cause[:, None] == np.arange(1, self.n_causes + 1)).astype(float)
+
     def take(self, index) -> "SubjectEvents":
         """The events of the subjects at ``index`` (a slice or positions)."""
         return SubjectEvents(time=self.time[index], cause=self.cause[index],

@@ -62,9 +62,10 @@ import pandas as pd
 from .._model.scales import DataSummary
 from .links import Link
 
-__all__ = ["ExpertFamily", "ExpertGradients", "CoefficientSection"]
+__all__ = ["ExpertFamily", "ExpertGradients", "CoefficientSection", "NO_EVENTS"]
 
 
+#: the error of a time-to-event question asked of a model without a time-to-event part
 NO_EVENTS = ("this model has no time-to-event part (build it with "
              "MEMoE.from_formula(..., survival=TimeToEvent(...)))")
 

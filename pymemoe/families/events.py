@@ -177,8 +177,7 @@ class Hazards:
 
     def _delta(self, events: SubjectEvents) -> tuple[np.ndarray, np.ndarray]:
         """[d_i = c] (N, 1, C) and which subjects have event information (N,)."""
-        delta = (events.cause[:, None] == np.arange(1, self.n_causes + 1)).astype(float)
-        return delta[:, None, :], events.cause >= 0
+        return events.indicators[:, None, :], events.cause >= 0
 
     def weighted_sums(self, events: SubjectEvents, coef: np.ndarray,
                       weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,15 +188,20 @@ class Hazards:
         with np.errstate(over="ignore", invalid="ignore"):
             return self._weighted_sums(events, coef, weights)
 
+    def rate_coefficients(self, log_rate: np.ndarray) -> np.ndarray:
+        """Coefficients (..., C, n_per_cause) of exponential hazards with no covariate effect:
+        ``log_rate`` (..., C) in the baseline's rate columns, 0 elsewhere (the starts and
+        the M-step's fallback)."""
+        log_rate = np.asarray(log_rate, dtype=float)
+        coef = np.zeros(log_rate.shape + (self.n_per_cause,))
+        coef[..., self.rate_columns()] = log_rate[..., None]
+        return coef
+
     def start(self, events: SubjectEvents) -> np.ndarray:
         """Exponential hazards with no covariate effect, one expert (1, n_coef): the log of
         events over person-time in the baseline's rate columns, 0 elsewhere."""
-        coef = np.zeros((1, self.n_causes, self.n_per_cause))
-        person_time = float(events.time.sum())
-        for c in range(self.n_causes):
-            rate = np.log(max(float((events.cause == c + 1).sum()), 0.5) / person_time)
-            coef[0, c, self.rate_columns()] = rate
-        return coef.reshape(1, -1)
+        counts = np.maximum(events.indicators.sum(axis=0), 0.5)
+        return self.rate_coefficients(np.log(counts / events.time.sum())).reshape(1, -1)
 
     def curves(self, coef: np.ndarray, exog: np.ndarray, times: np.ndarray,
                n_grid: int = 4000) -> tuple[np.ndarray, np.ndarray]:
@@ -531,13 +535,12 @@ def event_sums(block, cache, hazards: Hazards, coef: np.ndarray):
     return hazards.weighted_sums(block.events, coef, cache.weighted_tau)
 
 
-def event_totals(block, cache, hazards: Hazards):
+def event_totals(block, cache):
     """Block function: posterior-weighted events of each cause (K, C) and follow-up time (K,)
     of the block's subjects."""
     ev = block.events
     w = cache.weighted_tau * (ev.cause >= 0)[:, None]
-    causes = (ev.cause[:, None] == np.arange(1, hazards.n_causes + 1)).astype(float)
-    return w.T @ causes, w.T @ ev.time
+    return w.T @ ev.indicators, w.T @ ev.time
 
 
 def newton_m_step(blocks, caches, hazards: Hazards, coef: np.ndarray,
@@ -554,12 +557,9 @@ def newton_m_step(blocks, caches, hazards: Hazards, coef: np.ndarray,
     if lost.any():
         # hazards that overflow for subjects of the expert (an extreme start): the weighted
         # exponential fit of each such (expert, cause) instead, an increase from -inf
-        events, time = blocks.reduce(event_totals, caches, hazards)
-        fallback = current.copy()
-        fallback[lost] = 0.0
+        events, time = blocks.reduce(event_totals, caches)
         rate = np.log(np.maximum(events, 0.5) / np.maximum(time, 1e-300)[:, None])   # (K, C)
-        for j in hazards.rate_columns():
-            fallback[..., j] = np.where(lost, rate, current[..., j])
+        fallback = np.where(lost[..., None], hazards.rate_coefficients(rate), current)
         f_value, f_grad, f_hess = blocks.reduce(event_sums, caches, hazards,
                                                 fallback.reshape(K, -1))
         take = lost & np.isfinite(f_value)

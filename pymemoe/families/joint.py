@@ -9,8 +9,8 @@ y_i and its follow-up (T_i, d_i) are independent, so
 
 :class:`JointFamily` is that product, written to the family contract of
 :mod:`pymemoe.families.base`: the trajectory family (Gaussian experts) and the hazards
-(:class:`pymemoe.families.events.Hazards`: Weibull or piecewise constant) each own their log-densities, gradients and
-M-step; the joint family adds the log-densities, places the gradients side by side and runs
+(:class:`pymemoe.families.events.Hazards`: Weibull or piecewise constant) each own their
+log-densities, gradients and M-step; the joint family adds the log-densities, places the gradients side by side and runs
 both M-steps (each maximises its own part of the expected complete-data log-likelihood, so
 their pair maximises the sum). The EM driver, the polish, the inference and the executors see
 one family and do not change.
@@ -247,41 +247,32 @@ class JointFamily(ExpertFamily):
 
     # -- where the hazards' coefficients sit ------------------------------------------------
 
-    def n_event_coef(self) -> int:
-        """Number of hazard coefficients of each expert."""
-        return self.hazards.n_coef
-
-    def event_columns(self, structure: Structure) -> slice:
-        """Where the hazards' coefficients are in an expert's coefficient vector."""
-        start = structure.k_mix - self.hazards.n_coef
-        return slice(start, start + self.hazards.n_coef)
-
-    def trajectory_columns(self, structure: Structure) -> np.ndarray:
-        """Positions of the trajectory's coefficients (its expert-specific, then its shared
-        columns) in an expert's coefficient vector."""
-        cols = np.arange(structure.k_fe)
-        ev = self.event_columns(structure)
-        return np.r_[cols[:ev.start], cols[ev.stop:]]
+    def event_columns_start(self, n_trajectory: int) -> int:
+        """Where the hazards' coefficients start in a coefficient vector whose trajectory
+        part has ``n_trajectory`` columns (after the trajectory's expert-specific columns,
+        before its shared ones)."""
+        return n_trajectory - self.k_shared
 
     def trajectory_structure(self, structure: Structure) -> Structure:
         """The structure of the trajectory model alone."""
-        keep = self.trajectory_columns(structure)
-        return dataclasses.replace(structure,
-                                   exog_names=tuple(structure.exog_names[j] for j in keep))
+        names = structure.exog_names
+        n = self.hazards.n_coef
+        start = self.event_columns_start(len(names) - n)
+        return dataclasses.replace(structure, exog_names=names[:start] + names[start + n:])
 
     def _split(self, params: Params) -> tuple[Params, np.ndarray]:
         """The trajectory's parameters and the hazards' coefficients (K, n) of ``params``."""
         beta = params.beta
         n = self.hazards.n_coef
-        start = beta.shape[1] - self.k_shared - n
+        start = self.event_columns_start(beta.shape[1] - n)
         traj = np.concatenate([beta[:, :start], beta[:, start + n:]], axis=1)
         return dataclasses.replace(params, beta=traj), beta[:, start:start + n]
 
-    def _join(self, traj_beta: np.ndarray, event_coef: np.ndarray) -> np.ndarray:
-        """Coefficient vectors (K, p) from the trajectory's (K, p_t) and the hazards' (K, n)."""
-        p_t = traj_beta.shape[1]
-        start = p_t - self.k_shared
-        return np.concatenate([traj_beta[:, :start], event_coef, traj_beta[:, start:]], axis=1)
+    def _join(self, traj: np.ndarray, event: np.ndarray) -> np.ndarray:
+        """Coefficients (or their gradients) on the last axis, (..., p), from the
+        trajectory's (..., p_t) and the hazards' (..., n): the inverse of :meth:`_split`."""
+        start = self.event_columns_start(traj.shape[-1])
+        return np.concatenate([traj[..., :start], event, traj[..., start:]], axis=-1)
 
     # -- the model's options and input ------------------------------------------------------
 
@@ -321,13 +312,8 @@ class JointFamily(ExpertFamily):
     def gradients(self, data, params: Params, moments: JointMoments) -> ExpertGradients:
         traj, coef = self._split(params)
         grads = self.base.gradients(data.base, traj, moments.base)
-        beta = self._join_last(grads.beta, self.hazards.gradients(data.events, coef))
+        beta = self._join(grads.beta, self.hazards.gradients(data.events, coef))
         return ExpertGradients(beta=beta, cov=grads.cov, scale=grads.scale)
-
-    def _join_last(self, traj: np.ndarray, event: np.ndarray) -> np.ndarray:
-        """_join on the last axis of (N, K, .) arrays."""
-        start = traj.shape[-1] - self.k_shared
-        return np.concatenate([traj[..., :start], event, traj[..., start:]], axis=-1)
 
     def hessian_sums(self, data, params: Params, moments: JointMoments,
                      tau: np.ndarray) -> np.ndarray | None:
@@ -343,8 +329,8 @@ class JointFamily(ExpertFamily):
         if base is None:
             return None
         _, _, h_events = self.hazards.weighted_sums(data.events, coef, tau)   # (K, C, m, m)
-        p_t, n = traj.beta.shape[1], self.hazards.n_coef
-        start = p_t - self.k_shared
+        n = self.hazards.n_coef
+        start = self.event_columns_start(traj.beta.shape[1])
         n_base = base.shape[1]
         # where each of the trajectory's natural coordinates sits in the joint ones
         where = np.arange(n_base)
@@ -389,14 +375,9 @@ class JointFamily(ExpertFamily):
         """The trajectory family's per-subject coefficients, and for the hazards the log of
         (events + 1/2) over follow-up time in the baseline's rate columns (other columns 0),
         so that the starts separate subjects by their risk as well as their trajectories."""
-        n = self.hazards.n_coef
-        traj = self.base.subject_coefficients(data.base, k_mix - n)
+        traj = self.base.subject_coefficients(data.base, k_mix - self.hazards.n_coef)
         ev = data.events
-        per = np.zeros((ev.time.shape[0], self.hazards.n_causes, self.hazards.n_per_cause))
-        for c in range(self.hazards.n_causes):
-            rate = np.log(((ev.cause == c + 1) + 0.5) / ev.time)
-            for j in self.hazards.rate_columns():
-                per[:, c, j] = rate
+        per = self.hazards.rate_coefficients(np.log((ev.indicators + 0.5) / ev.time[:, None]))
         return np.concatenate([traj, per.reshape(per.shape[0], -1)], axis=1)
 
     # -- degenerate hazards ------------------------------------------------------------------
@@ -420,24 +401,18 @@ class JointFamily(ExpertFamily):
         size = np.where(held[..., None], np.abs(log_cum), 0.0)
         size = np.where(np.isnan(size), np.inf, size)
         K = tau.shape[1]
-        value = size.max(axis=(0, 2)) if size.shape[0] else np.zeros(K)
+        value, term = np.zeros(K), np.zeros(K, dtype=int)
         per = self.hazards.per_cause(coef)                              # (K, C, m)
         start = self.event_columns_start(traj.beta.shape[1])
-        term = np.zeros(K, dtype=int)
-        for k in range(K):               # loops over experts, not subjects
-            if size.shape[0] == 0:
-                continue
-            c = int(size[:, k].max(axis=0).argmax())
-            j = int(np.abs(per[k, c]).argmax())
-            term[k] = start + c * self.hazards.n_per_cause + j
+        if size.shape[0]:
+            value = size.max(axis=(0, 2))
+            for k in range(K):           # loops over experts, not subjects
+                c = int(size[:, k].max(axis=0).argmax())
+                j = int(np.abs(per[k, c]).argmax())
+                term[k] = start + c * self.hazards.n_per_cause + j
         base_term = np.where(base_term >= start, base_term + self.hazards.n_coef, base_term)
         use_base = base_value >= value
         return np.where(use_base, base_value, value), np.where(use_base, base_term, term)
-
-    def event_columns_start(self, n_trajectory: int) -> int:
-        """Where the hazards' coefficients start in a coefficient vector whose trajectory
-        part has ``n_trajectory`` columns."""
-        return n_trajectory - self.k_shared
 
     # -- the hazards in results -------------------------------------------------------------
 
@@ -453,9 +428,9 @@ class JointFamily(ExpertFamily):
         tau_ik [d_i = c] and sum_i tau_ik T_i (subjects without event information count
         for nothing)."""
         ev = data.events
-        known = (ev.cause >= 0).astype(float)
-        w = tau * known[:, None]
-        out = {f"events: {name}": w.T @ (ev.cause == c + 1)
+        w = tau * (ev.cause >= 0)[:, None]
+        events = w.T @ ev.indicators                                    # (K, C)
+        out = {f"events: {name}": events[:, c]
                for c, name in enumerate(self.hazards.cause_names)}
         out["person-time"] = w.T @ ev.time
         return pd.DataFrame(out, index=pd.RangeIndex(1, tau.shape[1] + 1, name="expert"))

@@ -2,10 +2,7 @@
 nonparametric estimates (:func:`pymemoe.diagnostics.event_fit_table`)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
 import pandas as pd
 
 from .._design.questions import required_variables
@@ -14,9 +11,6 @@ from .._predictive.rows import observed_outcome
 from ..diagnostics import event_fit_table
 from ..prediction import dynamic_prediction
 from ._style import expert_colour, import_pyplot, response_label
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
 
 __all__ = ["plot_event_curves", "plot_dynamic_prediction"]
 
@@ -144,8 +138,7 @@ def plot_dynamic_prediction(results, newdata: pd.DataFrame, subject, landmark: f
     left.set_ylabel(response_label(results.model))
     left.set_title(f"subject {subject}: trajectory")
     left.legend(frameon=False, fontsize="small")
-    causes = [c for c in dyn.columns if c.startswith("P(") and not c.startswith("P(expert")
-              and not c.endswith(("lower", "upper")) and c != "P(any)"]
+    causes = [f"P({c})" for c in results.model.family.event_data(results.model.data).cause_names]
     for j, name in enumerate(causes):
         colour = f"C{j + 4}"
         right.plot(s + horizons, dyn[name], color=colour, label=name[2:-1])
