@@ -226,10 +226,12 @@ def fit_table(results, time: Hashable, data: pd.DataFrame | None = None, bins=10
 
 
 def weighted_aalen_johansen(time: np.ndarray, cause: np.ndarray, weights: np.ndarray,
-                            n_causes: int, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                            n_causes: int, at: np.ndarray, entry: np.ndarray | None = None
+                            ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted Aalen-Johansen estimates at the times ``at``: survival (T,) and cumulative
     incidence of each cause (C, T), from right-censored times with causes 0 (censored) ..
-    ``n_causes`` and subject weights. One cause: the weighted Kaplan-Meier estimate.
+    ``n_causes`` and subject weights. One cause: the weighted Kaplan-Meier estimate. With
+    delayed ``entry`` a subject is at risk at t when T0_i < t <= T_i.
 
     Examples
     --------
@@ -242,6 +244,10 @@ def weighted_aalen_johansen(time: np.ndarray, cause: np.ndarray, weights: np.nda
     t, c, w = time[order], cause[order], weights[order]
     distinct, first = np.unique(t, return_index=True)
     at_risk = np.cumsum(w[::-1])[::-1][first]                           # sum w [T >= t_j]
+    if entry is not None:                    # minus those not yet entered: sum w [T0 >= t_j]
+        by_entry = np.argsort(entry, kind="stable")
+        later = np.r_[np.cumsum(weights[by_entry][::-1])[::-1], 0.0]
+        at_risk = at_risk - later[np.searchsorted(entry[by_entry], distinct, side="left")]
     events = np.zeros((n_causes, distinct.size))
     slot = np.searchsorted(distinct, t)
     for j in range(n_causes):        # loops over causes, not subjects
@@ -301,7 +307,8 @@ def event_fit_table(results, times=None) -> pd.DataFrame:
     labels = ["survival"] + [f"incidence: {name}" for name in events.cause_names]
     frames = []
     for k in range(K):               # loops over experts, not subjects
-        obs_s, obs_f = weighted_aalen_johansen(events.time, events.cause, tau[:, k], C, times)
+        obs_s, obs_f = weighted_aalen_johansen(events.time, events.cause, tau[:, k], C, times,
+                                               entry=events.entry)
         observed = np.vstack([obs_s, obs_f])
         predicted = np.vstack([predicted_s[k], predicted_f[k]])
         for j, label in enumerate(labels):

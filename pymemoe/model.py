@@ -304,7 +304,8 @@ class MEMoE:
             _, subjects = subject_codes(arrays.groups)
             events = subject_events(data, groups, subjects, time=survival.time,
                                     event=survival.event, formula=survival.formula,
-                                    causes=survival.causes, eval_depth=1)
+                                    causes=survival.causes, entry=survival.entry,
+                                    eval_depth=1)
             survival_data = subject_covariates(survival.formula, data, groups, subjects)
             if survival.visit_time is not None:
                 late = rows_after_time(data, groups, subjects, survival.visit_time, events)

@@ -587,6 +587,12 @@ def _bootstrap(results, errors: str, df: float, random_state) -> SimulatedData:
             raise ValueError("a parametric bootstrap of a model with fixed prior probabilities "
                              "needs the model built by MEMoE.from_formula(..., class_prior=)")
         prob = np.where(np.isfinite(fixed[:, :1]), fixed, prob)
+    entry = model.family.entry_logsurv(model.data, truth)
+    if entry is not None:
+        # delayed entry: the data hold the subjects event-free at entry, among whom expert k
+        # has probability pi_ik S_k(T0_i) / sum_l pi_il S_l(T0_i)
+        prob = prob * np.exp(entry - entry.max(axis=1, keepdims=True))
+        prob = prob / prob.sum(axis=1, keepdims=True)
     u = rng.random(n)
     expert = (u[:, None] >= np.cumsum(prob, axis=1)[:, :-1]).sum(axis=1)   # 0-based
     known = getattr(model.data, "known_class", None)
@@ -673,7 +679,8 @@ def _add_events(data: pd.DataFrame, model, truth: Params, expert: np.ndarray,
     censored in the data (at its own censoring time) and, for a subject that had an event, at
     the end of follow-up of the study (the largest follow-up time); the hazards' covariates
     as read. Every trajectory row is kept (given the expert, the trajectory does not depend
-    on the time to event, so which rows are kept does not change the model)."""
+    on the time to event, so which rows are kept does not change the model). Under delayed
+    entry the times are drawn given the subject event-free at its entry, which is kept."""
     survival = model.structure_options()["survival"]
     if model.spec is None or getattr(model, "survival_data", None) is None:
         raise ValueError("a parametric bootstrap of a joint model needs the model built by "
@@ -689,6 +696,8 @@ def _add_events(data: pd.DataFrame, model, truth: Params, expert: np.ndarray,
             data[column] = model.survival_data[column].to_numpy()[codes]
     data[survival.time] = time[codes]
     data[survival.event] = event[codes]
+    if survival.entry is not None:
+        data[survival.entry] = observed.entry[codes]
 
 
 # -- the simulation study's settings ---------------------------------------------------------------

@@ -42,6 +42,9 @@ class SubjectEvents:
     exog_names : tuple of str the design's column names
     cause_names : tuple of str  one name per cause (C)
     subjects : Index or None  the subjects' labels (None in blocks of a fit)
+    entry : ndarray (N,) or None  delayed entry T0_i, 0 <= T0_i < T_i: the subject is in
+                              the data because it was event-free at T0_i (left truncation);
+                              None: every subject followed from time 0
     """
 
     time: np.ndarray
@@ -50,6 +53,12 @@ class SubjectEvents:
     exog_names: tuple[str, ...]
     cause_names: tuple[str, ...]
     subjects: pd.Index | None = None
+    entry: np.ndarray | None = None
+
+    @property
+    def at_risk_time(self) -> np.ndarray:
+        """Time at risk in the data, T_i - T0_i (T_i without delayed entry), (N,)."""
+        return self.time if self.entry is None else self.time - self.entry
 
     def aligned(self, subjects: pd.Index) -> "SubjectEvents":
         """The events of ``subjects`` (a model's order), without their labels; a ValueError
@@ -77,17 +86,22 @@ class SubjectEvents:
         """The events of the subjects at ``index`` (a slice or positions)."""
         return SubjectEvents(time=self.time[index], cause=self.cause[index],
                              exog=self.exog[index], exog_names=self.exog_names,
-                             cause_names=self.cause_names)
+                             cause_names=self.cause_names,
+                             entry=None if self.entry is None else self.entry[index])
 
     @classmethod
     def concatenate(cls, parts: "Sequence[SubjectEvents]") -> "SubjectEvents":
         """The events of consecutive groups of subjects as one object."""
         if len(parts) == 1:
             return parts[0]
+        entry = (None if all(p.entry is None for p in parts)
+                 else np.concatenate([np.zeros(p.time.shape) if p.entry is None else p.entry
+                                      for p in parts]))
         return cls(time=np.concatenate([p.time for p in parts]),
                    cause=np.concatenate([p.cause for p in parts]),
                    exog=np.concatenate([p.exog for p in parts]),
-                   exog_names=parts[0].exog_names, cause_names=parts[0].cause_names)
+                   exog_names=parts[0].exog_names, cause_names=parts[0].cause_names,
+                   entry=entry)
 
     @classmethod
     def unknown(cls, n_subjects: int, exog_names: Sequence[str],
@@ -139,7 +153,7 @@ def _cause_codes(values: pd.Series, what: str, causes: Sequence[str] | None,
 
 def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hashable,
                    event: Hashable, formula: str = "~1", causes: Sequence[str] | None = None,
-                   eval_depth: int = 0) -> SubjectEvents:
+                   entry: Hashable | None = None, eval_depth: int = 0) -> SubjectEvents:
     """The checked time-to-event data of ``subjects`` from the long frame ``data``.
 
     Parameters
@@ -156,6 +170,8 @@ def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hash
         One-sided formula of the hazards' covariates, evaluated per subject.
     causes : list of str, optional
         Names of the causes 1..C (default: "event" for one cause, else "1".."C").
+    entry : column name, optional
+        Delayed entry T0_i (left truncation), 0 <= T0_i < T_i.
 
     Examples
     --------
@@ -165,8 +181,8 @@ def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hash
     >>> ev.time.tolist(), ev.cause.tolist(), ev.exog_names, ev.cause_names
     ([2.0, 3.5], [1, 0], ('Intercept', 'age'), ('event',))
     """
-    for role, column in (("time", time), ("event", event)):
-        if column not in data.columns:
+    for role, column in (("time", time), ("event", event), ("entry", entry)):
+        if column is not None and column not in data.columns:
             raise ValueError(f"survival {role} {column!r} is not a column of the data")
     t = subject_values(data, time, groups, None, subjects,
                        what=f"survival time {time!r}").to_numpy(dtype=float)
@@ -180,6 +196,7 @@ def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hash
         raise ValueError(f"survival time {time!r} of subject {plain_label(subjects[i])!r} is "
                          f"{t[i]:g}; times must be positive (measured from the time origin "
                          f"of the trajectories)")
+    t0 = None if entry is None else _entry_times(data, entry, groups, subjects, time, t)
     status = subject_values(data, event, groups, None, subjects, what=f"event {event!r}")
     codes, names = _cause_codes(status, f"event {event!r}", causes, subjects)
     exog, exog_names = subject_design(formula, data, groups, None, subjects,
@@ -189,7 +206,32 @@ def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hash
         raise ValueError(f"survival formula {formula!r} is missing for subject "
                          f"{plain_label(subjects[incomplete[0]])!r}{_more(incomplete.size)}")
     return SubjectEvents(time=t, cause=codes, exog=exog, exog_names=tuple(exog_names),
-                         cause_names=names, subjects=subjects)
+                         cause_names=names, subjects=subjects, entry=t0)
+
+
+def _entry_times(data: pd.DataFrame, entry: Hashable, groups, subjects: pd.Index,
+                 time: Hashable, t: np.ndarray) -> np.ndarray:
+    """The checked entry times T0_i (0 <= T0_i < T_i) of ``subjects``."""
+    t0 = subject_values(data, entry, groups, None, subjects,
+                        what=f"survival entry {entry!r}").to_numpy(dtype=float)
+    missing = np.flatnonzero(~np.isfinite(t0))
+    if missing.size:
+        raise ValueError(f"survival entry {entry!r} is missing for subject "
+                         f"{plain_label(subjects[missing[0]])!r}{_more(missing.size)} (0 for a "
+                         f"subject followed from the time origin)")
+    negative = np.flatnonzero(t0 < 0)
+    if negative.size:
+        i = negative[0]
+        raise ValueError(f"survival entry {entry!r} of subject {plain_label(subjects[i])!r} is "
+                         f"{t0[i]:g}; entry times must be >= 0")
+    late = np.flatnonzero(t0 >= t)
+    if late.size:
+        i = late[0]
+        raise ValueError(f"survival entry {entry!r} of subject {plain_label(subjects[i])!r} is "
+                         f"{t0[i]:g}, at or after its follow-up time {time!r} {t[i]:g}: the "
+                         f"subject would have had its event or been censored before entering "
+                         f"the study{_more(late.size)}")
+    return t0
 
 
 def rows_after_time(data: pd.DataFrame, groups, subjects: pd.Index, visit_time: Hashable,

@@ -90,13 +90,15 @@ def gating_hessian(exog_gate: np.ndarray, gamma: np.ndarray, prior: np.ndarray |
 
 def gating_block(data, cache, gamma: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Q, its gradient in the free coefficients ((K-1) r,) and its Hessian at ``gamma`` on one
-    block of subjects (``data.exog_gate``, ``cache.tau``): the terms a reduction over blocks
-    adds up for the Newton step (:func:`newton_update_blocks`)."""
-    weights = cache.gate_weights
-    tau = cache.tau if weights is None else cache.tau * weights[:, None]
+    block of subjects (``data.exog_gate``, the labels and weights of the E-step's
+    ``cache.gating_targets()``: the posterior, or under delayed entry the posterior and the
+    expected ghosts): the terms a reduction over blocks adds up for the Newton step
+    (:func:`newton_update_blocks`)."""
+    labels, weights = cache.gating_targets()
+    tau = labels if weights is None else labels * weights[:, None]
     value, lp = _objective(data.exog_gate, gamma, tau)
     pi = np.exp(lp)
-    grad = gating_score(data.exog_gate, cache.tau, pi, weights)[1:].ravel()
+    grad = gating_score(data.exog_gate, labels, pi, weights)[1:].ravel()
     return value, grad, gating_hessian(data.exog_gate, gamma, prior=pi, weights=weights)
 
 

@@ -21,6 +21,32 @@ return the small sums a reduction adds up.
 ``pprior``) contributes sum_k p_ik f(y_i | k): its log-prior is log p_ik and its terms are
 left out of everything the gating is fitted with (its gating weight is 0).
 
+**Delayed entry** (left truncation, a joint model's ``TimeToEvent(entry=...)``). Subject i is
+in the data because it was event-free at its entry time T0_i, so its likelihood is
+conditioned on that across the mixture (as lcmm's ``Jointlcmm``)::
+
+    loglik_i = log sum_k pi_ik f(y_i | k) - log P_i,     P_i = sum_k pi_ik S_k(T0_i),
+
+S_k(T0_i) the expert's probability of being event-free at entry (the family's
+``entry_logsurv``). The posterior tau_ik is unchanged; with rho_ik = pi_ik S_k(T0_i) / P_i the
+score is
+
+    s_i = sum_k tau_ik u_ik - sum_k rho_ik v_ik,     v_ik = d/dtheta [log pi_ik + log S_k(T0_i)],
+
+whose gating part is (tau_ik - rho_ik) w_i. EM treats the subjects that were not sampled
+because their event came before T0_i as missing data ("ghosts", as for truncated data in
+Dempster, Laird & Rubin 1977 and McLachlan & Jones 1988): for each subject, a geometric number
+of ghosts with its covariates, each from expert k with probability proportional to
+pi_ik (1 - S_k(T0_i)), precede it. Their expected numbers are
+
+    g_ik = pi_ik (1 - S_k(T0_i)) / P_i,
+
+and the expected complete-data log-likelihood gains sum_ik g_ik [log pi_ik + log(1 -
+S_k(T0_i))]: the gating's M-step becomes a weighted multinomial logit with labels tau_ik +
+g_ik (row totals 1 / P_i, :meth:`EStep.gating_targets`) and the hazards' M-step gains the
+ghosts' term. It is an EM algorithm, so every M-step that increases its Q increases the
+log-likelihood above.
+
 **Known experts.** A subject whose expert c_i is known (``known_class``) contributes
 pi_ic f(y_i | c) instead of the sum over experts: the likelihood of labels missing at random
 (semi-supervised mixtures; lcmm's ``prior``). The E-step then has tau_ik = [k = c_i] for it,
@@ -59,6 +85,8 @@ class EStep:
     weights : ndarray (N,) or None   the subjects' weights in the fit (None: all 1)
     gating_weights : ndarray (N,) or None   the subjects' weights in the gating's terms: 0 for
                                 a subject with fixed prior probabilities (None: ``weights``)
+    entry_logsurv : ndarray (N, K) or None   log S_k(T0_i) under delayed entry (module
+                                docstring); None without
     """
 
     llf: float
@@ -68,6 +96,51 @@ class EStep:
     moments: object
     weights: np.ndarray | None = None
     gating_weights: np.ndarray | None = None
+    entry_logsurv: np.ndarray | None = None
+
+    @property
+    def entry_log_total(self) -> np.ndarray | None:
+        """log P_i = log sum_k pi_ik S_k(T0_i), (N,) (None without delayed entry)."""
+        if self.entry_logsurv is None:
+            return None
+        return _logsumexp_rows(self.log_prior + self.entry_logsurv)
+
+    @property
+    def entry_tau(self) -> np.ndarray | None:
+        """rho_ik = pi_ik S_k(T0_i) / P_i, (N, K): the experts' probabilities among the
+        subjects event-free at entry (None without delayed entry)."""
+        if self.entry_logsurv is None:
+            return None
+        return np.exp(self.log_prior + self.entry_logsurv - self.entry_log_total[:, None])
+
+    @property
+    def score_prior(self) -> np.ndarray:
+        """What tau_ik is compared with in the gating's score: pi_ik, or rho_ik under delayed
+        entry (the score's gating part is (tau_ik - rho_ik) w_i)."""
+        return np.exp(self.log_prior) if self.entry_logsurv is None else self.entry_tau
+
+    @property
+    def ghost_weights(self) -> np.ndarray | None:
+        """The expected ghosts g_ik = pi_ik (1 - S_k(T0_i)) / P_i (N, K), times the subject's
+        weight (module docstring; None without delayed entry)."""
+        if self.entry_logsurv is None:
+            return None
+        ghosts = (np.exp(self.log_prior - self.entry_log_total[:, None])
+                  * -np.expm1(self.entry_logsurv))
+        return ghosts if self.weights is None else ghosts * self.weights[:, None]
+
+    def gating_targets(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (N, K, rows summing to 1) and subject weights (N,) of the gating's M-step:
+        the posterior and ``gate_weights``; under delayed entry the labels (tau_ik + g_ik) P_i
+        and the weights times 1 / P_i (the ghosts' multinomial terms, module docstring)."""
+        if self.entry_logsurv is None:
+            return self.tau, self.gate_weights
+        log_total = self.entry_log_total
+        total = np.exp(log_total)[:, None]
+        labels = total * self.tau + np.exp(self.log_prior) * -np.expm1(self.entry_logsurv)
+        weights = np.exp(-log_total)
+        gate = self.gate_weights
+        return labels, weights if gate is None else weights * gate
 
     @property
     def gate_weights(self) -> np.ndarray | None:
@@ -88,7 +161,7 @@ class EStep:
         moments = type(parts[0].moments).concatenate([p.moments for p in parts])
         optional = {name: None if getattr(parts[0], name) is None
                     else np.concatenate([getattr(p, name) for p in parts])
-                    for name in ("weights", "gating_weights")}
+                    for name in ("weights", "gating_weights", "entry_logsurv")}
         return cls(llf=float(sum(p.llf for p in parts)),
                    llf_obs=np.concatenate([p.llf_obs for p in parts]),
                    tau=np.concatenate([p.tau for p in parts]),
@@ -122,10 +195,20 @@ def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
         total = sum_last(shifted)[:, None]
         tau = shifted / total
     llf_obs = (top + np.log(total))[:, 0]
+    entry = data.family.entry_logsurv(data, params)
+    if entry is not None:       # conditioned on being event-free at entry (module docstring)
+        llf_obs = llf_obs - _logsumexp_rows(lp + entry)
     weights = getattr(data, "subject_weights", None)
     llf = float(llf_obs.sum()) if weights is None else float(weights @ llf_obs)
     return EStep(llf=llf, llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments,
-                 weights=weights, gating_weights=gating_weights(data, lp.shape[1]))
+                 weights=weights, gating_weights=gating_weights(data, lp.shape[1]),
+                 entry_logsurv=entry)
+
+
+def _logsumexp_rows(values: np.ndarray) -> np.ndarray:
+    """log sum_k exp(values[i, k]), (N,)."""
+    top = max_last(values)
+    return top + np.log(sum_last(np.exp(values - top[:, None])))
 
 
 def gating_weights(data, n_experts: int | None = None) -> np.ndarray | None:
@@ -148,11 +231,14 @@ def natural_score_sums(data, params: Params, estep: EStep) -> tuple[np.ndarray, 
     parameter vector (the chain rule is linear)."""
     tau = estep.weighted_tau
     grads = data.family.gradients(data, params, estep.moments)
-    g_gamma = gating_score(data.exog_gate, estep.tau, np.exp(estep.log_prior),
-                           estep.gate_weights)
+    g_gamma = gating_score(data.exog_gate, estep.tau, estep.score_prior, estep.gate_weights)
     g_scale = (np.einsum("nk,nk->k", tau, grads.scale) if grads.scale is not None
                else np.zeros(tau.shape[1]))
-    return g_gamma, weighted_sum(tau, grads.beta), weighted_sum(tau, grads.cov), g_scale
+    g_beta = weighted_sum(tau, grads.beta)
+    if estep.entry_logsurv is not None:         # - sum_k rho_ik d log S_k(T0_i)
+        rho = estep.entry_tau if estep.weights is None else estep.entry_tau * estep.weights[:, None]
+        g_beta = g_beta - weighted_sum(rho, data.family.entry_gradients(data, params))
+    return g_gamma, g_beta, weighted_sum(tau, grads.cov), g_scale
 
 
 def chain_sums(params: Params, structure: Structure, sums: tuple[np.ndarray, ...],
@@ -177,12 +263,15 @@ def score_obs(data, structure: Structure, params: Params, estep: EStep | None = 
         estep = e_step(data, params)
     tau = estep.tau
     grads = data.family.gradients(data, params, estep.moments)
-    g_gamma = gating_gradients(data.exog_gate, params.gamma, tau, prior=np.exp(estep.log_prior))
+    g_gamma = gating_gradients(data.exog_gate, params.gamma, tau, prior=estep.score_prior)
     if estep.gating_weights is not None:        # no gating term for fixed priors
         g_gamma = g_gamma * (estep.gating_weights > 0)[:, None, None]
     g_scale = None if grads.scale is None else tau * grads.scale
+    g_beta = tau[:, :, None] * grads.beta
+    if estep.entry_logsurv is not None:         # - sum_k rho_ik d log S_k(T0_i)
+        g_beta = g_beta - estep.entry_tau[:, :, None] * data.family.entry_gradients(data, params)
     scores = chain_gradient(params, structure, grad_gamma=g_gamma,
-                            grad_beta=tau[:, :, None] * grads.beta,
+                            grad_beta=g_beta,
                             grad_cov_re=tau[:, :, None, None] * grads.cov, grad_scale=g_scale,
                             internal=internal)
     return scores if estep.weights is None else scores * estep.weights[:, None]

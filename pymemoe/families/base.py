@@ -301,6 +301,23 @@ class ExpertFamily(ABC):
         default)."""
         raise ValueError(NO_EVENTS)
 
+    #: whether the model's likelihood is conditioned on being event-free at a delayed entry
+    #: (a joint model with ``TimeToEvent(entry=...)``): the E-step then subtracts
+    #: log sum_k pi_ik S_k(T0_i) (:mod:`pymemoe._model.likelihood`), the hazards' M-step has
+    #: the ghosts' term, and the observed information is the Jacobian of the exact score
+    has_entry: bool = False
+
+    def entry_logsurv(self, data, params) -> np.ndarray | None:
+        """log S_k(T0_i), (N, K): each expert's log-probability that subject i is event-free
+        at its entry time (delayed entry); None (default) when the model has no delayed
+        entry."""
+        return None
+
+    def entry_gradients(self, data, params) -> np.ndarray:
+        """d log S_k(T0_i) / d beta_k, (N, K, p), on the coefficient vectors of the experts
+        (only called when :meth:`entry_logsurv` is not None)."""
+        raise ValueError("this model has no delayed entry")
+
     def trajectory_logdens(self, moments) -> np.ndarray:
         """log f(y_i | k) of the trajectory alone, (N, K): the posterior without the other
         outcomes' information (lcmm's ``pprobY``). Default: the whole log-density."""

@@ -89,12 +89,17 @@ class TimeToEvent:
     visit_time : str, optional
         Column of the measurement times of the trajectory: rows measured after their
         subject's follow-up time are counted and reported in a warning.
+    entry : str, optional
+        Column of delayed entry times T0_i, 0 <= T0_i < T_i (left truncation; lifelines'
+        ``entry``, statsmodels' ``PHReg(entry=...)``): subject i is in the data because it
+        was event-free at T0_i. The likelihood is then conditioned on that across the
+        mixture, divided by sum_k pi_ik S_k(T0_i) (as lcmm's ``Jointlcmm`` with entry times).
 
     Examples
     --------
     >>> from pymemoe import TimeToEvent
     >>> TimeToEvent(time="years", event="status", formula="~ age", causes=["transplant", "death"])
-    TimeToEvent(time='years', event='status', formula='~ age', hazard='weibull', causes=('transplant', 'death'), visit_time=None, knots=None)
+    TimeToEvent(time='years', event='status', formula='~ age', hazard='weibull', causes=('transplant', 'death'), visit_time=None, knots=None, entry=None)
     """
 
     time: str
@@ -104,6 +109,7 @@ class TimeToEvent:
     causes: tuple[str, ...] | None = None
     visit_time: str | None = None
     knots: int | tuple[float, ...] | None = None
+    entry: str | None = None
 
     def __post_init__(self) -> None:
         if self.hazard not in HAZARDS:
@@ -201,7 +207,7 @@ class Hazards:
         """Exponential hazards with no covariate effect, one expert (1, n_coef): the log of
         events over person-time in the baseline's rate columns, 0 elsewhere."""
         counts = np.maximum(events.indicators.sum(axis=0), 0.5)
-        return self.rate_coefficients(np.log(counts / events.time.sum())).reshape(1, -1)
+        return self.rate_coefficients(np.log(counts / events.at_risk_time.sum())).reshape(1, -1)
 
     def curves(self, coef: np.ndarray, exog: np.ndarray, times: np.ndarray,
                n_grid: int = 4000) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +242,75 @@ class Hazards:
         """log H_kc(T_i | x_i), (N, K, C): how far a hazard is from a degenerate fit."""
         with np.errstate(divide="ignore", over="ignore"):
             return np.log(self._cum_at_own_time(events, coef))
+
+    # -- delayed entry (left truncation) ------------------------------------------------------
+
+    def cumulative_at(self, exog: np.ndarray, times: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """H_kc(t_i | x_i) at each row's own time ``times`` (N,) >= 0, (N, K, C)."""
+        raise NotImplementedError
+
+    def cumulative_derivatives(self, exog: np.ndarray, times: np.ndarray, coef: np.ndarray
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """H_kc(t_i | x_i) (n, K, C), its gradient (n, K, C, m) and its Hessian
+        (n, K, C, m, m) in the cause's coefficients, at times ``times`` > 0."""
+        raise NotImplementedError
+
+    def entry_cumulative(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        """H_kc(T0_i | x_i), (N, K, C): 0 without delayed entry (and for subjects without
+        event information, whose entry is not known)."""
+        N, K = events.time.shape[0], coef.shape[0]
+        if events.entry is None:
+            return np.zeros((N, K, self.n_causes))
+        with np.errstate(over="ignore"):
+            cum = self.cumulative_at(events.exog, events.entry, coef)
+        return np.where((events.cause >= 0)[:, None, None], cum, 0.0)
+
+    def log_entry_survival(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        """log S_k(T0_i | x_i) = -sum_c H_kc(T0_i | x_i), (N, K): the log-probability under
+        expert k of being event-free at entry."""
+        return -self.entry_cumulative(events, coef).sum(axis=2)
+
+    def entry_gradients(self, events: SubjectEvents, coef: np.ndarray) -> np.ndarray:
+        """d log S_k(T0_i | x_i) / d coefficients, (N, K, n_coef) (0 without entry)."""
+        N, K = events.time.shape[0], coef.shape[0]
+        out = np.zeros((N, K, self.n_causes, self.n_per_cause))
+        rows = _entered(events)
+        if rows.size:
+            _, grad, _ = self.cumulative_derivatives(events.exog[rows], events.entry[rows], coef)
+            out[rows] = -grad
+        return out.reshape(N, K, -1)
+
+    def ghost_sums(self, events: SubjectEvents, coef: np.ndarray, ghosts: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ghosts' term of the M-step under delayed entry (:func:`newton_m_step`):
+        G_k = sum_i g_ik log(1 - S_k(T0_i)) per expert (K,), and its gradient (K, C, m) and
+        Hessian (K, C, m, m) in each cause's coefficients with the other causes held (the
+        M-step moves one cause at a time when there are ghosts); ``ghosts`` g (N, K).
+
+        With H = sum_c H_kc(T0) and a = 1 / (e^H - 1) = S / (1 - S)::
+
+            dG/d theta_c = sum_i g a dH_c,
+            d2G/d theta_c2 = sum_i g (a d2H_c - a (1 + a) dH_c dH_c')."""
+        K, C, m = coef.shape[0], self.n_causes, self.n_per_cause
+        value, grad, hess = np.zeros(K), np.zeros((K, C, m)), np.zeros((K, C, m, m))
+        rows = _entered(events)
+        if not rows.size:
+            return value, grad, hess
+        g = ghosts[rows]
+        cum, d_cum, d2_cum = self.cumulative_derivatives(events.exog[rows], events.entry[rows],
+                                                         coef)
+        total = cum.sum(axis=2)                                         # (n, K)
+        use = g > 0
+        total = np.where(use, total, 1.0)       # g = 0 counts for nothing (no 0 * inf)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            value = np.where(use, g * np.log(-np.expm1(-total)), 0.0).sum(axis=0)
+            a = np.where(use, 1.0 / np.expm1(total), 0.0)
+        ga = (g * a)[..., None]                                         # (n, K, 1)
+        gaa = (g * a * (1.0 + a))[..., None]
+        grad = np.einsum("nkc,nkcm->kcm", np.broadcast_to(ga, cum.shape), d_cum)
+        hess = (np.einsum("nkc,nkcab->kcab", np.broadcast_to(ga, cum.shape), d2_cum)
+                - np.einsum("nkc,nkca,nkcb->kcab", np.broadcast_to(gaa, cum.shape), d_cum, d_cum))
+        return value, grad, hess
 
 
 @dataclass(frozen=True)
@@ -329,6 +404,33 @@ class WeibullHazards(Hazards):
         theta, s = self.split(coef)
         scale = np.exp(np.einsum("nr,kcr->nkc", exog, theta))[..., None]
         return scale * np.asarray(t, dtype=float) ** np.exp(s)[None, ..., None]
+
+    def cumulative_at(self, exog, times, coef):
+        theta, s = self.split(coef)
+        eta = np.einsum("nr,kcr->nkc", exog, theta)
+        times = np.asarray(times, dtype=float)
+        with np.errstate(divide="ignore"):
+            log_t = np.log(times)[:, None, None]
+        positive = (times > 0)[:, None, None]
+        return np.where(positive, np.exp(eta + np.exp(s)[None] * np.where(positive, log_t, 0.0)),
+                        0.0)
+
+    def cumulative_derivatives(self, exog, times, coef):
+        """With u = rho log t: dH/d theta = H x, dH/ds = H u; d2H/d theta2 = H x x',
+        d2H/d theta ds = H u x, d2H/ds2 = H u (1 + u)."""
+        theta, s = self.split(coef)
+        eta = np.einsum("nr,kcr->nkc", exog, theta)
+        u = np.exp(s)[None] * np.log(np.asarray(times, dtype=float))[:, None, None]
+        cum = np.exp(eta + u)
+        n, K, C = cum.shape
+        r = exog.shape[1]
+        x = np.broadcast_to(exog[:, None, None, :], (n, K, C, r))
+        grad = np.concatenate([cum[..., None] * x, (cum * u)[..., None]], axis=3)
+        hess = np.empty((n, K, C, r + 1, r + 1))
+        hess[..., :r, :r] = cum[..., None, None] * x[..., :, None] * x[..., None, :]
+        hess[..., :r, r] = hess[..., r, :r] = (cum * u)[..., None] * x
+        hess[..., r, r] = cum * u * (1.0 + u)
+        return cum, grad, hess
 
     def rates(self, coef: np.ndarray, exog: np.ndarray, t: np.ndarray) -> np.ndarray:
         """h_kc(t | x), (n, K, C, G)."""
@@ -474,6 +576,31 @@ class PiecewiseHazards(Hazards):
         scale = np.exp(np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta))[..., None]
         return scale * np.einsum("kcj,gj->kcg", np.exp(alpha), self.exposure(t))[None]
 
+    def cumulative_at(self, exog, times, coef):
+        alpha, theta = self.split(coef)
+        eta = np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta)
+        base = np.einsum("kcj,nj->nkc", np.exp(alpha), self.exposure(times))
+        return np.exp(eta) * base
+
+    def cumulative_derivatives(self, exog, times, coef):
+        """With H_j = exp(alpha_j + x' theta) E_j(t): dH/d alpha_j = H_j, dH/d theta = H x;
+        d2H/d alpha_j2 = H_j, d2H/d alpha_j d theta = H_j x, d2H/d theta2 = H x x'."""
+        alpha, theta = self.split(coef)
+        x = exog[:, self.covariates]
+        eta = np.einsum("nr,kcr->nkc", x, theta)
+        pieces = np.exp(eta)[..., None] * np.exp(alpha)[None] * self.exposure(times)[:, None, None, :]
+        cum = pieces.sum(axis=3)
+        n, K, C = cum.shape
+        J, r = self.n_pieces, x.shape[1]
+        xb = np.broadcast_to(x[:, None, None, :], (n, K, C, r))
+        grad = np.concatenate([pieces, cum[..., None] * xb], axis=3)
+        hess = np.zeros((n, K, C, J + r, J + r))
+        hess[..., np.arange(J), np.arange(J)] = pieces
+        hess[..., :J, J:] = pieces[..., :, None] * xb[..., None, :]
+        hess[..., J:, :J] = np.swapaxes(hess[..., :J, J:], -1, -2)
+        hess[..., J:, J:] = cum[..., None, None] * xb[..., :, None] * xb[..., None, :]
+        return cum, grad, hess
+
     def rates(self, coef: np.ndarray, exog: np.ndarray, t: np.ndarray) -> np.ndarray:
         alpha, theta = self.split(coef)
         scale = np.exp(np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta))[..., None]
@@ -494,6 +621,13 @@ class PiecewiseHazards(Hazards):
         start = np.r_[0.0, self.knots][j]
         below = np.take_along_axis(at_knots, j[..., None], 2)[..., 0]
         return start + (values - below) / np.take_along_axis(rate, j[..., None], 2)[..., 0]
+
+
+def _entered(events: SubjectEvents) -> np.ndarray:
+    """Positions of the subjects with delayed entry (T0_i > 0) and event information."""
+    if events.entry is None:
+        return np.zeros(0, dtype=int)
+    return np.flatnonzero((events.entry > 0) & (events.cause >= 0))
 
 
 def make_hazards(survival: TimeToEvent, events: SubjectEvents) -> Hazards:
@@ -531,8 +665,16 @@ MAX_STEP = 5.0
 
 def event_sums(block, cache, hazards: Hazards, coef: np.ndarray):
     """Block function: the weighted sums of :meth:`Hazards.weighted_sums` of the
-    block's subjects, weighted by the E-step's posterior (times the subjects' weights)."""
-    return hazards.weighted_sums(block.events, coef, cache.weighted_tau)
+    block's subjects, weighted by the E-step's posterior (times the subjects' weights), and
+    under delayed entry the ghosts' term (:meth:`Hazards.ghost_sums`, weighted by the
+    E-step's expected ghosts), added to every cause of its expert."""
+    value, grad, hess = hazards.weighted_sums(block.events, coef, cache.weighted_tau)
+    ghosts = getattr(cache, "ghost_weights", None)
+    if ghosts is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            g_value, g_grad, g_hess = hazards.ghost_sums(block.events, coef, ghosts)
+        value, grad, hess = value + g_value[:, None], grad + g_grad, hess + g_hess
+    return value, grad, hess
 
 
 def event_totals(block, cache):
@@ -540,15 +682,33 @@ def event_totals(block, cache):
     of the block's subjects."""
     ev = block.events
     w = cache.weighted_tau * (ev.cause >= 0)[:, None]
-    return w.T @ ev.indicators, w.T @ ev.time
+    return w.T @ ev.indicators, w.T @ ev.at_risk_time
 
 
 def newton_m_step(blocks, caches, hazards: Hazards, coef: np.ndarray,
-                  max_iter: int = 25, tol: float = 1e-10) -> np.ndarray:
+                  max_iter: int = 25, tol: float = 1e-10, entry: bool = False) -> np.ndarray:
     """Maximise sum_i tau_ik log f(T_i, d_i | k) over every expert's coefficients from
     ``coef`` (K, C * (r + 1)), each (expert, cause) by its own Newton iterations with step
     halving (a pass over the blocks per iteration; the passes are cheap: no trajectory data).
-    Never decreases the objective of any (expert, cause)."""
+    Never decreases the objective of any (expert, cause).
+
+    ``entry``: the data have delayed entry, and the objective has the ghosts' term
+    sum_i g_ik log(1 - S_k(T0_i)) (:mod:`pymemoe.families.joint`), which couples an
+    expert's causes through S_k: the causes then move one at a time, the others held
+    (block coordinate ascent), so each accepted step still increases the objective."""
+    C = hazards.n_causes
+    if not entry or C == 1:
+        return _newton_causes(blocks, caches, hazards, coef, np.ones(C, dtype=bool),
+                              max_iter, tol)
+    for c in range(C):
+        coef = _newton_causes(blocks, caches, hazards, coef, np.arange(C) == c, max_iter, tol)
+    return coef
+
+
+def _newton_causes(blocks, caches, hazards: Hazards, coef: np.ndarray, movable: np.ndarray,
+                   max_iter: int, tol: float) -> np.ndarray:
+    """Newton's iterations of :func:`newton_m_step` on the causes ``movable`` (C,) of every
+    expert, the other causes held."""
     K = coef.shape[0]
     C, m = hazards.n_causes, hazards.n_per_cause
     current = coef.reshape(K, C, m).copy()
@@ -562,14 +722,14 @@ def newton_m_step(blocks, caches, hazards: Hazards, coef: np.ndarray,
         fallback = np.where(lost[..., None], hazards.rate_coefficients(rate), current)
         f_value, f_grad, f_hess = blocks.reduce(event_sums, caches, hazards,
                                                 fallback.reshape(K, -1))
-        take = lost & np.isfinite(f_value)
+        take = lost & np.isfinite(f_value) & movable
         current = np.where(take[..., None], fallback, current)
         value = np.where(take, f_value, value)
         grad = np.where(take[..., None], f_grad, grad)
         hess = np.where(take[..., None, None], f_hess, hess)
     for _ in range(max_iter):
         step = _regularised_step(grad, hess)
-        active = np.ones((K, C), dtype=bool)
+        active = np.broadcast_to(movable, (K, C)).copy()
         factor = np.ones((K, C))
         accepted = np.zeros((K, C), dtype=bool)
         new_value, new_grad, new_hess = value, grad, hess

@@ -242,8 +242,9 @@ class JointFamily(ExpertFamily):
     def description(self) -> str:
         causes = ", ".join(self.hazards.cause_names)
         kind = {"weibull": "Weibull", "piecewise": "piecewise-constant"}[self.survival.hazard]
+        entry = "" if self.survival.entry is None else f", entry {self.survival.entry!r}"
         return (f"{self.base.description} + {kind} hazards of {causes} (time "
-                f"{self.survival.time!r}, event {self.survival.event!r})")
+                f"{self.survival.time!r}, event {self.survival.event!r}{entry})")
 
     # -- where the hazards' coefficients sit ------------------------------------------------
 
@@ -315,6 +316,24 @@ class JointFamily(ExpertFamily):
         beta = self._join(grads.beta, self.hazards.gradients(data.events, coef))
         return ExpertGradients(beta=beta, cov=grads.cov, scale=grads.scale)
 
+    @property
+    def has_entry(self) -> bool:
+        """Delayed entry (``TimeToEvent(entry=...)``): the likelihood is conditioned on being
+        event-free at entry (:mod:`pymemoe._model.likelihood`)."""
+        return self.survival.entry is not None
+
+    def entry_logsurv(self, data, params: Params) -> np.ndarray | None:
+        if data.events.entry is None:
+            return None
+        return self.hazards.log_entry_survival(data.events, self._split(params)[1])
+
+    def entry_gradients(self, data, params: Params) -> np.ndarray:
+        """d log S_k(T0_i) on the coefficient vectors: the hazards' columns only."""
+        traj, coef = self._split(params)
+        grad = self.hazards.entry_gradients(data.events, coef)
+        N, K = grad.shape[:2]
+        return self._join(np.zeros((N, K, traj.beta.shape[1])), grad)
+
     def hessian_sums(self, data, params: Params, moments: JointMoments,
                      tau: np.ndarray) -> np.ndarray | None:
         """The trajectory family's closed-form Hessians and the hazards' (Newton's sums of
@@ -356,7 +375,7 @@ class JointFamily(ExpertFamily):
         beta_t, cov, scale = self.base.m_step(TrajectoryBlocks(blocks), caches,
                                               self.trajectory_structure(structure), traj,
                                               e_sums, summary)
-        new_coef = newton_m_step(blocks, caches, self.hazards, coef)
+        new_coef = newton_m_step(blocks, caches, self.hazards, coef, entry=self.has_entry)
         return self._join(beta_t, new_coef), cov, scale
 
     def summary(self, blocks) -> DataSummary:
@@ -377,7 +396,8 @@ class JointFamily(ExpertFamily):
         so that the starts separate subjects by their risk as well as their trajectories."""
         traj = self.base.subject_coefficients(data.base, k_mix - self.hazards.n_coef)
         ev = data.events
-        per = self.hazards.rate_coefficients(np.log((ev.indicators + 0.5) / ev.time[:, None]))
+        per = self.hazards.rate_coefficients(np.log((ev.indicators + 0.5)
+                                                    / ev.at_risk_time[:, None]))
         return np.concatenate([traj, per.reshape(per.shape[0], -1)], axis=1)
 
     # -- degenerate hazards ------------------------------------------------------------------
@@ -425,14 +445,14 @@ class JointFamily(ExpertFamily):
 
     def outcome_counts(self, data, tau: np.ndarray) -> pd.DataFrame:
         """Posterior-weighted events of each cause and person-time per expert: sum_i
-        tau_ik [d_i = c] and sum_i tau_ik T_i (subjects without event information count
-        for nothing)."""
+        tau_ik [d_i = c] and sum_i tau_ik (T_i - T0_i) (T0_i the entry time, 0 without
+        delayed entry; subjects without event information count for nothing)."""
         ev = data.events
         w = tau * (ev.cause >= 0)[:, None]
         events = w.T @ ev.indicators                                    # (K, C)
         out = {f"events: {name}": events[:, c]
                for c, name in enumerate(self.hazards.cause_names)}
-        out["person-time"] = w.T @ ev.time
+        out["person-time"] = w.T @ ev.at_risk_time
         return pd.DataFrame(out, index=pd.RangeIndex(1, tau.shape[1] + 1, name="expert"))
 
     def event_curves(self, params, exog, times, n_grid: int = 4000):
@@ -459,10 +479,15 @@ class JointFamily(ExpertFamily):
 
     def simulate_events(self, params, data, expert, rng):
         """Each cause's latent time H_kc^-1(E_c | x_i), E_c ~ Exp(1), under the subject's
-        expert; the event is the first of them (cause-specific hazards)."""
+        expert; the event is the first of them (cause-specific hazards). Under delayed entry,
+        H_kc^-1(H_kc(T0_i) + E_c): the latent times given all of them beyond T0_i, that is
+        the subject event-free at entry."""
         _, coef = self._split(params)
         ev = data.events
         draws = -np.log(rng.random((ev.time.shape[0], self.hazards.n_causes)))
+        if ev.entry is not None:
+            at_entry = self.hazards.entry_cumulative(ev, coef)          # (N, K, C)
+            draws = draws + at_entry[np.arange(draws.shape[0]), expert]
         latent = self.hazards.inverse_cumulative(coef, ev.exog, expert, draws)   # (N, C)
         return latent.min(axis=1), latent.argmin(axis=1) + 1
 
