@@ -7,6 +7,13 @@ empirical coverage of the 1 - alpha prediction sets.
 For binomial and Poisson experts the predictive law is discrete and has no prediction sets
 (:mod:`pymemoe.prediction`): the folds are scored by PMSE alone (for a 0/1 outcome it is
 the Brier score), and the coverage and set-length columns are missing.
+
+For joint models, ``landmarks`` and ``horizon`` score the dynamic event predictions too: at
+each landmark s, every held-out subject at risk at s gets, from the model fitted without it
+and its measurements up to s, the probability of each cause of event in (s, s + h]
+(:func:`pymemoe.prediction.dynamic_prediction`); the predictions of all folds are pooled and
+scored by the time-dependent AUC and Brier score with inverse-probability-of-censoring
+weights (:mod:`pymemoe._predictive.accuracy`).
 """
 from __future__ import annotations
 
@@ -20,12 +27,14 @@ from ._design.formula import build_design
 from ._design.subjects import subject_codes
 from ._estimation.seeds import as_seed_sequence
 from ._execution.threads import progress_bar
+from ._predictive.accuracy import dynamic_accuracy_arrays
 from ._predictive.laws import component_laws, laws_of
 from ._predictive.posterior import subject_posterior
 from ._predictive.rows import design_rows, observed_outcome
 from ._predictive.sets import SET_METHODS, check_alpha, covered_rows, set_arrays
 from .families import get_family
 from .model import MEMoE
+from .prediction import dynamic_prediction
 
 __all__ = ["cross_validate", "CrossValidation"]
 
@@ -63,6 +72,13 @@ class CrossValidation:
         Fold -> the subjects of the model fitted for it (``results.model.data.subjects``).
     alpha : float
     method : str
+    event_accuracy : pandas.DataFrame or None
+        With ``landmarks`` (joint models): one row per landmark and cause, the pooled
+        held-out predictions' ``n_at_risk``, ``n_cases``, ``n_controls``, ``n_censored``,
+        ``auc`` and ``brier`` (:func:`pymemoe.prediction.dynamic_accuracy`).
+    event_predictions : pandas.DataFrame or None
+        With ``landmarks``: one row per held-out subject at risk at each landmark: fold,
+        subject, landmark, time, event (entry under delayed entry) and ``P(<cause>)``.
     """
 
     table: pd.DataFrame
@@ -71,6 +87,8 @@ class CrossValidation:
     train_subjects: dict
     alpha: float
     method: str
+    event_accuracy: pd.DataFrame | None = None
+    event_predictions: pd.DataFrame | None = None
 
 
 def _dynamic_layout(codes: np.ndarray, t: np.ndarray):
@@ -98,7 +116,9 @@ def _dynamic_layout(codes: np.ndarray, t: np.ndarray):
 def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence,
                    n_folds: int = 5, random_state=None, alpha: float = 0.05,
                    progress: bool = False, *, time: Hashable | None = None,
-                   method: str = "hdr", **model_and_fit_kwargs: Any) -> CrossValidation:
+                   method: str = "hdr", landmarks: Sequence[float] | None = None,
+                   horizon: float | None = None,
+                   **model_and_fit_kwargs: Any) -> CrossValidation:
     """K-fold cross-validation over subjects: PMSE and coverage of prediction sets.
 
     Subjects (not rows) are shuffled and split into ``n_folds`` folds of nearly equal size.
@@ -135,6 +155,12 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
         Time column: adds the dynamic (one row ahead of the earlier rows) scores.
     method : {"hdr", "equal_tail"}
         Prediction sets.
+    landmarks : sequence of float, optional
+        Joint models (``survival=``): landmark times s at which the held-out subjects at
+        risk are given dynamic event predictions over (s, s + ``horizon``], scored by the
+        time-dependent AUC and Brier score (``event_accuracy``); needs ``time``.
+    horizon : float, optional
+        The prediction window h > 0 of ``landmarks``.
     **model_and_fit_kwargs
         Passed to :meth:`pymemoe.MEMoE.from_formula` (``re_formula``, ``gate_formula``,
         ``n_experts``, ``shared_formula``, ``cov_re``, ``re_structure``, ``scale``,
@@ -196,6 +222,9 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
     kept, labels = _analysis_rows(formula, work, groups, design_kwargs)
     if time is not None and time not in data.columns:
         raise ValueError(f"time={time!r} is not a column of data")
+    survival = model_kwargs.get("survival")
+    if landmarks is not None:
+        landmarks = _check_landmarks(landmarks, horizon, time, survival)
     codes, subjects = subject_codes(labels)
     n_subjects = len(subjects)
     if int(n_folds) != n_folds or not 2 <= n_folds <= n_subjects:
@@ -217,6 +246,7 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
     out["fold"] = fold_of_row
     out["subject"] = labels
     train_subjects: dict[int, pd.Index] = {}
+    event_parts: list[pd.DataFrame] = []
     for f in progress_bar(range(1, n_folds + 1), n_folds, "cross-validation", progress):
         test_mask = fold_of_row == f
         train_pos, test_pos = kept[~test_mask], kept[test_mask]
@@ -250,6 +280,11 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
                     r, lo_d, up_d = set_arrays(laws, alpha, method, 400)
                     out.loc[idx[target_pos], "covered_dynamic"] = covered_rows(
                         r, lo_d, up_d, y[target_pos], target_pos.size).astype(float)
+        if landmarks is not None:
+            test_labels = labels[test_mask]
+            test_groups = groups if group_values is None else test_labels
+            event_parts.append(_landmark_predictions(res, test, test_groups, test_labels,
+                                                     survival, landmarks, horizon, time, f))
     out.index = data.index[kept]
     out = out[np.isfinite(out["observed"].to_numpy(dtype=float))]
     table = _cv_table(out, n_folds, time is not None)
@@ -259,8 +294,85 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
         dtypes["covered_dynamic"] = "boolean"      # missing for a subject's first row
     predictions = out.astype(dtypes)
     folds = pd.Series(fold_of_subject, index=subjects, name="fold")
+    event_predictions = event_accuracy = None
+    if landmarks is not None:
+        event_predictions = pd.concat(event_parts, ignore_index=True)
+        event_accuracy = _event_accuracy(event_predictions, landmarks, horizon)
     return CrossValidation(table=table, predictions=predictions, folds=folds,
-                           train_subjects=train_subjects, alpha=alpha, method=method)
+                           train_subjects=train_subjects, alpha=alpha, method=method,
+                           event_accuracy=event_accuracy, event_predictions=event_predictions)
+
+
+def _check_landmarks(landmarks, horizon, time, survival) -> np.ndarray:
+    """The landmarks as floats, after checking that they can be scored."""
+    if survival is None:
+        raise ValueError("landmarks= scores the event predictions of a joint model: give "
+                         "survival=TimeToEvent(...)")
+    if time is None:
+        raise ValueError("landmarks= needs time= (the measurement times: the predictions "
+                         "use each subject's measurements up to the landmark)")
+    values = np.atleast_1d(np.asarray(landmarks, dtype=float))
+    if values.ndim != 1 or not values.size or not np.isfinite(values).all() or \
+            (values < 0).any():
+        raise ValueError(f"landmarks must be one or more times >= 0, got {landmarks!r}")
+    if horizon is None or not np.isfinite(horizon) or horizon <= 0:
+        raise ValueError(f"horizon must be a time > 0 with landmarks, got {horizon!r}")
+    return values
+
+
+def _landmark_predictions(res, test: pd.DataFrame, groups, labels: np.ndarray, survival,
+                          landmarks: np.ndarray, horizon: float, time, fold: int
+                          ) -> pd.DataFrame:
+    """The held-out subjects at risk at each landmark, with their follow-up and the fold's
+    predicted probability of each cause in (s, s + h]."""
+    per_subject = pd.DataFrame({"subject": labels,
+                                "time": pd.to_numeric(test[survival.time]).to_numpy(dtype=float),
+                                "event": test[survival.event].astype(float).to_numpy()})
+    if survival.entry is not None:
+        per_subject["entry"] = pd.to_numeric(test[survival.entry]).to_numpy(dtype=float)
+    per_subject = per_subject.groupby("subject", sort=False).first()
+    parts = []
+    for s in landmarks:                        # loops over landmarks, not subjects
+        risk = per_subject["time"] > s
+        if "entry" in per_subject:
+            risk &= per_subject["entry"] <= s
+        at_risk = per_subject.index[risk]
+        if not at_risk.size:
+            continue
+        rows = np.flatnonzero(pd.Index(labels).isin(at_risk))
+        row_groups = groups if isinstance(groups, str) else np.asarray(groups)[rows]
+        pred = dynamic_prediction(res, test.iloc[rows], s, horizon, time, groups=row_groups,
+                                  n_draws=0)
+        causes = [c for c in pred.columns if c.startswith("P(") and not c.startswith(
+            ("P(expert", "P(any"))]
+        frame = per_subject.loc[pred.index].copy()
+        frame[causes] = pred[causes].to_numpy()
+        frame.insert(0, "landmark", s)
+        frame.insert(0, "fold", fold)
+        parts.append(frame.reset_index())
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _event_accuracy(predictions: pd.DataFrame, landmarks: np.ndarray, horizon: float
+                    ) -> pd.DataFrame:
+    """The pooled AUC and Brier score of each landmark and cause."""
+    causes = [c for c in predictions.columns if c.startswith("P(")]
+    rows, index = [], []
+    for s in landmarks:                        # loops over landmarks and causes, not subjects
+        at = predictions[predictions["landmark"] == s] if len(predictions) else predictions
+        for c, column in enumerate(causes):
+            if len(at):
+                scores = dynamic_accuracy_arrays(
+                    at[column].to_numpy(), at["time"].to_numpy(), at["event"].to_numpy(int),
+                    s, horizon, cause=c + 1,
+                    entry=at["entry"].to_numpy() if "entry" in at else None)
+            else:
+                scores = {"n_at_risk": 0, "n_cases": 0, "n_controls": 0, "n_censored": 0,
+                          "auc": np.nan, "brier": np.nan}
+            rows.append(scores)
+            index.append((float(s), column[2:-1]))
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index,
+                                                                 names=["landmark", "cause"]))
 
 
 # The formulas' names that are not columns of the data are looked up in the frame that calls

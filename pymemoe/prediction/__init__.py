@@ -10,7 +10,8 @@
 * :func:`predictive_mixture`: the mixture law of one observation (:class:`PredictiveMixture`);
 * :func:`cumulative_incidence`: survival and cumulative incidence curves of a joint model's
   experts and their mixture, with confidence bands; :func:`dynamic_prediction`: the
-  probability of each cause of event in (s, s + h] given the measurements up to s;
+  probability of each cause of event in (s, s + h] given the measurements up to s, and
+  :func:`dynamic_accuracy`: their time-dependent AUC and Brier score;
 * :func:`prediction_set`, :func:`coverage`: highest-density or equal-tail prediction sets of
   single observations, and how often they cover.
 
@@ -19,10 +20,10 @@ call these. The mathematics is in :mod:`pymemoe._predictive`, the engine they sh
 plots, the diagnostics, cross-validation and the simulation.
 """
 from ._api import get_prediction, predict, predict_class, predictive_mixture, prior_class
-from ._events import cumulative_incidence, dynamic_prediction
+from ._events import cumulative_incidence, dynamic_accuracy, dynamic_prediction
 from ._results import PredictionResults, PredictiveMixture
 from ._sets import coverage, prediction_set
 
 __all__ = ["predict", "get_prediction", "predict_class", "prior_class", "predictive_mixture",
            "PredictiveMixture", "PredictionResults", "prediction_set", "coverage",
-           "cumulative_incidence", "dynamic_prediction"]
+           "cumulative_incidence", "dynamic_prediction", "dynamic_accuracy"]

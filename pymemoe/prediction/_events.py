@@ -24,6 +24,7 @@ from scipy.special import expit, logit
 from .._estimation.inference import delta_method
 from .._model.gating import log_prior
 from .._model.params import from_user
+from .._predictive.accuracy import dynamic_accuracy_arrays
 from .._predictive.posterior import history_statistics, posterior_of
 from .._predictive.rows import design_rows, history_mask
 
@@ -233,3 +234,49 @@ def dynamic_prediction(results, newdata: pd.DataFrame, landmark: float, horizon,
     if np.ndim(horizon) == 0:
         out = out.droplevel("horizon")
     return out
+
+
+def dynamic_accuracy(probability, time, event, landmark: float, horizon: float,
+                     cause: int = 1, entry=None) -> pd.Series:
+    r"""Time-dependent AUC and Brier score of predicted probabilities of an event of
+    ``cause`` in (landmark, landmark + horizon], with inverse-probability-of-censoring weights
+    (Blanche et al. 2015; the mathematics in :mod:`pymemoe._predictive.accuracy`).
+
+    Parameters
+    ----------
+    probability : array-like
+        One predicted probability per subject (e.g. a column ``P(<cause>)`` of
+        :func:`dynamic_prediction` at this landmark and horizon; subjects not at risk at the
+        landmark are left out whatever their value).
+    time, event : array-like
+        The same subjects' follow-up times and how follow-up ended (0 censored, 1..C the
+        cause).
+    landmark, horizon : float
+    cause : int
+        The cause predicted (1..C).
+    entry : array-like, optional
+        Delayed entry times: a subject who enters after the landmark is not at risk there.
+
+    Returns
+    -------
+    Series
+        ``n_at_risk``, ``n_cases``, ``n_controls``, ``n_censored`` (censored in the window:
+        weight 0), ``auc``, ``brier``.
+
+    Examples
+    --------
+    >>> from pymemoe.prediction import dynamic_accuracy
+    >>> dynamic_accuracy([0.9, 0.2, 0.6, 0.1], [2.0, 9.0, 3.0, 8.0], [1, 0, 1, 0],
+    ...                  landmark=1.0, horizon=4.0)[["auc", "brier"]].round(4).tolist()
+    [1.0, 0.055]
+    """
+    values = [np.asarray(v, dtype=float).ravel() for v in (probability, time, event)]
+    if len({v.size for v in values}) != 1:
+        raise ValueError("probability, time and event must have one value per subject")
+    if not (np.isfinite(horizon) and horizon > 0 and np.isfinite(landmark)):
+        raise ValueError(f"landmark must be finite and horizon > 0; got {landmark!r}, "
+                         f"{horizon!r}")
+    out = dynamic_accuracy_arrays(values[0], values[1], values[2].astype(int), landmark,
+                                  horizon, cause=int(cause),
+                                  entry=None if entry is None else np.asarray(entry, dtype=float))
+    return pd.Series(out, dtype=object).infer_objects()
