@@ -179,9 +179,14 @@ class MEMoE:
         if survival is not None:
             # the hazards' coefficients are expert-specific columns of the structure
             # (pymemoe.families.joint): after the trajectory's own, before the shared ones
+            # and those common to all experts shared columns, after the trajectory's
             hazards = make_hazards(survival, events)
             family = JointFamily(family, survival, hazards, k_shared=len(names[3]))
-            names = (tuple(names[0]) + tuple(hazards.coef_names()),) + tuple(names[1:])
+            labels, tied = hazards.coef_names(), hazards.tied
+            names = ((tuple(names[0]) + tuple(n for n, t in zip(labels, tied) if not t),)
+                     + tuple(names[1:3])
+                     + (tuple(names[3]) + tuple(n for n, t in zip(labels, tied) if t),)
+                     + tuple(names[4:]))
         self.structure = Structure.of_designs(n_experts, *names, cov_re=cov_re,
                                               re_structure=re_structure, scale=inputs.scale)
         data = family.make_data(inputs.endog, inputs.exog, inputs.exog_re, inputs.exog_gate,
@@ -305,8 +310,12 @@ class MEMoE:
             events = subject_events(data, groups, subjects, time=survival.time,
                                     event=survival.event, formula=survival.formula,
                                     causes=survival.causes, entry=survival.entry,
-                                    eval_depth=1)
+                                    common_formula=survival.common_formula, eval_depth=1)
             survival_data = subject_covariates(survival.formula, data, groups, subjects)
+            if survival.common_formula is not None:
+                more = subject_covariates(survival.common_formula, data, groups, subjects)
+                survival_data = survival_data.join(more[more.columns.difference(
+                    survival_data.columns)])
             if survival.visit_time is not None:
                 late = rows_after_time(data, groups, subjects, survival.visit_time, events)
                 if late:

@@ -176,6 +176,11 @@ def _sections(results, frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             part = mine[(mine["block"] == "beta") & mine["term"].isin(section.terms)]
             out.append((f"Expert {k}: {section.title}", part.set_axis(list(part["term"]))))
     shared = frame[(frame["block"] == "beta") & (frame["expert"] == "all")]
+    for section in sections:          # another outcome model's coefficients common to all
+        part = shared[shared["term"].isin(section.terms)]
+        if len(part):
+            out.append((f"All experts: {section.title}", part.set_axis(list(part["term"]))))
+    shared = shared[~shared["term"].isin(other)]
     if len(shared):
         out.append(("Fixed effects shared by all experts", shared.set_axis(list(shared["term"]))))
     ratio = frame[frame["term"] == "SD ratio"]
@@ -344,7 +349,8 @@ def _outcome_tables(results, alpha: float, float_format: str) -> list[pd.DataFra
         cells = format_frame(ratios[["hazard ratio", "lower", "upper"]], float_format)
         cells.columns = [sections[0].ratio_name, lo, hi]
         cells["P>|z|"] = [format_pvalue(p) for p in ratios["P>|z|"]]
-        cells.index = [f"expert {k}: {t}" for k, t in ratios.index]
+        cells.index = [f"all experts: {t}" if k == "all" else f"expert {k}: {t}"
+                       for k, t in ratios.index]
         out.append(_section(f"{sections[0].ratio_name.capitalize()}s (exp(coef))", cells))
     return out
 

@@ -26,7 +26,8 @@ from .subject_level import subject_design, subject_values
 from .subjects import group_labels
 from .variables import data_columns_of_code
 
-__all__ = ["SubjectEvents", "subject_events", "rows_after_time", "subject_covariates"]
+__all__ = ["SubjectEvents", "subject_events", "hazard_design", "rows_after_time",
+           "subject_covariates"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +46,8 @@ class SubjectEvents:
     entry : ndarray (N,) or None  delayed entry T0_i, 0 <= T0_i < T_i: the subject is in
                               the data because it was event-free at T0_i (left truncation);
                               None: every subject followed from time 0
+    common_names : tuple of str  the columns of ``exog`` whose effects are common to all
+                              experts (the last ones; from ``common_formula``)
     """
 
     time: np.ndarray
@@ -54,6 +57,7 @@ class SubjectEvents:
     cause_names: tuple[str, ...]
     subjects: pd.Index | None = None
     entry: np.ndarray | None = None
+    common_names: tuple[str, ...] = ()
 
     @property
     def at_risk_time(self) -> np.ndarray:
@@ -87,7 +91,8 @@ class SubjectEvents:
         return SubjectEvents(time=self.time[index], cause=self.cause[index],
                              exog=self.exog[index], exog_names=self.exog_names,
                              cause_names=self.cause_names,
-                             entry=None if self.entry is None else self.entry[index])
+                             entry=None if self.entry is None else self.entry[index],
+                             common_names=self.common_names)
 
     @classmethod
     def concatenate(cls, parts: "Sequence[SubjectEvents]") -> "SubjectEvents":
@@ -101,7 +106,7 @@ class SubjectEvents:
                    cause=np.concatenate([p.cause for p in parts]),
                    exog=np.concatenate([p.exog for p in parts]),
                    exog_names=parts[0].exog_names, cause_names=parts[0].cause_names,
-                   entry=entry)
+                   entry=entry, common_names=parts[0].common_names)
 
     @classmethod
     def unknown(cls, n_subjects: int, exog_names: Sequence[str],
@@ -153,7 +158,8 @@ def _cause_codes(values: pd.Series, what: str, causes: Sequence[str] | None,
 
 def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hashable,
                    event: Hashable, formula: str = "~1", causes: Sequence[str] | None = None,
-                   entry: Hashable | None = None, eval_depth: int = 0) -> SubjectEvents:
+                   entry: Hashable | None = None, common_formula: str | None = None,
+                   eval_depth: int = 0) -> SubjectEvents:
     """The checked time-to-event data of ``subjects`` from the long frame ``data``.
 
     Parameters
@@ -172,6 +178,9 @@ def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hash
         Names of the causes 1..C (default: "event" for one cause, else "1".."C").
     entry : column name, optional
         Delayed entry T0_i (left truncation), 0 <= T0_i < T_i.
+    common_formula : str, optional
+        One-sided formula of covariates with effects common to all experts: its columns
+        (without an intercept) follow ``formula``'s.
 
     Examples
     --------
@@ -199,14 +208,41 @@ def subject_events(data: pd.DataFrame, groups, subjects: pd.Index, *, time: Hash
     t0 = None if entry is None else _entry_times(data, entry, groups, subjects, time, t)
     status = subject_values(data, event, groups, None, subjects, what=f"event {event!r}")
     codes, names = _cause_codes(status, f"event {event!r}", causes, subjects)
-    exog, exog_names = subject_design(formula, data, groups, None, subjects,
-                                      eval_depth=eval_depth + 1)
+    exog, exog_names, common = hazard_design(formula, common_formula, data, groups, None,
+                                             subjects, eval_depth=eval_depth + 1)
+    return SubjectEvents(time=t, cause=codes, exog=exog, exog_names=tuple(exog_names),
+                         cause_names=names, subjects=subjects, entry=t0,
+                         common_names=tuple(common))
+
+
+def hazard_design(formula: str, common_formula: str | None, data: pd.DataFrame, groups,
+                  fitted_groups, subjects: pd.Index, eval_depth: int = 0
+                  ) -> tuple[np.ndarray, list[str], list[str]]:
+    """The hazards' design of ``subjects``, one row each: ``formula``'s columns, then
+    ``common_formula``'s without its intercept; the names of all columns and of the latter.
+    A ValueError names a subject whose covariates are missing or a column in both
+    formulas."""
+    exog, names = subject_design(formula, data, groups, fitted_groups, subjects,
+                                 eval_depth=eval_depth + 1)
+    names, common_names = list(names), []
+    if common_formula is not None:
+        common, common_names = subject_design(common_formula, data, groups, fitted_groups,
+                                              subjects, eval_depth=eval_depth + 1)
+        keep = [j for j, name in enumerate(common_names) if name != "Intercept"]
+        both = sorted(set(names) & {common_names[j] for j in keep})
+        if both:
+            raise ValueError(f"survival formula {formula!r} and common_formula "
+                             f"{common_formula!r} both have {both[0]!r}: a covariate's effect "
+                             f"is either each expert's own or common to all")
+        exog = np.column_stack([exog, common[:, keep]])
+        common_names = [common_names[j] for j in keep]
+        names += common_names
     incomplete = np.flatnonzero(~np.isfinite(exog).all(axis=1))
     if incomplete.size:
-        raise ValueError(f"survival formula {formula!r} is missing for subject "
+        which = formula if common_formula is None else f"{formula} / {common_formula}"
+        raise ValueError(f"survival formula {which!r} is missing for subject "
                          f"{plain_label(subjects[incomplete[0]])!r}{_more(incomplete.size)}")
-    return SubjectEvents(time=t, cause=codes, exog=exog, exog_names=tuple(exog_names),
-                         cause_names=names, subjects=subjects, entry=t0)
+    return exog, names, common_names
 
 
 def _entry_times(data: pd.DataFrame, entry: Hashable, groups, subjects: pd.Index,

@@ -39,8 +39,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .._design.events import SubjectEvents
-from .._design.subject_level import subject_design
+from .._design.events import SubjectEvents, hazard_design
 from .._model.params import Params, Structure
 from .._model.scales import DataSummary
 from .base import CoefficientSection, ExpertFamily, ExpertGradients
@@ -243,37 +242,55 @@ class JointFamily(ExpertFamily):
         causes = ", ".join(self.hazards.cause_names)
         kind = {"weibull": "Weibull", "piecewise": "piecewise-constant"}[self.survival.hazard]
         entry = "" if self.survival.entry is None else f", entry {self.survival.entry!r}"
-        return (f"{self.base.description} + {kind} hazards of {causes} (time "
+        relation = {"specific": "", "proportional": " proportional across experts",
+                    "common": " with a common baseline"}[self.survival.hazardtype]
+        return (f"{self.base.description} + {kind} hazards{relation} of {causes} (time "
                 f"{self.survival.time!r}, event {self.survival.event!r}{entry})")
 
     # -- where the hazards' coefficients sit ------------------------------------------------
 
-    def event_columns_start(self, n_trajectory: int) -> int:
-        """Where the hazards' coefficients start in a coefficient vector whose trajectory
-        part has ``n_trajectory`` columns (after the trajectory's expert-specific columns,
-        before its shared ones)."""
-        return n_trajectory - self.k_shared
+    def hazard_positions(self, n_columns: int) -> np.ndarray:
+        """Where each of the hazards' coefficients (their order, (n_coef,)) sits in a
+        coefficient vector of ``n_columns``: the experts' own after the trajectory's
+        expert-specific columns, those common to all experts (``Hazards.tied``) last, after
+        the trajectory's shared columns (shared columns of the structure)."""
+        tied = self.hazards.tied
+        n_tied = int(tied.sum())
+        start = n_columns - self.hazards.n_coef - self.k_shared
+        out = np.empty(tied.size, dtype=int)
+        out[~tied] = start + np.arange(tied.size - n_tied)
+        out[tied] = n_columns - n_tied + np.arange(n_tied)
+        return out
+
+    def trajectory_positions(self, n_columns: int) -> np.ndarray:
+        """Where the trajectory's coefficients sit in a coefficient vector of ``n_columns``
+        (the complement of :meth:`hazard_positions`, in order)."""
+        taken = np.zeros(n_columns, dtype=bool)
+        taken[self.hazard_positions(n_columns)] = True
+        return np.flatnonzero(~taken)
 
     def trajectory_structure(self, structure: Structure) -> Structure:
         """The structure of the trajectory model alone."""
         names = structure.exog_names
-        n = self.hazards.n_coef
-        start = self.event_columns_start(len(names) - n)
-        return dataclasses.replace(structure, exog_names=names[:start] + names[start + n:])
+        keep = self.trajectory_positions(len(names))
+        return dataclasses.replace(structure, exog_names=tuple(names[j] for j in keep),
+                                   k_shared=structure.k_shared - int(self.hazards.tied.sum()))
 
     def _split(self, params: Params) -> tuple[Params, np.ndarray]:
         """The trajectory's parameters and the hazards' coefficients (K, n) of ``params``."""
         beta = params.beta
-        n = self.hazards.n_coef
-        start = self.event_columns_start(beta.shape[1] - n)
-        traj = np.concatenate([beta[:, :start], beta[:, start + n:]], axis=1)
-        return dataclasses.replace(params, beta=traj), beta[:, start:start + n]
+        traj = beta[:, self.trajectory_positions(beta.shape[1])]
+        return (dataclasses.replace(params, beta=traj),
+                beta[:, self.hazard_positions(beta.shape[1])])
 
     def _join(self, traj: np.ndarray, event: np.ndarray) -> np.ndarray:
         """Coefficients (or their gradients) on the last axis, (..., p), from the
         trajectory's (..., p_t) and the hazards' (..., n): the inverse of :meth:`_split`."""
-        start = self.event_columns_start(traj.shape[-1])
-        return np.concatenate([traj[..., :start], event, traj[..., start:]], axis=-1)
+        p = traj.shape[-1] + event.shape[-1]
+        out = np.empty(np.broadcast_shapes(traj.shape[:-1], event.shape[:-1]) + (p,))
+        out[..., self.trajectory_positions(p)] = traj
+        out[..., self.hazard_positions(p)] = event
+        return out
 
     # -- the model's options and input ------------------------------------------------------
 
@@ -349,16 +366,18 @@ class JointFamily(ExpertFamily):
             return None
         _, _, h_events = self.hazards.weighted_sums(data.events, coef, tau)   # (K, C, m, m)
         n = self.hazards.n_coef
-        start = self.event_columns_start(traj.beta.shape[1])
+        p_traj = traj.beta.shape[1]
         n_base = base.shape[1]
-        # where each of the trajectory's natural coordinates sits in the joint ones
-        where = np.arange(n_base)
-        where = np.where(where < start, where, where + n)
+        # where each of the trajectory's natural coordinates sits in the joint ones: its
+        # betas among the joint betas, the covariance and scale after them
+        where = np.arange(n_base) + n
+        where[:p_traj] = self.trajectory_positions(p_traj + n)
         out = np.zeros((base.shape[0], n_base + n, n_base + n))
         out[:, where[:, None], where[None, :]] = base
         m = self.hazards.n_per_cause
+        positions = self.hazard_positions(p_traj + n)
         for c in range(self.hazards.n_causes):     # loops over causes, not subjects
-            cols = start + c * m + np.arange(m)
+            cols = positions[c * m + np.arange(m)]
             out[:, cols[:, None], cols[None, :]] = h_events[:, c]
         return out
 
@@ -394,7 +413,8 @@ class JointFamily(ExpertFamily):
         """The trajectory family's per-subject coefficients, and for the hazards the log of
         (events + 1/2) over follow-up time in the baseline's rate columns (other columns 0),
         so that the starts separate subjects by their risk as well as their trajectories."""
-        traj = self.base.subject_coefficients(data.base, k_mix - self.hazards.n_coef)
+        n_own = int((~self.hazards.tied).sum())
+        traj = self.base.subject_coefficients(data.base, k_mix - n_own)
         ev = data.events
         per = self.hazards.rate_coefficients(np.log((ev.indicators + 0.5)
                                                     / ev.at_risk_time[:, None]))
@@ -423,14 +443,15 @@ class JointFamily(ExpertFamily):
         K = tau.shape[1]
         value, term = np.zeros(K), np.zeros(K, dtype=int)
         per = self.hazards.per_cause(coef)                              # (K, C, m)
-        start = self.event_columns_start(traj.beta.shape[1])
+        p = traj.beta.shape[1] + self.hazards.n_coef
+        positions = self.hazard_positions(p)
         if size.shape[0]:
             value = size.max(axis=(0, 2))
             for k in range(K):           # loops over experts, not subjects
                 c = int(size[:, k].max(axis=0).argmax())
                 j = int(np.abs(per[k, c]).argmax())
-                term[k] = start + c * self.hazards.n_per_cause + j
-        base_term = np.where(base_term >= start, base_term + self.hazards.n_coef, base_term)
+                term[k] = positions[c * self.hazards.n_per_cause + j]
+        base_term = self.trajectory_positions(p)[base_term]
         use_base = base_value >= value
         return np.where(use_base, base_value, value), np.where(use_base, base_term, term)
 
@@ -465,16 +486,12 @@ class JointFamily(ExpertFamily):
     def event_exog(self, data, groups, fitted_groups, subjects):
         """The hazards' design of ``subjects`` from ``data`` (its formula evaluated per
         subject); a ValueError names a subject whose covariates are missing."""
-        exog, names = subject_design(self.survival.formula, data, groups, fitted_groups,
-                                     subjects)
+        formula, common = self.survival.formula, self.survival.common_formula
+        exog, names, _ = hazard_design(formula, common, data, groups, fitted_groups, subjects)
         if tuple(names) != self.hazards.exog_names:
-            raise ValueError(f"the survival formula {self.survival.formula!r} gives the columns "
+            raise ValueError(f"the survival formula {formula!r} gives the columns "
                              f"{names} on these data, not those of the fit "
                              f"{list(self.hazards.exog_names)} (a category absent here?)")
-        missing = np.flatnonzero(~np.isfinite(exog).all(axis=1))
-        if missing.size:
-            raise ValueError(f"the survival covariates of subject {subjects[missing[0]]!r} are "
-                             f"missing ({missing.size} subjects with missing covariates)")
         return exog
 
     def simulate_events(self, params, data, expert, rng):

@@ -318,6 +318,41 @@ def test_summary_counts_person_time_from_entry(entry_data):
     assert np.isfinite(robust.bse).all()
 
 
+@pytest.mark.parametrize("kind", ["weibull", "piecewise"])
+def test_ghost_term_derivatives_equal_numerical_differences(kind):
+    """The M-step's ghosts' term sum_i g_ik log(1 - S_k(T0_i)): its gradient equals
+    differences of its value and its Hessian differences of its gradient, per (expert,
+    cause) (entry times of 0 included: they count for nothing)."""
+    from pymemoe._design.events import SubjectEvents
+    from pymemoe.families.events import PiecewiseHazards, WeibullHazards
+    rng = np.random.default_rng(0)
+    n, K, C = 60, 2, 2
+    names, causes = ("Intercept", "x1"), ("a", "b")
+    events = SubjectEvents(time=rng.uniform(2, 5, n), cause=rng.integers(0, 3, n),
+                           exog=np.column_stack([np.ones(n), rng.normal(size=n)]),
+                           exog_names=names, cause_names=causes,
+                           entry=rng.uniform(0, 2, n) * (rng.uniform(size=n) < 0.7))
+    hazards = (WeibullHazards(exog_names=names, cause_names=causes) if kind == "weibull"
+               else PiecewiseHazards(exog_names=names, cause_names=causes, knots=(0.5, 1.2)))
+    ghosts = rng.uniform(0, 1, (n, K))
+    m = hazards.n_per_cause
+    coef = rng.normal(scale=0.3, size=(K, C * m))
+    coef[:, ::m] -= 1.0
+    _, grad, hess = hazards.ghost_sums(events, coef, ghosts)
+    h = 1e-6
+    for j in range(C * m):
+        up, down = coef.copy(), coef.copy()
+        up[:, j] += h
+        down[:, j] -= h
+        v_up, g_up, _ = hazards.ghost_sums(events, up, ghosts)
+        v_down, g_down, _ = hazards.ghost_sums(events, down, ghosts)
+        c, i = divmod(j, m)
+        np.testing.assert_allclose(grad[:, c, i], (v_up - v_down) / (2 * h), rtol=1e-6,
+                                   atol=1e-7)
+        np.testing.assert_allclose(hess[:, c, :, i], (g_up[:, c] - g_down[:, c]) / (2 * h),
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_weighted_aalen_johansen_with_entry_is_statsmodels_product_limit(entry_data):
     """Unit weights, one cause: the risk sets start at entry, as statsmodels' SurvfuncRight
     with ``entry``."""

@@ -17,7 +17,6 @@ from pymemoe.crossval import cross_validate
 from pymemoe.prediction import dynamic_accuracy
 
 
-
 def _cohort(n=500, seed=0, causes=1):
     """Weibull event times, uniform censoring, a noisy risk score that tracks the event."""
     rng = np.random.default_rng(seed)
