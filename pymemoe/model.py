@@ -37,19 +37,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 
-import warnings
-
 from ._design.checks import check_rank, plain_label
 from ._design.events import SubjectEvents, rows_after_time, subject_covariates, subject_events
-from ._design.subjects import subject_codes
 from ._design.formula import DesignSpec, build_design
 from ._design.inputs import model_inputs
 from ._design.subject_level import align_to_subjects
+from ._design.subjects import subject_codes
 from ._estimation.context import EMOptions
 from ._estimation.driver import run_em
 from ._estimation.inference import DeferredCov, check_cov_type
@@ -57,9 +56,9 @@ from ._execution.blocks import as_blocks
 from ._model.likelihood import chain_sums, e_step, natural_score_sums, score_obs
 from ._model.params import Params, Structure, from_user, param_labels
 from .families import get_family
-from .families.events import TimeToEvent, make_hazards
-from .families.joint import JointFamily
+from .families.events import TimeToEvent
 from .families.gaussian import SubjectData
+from .families.joint import JointFamily, make_hazards
 from .results import MEMoEResults
 
 __all__ = ["MEMoE"]
@@ -284,7 +283,7 @@ class MEMoE:
             sum_k p_ik f(y_i | k) and does not inform the gating.
         survival : TimeToEvent, optional
             A joint model (:mod:`pymemoe.families.joint`): each expert also has its own
-            cause-specific hazards (Weibull or piecewise constant) of the event that ends
+            cause-specific hazards (Weibull, piecewise constant or M-splines) of the event that ends
             follow-up (the columns ``survival.time`` and ``survival.event``, one value per
             subject), independent of the trajectory given the expert (lcmm's
             ``Jointlcmm``). Gaussian trajectories. See the user guide's page "Trajectories

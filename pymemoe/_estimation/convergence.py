@@ -67,7 +67,8 @@ def check_fit(ctx: FitContext, blocks, search, best, params: Params, caches,
             f"{search.n_finished} finished starts (within {llf_tol}): it may not be the global "
             f"maximum; refit with more starts (n_starts) and look at res.starts"))
     messages += _size_messages(ctx, sizes)
-    messages += boundary_messages(structure, params, ctx.summary, family.re_scale(params))
+    messages += boundary_messages(structure, params, ctx.summary, family.re_scale(params),
+                                  family=family)
     spread = max(blocks.gather(_logit_spread, caches, params.gamma))
     if spread > SEPARATION_THRESHOLD:
         messages.append((SeparationWarning,

@@ -342,7 +342,7 @@ def boundary_parameters(structure: Structure, params: Params, data) -> np.ndarra
     """Mask of user parameters at the boundary (see :func:`pymemoe._model.boundary.boundary_mask`)."""
     blocks = as_blocks(data, structure.n_experts)
     return boundary_mask(structure, params, blocks.family.summary(blocks),
-                         blocks.family.re_scale(params))
+                         blocks.family.re_scale(params), family=blocks.family)
 
 
 def _invert(info: np.ndarray, free: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -396,7 +396,10 @@ def _boundary_text(names: list[str]) -> list[str]:
              if len(names) == 1 else
              f"{', '.join(names)} are at the boundary of the parameter space: their standard "
              f"errors are")
-    return [f"{which} not available (NaN); consider dropping that random effect"]
+    remedy = ("consider fewer spline knots (a hazard's M-spline with weight 0)"
+              if all("log weight" in name for name in names)
+              else "consider dropping that random effect")
+    return [f"{which} not available (NaN); {remedy}"]
 
 
 def _prepare(data, structure, params, n_jobs=1, block_size=None):

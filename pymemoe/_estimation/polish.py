@@ -117,9 +117,12 @@ def projected_grad_max(ctx: FitContext, blocks, params: Params, caches: Sequence
     _, _, grad, squares = score_moments(blocks, structure, params, caches, internal=True)
     scale = np.sqrt(squares)
     scaled = np.divide(grad, scale, out=np.zeros_like(grad), where=scale > 0)
-    near = near_lower_bound(structure, params, ctx.summary, ctx.family.re_scale(params))
+    near = near_lower_bound(structure, params, ctx.summary, ctx.family.re_scale(params),
+                            family=ctx.family)
     for j, (low, _) in enumerate(internal_bounds(structure, ctx.summary.scale_floor)):
-        if low is not None and (theta[j] <= low + 1e-12 or near[j]) and grad[j] < 0:
+        # (a family's coefficient at a boundary has no bound of the search: a spline
+        # hazard's log weight drifting to -inf)
+        if ((low is not None and theta[j] <= low + 1e-12) or near[j]) and grad[j] < 0:
             scaled[j] = 0.0
     return float(np.abs(scaled).max()) if scaled.size else 0.0
 

@@ -7,6 +7,10 @@ ratio w_k ~0 have no interior derivative. :func:`boundary_mask` marks them, with
 that involve such a variance; the inference holds them fixed (NaN standard errors) and the EM
 driver reports them (:func:`boundary_messages`) with a remedy.
 
+A family can have coefficients of its own with a boundary (a spline hazard's weight, stored as
+its log, that runs to 0: :meth:`~pymemoe.families.base.ExpertFamily.coefficient_boundary`);
+they are masked with the variances, given ``family``.
+
 A covariance matrix can also be singular with every variance positive: random effects
 perfectly correlated (lme4's "boundary (singular) fit"). In the scaled matrix
 D~ = diag(z) D diag(z) / scale, the squared diagonal of its Cholesky factor holds each random
@@ -19,11 +23,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import BoundaryWarning
-from .params import Params, Structure, param_kinds, psd_cholesky, to_user
+from .params import Params, Structure, param_kinds, param_labels, psd_cholesky, to_user
 from .scales import DataSummary
 
 __all__ = ["REL_TOL", "variance_at_boundary", "singular_covariance", "boundary_mask",
-           "near_lower_bound", "boundary_messages"]
+           "near_lower_bound", "boundary_messages", "coefficients_at_boundary"]
 
 REL_TOL = 1e-6   # a variance below this fraction of its expert's scale counts as 0
 
@@ -52,12 +56,32 @@ def singular_covariance(params: Params, summary: DataSummary, re_scale: np.ndarr
                                                                        rel_tol).any(axis=1)
 
 
+def coefficients_at_boundary(structure: Structure, params: Params, family=None) -> np.ndarray:
+    """Mask of the parameter vector's fixed effects that ``family`` puts at a boundary
+    (:meth:`~pymemoe.families.base.ExpertFamily.coefficient_boundary`); all False without."""
+    kinds = param_kinds(structure)
+    mask = np.zeros(len(kinds), dtype=bool)
+    at = None if family is None else family.coefficient_boundary(params)
+    if at is None or not at.any():
+        return mask
+    k_mix = structure.k_mix
+    seen: dict = {}
+    for j, kind in enumerate(kinds):   # beta entries: each expert's columns, then the shared
+        if kind.kind != "beta":
+            continue
+        owner = -1 if kind.expert is None else kind.expert
+        column = seen.get(owner, 0)
+        seen[owner] = column + 1
+        mask[j] = (at[:, k_mix + column].any() if owner < 0 else at[owner, column])
+    return mask
+
+
 def boundary_mask(structure: Structure, params: Params, summary: DataSummary,
-                  re_scale: np.ndarray, rel_tol: float = REL_TOL) -> np.ndarray:
+                  re_scale: np.ndarray, rel_tol: float = REL_TOL, family=None) -> np.ndarray:
     """Mask of the user parameters at the boundary: residual variances at their floor,
     random-effect variances ~0 and the covariances that involve them (all random-effect
     entries of an expert whose residual variance is ~0, where D / sigma2 means nothing), SD
-    ratios ~0."""
+    ratios ~0, and ``family``'s coefficients at a boundary."""
     kinds = param_kinds(structure)
     mask = np.zeros(len(kinds), dtype=bool)
     scale_zero = (params.scale <= summary.scale_boundary if structure.has_scale
@@ -73,18 +97,20 @@ def boundary_mask(structure: Structure, params: Params, summary: DataSummary,
             mask[j] = bool(scale_zero[k] or singular[k] or at_zero[k, list(kind.re_index)].any())
         elif kind.kind == "ratio":
             mask[j] = theta[j] < np.sqrt(rel_tol)
-    return mask
+    return mask | coefficients_at_boundary(structure, params, family)
 
 
 def near_lower_bound(structure: Structure, params: Params, summary: DataSummary,
-                     re_scale: np.ndarray, rel_tol: float = REL_TOL) -> np.ndarray:
+                     re_scale: np.ndarray, rel_tol: float = REL_TOL,
+                     family=None) -> np.ndarray:
     """Mask of the *internal* vector's bounded entries that sit at their bound for all
     practical purposes: a Cholesky diagonal L_jj whose conditional variance L_jj^2 z_j is below
     ``rel_tol`` of its expert's scale, or an SD ratio below sqrt(rel_tol). A quasi-Newton
     search approaches such a bound without reaching it exactly, and there the gradient scaled
-    by its per-subject spread is meaningless (both vanish with L_jj)."""
+    by its per-subject spread is meaningless (both vanish with L_jj). The same holds for
+    ``family``'s coefficients at a boundary."""
     kinds = param_kinds(structure)
-    mask = np.zeros(len(kinds), dtype=bool)
+    mask = coefficients_at_boundary(structure, params, family)
     if not structure.k_re:
         return mask
     chol = psd_cholesky(params.cov_re) if structure.re_structure == "unstructured" else np.sqrt(
@@ -101,9 +127,18 @@ def near_lower_bound(structure: Structure, params: Params, summary: DataSummary,
 
 
 def boundary_messages(structure: Structure, params: Params, summary: DataSummary,
-                      re_scale: np.ndarray) -> list[tuple[type, str]]:
-    """(warning class, message) for each residual or random-effect variance at the boundary."""
+                      re_scale: np.ndarray, family=None) -> list[tuple[type, str]]:
+    """(warning class, message) for each residual or random-effect variance at the boundary,
+    and for ``family``'s coefficients there."""
     out = []
+    at = coefficients_at_boundary(structure, params, family)
+    if at.any():
+        labels = [label for label, hit in zip(_labels(structure), at) if hit]
+        out.append((BoundaryWarning,
+                    f"{len(labels)} coefficient(s) at the boundary of their range, held fixed "
+                    f"with no standard error: {', '.join(labels[:4])}"
+                    f"{' ...' if len(labels) > 4 else ''} (a spline hazard's weight at 0: "
+                    f"that M-spline is not used; fewer knots would drop it)"))
     K = structure.n_experts
     if structure.has_scale:
         for k in range(structure.n_scale):
@@ -128,3 +163,9 @@ def boundary_messages(structure: Structure, params: Params, summary: DataSummary
                             f"identify {structure.k_re} random effects; simplify re_formula or use "
                             f"re_structure='diagonal'"))
     return out
+
+
+def _labels(structure: Structure) -> list[str]:
+    """``expert k: term`` (or ``all experts: term``) of each parameter."""
+    return [f"{'all experts' if expert == 'all' else f'expert {expert}'}: {term}"
+            for _, expert, term in param_labels(structure)]

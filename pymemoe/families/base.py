@@ -248,6 +248,12 @@ class ExpertFamily(ABC):
         K = params.n_experts
         return np.zeros(K), np.zeros(K, dtype=int)
 
+    def coefficient_boundary(self, params) -> np.ndarray | None:
+        """Which fixed effects (K, p) sit at a boundary of their range, where they have no
+        interior derivative (a spline hazard's weight at 0: :mod:`pymemoe._model.boundary`
+        holds them fixed); None (default) when the family has none."""
+        return None
+
     def re_scale(self, params) -> np.ndarray:
         """The scale (K,) against which random-effect variances are judged (default: 1, the
         linear predictor's scale; Gaussian experts: the residual variance)."""

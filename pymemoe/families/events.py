@@ -56,15 +56,18 @@ import numpy as np
 
 from .._design.events import SubjectEvents
 
-__all__ = ["TimeToEvent", "Hazards", "WeibullHazards", "PiecewiseHazards", "make_hazards",
+__all__ = ["TimeToEvent", "Hazards", "WeibullHazards", "PiecewiseHazards",
            "event_sums", "event_totals", "newton_m_step", "TiedSystem"]
 
-HAZARDS = ("weibull", "piecewise")
+HAZARDS = ("weibull", "piecewise", "splines")
 #: the relations between the experts' baseline hazards, and lcmm's names of them
 HAZARD_TYPES = {"specific": "specific", "proportional": "proportional", "ph": "proportional",
                 "common": "common"}
 #: intervals of a piecewise-constant hazard when ``knots`` is not given
 DEFAULT_PIECES = 5
+#: intervals between the knots of a spline hazard when ``knots`` is not given (3 interior
+#: knots, 7 cubic M-splines, as lcmm's default of 5 nodes)
+DEFAULT_SPLINE_PIECES = 4
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,14 @@ class TimeToEvent:
     formula : str
         One-sided formula of the hazards' covariates (baseline values), e.g. ``"~ age"``;
         each expert has its own effects. Default ``"~1"``: a hazard per expert.
-    hazard : {"weibull", "piecewise"}
-        The baseline hazard of each expert and cause: Weibull, or piecewise constant
-        between ``knots``.
+    hazard : {"weibull", "piecewise", "splines"}
+        The baseline hazard of each expert and cause: Weibull, piecewise constant between
+        ``knots``, or a positive combination of cubic M-splines with interior ``knots``
+        (:mod:`pymemoe.families.spline_hazards`, lcmm's ``"splines"``).
     knots : int or sequence of float, optional
-        ``hazard="piecewise"``: the interior cut points of the intervals (times > 0), or
-        their number + 1 (the number of intervals), placed at quantiles of the event times;
-        default 5 intervals.
+        ``hazard="piecewise"`` or ``"splines"``: the interior knots (times > 0), or their
+        number + 1 (the number of intervals), placed at quantiles of the event times;
+        default 5 intervals (piecewise) or 4 (splines: 7 M-splines).
     causes : list of str, optional
         Names of the causes 1..C (default ``"event"`` for one cause, else ``"1"`` to
         ``"C"``).
@@ -144,8 +148,8 @@ class TimeToEvent:
             raise ValueError(f"TimeToEvent: common_formula {self.common_formula!r} must be "
                              f"one-sided, e.g. '~ sex'")
         if self.knots is not None:
-            if self.hazard != "piecewise":
-                raise ValueError("TimeToEvent: knots are for hazard='piecewise'")
+            if self.hazard == "weibull":
+                raise ValueError("TimeToEvent: knots are for hazard='piecewise' or 'splines'")
             if np.ndim(self.knots) == 0:
                 if int(self.knots) != self.knots or self.knots < 1:
                     raise ValueError(f"TimeToEvent: knots={self.knots!r} must be a number of "
@@ -202,6 +206,11 @@ class Hazards:
         """Positions, within a cause's coefficients, of the baseline's shape (common to all
         experts under proportional hazards)."""
         raise NotImplementedError
+
+    def at_zero(self, coef: np.ndarray) -> np.ndarray:
+        """Which coefficients (K, n_coef) sit at a boundary of their range (none here; a
+        spline hazard's weights can reach 0)."""
+        return np.zeros(coef.shape, dtype=bool)
 
     @property
     def n_per_cause(self) -> int:
@@ -717,8 +726,9 @@ class PiecewiseHazards(Hazards):
         alpha, theta = self.split(coef)
         x = exog[:, self.covariates]
         eta = np.einsum("nr,kcr->nkc", x, theta)
-        exposure = self.exposure(times)[:, None, None, :]
-        return np.exp(eta)[..., None] * np.exp(alpha)[None] * exposure, x
+        with np.errstate(over="ignore", divide="ignore"):
+            log_exposure = np.log(self.exposure(times))[:, None, None, :]
+            return np.exp(eta[..., None] + alpha[None] + log_exposure), x
 
     def cumulative_gradient(self, exog, times, coef):
         """dH/d alpha_j = H_j, dH/d theta = H x."""
@@ -772,21 +782,6 @@ def _entered(events: SubjectEvents) -> np.ndarray:
     if events.entry is None:
         return np.zeros(0, dtype=int)
     return np.flatnonzero((events.entry > 0) & (events.cause >= 0))
-
-
-def make_hazards(survival: TimeToEvent, events: SubjectEvents) -> Hazards:
-    """The hazards of ``survival`` for these subjects' events (a piecewise hazard's knots at
-    quantiles of their event times when not given)."""
-    common = dict(hazardtype=survival.hazardtype, common_names=events.common_names)
-    if survival.hazard == "weibull":
-        return WeibullHazards(exog_names=events.exog_names, cause_names=events.cause_names,
-                              **common)
-    knots = survival.knots if survival.knots is not None else DEFAULT_PIECES
-    if isinstance(knots, int):
-        times = events.time[events.cause > 0]
-        knots = tuple(np.unique(np.quantile(times, np.arange(1, knots) / knots)))
-    return PiecewiseHazards(exog_names=events.exog_names, cause_names=events.cause_names,
-                            knots=tuple(float(k) for k in knots), **common)
 
 
 def _regularised_step(grad: np.ndarray, hess: np.ndarray) -> np.ndarray:

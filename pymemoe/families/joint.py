@@ -9,11 +9,11 @@ y_i and its follow-up (T_i, d_i) are independent, so
 
 :class:`JointFamily` is that product, written to the family contract of
 :mod:`pymemoe.families.base`: the trajectory family (Gaussian experts) and the hazards
-(:class:`pymemoe.families.events.Hazards`: Weibull or piecewise constant) each own their
-log-densities, gradients and M-step; the joint family adds the log-densities, places the gradients side by side and runs
-both M-steps (each maximises its own part of the expected complete-data log-likelihood, so
-their pair maximises the sum). The EM driver, the polish, the inference and the executors see
-one family and do not change.
+(:class:`pymemoe.families.events.Hazards`: Weibull, piecewise constant or M-splines) each own
+their log-densities, gradients and M-step; the joint family adds the log-densities, places the
+gradients side by side and runs both M-steps (each maximises its own part of the expected
+complete-data log-likelihood, so their pair maximises the sum). The EM driver, the polish, the
+inference and the executors see one family and do not change.
 
 **Coefficients.** The hazards' coefficients are expert-specific fixed effects of the model's
 structure: each expert's coefficient vector is
@@ -43,9 +43,18 @@ from .._design.events import SubjectEvents, hazard_design
 from .._model.params import Params, Structure
 from .._model.scales import DataSummary
 from .base import CoefficientSection, ExpertFamily, ExpertGradients
-from .events import Hazards, TimeToEvent, newton_m_step
+from .events import (
+    DEFAULT_PIECES,
+    DEFAULT_SPLINE_PIECES,
+    Hazards,
+    PiecewiseHazards,
+    TimeToEvent,
+    WeibullHazards,
+    newton_m_step,
+)
+from .spline_hazards import SplineHazards
 
-__all__ = ["JointFamily", "JointData", "JointMoments", "TrajectoryBlocks"]
+__all__ = ["JointFamily", "JointData", "JointMoments", "TrajectoryBlocks", "make_hazards"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,7 +249,8 @@ class JointFamily(ExpertFamily):
     @property
     def description(self) -> str:
         causes = ", ".join(self.hazards.cause_names)
-        kind = {"weibull": "Weibull", "piecewise": "piecewise-constant"}[self.survival.hazard]
+        kind = {"weibull": "Weibull", "piecewise": "piecewise-constant",
+                "splines": "M-spline"}[self.survival.hazard]
         entry = "" if self.survival.entry is None else f", entry {self.survival.entry!r}"
         relation = {"specific": "", "proportional": " proportional across experts",
                     "common": " with a common baseline"}[self.survival.hazardtype]
@@ -428,6 +438,16 @@ class JointFamily(ExpertFamily):
     separation_text = ("a cumulative hazard beyond e^25 or below e^-25 at its subjects' "
                        "follow-up times: a cause with no or a single event among them")
 
+    def coefficient_boundary(self, params: Params) -> np.ndarray | None:
+        """The hazards' coefficients at a boundary (``Hazards.at_zero``) in their columns."""
+        traj, coef = self._split(params)
+        at = self.hazards.at_zero(coef)
+        if not at.any():
+            return None
+        out = np.zeros(params.beta.shape, dtype=bool)
+        out[:, self.hazard_positions(params.beta.shape[1])] = at
+        return out
+
     def extreme_fits(self, data, params: Params, tau: np.ndarray):
         """The largest absolute log cumulative hazard, abs(log H_kc(T_i)), over the subjects
         that expert k most likely holds, and the largest hazard coefficient of that cause (its
@@ -550,3 +570,27 @@ class JointFamily(ExpertFamily):
 def _events_of_block(block, cache) -> SubjectEvents:
     """Block function: the block's events (brought to the caller for the start)."""
     return block.events
+
+
+def make_hazards(survival: TimeToEvent, events: SubjectEvents) -> Hazards:
+    """The hazards of ``survival`` for these subjects' events (a piecewise hazard's knots at
+    quantiles of their event times when not given)."""
+    common = dict(hazardtype=survival.hazardtype, common_names=events.common_names)
+    if survival.hazard == "weibull":
+        return WeibullHazards(exog_names=events.exog_names, cause_names=events.cause_names,
+                              **common)
+    default = DEFAULT_PIECES if survival.hazard == "piecewise" else DEFAULT_SPLINE_PIECES
+    knots = survival.knots if survival.knots is not None else default
+    if isinstance(knots, int):
+        times = events.time[events.cause > 0]
+        knots = tuple(np.unique(np.quantile(times, np.arange(1, knots) / knots)))
+    knots = tuple(float(k) for k in knots)
+    if survival.hazard == "piecewise":
+        return PiecewiseHazards(exog_names=events.exog_names, cause_names=events.cause_names,
+                                knots=knots, **common)
+    upper = float(events.time.max())
+    if knots and knots[-1] >= upper:
+        raise ValueError(f"TimeToEvent: the spline knots {knots} must be below the largest "
+                         f"follow-up time {upper:g}")
+    return SplineHazards(exog_names=events.exog_names, cause_names=events.cause_names,
+                         knots=knots, upper=upper, **common)
