@@ -102,3 +102,40 @@ def assert_same_results(a, b) -> None:
     assert np.array_equal(a.bse.to_numpy(), b.bse.to_numpy(), equal_nan=True)
     assert np.array_equal(a.llf_trace, b.llf_trace)
     assert a.converged == b.converged and a.messages == b.messages
+
+
+def assert_score_is_numerical_gradient(model: MEMoE, theta: pd.Series, rel_step: float = 1e-6,
+                                       rtol: float = 1e-5) -> None:
+    """``model.score(theta)`` equals central differences of ``model.loglike`` (steps
+    ``rel_step`` times max(|theta_j|, 1)), to ``rtol`` and 1e-4 of the largest entry."""
+    grad = model.score(theta)
+    numeric = np.empty_like(grad)
+    for j in range(len(theta)):
+        h = rel_step * max(abs(theta.iloc[j]), 1.0)
+        up, down = theta.copy(), theta.copy()
+        up.iloc[j] += h
+        down.iloc[j] -= h
+        numeric[j] = (model.loglike(up) - model.loglike(down)) / (2 * h)
+    np.testing.assert_allclose(grad, numeric, rtol=rtol, atol=1e-4 * np.abs(numeric).max())
+
+
+def perturbed(params: pd.Series, scale: float = 0.05, seed: int = 1) -> pd.Series:
+    """``params`` moved by ``scale`` times their size at random (variances stay positive): a
+    point away from the maximum, where a score is not 0."""
+    values = params.to_numpy()
+    rng = np.random.default_rng(seed)
+    return pd.Series(values + scale * np.abs(values) * rng.standard_normal(values.size),
+                     index=params.index)
+
+
+def assert_em_never_decreases(model: MEMoE, seeds=(0, 1)) -> None:
+    """EM alone (no polish, one independent start, tight tolerance) from each seed: the
+    log-likelihood trace never decreases (beyond rounding)."""
+    for seed in seeds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = model.fit(n_starts=1, random_state=seed, polish=False, tol=1e-10,
+                            starts="independent")
+        trace = res.llf_trace
+        assert len(trace) > 5
+        assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:])), np.diff(trace).min()

@@ -923,21 +923,33 @@ def _newton_tied(blocks, caches, hazards: Hazards, coef: np.ndarray, movable: np
         value = np.where(take, f_value, value)
         grad = np.where(take[:, None], f_grad, grad)
         hess = np.where(take[:, None, None], f_hess, hess)
-    phi = system.pack(current)
+    phi = _damped_newton(lambda x: evaluate(system.unpack(x)), system.pack(current),
+                         (value, grad, hess), movable, max_iter, tol)
+    return system.unpack(phi).reshape(K, -1)
+
+
+def _damped_newton(evaluate, x: np.ndarray, sums: tuple, movable: np.ndarray,
+                   max_iter: int, tol: float) -> np.ndarray:
+    """Newton's iterations on independent units (the leading axes of ``x`` (..., d), each
+    its own objective), with the Levenberg-shifted step (:func:`_regularised_step`) halved
+    per unit until its objective does not decrease; ``evaluate(x)`` returns the objectives
+    (...), gradients (..., d) and Hessians (..., d, d), ``sums`` those at ``x``; only the
+    units ``movable`` move. Never decreases any unit's objective."""
+    value, grad, hess = sums
     for _ in range(max_iter):
         step = _regularised_step(grad, hess)
-        active = movable.copy()
-        factor = np.ones(system.C)
-        accepted = np.zeros(system.C, dtype=bool)
+        active = np.array(movable, dtype=bool, copy=True)
+        factor = np.ones(active.shape)
+        accepted = np.zeros(active.shape, dtype=bool)
         new_value, new_grad, new_hess = value, grad, hess
-        for _ in range(30):                          # step halving, the causes at once
-            trial = phi + np.where(active, factor, 0.0)[:, None] * step
-            t_value, t_grad, t_hess = evaluate(system.unpack(trial))
+        for _ in range(30):                          # step halving, all units at once
+            trial = x + np.where(active, factor, 0.0)[..., None] * step
+            t_value, t_grad, t_hess = evaluate(trial)
             ok = active & np.isfinite(t_value) & (t_value >= value - 1e-12 * np.abs(value))
             new_value = np.where(ok, t_value, new_value)
-            new_grad = np.where(ok[:, None], t_grad, new_grad)
-            new_hess = np.where(ok[:, None, None], t_hess, new_hess)
-            phi = np.where(ok[:, None], trial, phi)
+            new_grad = np.where(ok[..., None], t_grad, new_grad)
+            new_hess = np.where(ok[..., None, None], t_hess, new_hess)
+            x = np.where(ok[..., None], trial, x)
             accepted |= ok
             active &= ~ok
             if not active.any():
@@ -947,7 +959,7 @@ def _newton_tied(blocks, caches, hazards: Hazards, coef: np.ndarray, movable: np
         value, grad, hess = new_value, new_grad, new_hess
         if not accepted.any() or np.all(gain <= tol * (1.0 + np.abs(value))):
             break
-    return system.unpack(phi).reshape(K, -1)
+    return x
 
 
 def _newton_causes(blocks, caches, hazards: Hazards, coef: np.ndarray, movable: np.ndarray,
@@ -957,8 +969,11 @@ def _newton_causes(blocks, caches, hazards: Hazards, coef: np.ndarray, movable: 
     K = coef.shape[0]
     C, m = hazards.n_causes, hazards.n_per_cause
     current = coef.reshape(K, C, m).copy()
-    value, grad, hess = blocks.reduce(event_sums, caches, hazards, current.reshape(K, -1),
-                                      movable)
+
+    def evaluate(per):
+        return blocks.reduce(event_sums, caches, hazards, per.reshape(K, -1), movable)
+
+    value, grad, hess = evaluate(current)
     lost = ~np.isfinite(value)
     if lost.any():
         # hazards that overflow for subjects of the expert (an extreme start): the weighted
@@ -966,35 +981,12 @@ def _newton_causes(blocks, caches, hazards: Hazards, coef: np.ndarray, movable: 
         events, time = blocks.reduce(event_totals, caches)
         rate = np.log(np.maximum(events, 0.5) / np.maximum(time, 1e-300)[:, None])   # (K, C)
         fallback = np.where(lost[..., None], hazards.rate_coefficients(rate), current)
-        f_value, f_grad, f_hess = blocks.reduce(event_sums, caches, hazards,
-                                                fallback.reshape(K, -1), movable)
+        f_value, f_grad, f_hess = evaluate(fallback)
         take = lost & np.isfinite(f_value) & movable
         current = np.where(take[..., None], fallback, current)
         value = np.where(take, f_value, value)
         grad = np.where(take[..., None], f_grad, grad)
         hess = np.where(take[..., None, None], f_hess, hess)
-    for _ in range(max_iter):
-        step = _regularised_step(grad, hess)
-        active = np.broadcast_to(movable, (K, C)).copy()
-        factor = np.ones((K, C))
-        accepted = np.zeros((K, C), dtype=bool)
-        new_value, new_grad, new_hess = value, grad, hess
-        for _ in range(30):                          # step halving, all (k, c) at once
-            trial = current + np.where(active, factor, 0.0)[..., None] * step
-            t_value, t_grad, t_hess = blocks.reduce(event_sums, caches, hazards,
-                                                    trial.reshape(K, -1), movable)
-            ok = active & np.isfinite(t_value) & (t_value >= value - 1e-12 * np.abs(value))
-            new_value = np.where(ok, t_value, new_value)
-            new_grad = np.where(ok[..., None], t_grad, new_grad)
-            new_hess = np.where(ok[..., None, None], t_hess, new_hess)
-            current = np.where(ok[..., None], trial, current)
-            accepted |= ok
-            active &= ~ok
-            if not active.any():
-                break
-            factor = np.where(active, factor / 2.0, factor)
-        gain = new_value - value
-        value, grad, hess = new_value, new_grad, new_hess
-        if not accepted.any() or np.all(gain <= tol * (1.0 + np.abs(value))):
-            break
+    current = _damped_newton(evaluate, current, (value, grad, hess),
+                             np.broadcast_to(movable, (K, C)), max_iter, tol)
     return current.reshape(K, -1)

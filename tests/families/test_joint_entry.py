@@ -21,10 +21,11 @@ import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy import optimize, special, stats
+from test_joint import HAZARD_TRUTH
 
 from pymemoe import MEMoE, TimeToEvent, simulate
 
-from test_joint import HAZARD_TRUTH
+from helpers import assert_em_never_decreases, assert_score_is_numerical_gradient, perturbed
 from truth import TRUTH_K2, dense_loglike, simulate_memoe
 
 
@@ -190,19 +191,7 @@ def test_loglikelihood_equals_dense_truncated_computation(entry_data):
 def test_score_equals_numerical_gradient_with_entry_and_competing_risks(entry_data, hazard):
     model = _model(entry_data, event="d2", hazard=hazard)
     res = model.fit(n_starts=1, random_state=0, maxiter=30, polish=False)
-    rng = np.random.default_rng(1)
-    values = res.params.to_numpy()     # away from the maximum; variances stay positive
-    theta = pd.Series(values + 0.05 * np.abs(values) * rng.standard_normal(values.size),
-                      index=res.params.index)
-    grad = model.score(theta)
-    numeric = np.empty_like(grad)
-    for j in range(len(theta)):
-        h = 1e-6 * max(abs(theta.iloc[j]), 1.0)
-        up, down = theta.copy(), theta.copy()
-        up.iloc[j] += h
-        down.iloc[j] -= h
-        numeric[j] = (model.loglike(up) - model.loglike(down)) / (2 * h)
-    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4 * np.abs(numeric).max())
+    assert_score_is_numerical_gradient(model, perturbed(res.params))
 
 
 @pytest.mark.parametrize("hazard", ["weibull", "piecewise"])
@@ -210,13 +199,7 @@ def test_em_with_ghosts_never_decreases_the_truncated_loglikelihood(entry_data, 
     """The M-step's Q includes the expected subjects lost before entry; with two causes the
     hazards' Newton steps move one cause at a time. The reported (exact) log-likelihood
     never decreases, from several starts."""
-    model = _model(entry_data, event="d2", hazard=hazard)
-    for seed in range(2):
-        res = model.fit(n_starts=1, random_state=seed, polish=False, tol=1e-10,
-                        starts="independent")
-        trace = res.llf_trace
-        assert len(trace) > 5
-        assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:])), np.diff(trace).min()
+    assert_em_never_decreases(_model(entry_data, event="d2", hazard=hazard))
 
 
 def test_observed_information_is_minus_the_numerical_hessian(entry_data):
@@ -357,6 +340,7 @@ def test_weighted_aalen_johansen_with_entry_is_statsmodels_product_limit(entry_d
     """Unit weights, one cause: the risk sets start at entry, as statsmodels' SurvfuncRight
     with ``entry``."""
     from statsmodels.duration.survfunc import SurvfuncRight
+
     from pymemoe.diagnostics import weighted_aalen_johansen
     subjects = entry_data.groupby("id").first()
     T, d, T0 = (subjects[c].to_numpy() for c in ("T", "d", "T0"))

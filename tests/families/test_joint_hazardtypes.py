@@ -14,7 +14,6 @@ covariate effects common to all experts (``TimeToEvent(hazardtype=..., common_fo
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import special, stats
 from test_joint import weibull_fit
@@ -22,6 +21,7 @@ from test_joint_entry import simulate_entry
 
 from pymemoe import MEMoE, TimeToEvent
 
+from helpers import assert_em_never_decreases, assert_score_is_numerical_gradient, perturbed
 from truth import dense_loglike
 
 
@@ -124,19 +124,7 @@ def test_proportional_weibull_with_a_common_covariate_is_the_dense_likelihood(da
 def test_score_with_common_coefficients_equals_numerical_gradient(data, spec):
     model = _model(data, event="d2", causes=["a", "b"], entry="T0", **spec)
     res = model.fit(n_starts=1, random_state=0, maxiter=30, polish=False)
-    rng = np.random.default_rng(2)
-    values = res.params.to_numpy()
-    theta = pd.Series(values + 0.05 * np.abs(values) * rng.standard_normal(values.size),
-                      index=res.params.index)
-    grad = model.score(theta)
-    numeric = np.empty_like(grad)
-    for j in range(len(theta)):
-        h = 1e-6 * max(abs(theta.iloc[j]), 1.0)
-        up, down = theta.copy(), theta.copy()
-        up.iloc[j] += h
-        down.iloc[j] -= h
-        numeric[j] = (model.loglike(up) - model.loglike(down)) / (2 * h)
-    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4 * np.abs(numeric).max())
+    assert_score_is_numerical_gradient(model, perturbed(res.params, seed=2))
 
 
 @pytest.mark.parametrize("spec", [
@@ -146,13 +134,7 @@ def test_score_with_common_coefficients_equals_numerical_gradient(data, spec):
          common_formula="~ x1", entry="T0"),
 ])
 def test_em_with_common_coefficients_never_decreases_the_loglikelihood(data, spec):
-    model = _model(data, event="d2", causes=["a", "b"], **spec)
-    for seed in range(2):
-        res = model.fit(n_starts=1, random_state=seed, polish=False, tol=1e-10,
-                        starts="independent")
-        trace = res.llf_trace
-        assert len(trace) > 5
-        assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:])), np.diff(trace).min()
+    assert_em_never_decreases(_model(data, event="d2", causes=["a", "b"], **spec))
 
 
 def test_predictions_read_both_formulas_for_new_subjects(data):
