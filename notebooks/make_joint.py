@@ -57,14 +57,15 @@ md(r"""
 ## Parameters
 
 `N_STARTS` EM starts per fit, `K_MAX` the largest number of experts compared, `N_DRAWS` the
-parameter draws of the intervals of the dynamic predictions. The test suite runs the
-notebook with small values.
+parameter draws of the intervals of the dynamic predictions, `N_FOLDS` the folds of their
+cross-validation. The test suite runs the notebook with small values.
 """)
 
 code("""
 N_STARTS = 10        # EM starts per fit
 K_MAX = 4            # largest number of experts compared
 N_DRAWS = 500        # parameter draws of the dynamic predictions' intervals
+N_FOLDS = 5          # folds of the cross-validation of the predictions
 SEED = 0             # seeds the EM starts and the draws
 """, tags=("parameters",))
 
@@ -262,7 +263,7 @@ scores = {}
 for name, (k, spec) in models.items():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cv = cross_validate("np.log(bili) ~ year", df, "id", n_folds=5, random_state=SEED,
+        cv = cross_validate("np.log(bili) ~ year", df, "id", n_folds=N_FOLDS, random_state=SEED,
                             time="year", re_formula="~ year", n_experts=k, survival=spec,
                             landmarks=[1.0, 3.0, 5.0], horizon=3.0, n_starts=N_STARTS)
     scores[name] = cv.event_accuracy.xs("death", level="cause")[["auc", "brier"]]
@@ -312,7 +313,7 @@ print("measurements after the follow-up time:\\n  " + str(caught[-1].message))
 """, tags=("joint-errors",))
 
 code("""
-print(f"N_STARTS = {N_STARTS}, K_MAX = {K_MAX}, N_DRAWS = {N_DRAWS}")
+print(f"N_STARTS = {N_STARTS}, K_MAX = {K_MAX}, N_DRAWS = {N_DRAWS}, N_FOLDS = {N_FOLDS}")
 print(f"whole notebook: {time.perf_counter() - _start:.0f} s")
 """, tags=("joint-numbers",))
 

@@ -184,7 +184,7 @@ def test_binary_and_count_notebook_runs(glmm_executed):
 
 
 JOINT = NOTEBOOKS / "joint.ipynb"
-JOINT_SMALL = {"N_STARTS": 2, "K_MAX": 2, "N_DRAWS": 20}
+JOINT_SMALL = {"N_STARTS": 2, "K_MAX": 2, "N_DRAWS": 20, "N_FOLDS": 2}
 JOINT_FIGURES = ("joint-figure-events", "joint-figure-fit", "joint-figure-dynamic")
 
 
@@ -195,7 +195,8 @@ def joint_executed(kernel_env):
 
 def test_joint_notebook_matches_its_generator_and_is_stored_executed():
     stored = _stored_as_built(JOINT, "make_joint", JOINT_FIGURES)
-    assert "N_STARTS = 10, K_MAX = 4, N_DRAWS = 500" in _text(_one(stored, "joint-numbers"))
+    assert "N_STARTS = 10, K_MAX = 4, N_DRAWS = 500, N_FOLDS = 5" in _text(
+        _one(stored, "joint-numbers"))
 
 
 def test_joint_notebook_runs(joint_executed):
@@ -206,6 +207,7 @@ def test_joint_notebook_runs(joint_executed):
     assert "trajectories alone" in _text(_one(nb, "joint-posteriors"))
     assert "P(death) upper" in _text(_one(nb, "joint-dynamic"))
     assert "no error" not in _text(_one(nb, "joint-errors"))
+    assert "auc" in _text(_one(nb, "joint-accuracy"))
     for tag in JOINT_FIGURES:
         assert _has_png(_one(nb, tag)), tag
     assert "N_STARTS = 2" in _text(_one(nb, "joint-numbers"))
