@@ -518,6 +518,8 @@ class WeibullHazards(Hazards):
         out = np.zeros((K, C, r + 1, r + 1))
         for k in range(K):                 # loops over experts and causes, not subjects
             for c in range(C):
+                if not weights[:, k, c].any():      # a cause the M-step does not move
+                    continue
                 v = np.column_stack([exog, u[:, k, c]])
                 out[k, c] = (v * w_cum[:, k, c, None]).T @ v
                 out[k, c, r, r] += w_cum[:, k, c] @ u[:, k, c]
@@ -752,7 +754,8 @@ class PiecewiseHazards(Hazards):
         out[..., J:, :J] = np.swapaxes(cross, -1, -2)
         for k in range(K):                 # loops over experts and causes, not subjects
             for c in range(C):
-                out[k, c, J:, J:] = (x * w_cum[:, k, c, None]).T @ x
+                if weights[:, k, c].any():
+                    out[k, c, J:, J:] = (x * w_cum[:, k, c, None]).T @ x
         return self._stored_hessian(out)
 
     def rates(self, coef: np.ndarray, exog: np.ndarray, t: np.ndarray) -> np.ndarray:
