@@ -503,6 +503,17 @@ class MEMoEResults:
         return pd.DataFrame(_copy(self._fit.estep.tau), index=self._subjects,
                             columns=self._experts)
 
+    @cached_property
+    def _independence(self) -> pd.DataFrame:
+        return diagnostics.conditional_independence_test(self)
+
+    @property
+    def independence_test(self) -> pd.DataFrame:
+        """The score test of conditional independence given the expert of a joint model
+        (:func:`pymemoe.diagnostics.conditional_independence_test`), computed once per
+        results and printed by the summary; a copy."""
+        return self._independence.copy()
+
     @property
     def posterior_trajectory(self) -> pd.DataFrame:
         """Posterior expert probabilities from the trajectories alone, subjects x experts:

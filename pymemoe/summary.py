@@ -45,7 +45,6 @@ from ._estimation.starts import LLF_TOL
 from ._model.params import from_user
 from ._tables import (Table, format_frame, format_number, format_pvalue, latex_escape,
                       render_latex)
-from .diagnostics import conditional_independence_test
 
 __all__ = ["parameter_frame", "variance_components", "postprob_table", "build_summary",
            "expert_table", "summary_col", "MEMoESummary"]
@@ -325,7 +324,7 @@ def _independence_note(results) -> str:
     model = results.model
     if not model.family.has_events or model.structure.k_re == 0 or results.weight_type:
         return ""
-    row = conditional_independence_test(results).loc["all"]
+    row = results.independence_test.loc["all"]      # computed once per results
     return (f"Conditional independence given the expert (score test of the random effects in "
             f"the hazards): chi2 = {row['chi2']:.2f}, df = {int(row['df'])}, "
             f"p = {format_pvalue(row['P>chi2'])}.")

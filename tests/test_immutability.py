@@ -58,6 +58,7 @@ OUTPUTS = {
 def joint_outputs(data) -> dict:
     return {
         "event_counts": lambda r: r.event_counts, "hazard_ratios": lambda r: r.hazard_ratios(),
+        "independence_test": lambda r: r.independence_test,
         "cumulative_incidence": lambda r: r.cumulative_incidence([1.0, 5.0]),
         "posterior_trajectory": lambda r: r.posterior_trajectory,
         "params": lambda r: r.params, "summary": lambda r: r.summary().tables,
