@@ -69,6 +69,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ._design.events import SubjectEvents, hazard_design
 from ._design.new_data import build_new_design
 from ._design.questions import replace_outcome, required_variables
 from ._design.subjects import first_rows, subject_codes
@@ -203,7 +204,10 @@ def _gate_formula(names) -> str:
 
 def _from_results(results) -> _Generator:
     model = results.model
-    structure, spec = model.structure, model.spec
+    structure, spec, state = model.structure, model.spec, results.state
+    if model.family.has_events:       # a joint model: its trajectory part (events drawn apart)
+        structure = model.family.trajectory_structure(structure)
+        state = model.family.trajectory_params(state)
     if spec is None:
         raise ValueError("simulate() needs a results object fitted with MEMoE.from_formula (the "
                          "formulas name the columns to simulate); for a model fitted from arrays "
@@ -228,7 +232,7 @@ def _from_results(results) -> _Generator:
     if clash:
         raise ValueError(f"gating covariates {sorted(clash)} clash with the simulated columns")
     return _Generator(
-        params=_check_params(results.state),
+        params=_check_params(state),
         time_name=time_name,
         outcome_name=outcome,
         gate_names=covariates if plain else (),
@@ -413,7 +417,13 @@ def simulate(
         plus one time column (e.g. ``"logbili ~ year"`` with ``re_formula="~ year"``); its
         estimates (``results.state``) are the truth and its column names are kept. Its gating
         covariates are resampled from the fitted subjects when the gating formula is a sum of
-        numeric columns; otherwise pass ``gate_covariates``.
+        numeric columns; otherwise pass ``gate_covariates``. A joint model's new subjects
+        (``survival=``) also get their follow-up: their hazard covariates resampled with the
+        gating's from the fitted subjects (or read from ``gate_covariates``), each cause's
+        latent time drawn from the expert's hazards, the event the first of them, censored
+        at ``follow_up``, and the rows measured after it dropped; ``formula_kwargs`` then
+        has the model's ``survival`` (without delayed entry) and ``truth`` is the fitted
+        parameters, hazards included.
     n_subjects : int, optional
         Number of new subjects N; None (with results only) for the parametric bootstrap.
     visits : int or (int, int)
@@ -489,10 +499,7 @@ def simulate(
     """
     schedule = {"visits": visits, "times": times, "follow_up": follow_up, "dropout": dropout}
     is_results = hasattr(params_or_results, "state") and hasattr(params_or_results, "model")
-    if is_results and n_subjects is not None and params_or_results.model.family.has_events:
-        raise ValueError("new subjects of a joint model cannot be simulated yet (their "
-                         "hazard covariates and censoring are unknown); simulate(results) "
-                         "draws a parametric bootstrap of the fitted subjects with their events")
+    joint = is_results and params_or_results.model.family.has_events
     if n_subjects is None:
         if not is_results:
             raise ValueError("n_subjects is needed to simulate from parameters; without it, "
@@ -514,6 +521,8 @@ def simulate(
     truth = gen.params
     n, K = int(n_subjects), truth.n_experts
     rng = np.random.default_rng(random_state)
+    if joint and gate_covariates is None:
+        gate_covariates = _fitted_covariates(params_or_results, gen, n, rng)
 
     raw, W, gate_formula = _gate_covariates(gen, gate_covariates, n, truth.gamma.shape[1], rng)
     if W.shape[1] != truth.gamma.shape[1]:
@@ -546,16 +555,74 @@ def simulate(
         pd.DataFrame({gen.outcome_name: y, "expert": k_row + 1}),
     ], axis=1)
     experts = pd.Index(range(1, K + 1), name="expert")
+    formula_kwargs = {"formula": f"{gen.outcome_name} ~ {gen.time_name}", "groups": "id",
+                      "re_formula": f"~ {gen.time_name}", "gate_formula": gate_formula}
+    if joint:
+        data = _new_subjects_events(params_or_results, data, raw, ids, expert, follow_up,
+                                    gen.time_name, rng)
+        survival = params_or_results.model.structure_options()["survival"]
+        formula_kwargs["survival"] = dataclasses.replace(survival, entry=None, visit_time=None)
     return SimulatedData(
         data=data,
-        truth=truth,
+        truth=truth if not joint else params_or_results.state,
         expert=pd.Series(expert + 1, index=id_index, name="expert"),
         random_effects=pd.DataFrame(b, index=id_index, columns=["Intercept", gen.time_name]),
         prior=pd.DataFrame(prob, index=id_index, columns=experts),
-        formula_kwargs={"formula": f"{gen.outcome_name} ~ {gen.time_name}", "groups": "id",
-                        "re_formula": f"~ {gen.time_name}", "gate_formula": gate_formula},
+        formula_kwargs=formula_kwargs,
         model_kwargs={"n_experts": K},
     )
+
+
+def _fitted_covariates(results, gen: _Generator, n: int, rng: np.random.Generator
+                       ) -> pd.DataFrame:
+    """New subjects' covariates for a joint model: the gating's and the hazards' raw columns
+    of fitted subjects resampled together (with replacement), so their dependence is kept."""
+    model = results.model
+    if gen.gate_pool is None or getattr(model, "survival_data", None) is None:
+        raise ValueError("new subjects of this joint model need gate_covariates=DataFrame with "
+                         "the raw columns of the gating and survival formulas, one row per "
+                         "subject (the gating formula is not a sum of numeric columns)")
+    pick = rng.integers(gen.gate_pool.shape[0], size=n)
+    frame = pd.DataFrame(gen.gate_pool[pick], columns=list(gen.gate_names))
+    hazards = model.survival_data.iloc[pick].reset_index(drop=True)
+    return pd.concat([frame, hazards[[c for c in hazards.columns if c not in frame.columns]]],
+                     axis=1)
+
+
+def _new_subjects_events(results, data: pd.DataFrame, raw: pd.DataFrame, ids: np.ndarray,
+                         expert: np.ndarray, follow_up: float, time_name: str,
+                         rng: np.random.Generator) -> pd.DataFrame:
+    """New subjects' follow-up under a joint model: each cause's latent time from the
+    subject's expert's hazards (its hazard covariates read from ``raw`` by the fitted
+    formulas), the event the first of them, censored at the end of follow-up; the rows
+    measured after the subject's time are dropped (follow-up ends there)."""
+    model = results.model
+    family = model.family
+    survival = model.structure_options()["survival"]
+    fitted = family.event_data(model.data)
+    subjects = pd.Index(ids, name="id")
+    exog, names, _ = hazard_design(survival.formula, survival.common_formula,
+                                   raw.assign(id=ids), "id", None, subjects)
+    if tuple(names) != fitted.exog_names:
+        raise ValueError(f"the new subjects' survival covariates give the columns {names}, "
+                         f"not those of the fit {list(fitted.exog_names)}")
+    events = SubjectEvents(time=np.ones(len(ids)), cause=np.zeros(len(ids), dtype=int),
+                           exog=exog, exog_names=fitted.exog_names,
+                           cause_names=fitted.cause_names)
+    drawn, cause = family.simulate_events(results.state, NewSubjects(events), expert, rng)
+    time = np.minimum(drawn, follow_up)
+    event = np.where(drawn <= follow_up, cause, 0)
+    codes = data["id"].to_numpy() - 1
+    data = data.assign(**{survival.time: time[codes], survival.event: event[codes]})
+    return data[data[time_name].to_numpy() <= time[codes]].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class NewSubjects:
+    """The time-to-event design of simulated new subjects, as a joint family's data offers it
+    to ``simulate_events`` (``events``)."""
+
+    events: SubjectEvents
 
 
 # -- parametric bootstrap of any fitted model --------------------------------------------------------

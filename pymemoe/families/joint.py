@@ -286,6 +286,10 @@ class JointFamily(ExpertFamily):
         return dataclasses.replace(structure, exog_names=tuple(names[j] for j in keep),
                                    k_shared=structure.k_shared - int(self.hazards.tied.sum()))
 
+    def trajectory_params(self, params: Params) -> Params:
+        """The trajectory model's parameters of ``params`` (without the hazards' columns)."""
+        return self._split(params)[0]
+
     def _split(self, params: Params) -> tuple[Params, np.ndarray]:
         """The trajectory's parameters and the hazards' coefficients (K, n) of ``params``."""
         beta = params.beta

@@ -560,8 +560,6 @@ def test_parametric_bootstrap_of_a_joint_model(pbc_competing, pbc_joint):
     assert (first["age"] == observed["age"]).all()
     refit = MEMoE.from_formula(data=sim.data, **sim.formula_kwargs, **sim.model_kwargs)
     assert refit.structure == res.model.structure
-    with pytest.raises(ValueError, match="new subjects of a joint model"):
-        simulate(res, 50, random_state=0)
     one = MEMoE.from_formula("logbili ~ year", pbc_joint, "id", re_formula="~ year",
                              n_experts=1,
                              survival=TimeToEvent("fu", "status", formula="~ age",
@@ -569,6 +567,35 @@ def test_parametric_bootstrap_of_a_joint_model(pbc_competing, pbc_joint):
     test = bootstrap_lrt(one, res, n_boot=2, random_state=0, fit_kwargs={"n_starts": 2})
     assert np.isfinite(test.statistic) and test.n_boot == 2
     assert np.isfinite(test.null_distribution).all() and len(test.null_distribution) == 2
+
+
+def test_new_subjects_of_a_joint_model_recover_its_parameters(joint_data):
+    """simulate(res, n): new subjects' covariates resampled from the fitted ones (gating and
+    hazards together), events drawn from their experts' hazards and censored at the end of
+    follow-up, measurements after the event dropped; a refit of 2,000 such subjects finds the
+    fitted parameters (the truth of the simulation) within 4 standard errors."""
+    from pymemoe import simulate
+    res = MEMoE.from_formula("y ~ time", joint_data, "id", re_formula="~ time",
+                             gate_formula="~ x1 + x2", n_experts=2,
+                             survival=TimeToEvent("T", "d", formula="~ x1")).fit(random_state=0)
+    sim = simulate(res, 2000, follow_up=10.0, random_state=1)
+    first = sim.data.groupby("id").first()
+    last = sim.data.groupby("id")["time"].max()
+    assert (last <= first["T"] + 1e-12).all() and (first["T"] <= 10.0).all()
+    assert (first.loc[first["d"] == 0, "T"] == 10.0).all() and set(first["d"]) == {0, 1}
+    # the resampled covariates are fitted subjects' rows: x1 and x2 together
+    pairs = set(map(tuple, joint_data.groupby("id")[["x1", "x2"]].first().to_numpy()))
+    assert set(map(tuple, first[["x1", "x2"]].to_numpy())) <= pairs
+    refit = MEMoE.from_formula(data=sim.data, **sim.formula_kwargs, **sim.model_kwargs).fit(
+        random_state=0)
+    # the experts are ordered by size: match them by their intercepts
+    truth = res.fe_params
+    for k in (1, 2):
+        match = int(np.argmin(np.abs(truth.loc["Intercept"].to_numpy()
+                                     - refit.fe_params.loc["Intercept", k]))) + 1
+        se = refit.bse.loc["beta"].xs(k, level="expert")
+        z = (refit.fe_params[k] - truth[match]) / se
+        assert np.all(np.abs(z) < 4), (k, z)
 
 
 @pytest.mark.parametrize("hazard", ["weibull", "piecewise"])
