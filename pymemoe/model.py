@@ -283,11 +283,11 @@ class MEMoE:
             sum_k p_ik f(y_i | k) and does not inform the gating.
         survival : TimeToEvent, optional
             A joint model (:mod:`pymemoe.families.joint`): each expert also has its own
-            cause-specific hazards (Weibull, piecewise constant or M-splines) of the event that ends
-            follow-up (the columns ``survival.time`` and ``survival.event``, one value per
-            subject), independent of the trajectory given the expert (lcmm's
-            ``Jointlcmm``). Gaussian trajectories. See the user guide's page "Trajectories
-            and time to event".
+            cause-specific hazards (Weibull, piecewise constant or M-splines) of the event
+            that ends follow-up (the columns ``survival.time`` and ``survival.event``, one
+            value per subject), independent of the trajectory given the expert (lcmm's
+            ``Jointlcmm``). Gaussian, binomial or Poisson trajectories. See the user guide's
+            page "Trajectories and time to event".
 
         Returns
         -------

@@ -8,9 +8,9 @@ y_i and its follow-up (T_i, d_i) are independent, so
     loglik = sum_i log sum_k pi_ik(gamma) f(y_i | k) f(T_i, d_i | k).
 
 :class:`JointFamily` is that product, written to the family contract of
-:mod:`pymemoe.families.base`: the trajectory family (Gaussian experts) and the hazards
-(:class:`pymemoe.families.events.Hazards`: Weibull, piecewise constant or M-splines) each own
-their log-densities, gradients and M-step; the joint family adds the log-densities, places the
+:mod:`pymemoe.families.base`: the trajectory family (Gaussian, binomial or Poisson experts)
+and the hazards (:class:`pymemoe.families.events.Hazards`: Weibull, piecewise constant or
+M-splines) each own their log-densities, gradients and M-step; the joint family adds the log-densities, places the
 gradients side by side and runs both M-steps (each maximises its own part of the expected
 complete-data log-likelihood, so their pair maximises the sum). The EM driver, the polish, the
 inference and the executors see one family and do not change.
@@ -209,7 +209,7 @@ class JointFamily(ExpertFamily):
     Parameters
     ----------
     base : ExpertFamily
-        The trajectory family (Gaussian experts).
+        The trajectory family (Gaussian, binomial or Poisson experts).
     survival : TimeToEvent
         The time-to-event specification, as the user gave it.
     hazards : Hazards
@@ -225,15 +225,15 @@ class JointFamily(ExpertFamily):
 
     def __init__(self, base: ExpertFamily, survival: TimeToEvent, hazards: Hazards,
                  k_shared: int = 0):
-        if not base.sufficient_statistics:
-            raise ValueError(f"survival=: joint models are available with Gaussian "
-                             f"trajectories; family={base.name!r} is not supported yet")
         self.base = base
         self.survival = survival
         self.hazards = hazards
         self.k_shared = int(k_shared)
         for name in TRAJECTORY_ATTRIBUTES:      # what the trajectory family says of itself
             setattr(self, name, getattr(base, name))
+        if base.may_separate:       # a GLMM trajectory can separate too (extreme_fits)
+            self.separation_text = (f"{base.separation_text} (the trajectory), or "
+                                    f"{JointFamily.separation_text} (the hazards)")
 
     def __repr__(self) -> str:
         return f"JointFamily({self.base!r}, {self.survival!r}, k_shared={self.k_shared})"
@@ -536,7 +536,9 @@ class JointFamily(ExpertFamily):
         """U_i = sum_k tau_ik (delta_ic - H_kc(T_i)) b_hat_ik for each cause c: with the
         hazards extended to exp(x' theta_kc + eta_c' b_i), the derivative of subject i's
         log-likelihood in eta_c at eta = 0 (there the events do not depend on b_i, so the
-        posterior mean of b_i given expert k is the trajectory's b_hat_ik), (N, C q)."""
+        posterior mean of b_i given expert k is the trajectory's b_hat_ik; for binomial and
+        Poisson trajectories b_hat_ik is the posterior mode, the Laplace approximation of
+        that mean), (N, C q)."""
         _, coef = self._split(params)
         residual = self.hazards.martingale(data.events, coef)          # (N, K, C)
         b_hat = np.asarray(moments.b_hat)                               # (N, K, q)
