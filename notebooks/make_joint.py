@@ -244,7 +244,9 @@ every held-out patient event-free at a landmark (1, 3 and 5 years) is given its 
 death within the next 3 years from its bilirubin up to the landmark. The pooled predictions
 are scored by the time-dependent AUC (does a patient who dies in the window get a higher
 probability than one who does not?) and the Brier score, both with inverse-probability-of-
-censoring weights (Blanche et al. 2015; checked against scikit-survival). The one-expert
+censoring weights (Blanche et al. 2015; checked against scikit-survival), and by lcmm's EPOCE
+(minus the mean log-likelihood of each patient's observed follow-up, death, transplant or
+censoring, given its bilirubin up to the landmark; lower is better). The one-expert
 joint model, whose risk depends on age alone, is the reference: what the classes add. The
 third model has fewer hazard parameters: a Weibull shape common to the experts
 (`hazardtype="PH"`) and a common effect of age (`common_formula`); with 29 transplants, a fold
@@ -266,7 +268,8 @@ for name, (k, spec) in models.items():
         cv = cross_validate("np.log(bili) ~ year", df, "id", n_folds=N_FOLDS, random_state=SEED,
                             time="year", re_formula="~ year", n_experts=k, survival=spec,
                             landmarks=[1.0, 3.0, 5.0], horizon=3.0, n_starts=N_STARTS)
-    scores[name] = cv.event_accuracy.xs("death", level="cause")[["auc", "brier"]]
+    scores[name] = cv.event_accuracy.xs("death", level="cause")[["auc", "brier"]].join(
+        cv.epoce["epoce"])
 print("death within 3 years of the landmark, pooled held-out predictions")
 print(f"(at risk / deaths in the window: "
       + ", ".join(f"{s:g}: {int(r.n_at_risk)} / {int(r.n_cases)}"

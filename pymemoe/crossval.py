@@ -34,7 +34,7 @@ from ._predictive.rows import design_rows, observed_outcome
 from ._predictive.sets import SET_METHODS, check_alpha, covered_rows, set_arrays
 from .families import get_family
 from .model import MEMoE
-from .prediction import dynamic_prediction
+from .prediction import dynamic_prediction, prognostic_loglik
 
 __all__ = ["cross_validate", "CrossValidation"]
 
@@ -78,7 +78,13 @@ class CrossValidation:
         ``auc`` and ``brier`` (:func:`pymemoe.prediction.dynamic_accuracy`).
     event_predictions : pandas.DataFrame or None
         With ``landmarks``: one row per held-out subject at risk at each landmark: fold,
-        subject, landmark, time, event (entry under delayed entry) and ``P(<cause>)``.
+        subject, landmark, time, event (entry under delayed entry), ``P(<cause>)`` and
+        ``log_prognostic``, the log-likelihood of the subject's observed follow-up given its
+        measurements up to the landmark (:func:`pymemoe.prediction.prognostic_loglik`).
+    epoce : pandas.DataFrame or None
+        With ``landmarks``: per landmark, ``n_at_risk``, ``epoce`` (minus the mean of
+        ``log_prognostic`` over the held-out subjects at risk: the cross-validated EPOCE of
+        Commenges et al. 2012, lcmm's ``epoce``; lower is better) and its standard error.
     """
 
     table: pd.DataFrame
@@ -89,6 +95,7 @@ class CrossValidation:
     method: str
     event_accuracy: pd.DataFrame | None = None
     event_predictions: pd.DataFrame | None = None
+    epoce: pd.DataFrame | None = None
 
 
 def _dynamic_layout(codes: np.ndarray, t: np.ndarray):
@@ -294,13 +301,28 @@ def cross_validate(formula: Any, data: pd.DataFrame, groups: Hashable | Sequence
         dtypes["covered_dynamic"] = "boolean"      # missing for a subject's first row
     predictions = out.astype(dtypes)
     folds = pd.Series(fold_of_subject, index=subjects, name="fold")
-    event_predictions = event_accuracy = None
+    event_predictions = event_accuracy = epoce = None
     if landmarks is not None:
         event_predictions = pd.concat(event_parts, ignore_index=True)
         event_accuracy = _event_accuracy(event_predictions, landmarks, horizon)
+        epoce = _epoce(event_predictions, landmarks)
     return CrossValidation(table=table, predictions=predictions, folds=folds,
                            train_subjects=train_subjects, alpha=alpha, method=method,
-                           event_accuracy=event_accuracy, event_predictions=event_predictions)
+                           event_accuracy=event_accuracy, event_predictions=event_predictions,
+                           epoce=epoce)
+
+
+def _epoce(predictions: pd.DataFrame, landmarks: np.ndarray) -> pd.DataFrame:
+    """Minus the mean held-out prognostic log-likelihood per landmark, with its standard
+    error (the spread over subjects / sqrt(n))."""
+    rows = []
+    for s in landmarks:                        # loops over landmarks, not subjects
+        values = (predictions.loc[predictions["landmark"] == s, "log_prognostic"].to_numpy()
+                  if len(predictions) else np.zeros(0))
+        n = values.size
+        rows.append({"n_at_risk": n, "epoce": -values.mean() if n else np.nan,
+                     "std err": values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan})
+    return pd.DataFrame(rows, index=pd.Index(landmarks, name="landmark"))
 
 
 def _check_landmarks(landmarks, horizon, time, survival) -> np.ndarray:
@@ -347,6 +369,8 @@ def _landmark_predictions(res, test: pd.DataFrame, groups, labels: np.ndarray, s
             ("P(expert", "P(any"))]
         frame = per_subject.loc[pred.index].copy()
         frame[causes] = pred[causes].to_numpy()
+        frame["log_prognostic"] = prognostic_loglik(res, test.iloc[rows], s, time,
+                                                    groups=row_groups).loc[pred.index].to_numpy()
         frame.insert(0, "landmark", s)
         frame.insert(0, "fold", fold)
         parts.append(frame.reset_index())
@@ -356,7 +380,7 @@ def _landmark_predictions(res, test: pd.DataFrame, groups, labels: np.ndarray, s
 def _event_accuracy(predictions: pd.DataFrame, landmarks: np.ndarray, horizon: float
                     ) -> pd.DataFrame:
     """The pooled AUC and Brier score of each landmark and cause."""
-    causes = [c for c in predictions.columns if c.startswith("P(")]
+    causes = [c for c in predictions.columns if c.startswith("P(")]     # P(<cause>)
     rows, index = [], []
     for s in landmarks:                        # loops over landmarks and causes, not subjects
         at = predictions[predictions["landmark"] == s] if len(predictions) else predictions

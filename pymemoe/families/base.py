@@ -279,6 +279,14 @@ class ExpertFamily(ABC):
         ValueError for a family without a time-to-event part (the default)."""
         raise ValueError(NO_EVENTS)
 
+    def event_logdens_after(self, params, exog: np.ndarray, time: np.ndarray,
+                            cause: np.ndarray, landmark: float) -> np.ndarray:
+        """log of each expert's density of the follow-up (T_i, d_i) given event-free at
+        ``landmark`` (< T_i): sum_c [d_i = c] log h_kc(T_i) - (H_k(T_i) - H_k(landmark)),
+        (n, K), for the rows ``exog``; a ValueError without a time-to-event part (the
+        default)."""
+        raise ValueError(NO_EVENTS)
+
     def event_data(self, data):
         """The subjects' time-to-event data of ``data``
         (:class:`pymemoe._design.events.SubjectEvents`: times, causes, design and the names

@@ -312,6 +312,10 @@ class Hazards:
         """H_kc(t_i | x_i) at each row's own time ``times`` (N,) >= 0, (N, K, C)."""
         raise NotImplementedError
 
+    def log_rates_at(self, exog: np.ndarray, times: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """log h_kc(t_i | x_i) at each row's own time ``times`` (N,) > 0, (N, K, C)."""
+        raise NotImplementedError
+
     def cumulative_gradient(self, exog: np.ndarray, times: np.ndarray, coef: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray]:
         """H_kc(t_i | x_i) (n, K, C) and its gradient in the cause's coefficients
@@ -495,6 +499,12 @@ class WeibullHazards(Hazards):
         positive = (times > 0)[:, None, None]
         return np.where(positive, np.exp(eta + np.exp(s)[None] * np.where(positive, log_t, 0.0)),
                         0.0)
+
+    def log_rates_at(self, exog, times, coef):
+        theta, s = self.split(coef)
+        eta = np.einsum("nr,kcr->nkc", exog, theta)
+        log_t = np.log(np.asarray(times, dtype=float))[:, None, None]
+        return eta + s[None] + (np.exp(s)[None] - 1.0) * log_t
 
     def cumulative_gradient(self, exog, times, coef):
         """With u = rho log t: dH/d theta = H x, dH/ds = H u."""
@@ -731,6 +741,11 @@ class PiecewiseHazards(Hazards):
         with np.errstate(over="ignore", divide="ignore"):
             log_exposure = np.log(self.exposure(times))[:, None, None, :]
             return np.exp(eta[..., None] + alpha[None] + log_exposure), x
+
+    def log_rates_at(self, exog, times, coef):
+        alpha, theta = self.split(coef)
+        eta = np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta)
+        return eta + np.moveaxis(alpha[..., self.interval(times)], -1, 0)
 
     def cumulative_gradient(self, exog, times, coef):
         """dH/d alpha_j = H_j, dH/d theta = H x."""

@@ -444,7 +444,7 @@ class JointFamily(ExpertFamily):
 
     def coefficient_boundary(self, params: Params) -> np.ndarray | None:
         """The hazards' coefficients at a boundary (``Hazards.at_zero``) in their columns."""
-        traj, coef = self._split(params)
+        coef = self._split(params)[1]
         at = self.hazards.at_zero(coef)
         if not at.any():
             return None
@@ -503,6 +503,19 @@ class JointFamily(ExpertFamily):
     def event_curves(self, params, exog, times, n_grid: int = 4000):
         return self.hazards.curves(self._split(params)[1], np.asarray(exog, dtype=float),
                                    np.asarray(times, dtype=float), n_grid=n_grid)
+
+    def event_logdens_after(self, params, exog, time, cause, landmark):
+        coef = self._split(params)[1]
+        exog = np.asarray(exog, dtype=float)
+        time = np.asarray(time, dtype=float)
+        with np.errstate(over="ignore"):
+            spent = (self.hazards.cumulative_at(exog, time, coef)
+                     - self.hazards.cumulative_at(exog, np.full(time.shape, float(landmark)),
+                                                  coef)).sum(axis=2)
+        indicators = (np.asarray(cause)[:, None] == np.arange(1, self.hazards.n_causes + 1))
+        log_rate = np.where(indicators[:, None, :],
+                            self.hazards.log_rates_at(exog, time, coef), 0.0).sum(axis=2)
+        return log_rate - spent
 
     def event_data(self, data) -> SubjectEvents:
         return data.events

@@ -192,6 +192,15 @@ class SplineHazards(PiecewiseHazards):
         with np.errstate(divide="ignore"):
             return np.log(self._event_terms(events, coef)[3])
 
+    def log_rates_at(self, exog, times, coef):
+        alpha, theta = self.split(coef)
+        eta = np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta)
+        m, _ = mspline_basis(self.knots, self.upper, np.atleast_1d(times))    # (N, J)
+        with np.errstate(divide="ignore"):
+            terms = alpha[None] + np.log(m)[:, None, None, :]
+        top = np.max(terms, axis=3)
+        return eta + top + np.log(np.exp(terms - top[..., None]).sum(axis=3))
+
     def rates(self, coef: np.ndarray, exog: np.ndarray, t: np.ndarray) -> np.ndarray:
         alpha, theta = self.split(coef)
         eta = np.einsum("nr,kcr->nkc", exog[:, self.covariates], theta)

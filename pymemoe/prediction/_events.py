@@ -24,6 +24,7 @@ from scipy.special import expit, logit
 from .._estimation.inference import delta_method
 from .._model.gating import log_prior
 from .._model.params import from_user
+from .._design.subject_level import subject_values
 from .._predictive.accuracy import dynamic_accuracy_arrays
 from .._predictive.posterior import history_statistics, posterior_of
 from .._predictive.rows import design_rows, history_mask
@@ -234,6 +235,70 @@ def dynamic_prediction(results, newdata: pd.DataFrame, landmark: float, horizon,
     if np.ndim(horizon) == 0:
         out = out.droplevel("horizon")
     return out
+
+
+def prognostic_loglik(results, newdata: pd.DataFrame, landmark: float, time, *,
+                      groups=None) -> pd.Series:
+    r"""Each subject's log-likelihood of its observed follow-up given its measurements up to
+    the landmark s and event-free at s: the prognostic log-likelihood whose mean over
+    held-out subjects, with the sign changed, is the EPOCE of Commenges et al. (2012, lcmm's
+    ``epoce``)::
+
+        log P(T_i, d_i | y_i(s), T_i > s)
+            = log sum_k pi_ik f(y_i(s) | k) h_k,d_i(T_i)^[d_i > 0] S_k(T_i)
+              - log sum_k pi_ik f(y_i(s) | k) S_k(s).
+
+    Parameters
+    ----------
+    results : MEMoEResults
+        A joint model's fit.
+    newdata : DataFrame
+        Long data of the subjects: measurements (rows after ``landmark`` are ignored),
+        covariates, and the follow-up columns of the model's ``survival`` (time and event).
+    landmark : float
+    time : str
+        The column of measurement times.
+    groups : str, optional
+        The subject column (default: the fit's).
+
+    Returns
+    -------
+    Series
+        One value per subject; a ValueError names a subject not event-free at the landmark.
+    """
+    model = results.model
+    family = model.family
+    survival = model.structure_options()["survival"]
+    s = float(landmark)
+    rows = design_rows(results, newdata, outcome=True, need_groups=True, groups=groups,
+                       time=time)
+    data = history_statistics(results, rows, history_mask(rows, s))
+    subjects = data.subjects
+    fitted_groups = None if model.spec is None else model.spec.groups
+    x = family.event_exog(newdata, groups, fitted_groups, subjects)
+    group_column = fitted_groups if groups is None else groups
+    follow = subject_values(newdata, survival.time, group_column, fitted_groups, subjects,
+                            what=f"survival time {survival.time!r}").to_numpy(dtype=float)
+    cause = subject_values(newdata, survival.event, group_column, fitted_groups, subjects,
+                           what=f"event {survival.event!r}").to_numpy(dtype=float)
+    early = np.flatnonzero(~(follow > s))
+    if early.size:
+        raise ValueError(f"subject {subjects[early[0]]!r} is not event-free at the landmark "
+                         f"{s:g} (follow-up time {follow[early[0]]:g})")
+    post = posterior_of(data, results.state)                     # P(k | y_i(s)), trajectory
+    with np.errstate(divide="ignore"):
+        log_tau = np.log(np.asarray(post.tau))
+    after = family.event_logdens_after(results.state, x, follow, cause.astype(int), s)
+    at_landmark = family.event_logdens_after(results.state, x, np.full(follow.shape, s),
+                                             np.zeros(follow.shape, dtype=int), 0.0)
+    value = (_logsumexp(log_tau + at_landmark + after) - _logsumexp(log_tau + at_landmark))
+    return pd.Series(value, index=subjects, name="prognostic log-likelihood")
+
+
+def _logsumexp(values: np.ndarray) -> np.ndarray:
+    top = np.max(values, axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return (top + np.log(np.exp(values - top).sum(axis=1, keepdims=True)))[:, 0]
 
 
 def dynamic_accuracy(probability, time, event, landmark: float, horizon: float,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from pymemoe import MEMoE, TimeToEvent
 
@@ -493,6 +493,43 @@ def test_dynamic_prediction_equals_a_dense_computation(pbc_competing, pbc_joint)
             assert got.loc[i, f"{name} lower"] <= got.loc[i, name] <= got.loc[i, f"{name} upper"]
     with pytest.raises(ValueError, match="horizon > 0"):
         res.dynamic_prediction(new, s, 0.0, "year")
+
+
+def test_prognostic_loglik_equals_a_dense_computation(pbc_competing, pbc_joint):
+    """log P(T_i, d_i | y_i(s), T_i > s) (the EPOCE's terms): the posterior of the
+    measurements up to s by tests/truth.py's dense likelihood, times the Weibull density or
+    survival of the observed follow-up over the survival at s, written here."""
+    from pymemoe.prediction import prognostic_loglik
+    res = pbc_competing
+    s = 2.0
+    subjects = pbc_joint.groupby("id").first()
+    ids = [i for i in subjects.index[subjects["fu"] > s]][:6]
+    new = pbc_joint[pbc_joint["id"].isin(ids)]
+    got = prognostic_loglik(res, new, s, "year")
+    fe = res.fe_params
+    beta = fe.loc[["Intercept", "year"]].to_numpy().T
+    cov = [res.cov_re[k + 1].to_numpy() for k in range(2)]
+    prior = res.prior.iloc[0].to_numpy()
+    causes = ("transplant", "death")
+    for i in ids:
+        rows = new[(new["id"] == i) & (new["year"] <= s)]
+        X = np.column_stack([np.ones(len(rows)), rows["year"]])
+        age, T, d = subjects.loc[i, "age"], subjects.loc[i, "fu"], subjects.loc[i, "status"]
+        logw, logf = np.empty(2), np.empty(2)
+        for k in range(2):
+            scale = np.array([np.exp(fe.loc[f"{c}: Intercept", k + 1]
+                                     + age * fe.loc[f"{c}: age", k + 1]) for c in causes])
+            rho = np.array([np.exp(fe.loc[f"{c}: log(shape)", k + 1]) for c in causes])
+            dens = dense_loglike(rows["logbili"], X, X, np.ones((len(rows), 1)), rows["id"],
+                                 [[0.0]], beta[k:k + 1], cov[k][None],
+                                 res.scale.to_numpy()[k:k + 1])
+            logw[k] = np.log(prior[k]) + dens - np.sum(scale * s ** rho)
+            hazard = scale[d - 1] * rho[d - 1] * T ** (rho[d - 1] - 1) if d > 0 else 1.0
+            logf[k] = np.log(hazard) - np.sum(scale * (T ** rho - s ** rho))
+        expected = special.logsumexp(logw + logf) - special.logsumexp(logw)
+        assert got.loc[i] == pytest.approx(expected, abs=1e-8)
+    with pytest.raises(ValueError, match="not event-free at the landmark"):
+        prognostic_loglik(res, new, 50.0, "year")
 
 
 def test_dynamic_prediction_figure(pbc_competing, pbc_joint, tmp_path):

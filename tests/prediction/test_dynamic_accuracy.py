@@ -145,6 +145,14 @@ def test_cross_validation_scores_the_pooled_held_out_predictions(joint_cohort):
         # the experts' risks differ tenfold and the trajectories reveal the experts: far
         # better than chance (AUC 1/2)
         assert row["auc"] > 0.7
+        # the EPOCE is minus the mean of the held-out prognostic log-likelihoods
+        assert cv.epoce.loc[s, "epoce"] == pytest.approx(-at["log_prognostic"].mean())
+        assert cv.epoce.loc[s, "n_at_risk"] == len(at)
+    # one expert ignores what the trajectory says of the risk: a worse (higher) EPOCE
+    one = cross_validate("y ~ time", joint_cohort, "id", n_folds=3, random_state=0,
+                         time="time", re_formula="~ 1", n_experts=1, landmarks=[0.5, 1.5],
+                         horizon=2.0, survival=TimeToEvent("T", "d"))
+    assert (one.epoce["epoce"] > cv.epoce["epoce"]).all()
     with pytest.raises(ValueError, match="needs time="):
         cross_validate("y ~ time", joint_cohort, "id", n_folds=3, n_experts=2,
                        landmarks=[1.0], horizon=2.0, survival=TimeToEvent("T", "d"))
