@@ -194,12 +194,8 @@ def dynamic_prediction(results, newdata: pd.DataFrame, landmark: float, horizon,
     h = np.atleast_1d(np.asarray(horizon, dtype=float))
     if not (np.isfinite(s) and s >= 0 and np.isfinite(h).all() and (h > 0).all()):
         raise ValueError(f"landmark must be >= 0 and horizon > 0; got {landmark!r}, {horizon!r}")
-    rows = design_rows(results, newdata, outcome=True, need_groups=True, groups=groups,
-                       time=time)
-    data = history_statistics(results, rows, history_mask(rows, s))
+    data, x, _ = _at_landmark(results, newdata, s, time, groups)
     subjects = data.subjects
-    fitted_groups = None if model.spec is None else model.spec.groups
-    x = family.event_exog(newdata, groups, fitted_groups, subjects)
     causes = family.event_data(model.data).cause_names
     times = np.r_[s, s + h]
 
@@ -237,6 +233,18 @@ def dynamic_prediction(results, newdata: pd.DataFrame, landmark: float, horizon,
     return out
 
 
+def _at_landmark(results, newdata: pd.DataFrame, landmark: float, time, groups):
+    """What a prediction at the landmark reads of ``newdata``: the subjects' measurement
+    statistics up to the landmark, their time-to-event design, and the fit's subject column."""
+    model = results.model
+    rows = design_rows(results, newdata, outcome=True, need_groups=True, groups=groups,
+                       time=time)
+    data = history_statistics(results, rows, history_mask(rows, landmark))
+    fitted_groups = None if model.spec is None else model.spec.groups
+    x = model.family.event_exog(newdata, groups, fitted_groups, data.subjects)
+    return data, x, fitted_groups
+
+
 def prognostic_loglik(results, newdata: pd.DataFrame, landmark: float, time, *,
                       groups=None) -> pd.Series:
     r"""Each subject's log-likelihood of its observed follow-up given its measurements up to
@@ -270,12 +278,8 @@ def prognostic_loglik(results, newdata: pd.DataFrame, landmark: float, time, *,
     family = model.family
     survival = model.structure_options()["survival"]
     s = float(landmark)
-    rows = design_rows(results, newdata, outcome=True, need_groups=True, groups=groups,
-                       time=time)
-    data = history_statistics(results, rows, history_mask(rows, s))
+    data, x, fitted_groups = _at_landmark(results, newdata, s, time, groups)
     subjects = data.subjects
-    fitted_groups = None if model.spec is None else model.spec.groups
-    x = family.event_exog(newdata, groups, fitted_groups, subjects)
     group_column = fitted_groups if groups is None else groups
     follow = subject_values(newdata, survival.time, group_column, fitted_groups, subjects,
                             what=f"survival time {survival.time!r}").to_numpy(dtype=float)
