@@ -61,6 +61,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import logsumexp
 
 from .._linalg.smallmat import max_last, sum_last, weighted_sum
 from .gating import gating_gradients, gating_score, log_prior
@@ -103,7 +104,7 @@ class EStep:
         """log P_i = log sum_k pi_ik S_k(T0_i), (N,) (None without delayed entry)."""
         if self.entry_logsurv is None:
             return None
-        return _logsumexp_rows(self.log_prior + self.entry_logsurv)
+        return logsumexp(self.log_prior + self.entry_logsurv, axis=1)
 
     @property
     def entry_tau(self) -> np.ndarray | None:
@@ -197,18 +198,12 @@ def e_step(data, params: Params, warm: EStep | None = None) -> EStep:
     llf_obs = (top + np.log(total))[:, 0]
     entry = data.family.entry_logsurv(data, params)
     if entry is not None:       # conditioned on being event-free at entry (module docstring)
-        llf_obs = llf_obs - _logsumexp_rows(lp + entry)
+        llf_obs = llf_obs - logsumexp(lp + entry, axis=1)
     weights = getattr(data, "subject_weights", None)
     llf = float(llf_obs.sum()) if weights is None else float(weights @ llf_obs)
     return EStep(llf=llf, llf_obs=llf_obs, tau=tau, log_prior=lp, moments=moments,
                  weights=weights, gating_weights=gating_weights(data, lp.shape[1]),
                  entry_logsurv=entry)
-
-
-def _logsumexp_rows(values: np.ndarray) -> np.ndarray:
-    """log sum_k exp(values[i, k]), (N,)."""
-    top = max_last(values)
-    return top + np.log(sum_last(np.exp(values - top[:, None])))
 
 
 def gating_weights(data, n_experts: int | None = None) -> np.ndarray | None:

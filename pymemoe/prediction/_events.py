@@ -19,17 +19,17 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import expit, logit
+from scipy.special import expit, logit, logsumexp
 
+from .._design.subject_level import subject_values
 from .._estimation.inference import delta_method
 from .._model.gating import log_prior
 from .._model.params import from_user
-from .._design.subject_level import subject_values
 from .._predictive.accuracy import dynamic_accuracy_arrays
 from .._predictive.posterior import history_statistics, posterior_of
 from .._predictive.rows import design_rows, history_mask
 
-__all__ = ["cumulative_incidence", "dynamic_prediction"]
+__all__ = ["cumulative_incidence", "dynamic_prediction", "prognostic_loglik", "dynamic_accuracy"]
 
 
 def _row(names: tuple[str, ...], values: Mapping | None, default: np.ndarray,
@@ -248,9 +248,10 @@ def _at_landmark(results, newdata: pd.DataFrame, landmark: float, time, groups):
 def prognostic_loglik(results, newdata: pd.DataFrame, landmark: float, time, *,
                       groups=None) -> pd.Series:
     r"""Each subject's log-likelihood of its observed follow-up given its measurements up to
-    the landmark s and event-free at s: the prognostic log-likelihood whose mean over
-    held-out subjects, with the sign changed, is the EPOCE of Commenges et al. (2012, lcmm's
-    ``epoce``)::
+    the landmark s and event-free at s.
+
+    Its mean over held-out subjects, with the sign changed, is the EPOCE of Commenges et al.
+    (2012, lcmm's ``epoce``)::
 
         log P(T_i, d_i | y_i(s), T_i > s)
             = log sum_k pi_ik f(y_i(s) | k) h_k,d_i(T_i)^[d_i > 0] S_k(T_i)
@@ -295,14 +296,9 @@ def prognostic_loglik(results, newdata: pd.DataFrame, landmark: float, time, *,
     after = family.event_logdens_after(results.state, x, follow, cause.astype(int), s)
     at_landmark = family.event_logdens_after(results.state, x, np.full(follow.shape, s),
                                              np.zeros(follow.shape, dtype=int), 0.0)
-    value = (_logsumexp(log_tau + at_landmark + after) - _logsumexp(log_tau + at_landmark))
+    value = (logsumexp(log_tau + at_landmark + after, axis=1)
+             - logsumexp(log_tau + at_landmark, axis=1))
     return pd.Series(value, index=subjects, name="prognostic log-likelihood")
-
-
-def _logsumexp(values: np.ndarray) -> np.ndarray:
-    top = np.max(values, axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return (top + np.log(np.exp(values - top).sum(axis=1, keepdims=True)))[:, 0]
 
 
 def dynamic_accuracy(probability, time, event, landmark: float, horizon: float,
