@@ -60,11 +60,11 @@ import numpy as np
 import pandas as pd
 
 from .._execution.blocks import as_blocks
-from .._execution.threads import one_blas_thread, thread_map
+from .._execution.threads import one_blas_thread
 from .._linalg.smallmat import weighted_sum
 from .._model.boundary import boundary_mask
 from .._model.gating import gating_hessian
-from .._model.likelihood import chain_sums, e_step, expert_score_vectors, score, score_obs
+from .._model.likelihood import chain_sums, e_step, expert_score_vectors, score_obs
 from .._model.params import (Params, Structure, from_user, natural_vector, param_kinds,
                              param_labels, to_user)
 from ..exceptions import HessianInversionWarning
@@ -245,11 +245,14 @@ def observed_information(data, structure: Structure, params: Params,
     """
     blocks = as_blocks(data, structure.n_experts, n_jobs, block_size)
     if blocks.family.has_entry:
+        # the log-likelihood is a difference of two mixtures (module docstring)
         try:
             info, meat = _information_by_differences(blocks, structure, params, fixed, rel_step)
         finally:
             if blocks is not data:
                 blocks.close()
+        keep = ~np.asarray(fixed, dtype=bool) if fixed is not None else np.ones(len(info), bool)
+        info = np.where(keep[:, None] & keep[None, :], info, 0.0)
         return (info, meat) if return_meat else info
     try:
         caches, missing, meat, gate, natural, hess = information_terms(blocks, structure, params,
@@ -288,12 +291,13 @@ def _score_block(data, cache, structure: Structure, params: Params, with_meat: b
 def _information_by_differences(blocks, structure: Structure, params: Params,
                                 fixed: np.ndarray | None, rel_step: float
                                 ) -> tuple[np.ndarray, np.ndarray]:
-    """A = -d(sum_i s_i)/d theta' by central differences of the exact analytic score, and the
-    meat B = sum_i s_i s_i', over blocks of subjects. Used under delayed entry, where the
-    log-likelihood is a difference of two mixtures (log sum_k pi_ik f_ik - log sum_k pi_ik
-    S_k(T0_i)) and the three-term decomposition of the module docstring would need the same
-    three terms for the second mixture; the exact score makes the Jacobian as accurate
-    (O(h^2)) at two passes per parameter."""
+    """A = -d(sum_i s_i)/d theta' by central differences of the whole analytic score (two
+    passes over the blocks per parameter not ``fixed``; the columns of ``fixed`` ones are 0),
+    symmetrised, and the meat B = sum_i s_i s_i'. Under delayed entry it is the observed
+    information: the log-likelihood is a difference of two mixtures (log sum_k pi_ik f_ik -
+    log sum_k pi_ik S_k(T0_i)) and the three-term decomposition of the module docstring would
+    need the same three terms for the second one; otherwise it is the independent check of
+    that decomposition (:func:`observed_information_numeric`)."""
     empty = blocks.empty_caches()
     _, meat = blocks.reduce(_score_block, empty, structure, params, True)
     theta = to_user(params, structure)
@@ -306,8 +310,6 @@ def _information_by_differences(blocks, structure: Structure, params: Params,
         s_up = blocks.reduce(_score_block, empty, structure, up, False)[0]
         s_down = blocks.reduce(_score_block, empty, structure, down, False)[0]
         info[:, j] = -(s_up - s_down) / (2.0 * steps[j])
-    keep = ~fixed
-    info = np.where(keep[:, None] & keep[None, :], info, 0.0)
     return (info + info.T) / 2.0, meat
 
 
@@ -317,25 +319,12 @@ def observed_information_numeric(data, structure: Structure, params: Params,
     """A = -d(sum_i s_i)/d theta' by central differences of the whole analytic score (two
     E-steps and scores per parameter), symmetrised: the slow, direct computation, kept as an
     independent check of :func:`observed_information`."""
-    theta = to_user(params, structure)
-    n = theta.size
-    fixed = np.zeros(n, dtype=bool) if fixed is None else fixed
-    info = np.zeros((n, n))
-    s = score_obs(data, structure, params)
-    steps = _steps(structure, theta, np.einsum("nj,nj->j", s, s), rel_step)
-
-    def column(j: int) -> np.ndarray:  # one pair of score evaluations per parameter
-        h = steps[j]
-        up, down = theta.copy(), theta.copy()
-        up[j] += h
-        down[j] -= h
-        return -(score(data, structure, from_user(up, structure))
-                 - score(data, structure, from_user(down, structure))) / (2 * h)
-
-    free = np.flatnonzero(~fixed)
-    for j, values in zip(free, thread_map(column, free, n_jobs)):
-        info[:, j] = values
-    return (info + info.T) / 2.0
+    blocks = as_blocks(data, structure.n_experts, n_jobs)
+    try:
+        return _information_by_differences(blocks, structure, params, fixed, rel_step)[0]
+    finally:
+        if blocks is not data:
+            blocks.close()
 
 
 def boundary_parameters(structure: Structure, params: Params, data) -> np.ndarray:
