@@ -48,7 +48,22 @@ of the best, a full-data run could reverse the order. Otherwise running it on al
 (some 75 passes over the data instead of 15, for a maximum hundreds of units below) cannot
 change the fit. ``res.starts`` shows each candidate's ``z_behind`` and whether it was
 ``carried``. An EM iteration on the subsample costs a small fraction of one on all subjects, and a
-larger subsample did not find a better maximum (measured: :ref:`defaults-measured`).
+larger subsample did not find a better maximum (measured: :ref:`defaults-measured`). A
+runner-up that would be carried but was not polished (EM stopped at the family's ``em_tol``,
+which for GLMM experts leaves the last part of the climb to the polish) is polished on the
+subsample first: if it then reaches a kept solution's value it is that solution, and the next
+distinct one is considered instead.
+
+**A cheaper approximation for the search.** A family may search under a cheaper approximation
+of its own model (:meth:`pymemoe.families.base.ExpertFamily.search_family`: GLMM experts with
+``nAGQ`` > 3 search with 3 nodes per dimension). The search then runs as above on those data
+(subsample or all subjects), the distinct solutions are ranked by their per-subject
+log-likelihoods under the model's own family on the searched subjects, and the best, with
+the runners-up that can still win, are run on all subjects under the model's own family
+(``kind`` ``"refined"`` in ``res.starts`` when no subsample was drawn). Without a subsample the
+deficit is measured, not estimated (``z_behind`` is infinite for any deficit), so a runner-up
+is also carried when its deficit is below ``POLISH_MARGIN``: finishing under the model's
+approximation moves both solutions.
 
 **Replication** (the evidence). A finished start *reached the best* when its log-likelihood is
 within ``LLF_TOL`` (0.01) of the best one: distinct local maxima of these models are at least
@@ -245,8 +260,8 @@ def split_tau(tau: np.ndarray, coefs: np.ndarray, j: int, smooth: float = 0.05,
     """
     N, Km1 = tau.shape
     w = tau[:, j]
-    centred = coefs - (w[:, None] * coefs).sum(axis=0) / w.sum()
-    if coefs.shape[1]:
+    if coefs.shape[1] and w.sum() > 0:      # (an expert the K - 1 fit emptied: split evenly)
+        centred = coefs - (w[:, None] * coefs).sum(axis=0) / w.sum()
         cov = (w[:, None] * centred).T @ centred / w.sum()
         sd = np.sqrt(np.maximum(np.diag(cov), 1e-300))
         scaled = centred / sd
@@ -424,15 +439,21 @@ def search_starts(ctx: FitContext, seed: np.random.SeedSequence, plan: StartPlan
     s_sample, seed = seed.spawn(2)
     if plan.sample_subjects and n_groups > 2 * plan.sample_subjects:
         sample = blocks.sample(plan.sample_subjects, np.random.default_rng(s_sample))
-        search_blocks = as_blocks(sample, K, options.n_jobs, options.block_size)
+        searched = as_blocks(sample, K, options.n_jobs, options.block_size)
     else:                      # all subjects (for distributed data, those gathered to the driver)
-        search_blocks = ctx.start_blocks
+        searched = ctx.start_blocks
     # a subsample, or (distributed data) all subjects gathered to the driver: the latter is
     # searched and polished as in memory, its result's llf then taken on the cluster
-    sampled = search_blocks.n_groups < n_groups
+    sampled = searched.n_groups < n_groups
+    # a cheaper approximation of the model for the search (coarser quadrature), its best
+    # solutions then finished under the model's own (module docstring)
+    search_family = ctx.family.search_family()
+    coarse = search_family is not ctx.family
+    search_blocks = (as_blocks(searched.data.with_family(search_family), K, options.n_jobs,
+                               options.block_size) if coarse else searched)
     if search_blocks is not blocks:
         search_ctx = dataclasses.replace(ctx, blocks=search_blocks, start_blocks=search_blocks,
-                                         summary=ctx.family.summary(search_blocks))
+                                         summary=search_family.summary(search_blocks))
     else:
         search_ctx = ctx
     one = one_expert_fit(search_ctx, search_blocks).params
@@ -443,33 +464,59 @@ def search_starts(ctx: FitContext, seed: np.random.SeedSequence, plan: StartPlan
         i = max(pool, key=lambda i: runs[i].llf if runs[i] is not None else -np.inf)
         rows[i]["chosen"] = True
         return StartSearch(best=runs[i], rows=tuple(_mark(rows, K, None)), n_best=0, n_finished=0)
-    top = rows[ranked[0]]["llf"]
-    n_best = sum(1 for i in ranked if rows[i]["llf"] >= top - LLF_TOL)
-    if not sampled:
+    if not sampled and not coarse:
+        top = rows[ranked[0]]["llf"]
+        n_best = sum(1 for i in ranked if rows[i]["llf"] >= top - LLF_TOL)
         best_i = ranked[0]
         rows = _mark(rows, K, best_i)
         return StartSearch(best=runs[best_i], rows=tuple(rows), n_best=n_best,
                            n_finished=len(ranked))
-    # the best distinct subsample solution and the runners-up that can still win, on all
-    # subjects (module docstring)
-    candidates: list[int] = []
-    for i in ranked:
-        if all(abs(rows[i]["llf"] - rows[c]["llf"]) > LLF_TOL for c in candidates):
-            candidates.append(i)
-    candidates = candidates[: plan.n_full]
+    # the best search solution and the distinct runners-up that can still win, on all
+    # subjects under the model's own family (module docstring)
+    lead = ranked[0]
+    # per-subject log-likelihoods on the searched subjects under the model's own family (with a
+    # coarse search, the search's values are another approximation's)
+    lead_obs = _llf_obs(searched, runs[lead].params)
+
+    def behind(i: int) -> tuple[float, bool]:
+        obs = _llf_obs(searched, runs[i].params)
+        z = behind_z(lead_obs, obs, n_groups)
+        deficit = float((lead_obs - obs).sum()) * n_groups / searched.n_groups
+        return z, bool(z < CARRY_Z or (coarse and deficit < POLISH_MARGIN))
+
+    def kept(i: int) -> bool:
+        return any(abs(rows[i]["llf"] - rows[c]["llf"]) <= LLF_TOL for c in distinct)
+
+    rows[lead].update(carried=True, z_behind=0.0)
+    distinct, carried = [lead], [lead]
+    for i in ranked[1:]:
+        if len(distinct) == plan.n_full:
+            break
+        if kept(i):
+            continue
+        z, carry = behind(i)
+        if carry and not rows[i]["polished"] and options.polish:
+            # EM stopped short of this runner-up's maximum: polished, it may prove to be a
+            # solution already kept, which need not run on all subjects again
+            params, value = polish(search_ctx, search_blocks, runs[i].params, options.gtol,
+                                   maxiter=500)
+            if np.isfinite(value) and value >= runs[i].llf:
+                runs[i] = dataclasses.replace(runs[i], params=params, llf=value)
+                rows[i].update(llf=value, polished=True)
+            if kept(i):
+                continue
+            z, carry = behind(i)
+        rows[i].update(carried=carry, z_behind=z)
+        distinct.append(i)
+        if carry:
+            carried.append(i)
+    top = rows[lead]["llf"]
+    n_best = sum(1 for i in ranked if rows[i]["llf"] >= top - LLF_TOL)
     rows = _mark(rows, K, None)
-    carried = [candidates[0]]
-    rows[candidates[0]].update(carried=True, z_behind=0.0)
-    if len(candidates) > 1:
-        sample_obs = [_llf_obs(search_blocks, runs[c].params) for c in candidates]
-        for c, obs in zip(candidates[1:], sample_obs[1:]):
-            z = behind_z(sample_obs[0], obs, n_groups)
-            rows[c].update(carried=bool(z < CARRY_Z), z_behind=z)
-            if z < CARRY_Z:
-                carried.append(c)
+    kind = "from sample" if sampled else "refined"
     full_rows, full_runs = [], []
     for c in carried:
-        run = run_start(ctx, blocks, runs[c].params, ctx.options.maxiter, "from sample",
+        run = run_start(ctx, blocks, runs[c].params, ctx.options.maxiter, kind,
                         accel=plan.accel)
         done = False
         if not run.empty and ctx.options.polish:
@@ -477,7 +524,7 @@ def search_starts(ctx: FitContext, seed: np.random.SeedSequence, plan: StartPlan
             if np.isfinite(value) and value >= run.llf:
                 run = dataclasses.replace(run, params=params, llf=value)
             done = True
-        row = starts_table_row(K, "from sample", c, n_groups, run, False, run, done)
+        row = starts_table_row(K, kind, c, n_groups, run, False, run, done)
         row["llf_screen"] = rows[c]["llf"]
         full_rows.append(row)
         full_runs.append(run)
@@ -518,13 +565,15 @@ def starts_table(rows) -> "pd.DataFrame":
     smaller fits that grew the split starts), ``kind`` (``split``: expert ``seed`` of the
     K - 1 fit split in two; ``kmeans``/``random``/``partition`` with ``seed`` the index of the
     start's child seed; ``from sample``: the ``seed``-th row's subsample solution run on all
-    subjects; ``one expert``: the fit of a one-expert model), ``subjects``
+    subjects; ``refined``: the ``seed``-th row's solution of a search under a cheaper
+    approximation run under the model's own; ``one expert``: the fit of a one-expert model),
+    ``subjects``
     (the subjects it ran on), ``llf_start`` (at its initial values), ``llf_screen`` (after
     screening; NaN without), ``llf`` (final; NaN when not finished), ``n_iter`` (M-steps),
     ``converged`` (EM stopping rule met), ``emptied`` (an expert emptied), ``polished``,
     ``reached_best`` (within ``LLF_TOL`` of the best llf of its K on its subjects), ``chosen``
-    (the start the fit reports); when the search ran on a subsample, for its distinct
-    solutions ``z_behind`` (how many standard errors its full-data log-likelihood is estimated
+    (the start the fit reports); when the search ran on a subsample or under a cheaper
+    approximation, for its distinct solutions ``z_behind`` (how many standard errors its full-data log-likelihood is estimated
     to be behind the best's; :func:`behind_z`) and ``carried`` (run on all subjects), NaN for
     the other rows.
     """

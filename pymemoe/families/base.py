@@ -23,7 +23,8 @@ the family gives
 * the posterior-weighted M-step of its parameters (:meth:`ExpertFamily.m_step`), which runs
   its own passes over the blocks and must not decrease sum_ik tau_ik log f(y_i | k) (its sums
   weight subject i by ``cache.weighted_tau``, the posterior times the subject's weight);
-* starts (:meth:`ExpertFamily.one_expert_start`, :meth:`ExpertFamily.subject_coefficients`),
+* starts (:meth:`ExpertFamily.one_expert_start`, :meth:`ExpertFamily.subject_coefficients`,
+  and :meth:`ExpertFamily.search_family`, a cheaper approximation for the start search),
   the data's scales (:meth:`ExpertFamily.summary`), a bound on the log-likelihood and the
   scale against which a random-effect variance counts as 0 (:meth:`ExpertFamily.re_scale`).
 
@@ -192,6 +193,14 @@ class ExpertFamily(ABC):
     @abstractmethod
     def gradients(self, data, params, moments) -> ExpertGradients:
         """Gradients of log f(y_i | k) at ``params`` (``moments`` computed there)."""
+
+    def search_family(self) -> "ExpertFamily":
+        """The family the default start search runs under (:mod:`pymemoe._estimation.starts`):
+        this one (the default), or a cheaper approximation of the same model whose maxima lie
+        in the same basins (the GLMM families' coarser quadrature). A family that returns
+        another one has data with ``with_family(family)``: the same data under that family;
+        the search's solutions are then finished under this family."""
+        return self
 
     def e_sums(self, data, params, moments, tau: np.ndarray) -> Any:
         """Sums for the M-step that the E-step pass can form while the block's data are hot

@@ -323,3 +323,23 @@ def test_predictive_variances_match_simulation(poisson_k2):
     _, laws = laws_of(binary, None, "marginal")      # the Gaussian formulas do not apply
     with pytest.raises(ValueError, match="'binomial' predictive law is discrete"):
         laws.cdf(np.zeros((laws.weights.shape[0], 1)))
+
+
+def test_start_search_runs_with_three_nodes_and_the_fit_with_the_models_nagq():
+    """nAGQ > 3: the default start search runs with 3 nodes per dimension
+    (GLMMFamily.search_family) and its best solution is finished with the model's nAGQ. The
+    search's best value is the maximum of a separately fitted 3-node model, and the fit reaches
+    the maximum that starts run with 10 nodes throughout (starts="independent") reach."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = glmm_sim("binary", 1, 2, nAGQ=10).fit(random_state=0, n_starts=4)
+        three_nodes = glmm_sim("binary", 1, 2, nAGQ=3).fit(random_state=0, n_starts=4)
+        ten_nodes = glmm_sim("binary", 1, 2, nAGQ=10).fit(random_state=0, n_starts=4,
+                                                          starts="independent")
+    starts = res.starts
+    search = starts[(starts["n_experts"] == 2) & (starts["kind"] != "refined")]
+    np.testing.assert_allclose(search["llf"].max(), three_nodes.llf, atol=1e-4)
+    assert starts.loc[starts["chosen"], "kind"].tolist() == ["refined"]
+    np.testing.assert_allclose(res.llf, ten_nodes.llf, atol=1e-6)
+    # the two approximations' maxima differ here, so the two equalities tell them apart
+    assert abs(res.llf - three_nodes.llf) > 0.5
