@@ -253,8 +253,9 @@ def test_a_frequency_weighted_fit_equals_repeated_subjects(pbc2):
     repeated_df = pd.concat(parts, ignore_index=True)
     repeated = MEMoE.from_formula("logbili ~ year", repeated_df, "id", **MODEL).fit(
         random_state=0)
+    # two fits, each converged to gtol: their parameters agree to ~1e-7, not to rounding
     np.testing.assert_allclose(classification_error(weighted), classification_error(repeated),
-                               rtol=1e-7)
+                               rtol=1e-6)
     for method in ("bch", "ml"):
         a = distal_outcome(weighted, df, "died", family="binomial", method=method)
         b = distal_outcome(repeated, repeated_df, "died", family="binomial", method=method)

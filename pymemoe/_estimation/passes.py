@@ -52,16 +52,17 @@ def m_step(ctx: FitContext, blocks, params: Params, caches: Sequence, e_sums) ->
 
 
 def _score_block(data, cache, params: Params, structure: Structure, internal: bool):
-    """E-step of one block, its log-likelihood, natural score sums and the sums of squares of
-    its per-subject scores (the BHHH diagonal)."""
+    """E-step of one block, its log-likelihood, natural score sums and the outer product of
+    its per-subject scores (the BHHH matrix)."""
     estep = e_step(data, params, warm=cache)
     scores = score_obs(data, structure, params, estep, internal=internal)
-    return estep, (estep.llf, scores.sum(axis=0), np.einsum("nj,nj->j", scores, scores))
+    return estep, (estep.llf, scores.sum(axis=0), scores.T @ scores)
 
 
 def score_moments(blocks, structure: Structure, params: Params, caches: Sequence,
                   internal: bool) -> tuple[list, float, np.ndarray, np.ndarray]:
-    """States, llf, the summed score and the sum over subjects of each score entry's square."""
+    """States, llf, the summed score and the sum over subjects of the outer products of the
+    per-subject scores, sum_i s_i s_i' (P, P): the BHHH approximation of the information."""
     caches, (llf, total, squares) = blocks.map_reduce(_score_block, caches, params, structure,
                                                       internal)
     return caches, float(llf), total, squares

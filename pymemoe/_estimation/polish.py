@@ -21,47 +21,88 @@ from .context import FitContext
 from .em import StartResult
 from .passes import e_pass, score_moments, value_score_block
 
-__all__ = ["polish", "projected_grad_max", "finish_start"]
+__all__ = ["polish", "projected_grad_max", "finish_start", "whitening"]
 
 
 class _PolishDone(Exception):
     """Raised inside the polish objective to end L-BFGS-B: target met or no more progress."""
 
 
+ROUND_ITER = 25
+"""L-BFGS-B iterations of one round of the polish before its coordinates are renewed."""
+
+
 def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
            patience: int = 5) -> tuple[Params, float]:
-    """L-BFGS-B on -llf / N over the internal vector, preconditioned by the diagonal of the
-    outer product of the per-subject scores (the BHHH approximation of the information), so
-    that gating, fixed-effect and variance parameters are on comparable scales.
+    """L-BFGS-B on -llf / N over the internal vector in coordinates whitened by the outer
+    product of the per-subject scores (the BHHH approximation of the information,
+    :func:`whitening`), so that gating, fixed-effect and variance parameters are on comparable
+    scales and parameters that trade off against each other do not form a narrow valley.
 
-    The search ends at the projected gradient ``gtol`` (or at any evaluated point, a line-search
-    trial included, whose whole gradient is that small), or once ``patience`` evaluations have
-    landed within rounding of the best value (8 eps abs(f), up to a factor 1000) without improving
-    either it or the largest gradient entry of the best point: near the optimum the changes of f
-    fall below double precision and L-BFGS-B's line search would otherwise spend some 20
-    evaluations (each an E-step and a score) before giving up. The best point seen is returned.
+    The search runs in rounds of at most :data:`ROUND_ITER` iterations, each in coordinates
+    whitened at its starting point: far from the optimum the information changes, and a round
+    that crawls along a valley its coordinates no longer fit (or stalls on the rounding of f)
+    is restarted from its best point in fresh coordinates. It ends when a round meets the
+    target, when a round does not improve on the last one, or after ``maxiter`` iterations in
+    all. Within a round, the search ends at the projected gradient ``gtol`` (or at any
+    evaluated point, a line-search trial included, whose whole gradient is that small), or once
+    ``patience`` evaluations have landed within rounding of the best value (8 eps abs(f), up to
+    a factor 1000) without improving either it or the largest gradient entry of the best point:
+    near the optimum the changes of f fall below double precision and L-BFGS-B's line search
+    would otherwise spend some 20 evaluations (each an E-step and a score) before giving up.
+    The best point seen is returned.
+
+    Measured (docs/performance.rst, "Measurements behind the defaults"): against the diagonal
+    scaling alone, 59% fewer evaluations on PBCseq K = 3 and 4, 25% fewer on the 10^5-subject
+    benchmark set, the same maxima; on a binary data set where the diagonal scaling crawled
+    for 459 evaluations, a higher maximum in a quarter of the fit's time.
     """
+    value = -np.inf
+    left = maxiter
+    while left > 0:
+        start = value
+        new_params, new_value, ended, n_iter = _polish_round(
+            ctx, blocks, params, gtol, min(ROUND_ITER, left), patience)
+        left -= n_iter
+        if new_value >= value:
+            params, value = new_params, new_value
+        # a round that ran out of iterations crawls in coordinates that no longer fit: renewed
+        # while it still gains more than rounding; any other end (the target, a stall on the
+        # rounding of f, L-BFGS-B's own stop) is the end
+        rounding = 8e3 * np.finfo(float).eps * abs(value)
+        if ended != "limit" or not value > start + rounding:
+            break
+    return params, value
+
+
+def _polish_round(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
+                  patience: int) -> tuple[Params, float, str, int]:
+    """One round of :func:`polish`: the best params, their llf, how the round ended
+    (``"met"``: the target; ``"stalled"``: on the rounding of f; ``"limit"``: its iterations
+    ran out; ``"stopped"``: L-BFGS-B's own stop) and its iterations."""
     structure = ctx.structure
     N = ctx.summary.n_groups
     theta0 = to_internal(params, structure)
-    caches, _, _, squares = score_moments(blocks, structure, params, blocks.empty_caches(),
-                                          internal=True)
-    curvature = np.sqrt(squares / N)
-    unit = np.where(curvature > 1e-8, curvature, 1.0)     # x = theta * unit
-    bounds = [(None if lo is None else lo * u, None if hi is None else hi * u)
-              for (lo, hi), u in zip(internal_bounds(structure, ctx.summary.scale_floor), unit)]
+    caches, _, _, outer = score_moments(blocks, structure, params, blocks.empty_caches(),
+                                        internal=True)
+    box = internal_bounds(structure, ctx.summary.scale_floor)
+    to_theta = whitening(outer / N, box)              # theta = to_theta @ x
+    x0 = np.linalg.solve(to_theta, theta0)
+    # a bounded coordinate is only scaled (x_j = theta_j / T_jj), so its box scales with it
+    bounds = [(None if lo is None else lo / t, None if hi is None else hi / t)
+              for (lo, hi), t in zip(box, np.diag(to_theta))]
     # warm starts for the next evaluation: the best point's block caches (only for families
     # that use them; the others would hold two more sets of caches in memory for nothing)
     warm = ctx.family.uses_warm_start
     bound = ctx.family.llf_bound(ctx.summary)
-    best = {"f": np.inf, "g": np.inf, "x": theta0 * unit, "stalled": 0,
+    best = {"f": np.inf, "g": np.inf, "x": x0, "stalled": 0, "ended": "stopped",
             "caches": caches if warm else blocks.empty_caches()}
     del caches
     last: dict = {}                              # the caches of the last evaluation
 
     def evaluate(x: np.ndarray) -> tuple[float, np.ndarray]:
         with np.errstate(over="ignore"):         # exp of a huge log-variance: inf, caught below
-            par = from_internal(x / unit, structure)
+            par = from_internal(to_theta @ x, structure)
         if not (np.all(np.isfinite(par.cov_re)) and np.all(np.isfinite(par.scale))):
             return np.inf, np.zeros_like(x)          # a trial point beyond floating range
         with np.errstate(all="ignore"):   # a trial point may be extreme: judged by its result
@@ -75,7 +116,7 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
         if not np.all(np.isfinite(grad)):           # e.g. a residual variance whose square underflows
             return np.inf, np.zeros_like(x)
         last["caches"] = caches if warm else best["caches"]
-        return -llf / N, -grad / N / unit
+        return -llf / N, -(to_theta.T @ grad) / N
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = evaluate(x)
@@ -85,22 +126,72 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
                                    or (value <= best["f"] + rounding and g_max < best["g"])):
             best.update(f=value, g=g_max, x=x.copy(), stalled=0, caches=last["caches"])
             if g_max <= gtol:          # a trial point of the line search may meet the target
+                best["ended"] = "met"
                 raise _PolishDone
         elif value <= best["f"] + 1e3 * rounding:
             # a trial at the best value within rounding: the line search is stuck there. A
             # clearly worse trial (an overshooting step) is ordinary backtracking, not a stall.
             best["stalled"] += 1
             if best["stalled"] >= patience:
+                best["ended"] = "stalled"
                 raise _PolishDone
         return value, grad
 
+    n_iter = {"count": 0}
+
+    def count(_x) -> None:
+        n_iter["count"] += 1
+
     try:
-        minimize(objective, theta0 * unit, jac=True, method="L-BFGS-B", bounds=bounds,
-                 options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20})
+        out = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=count,
+                       options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20})
+        if "PROJECTED GRADIENT" in str(out.message):
+            best["ended"] = "met"
+        elif out.nit >= maxiter:
+            best["ended"] = "limit"
     except _PolishDone:
         pass
-    par = from_internal(best["x"] / unit, structure)
-    return par, float(-best["f"] * N)
+    par = from_internal(to_theta @ best["x"], structure)
+    return par, float(-best["f"] * N), best["ended"], max(n_iter["count"], 1)
+
+
+def whitening(information: np.ndarray, box: list) -> np.ndarray:
+    """The matrix T of the polish's coordinates x, theta = T x, from the BHHH information per
+    subject (P, P) and the box constraints of theta.
+
+    Each coordinate is first scaled by its standard deviation under the information
+    (1 / sqrt(B_jj); 1 where the score is ~0). The unbounded coordinates (gating, fixed effects,
+    off-diagonal Cholesky entries) are then rotated to principal axes of their scaled
+    information, each axis scaled to unit curvature (eigenvalues floored at 1e-8 of the
+    largest), so that parameters that trade off against each other (the gating intercepts and
+    the experts' intercepts of overlapping experts) form a round valley for L-BFGS-B. Bounded
+    coordinates (variances' Cholesky diagonals, log residual variances with a floor) keep the
+    diagonal scaling: a rotation would turn their boxes into general linear constraints.
+
+    Examples
+    --------
+    >>> B = np.array([[4.0, 3.9], [3.9, 4.0]])            # two strongly correlated parameters
+    >>> T = whitening(B, [(None, None), (None, None)])
+    >>> np.allclose(T.T @ B @ T, np.eye(2))                # unit curvature in x
+    True
+    >>> whitening(B, [(0.0, None), (None, None)])         # a bounded one: diagonal scaling
+    array([[0.5, 0. ],
+           [0. , 0.5]])
+    """
+    diag = np.diag(information)
+    curvature = np.sqrt(np.where(diag > 1e-16, diag, 1.0))
+    T = np.diag(1.0 / curvature)
+    free = np.array([lo is None and hi is None for lo, hi in box], dtype=bool)
+    free &= diag > 1e-16
+    if free.sum() > 1:
+        scaled = information[np.ix_(free, free)] / np.outer(curvature[free], curvature[free])
+        if not np.all(np.isfinite(scaled)):
+            return T
+        values, vectors = np.linalg.eigh(scaled)
+        # the scaled matrix has a unit diagonal, so its largest eigenvalue is at least 1
+        values = np.maximum(values, 1e-8 * values.max())
+        T[np.ix_(free, free)] = (vectors / np.sqrt(values)) / curvature[free, None]
+    return T
 
 
 def projected_grad_max(ctx: FitContext, blocks, params: Params, caches: Sequence) -> float:
@@ -114,8 +205,8 @@ def projected_grad_max(ctx: FitContext, blocks, params: Params, caches: Sequence
     """
     structure = ctx.structure
     theta = to_internal(params, structure)
-    _, _, grad, squares = score_moments(blocks, structure, params, caches, internal=True)
-    scale = np.sqrt(squares)
+    _, _, grad, outer = score_moments(blocks, structure, params, caches, internal=True)
+    scale = np.sqrt(np.diag(outer))
     scaled = np.divide(grad, scale, out=np.zeros_like(grad), where=scale > 0)
     near = near_lower_bound(structure, params, ctx.summary, ctx.family.re_scale(params),
                             family=ctx.family)

@@ -154,3 +154,24 @@ def test_polish_from_an_optimum_stops_within_a_few_evaluations(monkeypatch):
     assert len(calls) <= 12
     assert llf >= res.llf - 1e-12 * abs(res.llf)
     assert e_step(model.data, params).llf == pytest.approx(llf, rel=1e-12)
+
+
+def test_polish_in_short_rounds_reaches_the_same_maximum(monkeypatch):
+    """The polish renews its whitened coordinates every ROUND_ITER iterations: with rounds of
+    two iterations it must go on round after round from a point EM left short of the maximum
+    and end where one long round ends (the gradient at the target)."""
+    import pymemoe._estimation.polish as polish_module
+    from pymemoe._estimation.context import EMOptions, FitContext
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model, res = _fit(simulate_memoe(500, seed=7), n_starts=1, random_state=0, polish=False,
+                          maxiter=3, starts="independent", cov_type="none")
+    ctx = FitContext.build(model.data, model.structure, EMOptions())
+    long_params, long_llf = polish_module.polish(ctx, ctx.blocks, res.state, gtol=1e-8, maxiter=500)
+    assert long_llf > res.llf + 0.1                   # EM had stopped short of the maximum
+    monkeypatch.setattr(polish_module, "ROUND_ITER", 2)
+    short_params, short_llf = polish_module.polish(ctx, ctx.blocks, res.state, gtol=1e-8,
+                                                   maxiter=500)
+    assert short_llf == pytest.approx(long_llf, abs=1e-6)
+    np.testing.assert_allclose(short_params.beta, long_params.beta, atol=1e-4)
