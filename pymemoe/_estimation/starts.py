@@ -573,9 +573,9 @@ def starts_table(rows) -> "pd.DataFrame":
     ``converged`` (EM stopping rule met), ``emptied`` (an expert emptied), ``polished``,
     ``reached_best`` (within ``LLF_TOL`` of the best llf of its K on its subjects), ``chosen``
     (the start the fit reports); when the search ran on a subsample or under a cheaper
-    approximation, for its distinct solutions ``z_behind`` (how many standard errors its full-data log-likelihood is estimated
-    to be behind the best's; :func:`behind_z`) and ``carried`` (run on all subjects), NaN for
-    the other rows.
+    approximation, for its distinct solutions ``z_behind`` (how many standard errors its
+    full-data log-likelihood is estimated to be behind the best's; :func:`behind_z`) and
+    ``carried`` (run on all subjects), NaN for the other rows.
     """
     columns = ["n_experts", "kind", "seed", "subjects", "llf_start", "llf_screen", "llf",
                "n_iter", "converged", "emptied", "polished", "reached_best", "chosen",

@@ -38,9 +38,10 @@ its estimates of the variance components are biased towards 0. Use ``nAGQ`` of 7
 solutions are then run to the maximum with the model's ``nAGQ``. Three adaptive nodes are
 already close to the integral (on the binary benchmark of ``docs/performance.rst``, 10,000
 subjects, K = 2, their maximised log-likelihood is 6.7 units below that of ten nodes, the
-Laplace approximation's 101 units below), so the maxima sit in the same basins and rank alike, while a pass costs a fraction of
-one with 10^q nodes. The Laplace approximation is not used for the search: on binary data it
-puts variances at 0, a boundary that EM with quadrature would not leave.
+Laplace approximation's 101 units below), so the maxima sit in the same basins and rank alike,
+while a pass costs a fraction of one with 10^q nodes. The Laplace approximation is not used
+for the search: on binary data it puts variances at 0, a boundary that EM with quadrature would
+not leave.
 """
 from __future__ import annotations
 
