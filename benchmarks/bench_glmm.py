@@ -23,10 +23,17 @@ for one scalar random effect only) on the same CSV, single-threaded, and its ela
 and log-likelihood are printed beside pymemoe's. Without R the comparison is skipped with a
 message. Timings are figures to read, never asserted.
 
+Data sets (``--data-seeds``): by default one per K (seed K). With ``--data-seeds s1 s2 ...``
+every case runs on the data simulated with each seed (the same design), and a second table gives
+per case the median and the worst fit time over the seeds and the log-likelihood of each: the
+cost of a fit depends on the data's landscape (how many solutions the start search finds, how
+flat the optimum is), so one data set is not a benchmark.
+
 Run (from the repository root)::
 
     python benchmarks/bench_glmm.py                       # 10,000 subjects, every case
     python benchmarks/bench_glmm.py --subjects 2000 --cases k1 --threads 1
+    python benchmarks/bench_glmm.py --cases k2_agq10 --skip-r --threads 1 --data-seeds 1 2 3 4 5
 """
 from __future__ import annotations
 
@@ -139,6 +146,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None,
                         help="fit(n_jobs=...): threads of the passes (default: pymemoe's choice)")
     parser.add_argument("--skip-r", action="store_true")
+    parser.add_argument("--data-seeds", type=int, nargs="+", default=None,
+                        help="seeds of the simulated data, each case run on each "
+                             "(default: seed K for the K-expert cases)")
     add_threads_and_out(parser, "bench_glmm", threads=1)
     args = parser.parse_args()
     pin_blas_threads(args.threads)
@@ -147,20 +157,24 @@ def main() -> None:
         data = {}
         for name in args.cases:
             K = CASES[name]["n_experts"]
-            if K not in data:
-                data[K] = str(Path(tmp) / f"binary_k{K}.csv")
-                df = simulate(args.subjects, K, seed=K)
-                df.to_csv(data[K], index=False)
-                print(f"data K={K}: {df['id'].nunique()} subjects, {len(df)} rows")
+            for seed in args.data_seeds or [K]:
+                if (K, seed) not in data:
+                    data[K, seed] = str(Path(tmp) / f"binary_k{K}_seed{seed}.csv")
+                    df = simulate(args.subjects, K, seed=seed)
+                    df.to_csv(data[K, seed], index=False)
+                    print(f"data K={K} seed={seed}: {df['id'].nunique()} subjects, {len(df)} rows")
         ctx = mp.get_context("spawn")
         for name in args.cases:
-            print(f"running {name} ...", flush=True)
-            with ctx.Pool(1) as pool:
-                row = pool.map(run_case, [(data[CASES[name]["n_experts"]], name, args.jobs)])[0]
-            print(f"  fit {row['fit_s']:.2f} s ({row['fit_cpu_s']:.2f} s CPU), SEs "
-                  f"{row['se_s']:.2f} s ({row['se_cpu_s']:.2f} s CPU), llf {row['llf']:.4f}")
-            rows.append(row)
-        r = {} if args.skip_r or 1 not in data else run_r(data[1])
+            K = CASES[name]["n_experts"]
+            for seed in args.data_seeds or [K]:
+                print(f"running {name} on data seed {seed} ...", flush=True)
+                with ctx.Pool(1) as pool:
+                    row = pool.map(run_case, [(data[K, seed], name, args.jobs)])[0]
+                print(f"  fit {row['fit_s']:.2f} s ({row['fit_cpu_s']:.2f} s CPU), SEs "
+                      f"{row['se_s']:.2f} s ({row['se_cpu_s']:.2f} s CPU), llf {row['llf']:.4f}")
+                rows.append(dict(row, data_seed=seed))
+        default_k1 = (1, (args.data_seeds or [1])[0])
+        r = {} if args.skip_r or default_k1 not in data else run_r(data[default_k1])
     table = pd.DataFrame(rows)
     table["glmer_s"] = table["case"].map(lambda c: r.get(c, {}).get("seconds", np.nan))
     table["glmer_llf"] = table["case"].map(lambda c: r.get(c, {}).get("llf", np.nan))
@@ -168,6 +182,14 @@ def main() -> None:
     table["llf_minus_glmer"] = table["llf"] - table["glmer_llf"]
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.round(4).to_string(index=False))
+        if args.data_seeds and len(args.data_seeds) > 1:
+            total = table["fit_s"] + table["se_s"]
+            seeds = table.assign(total_s=total).groupby("case", sort=False).agg(
+                median_total_s=("total_s", "median"), worst_total_s=("total_s", "max"),
+                median_fit_cpu_s=("fit_cpu_s", "median"),
+                llf_by_seed=("llf", lambda v: " ".join(f"{x:.4f}" for x in v)))
+            print("\nover the data seeds", *args.data_seeds)
+            print(seeds.round(2).to_string())
     write_table(table, args.out)
 
 
