@@ -29,25 +29,20 @@ import time
 
 import numpy as np
 
+from pymemoe._linalg import smallmat
 from pymemoe._linalg.smallmat import lead_matmul
 
 SHAPES = [(2, 2, 2), (3, 3, 3), (5, 5, 5), (6, 6, 6), (3, 3, 1), (6, 6, 1)]
 
 
 def loop_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The earlier lead_matmul: one multiply-add per index triple on whole entries."""
-    n, m, r = a.shape[0], a.shape[1], b.shape[1]
-    tail = np.broadcast_shapes(a.shape[2:], b.shape[2:])
-    out = np.empty((n, r) + tail)
-    term = np.empty(tail)
-    for i in range(n):
-        for j in range(r):
-            acc = out[i, j]
-            np.multiply(a[i, 0], b[0, j], out=acc)
-            for k in range(1, m):
-                np.multiply(a[i, k], b[k, j], out=term)
-                np.add(acc, term, out=acc)
-    return out
+    """:func:`lead_matmul`'s loop over the index triples, whatever the stack's size."""
+    limit = smallmat.EINSUM_TAIL
+    smallmat.EINSUM_TAIL = -1
+    try:
+        return lead_matmul(a, b)
+    finally:
+        smallmat.EINSUM_TAIL = limit
 
 
 def einsum_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
