@@ -21,7 +21,7 @@ from .context import FitContext
 from .em import StartResult
 from .passes import e_pass, score_moments, value_score_block
 
-__all__ = ["polish", "projected_grad_max", "finish_start", "whitening"]
+__all__ = ["polish", "polish_run", "projected_grad_max", "finish_start", "whitening"]
 
 
 class _PolishDone(Exception):
@@ -41,10 +41,10 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
 
     The search runs in rounds of at most :data:`ROUND_ITER` iterations, each in coordinates
     whitened at its starting point: far from the optimum the information changes, and a round
-    that crawls along a valley its coordinates no longer fit (or stalls on the rounding of f)
-    is restarted from its best point in fresh coordinates. It ends when a round meets the
-    target, when a round does not improve on the last one, or after ``maxiter`` iterations in
-    all. Within a round, the search ends at the projected gradient ``gtol`` (or at any
+    that runs out of iterations, crawling along a valley its coordinates no longer fit, is
+    restarted from its best point in fresh coordinates while it gains more than rounding. Any
+    other end of a round ends the search, as does ``maxiter`` iterations in all. Within a
+    round, the search ends at the projected gradient ``gtol`` (or at any
     evaluated point, a line-search trial included, whose whole gradient is that small), or once
     ``patience`` evaluations have landed within rounding of the best value (8 eps abs(f), up to
     a factor 1000) without improving either it or the largest gradient entry of the best point:
@@ -61,25 +61,24 @@ def polish(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
     left = maxiter
     while left > 0:
         start = value
-        new_params, new_value, ended, n_iter = _polish_round(
-            ctx, blocks, params, gtol, min(ROUND_ITER, left), patience)
+        n_iter = min(ROUND_ITER, left)
+        new_params, new_value, ran_out = _polish_round(ctx, blocks, params, gtol, n_iter,
+                                                       patience)
         left -= n_iter
         if new_value >= value:
             params, value = new_params, new_value
-        # a round that ran out of iterations crawls in coordinates that no longer fit: renewed
-        # while it still gains more than rounding; any other end (the target, a stall on the
-        # rounding of f, L-BFGS-B's own stop) is the end
+        # any other end of a round (the target, a stall on the rounding of f, L-BFGS-B's own
+        # stop) is the end of the search
         rounding = 8e3 * np.finfo(float).eps * abs(value)
-        if ended != "limit" or not value > start + rounding:
+        if not ran_out or not value > start + rounding:
             break
     return params, value
 
 
 def _polish_round(ctx: FitContext, blocks, params: Params, gtol: float, maxiter: int,
-                  patience: int) -> tuple[Params, float, str, int]:
-    """One round of :func:`polish`: the best params, their llf, how the round ended
-    (``"met"``: the target; ``"stalled"``: on the rounding of f; ``"limit"``: its iterations
-    ran out; ``"stopped"``: L-BFGS-B's own stop) and its iterations."""
+                  patience: int) -> tuple[Params, float, bool]:
+    """One round of :func:`polish`: the best params, their llf, and whether the round ran
+    out of its ``maxiter`` iterations short of the target."""
     structure = ctx.structure
     N = ctx.summary.n_groups
     theta0 = to_internal(params, structure)
@@ -95,7 +94,7 @@ def _polish_round(ctx: FitContext, blocks, params: Params, gtol: float, maxiter:
     # that use them; the others would hold two more sets of caches in memory for nothing)
     warm = ctx.family.uses_warm_start
     bound = ctx.family.llf_bound(ctx.summary)
-    best = {"f": np.inf, "g": np.inf, "x": x0, "stalled": 0, "ended": "stopped",
+    best = {"f": np.inf, "g": np.inf, "x": x0, "stalled": 0,
             "caches": caches if warm else blocks.empty_caches()}
     del caches
     last: dict = {}                              # the caches of the last evaluation
@@ -126,33 +125,24 @@ def _polish_round(ctx: FitContext, blocks, params: Params, gtol: float, maxiter:
                                    or (value <= best["f"] + rounding and g_max < best["g"])):
             best.update(f=value, g=g_max, x=x.copy(), stalled=0, caches=last["caches"])
             if g_max <= gtol:          # a trial point of the line search may meet the target
-                best["ended"] = "met"
                 raise _PolishDone
         elif value <= best["f"] + 1e3 * rounding:
             # a trial at the best value within rounding: the line search is stuck there. A
             # clearly worse trial (an overshooting step) is ordinary backtracking, not a stall.
             best["stalled"] += 1
             if best["stalled"] >= patience:
-                best["ended"] = "stalled"
                 raise _PolishDone
         return value, grad
 
-    n_iter = {"count": 0}
-
-    def count(_x) -> None:
-        n_iter["count"] += 1
-
+    ran_out = False
     try:
-        out = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=count,
+        out = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                        options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20})
-        if "PROJECTED GRADIENT" in str(out.message):
-            best["ended"] = "met"
-        elif out.nit >= maxiter:
-            best["ended"] = "limit"
+        ran_out = out.nit >= maxiter and "PROJECTED GRADIENT" not in str(out.message)
     except _PolishDone:
         pass
     par = from_internal(to_theta @ best["x"], structure)
-    return par, float(-best["f"] * N), best["ended"], max(n_iter["count"], 1)
+    return par, float(-best["f"] * N), ran_out
 
 
 def whitening(information: np.ndarray, box: list) -> np.ndarray:
@@ -194,6 +184,16 @@ def whitening(information: np.ndarray, box: list) -> np.ndarray:
     return T
 
 
+def polish_run(ctx: FitContext, blocks, run: StartResult) -> StartResult:
+    """``run`` with its parameters polished on ``blocks`` (:func:`polish` with
+    ``ctx.options.gtol``), or ``run`` itself when the polish did not reach at least its
+    log-likelihood (so that a caller can tell which)."""
+    params, value = polish(ctx, blocks, run.params, ctx.options.gtol, maxiter=500)
+    if np.isfinite(value) and value >= run.llf:
+        return dataclasses.replace(run, params=params, llf=value)
+    return run
+
+
 def projected_grad_max(ctx: FitContext, blocks, params: Params, caches: Sequence) -> float:
     """Largest scaled gradient entry g_j / sqrt(sum_i s_ij^2) on the internal scale, ignoring
     components pushing against an active bound (or one the search has reached for all
@@ -228,9 +228,7 @@ def finish_start(ctx: FitContext, start: StartResult) -> StartResult:
         _, llf, _, _ = e_pass(blocks, params, blocks.empty_caches())
         start = dataclasses.replace(start, llf=llf)
     if ctx.options.polish:
-        polished, value = polish(ctx, blocks, params, ctx.options.gtol, maxiter=500)
-        if np.isfinite(value) and value >= start.llf:
-            params = polished
+        params = polish_run(ctx, blocks, start).params
     caches, llf, _, _ = e_pass(blocks, params, blocks.empty_caches())
     return dataclasses.replace(start, params=params, llf=llf,
                                grad_max=projected_grad_max(ctx, blocks, params, caches))

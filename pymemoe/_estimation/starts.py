@@ -90,7 +90,7 @@ from .._model.params import Params
 from .context import FitContext
 from .em import StartResult, map_starts, one_expert_fit, run_start, run_starts
 from .passes import e_pass, start_params_from_tau
-from .polish import finish_start, polish
+from .polish import finish_start, polish_run
 
 __all__ = ["StartPlan", "StartSearch", "LLF_TOL", "POLISH_MARGIN", "CARRY_Z", "behind_z",
            "default_sample_subjects",
@@ -418,9 +418,7 @@ def _search(ctx: FitContext, blocks, one: Params, seed: np.random.SeedSequence, 
         for i in order[: plan.n_polish]:
             if runs[i].llf < top - POLISH_MARGIN:
                 break
-            params, value = polish(ctx, blocks, runs[i].params, options.gtol, maxiter=500)
-            if np.isfinite(value) and value >= runs[i].llf:
-                runs[i] = dataclasses.replace(runs[i], params=params, llf=value)
+            runs[i] = polish_run(ctx, blocks, runs[i])
             polished.add(i)
     rows = [starts_table_row(K, kind, label, blocks.n_groups, first[i] if first[i] is not None else runs[i],
                  screened, runs[i], i in polished) for i, (kind, label, _) in enumerate(inits)]
@@ -498,11 +496,10 @@ def search_starts(ctx: FitContext, seed: np.random.SeedSequence, plan: StartPlan
         if carry and not rows[i]["polished"] and options.polish:
             # EM stopped short of this runner-up's maximum: polished, it may prove to be a
             # solution already kept, which need not run on all subjects again
-            params, value = polish(search_ctx, search_blocks, runs[i].params, options.gtol,
-                                   maxiter=500)
-            if np.isfinite(value) and value >= runs[i].llf:
-                runs[i] = dataclasses.replace(runs[i], params=params, llf=value)
-                rows[i].update(llf=value, polished=True)
+            done = polish_run(search_ctx, search_blocks, runs[i])
+            if done is not runs[i]:
+                runs[i] = done
+                rows[i].update(llf=done.llf, polished=True)
             if kept(i):
                 continue
             z, carry = behind(i)
@@ -518,12 +515,9 @@ def search_starts(ctx: FitContext, seed: np.random.SeedSequence, plan: StartPlan
     for c in carried:
         run = run_start(ctx, blocks, runs[c].params, ctx.options.maxiter, kind,
                         accel=plan.accel)
-        done = False
-        if not run.empty and ctx.options.polish:
-            params, value = polish(ctx, blocks, run.params, ctx.options.gtol, maxiter=500)
-            if np.isfinite(value) and value >= run.llf:
-                run = dataclasses.replace(run, params=params, llf=value)
-            done = True
+        done = not run.empty and ctx.options.polish
+        if done:
+            run = polish_run(ctx, blocks, run)
         row = starts_table_row(K, kind, c, n_groups, run, False, run, done)
         row["llf_screen"] = rows[c]["llf"]
         full_rows.append(row)

@@ -37,8 +37,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["SMALL", "EINSUM_TAIL", "empty_stack", "as_stack", "to_lead", "to_stack", "matmul", "matvec",
-           "sandwich", "outer", "cholesky_inverse_logdet", "trace", "trace_product",
+__all__ = ["SMALL", "EINSUM_TAIL", "empty_stack", "as_stack", "to_lead", "to_stack", "matmul",
+           "matvec", "sandwich", "outer", "cholesky_inverse_logdet", "trace", "trace_product",
            "weighted_sum", "dot", "sum_last", "max_last", "lead_matmul", "lead_matvec",
            "lead_transpose", "lead_cholesky", "lead_triangular_inverse", "lead_inverse_factor",
            "lead_sym_phi"]
